@@ -1,0 +1,3 @@
+//! ISDN PRI signalling: Q.921 (LAPD) and Q.931 call control (ETSI EN 300 403).
+
+pub mod timers;

@@ -1,0 +1,17 @@
+//! tdmgw: an E1 ISDN PRI to SIP/RTP gateway for emergency-call networks.
+//!
+//! See `DESIGN.md` for the planes and the path of a call. Layers, from the
+//! bottom: `isdn` (signalling cores), `config` (files into parameters), `ops`
+//! (systemd lifecycle, supervisor, logging).
+
+pub mod config;
+pub mod isdn;
+pub mod ops;
+
+/// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("TDMGW_GIT_REV"),
+    ")"
+);

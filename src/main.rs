@@ -1,0 +1,164 @@
+//! `tdmgw`: the command line of the E1 PRI to SIP gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use tdmgw::config::{Config, LogFormat};
+use tdmgw::ops::{daemon, logging};
+
+const DEFAULT_CONFIG: &str = "/etc/tdmgw/tdmgw.toml";
+
+/// tdmgw bridges E1 ISDN PRI trunks to the SIP/RTP voice core.
+///
+/// Configuration is two files: the board profile (the hardware: spans and
+/// their drivers) and the site config (addresses, core peers, routes, per-span
+/// signalling). Run `tdmgw demo` to see the gateway work on its built-in
+/// simulated board, and `tdmgw check-config` before every change on a live box.
+#[derive(Parser, Debug)]
+#[command(name = "tdmgw", version = tdmgw::VERSION, about, long_about)]
+struct Cli {
+    /// Log output on stderr (journald is used by itself under systemd).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<CliLogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliLogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway (what systemd starts). SIGTERM drains and stops,
+    /// SIGHUP re-reads the config.
+    Run {
+        /// Site config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the site config and its board profile, print what would run,
+    /// and exit 0 if they are valid, 1 if not.
+    CheckConfig {
+        /// Site config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run the gateway on the built-in simulated board for a while, then stop
+    /// and print a summary. Exits 0 when every check held.
+    Demo {
+        /// How long to run.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => run(&config, cli.log_format),
+        Command::Demo { seconds } => demo(seconds, cli.log_format),
+    }
+}
+
+fn missing_config(path: &std::path::Path) -> ExitCode {
+    eprintln!(
+        "tdmgw: no config at {}: try `tdmgw demo`, or start from examples/production.toml and board/*.toml",
+        path.display()
+    );
+    ExitCode::from(2)
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    if !path.exists() {
+        return missing_config(path);
+    }
+    match Config::load(path) {
+        Ok(c) => {
+            println!("{}: OK", path.display());
+            println!("{}", c.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!(
+                "{}: {} problem(s); nothing would run",
+                path.display(),
+                errs.0.len()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn log_format(cli: Option<CliLogFormat>, config: &Config) -> LogFormat {
+    match cli {
+        Some(CliLogFormat::Text) => LogFormat::Text,
+        Some(CliLogFormat::Json) => LogFormat::Json,
+        None => config.site.log.format,
+    }
+}
+
+fn run(path: &std::path::Path, fmt: Option<CliLogFormat>) -> ExitCode {
+    if !path.exists() {
+        return missing_config(path);
+    }
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = logging::init(&config.site.log.level, log_format(fmt, &config));
+    let opts = daemon::RunOptions {
+        config_path: Some(path.to_path_buf()),
+        run_for: None,
+    };
+    match daemon::run(config, opts, log) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "tdmgw failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
+    let config = match Config::demo() {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("the built-in demo config is invalid (a bug):\n{errs}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = logging::init(&config.site.log.level, log_format(fmt, &config));
+    let opts = daemon::RunOptions {
+        config_path: None,
+        run_for: Some(Duration::from_secs(seconds)),
+    };
+    match daemon::run(config, opts, log) {
+        Ok(report) => {
+            println!(
+                "demo finished after {seconds} s: watchdog pings sent {}, withheld {}",
+                report.watchdog_pings_sent, report.watchdog_pings_withheld
+            );
+            if report.watchdog_pings_withheld == 0 {
+                ExitCode::SUCCESS
+            } else {
+                println!("demo FAILED: a loop stalled");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
