@@ -565,10 +565,9 @@ impl SiteConfig {
             for (name, d) in &s.timers {
                 let key = format!("{p}.timers.{name}");
                 match TimerId::from_name(name) {
-                    None => errs.push(
-                        src.error(
-                            &key,
-                            format!(
+                    None => errs.push(src.error(
+                        &key,
+                        format!(
                                 "unknown timer; expected one of {}",
                                 crate::isdn::timers::TIMERS
                                     .iter()
@@ -576,8 +575,7 @@ impl SiteConfig {
                                     .collect::<Vec<_>>()
                                     .join(", ")
                             ),
-                        ),
-                    ),
+                    )),
                     Some(id) => {
                         if let Err(e) = TimerValues::default().set(id, d.get()) {
                             errs.push(src.error(&key, e.to_string()));
