@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use tdmgw::config::{Config, LogFormat};
-use tdmgw::ops::{daemon, logging};
+use tdmgw::ops::{admin, daemon, logging};
 
 const DEFAULT_CONFIG: &str = "/etc/tdmgw/tdmgw.toml";
 
@@ -56,7 +56,40 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Show a running gateway: spans and alarms, D-channels, channels, calls,
+    /// core peers, loops and readiness.
+    Status {
+        /// Print the JSON document instead (for tools).
+        #[arg(long)]
+        json: bool,
+        /// The daemon's admin socket.
+        #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Stop taking new calls and wait (bounded) for live ones to finish. The
+    /// gateway stays up but not ready; restart it to take calls again.
+    Drain {
+        /// Longest wait for live calls, in seconds.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Capture a span's D-channel frames and its calls' SIP and RTP packets
+    /// into a pcapng file that Wireshark/tshark open.
+    Trace {
+        #[arg(long)]
+        span: u8,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
+        socket: PathBuf,
+    },
 }
+
+const DEFAULT_ADMIN_SOCKET: &str = "/run/tdmgw/admin.sock";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,6 +97,68 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config } => run(&config, cli.log_format),
         Command::Demo { seconds } => demo(seconds, cli.log_format),
+        Command::Status { json, socket } => status(&socket, json),
+        Command::Drain { wait, socket } => drain(&socket, wait),
+        Command::Trace {
+            span,
+            seconds,
+            out,
+            socket,
+        } => trace(&socket, span, seconds, &out),
+    }
+}
+
+fn status(socket: &std::path::Path, json: bool) -> ExitCode {
+    match admin::client_status(socket) {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", admin::render_status(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tdmgw status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn drain(socket: &std::path::Path, wait: u64) -> ExitCode {
+    let r = admin::client_drain(socket, wait, |v| {
+        println!("draining: {} live call(s)", v["live_calls"]);
+    });
+    match r {
+        Ok(last) if last["live_calls"].as_u64() == Some(0) => {
+            println!("drained: no live calls; new calls are refused");
+            ExitCode::SUCCESS
+        }
+        Ok(last) => {
+            println!(
+                "wait over with {} live call(s); new calls stay refused",
+                last["live_calls"]
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tdmgw drain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn trace(socket: &std::path::Path, span: u8, seconds: u64, out: &std::path::Path) -> ExitCode {
+    eprintln!("tracing span {span} for {seconds} s into {}", out.display());
+    match admin::client_trace(socket, span, seconds, &out.to_path_buf()) {
+        Ok(n) => {
+            eprintln!("wrote {n} bytes to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tdmgw trace: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

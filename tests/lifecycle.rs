@@ -35,7 +35,8 @@ impl FakeSystemd {
         std::fs::write(
             &config,
             format!(
-                "board = \"builtin:sim\"\n[lifecycle]\ndrain_timeout = \"2s\"\n[[span]]\nid = 1\nrole = \"user\"\n{extra_config}"
+                "board = \"builtin:sim\"\n[management]\nlisten = \"127.0.0.1:0\"\nadmin_socket = \"{}\"\n[lifecycle]\ndrain_timeout = \"2s\"\n[[span]]\nid = 1\nrole = \"user\"\n{extra_config}",
+                dir.path().join("admin.sock").display()
             ),
         )
         .unwrap();
@@ -152,6 +153,7 @@ fn ready_pings_reload_and_clean_stop() {
 
     // SIGHUP with a broken config: it keeps running on the old one and says so.
     std::fs::write(sd.config_path(), "board = \"builtin:sim\"\nbogus = 1\n").unwrap();
+    // (the broken file is never applied, so the daemon keeps its listeners)
     signal(&child, Signal::SIGHUP);
     let notes = sd.collect(Duration::from_secs(5), |t| t == "READY=1");
     assert!(

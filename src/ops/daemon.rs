@@ -16,8 +16,11 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
+use super::board::OpsBoard;
+use super::events::NocEvent;
 use super::hwdog::HardwareWatchdog;
 use super::logging::LogHandle;
+use super::metrics::{Kind, collect_build_info, collect_process};
 use super::notify::{Notifier, watchdog_period_from_env};
 use super::supervisor::Supervisor;
 use crate::config::Config;
@@ -38,6 +41,11 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// Refuse new work from now on (SIGTERM, `tdmgw drain`).
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// New work (calls) must be refused while this is true.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
@@ -103,6 +111,10 @@ async fn control_loop(
     let control = supervisor.register("control");
     control.beat();
     let lifecycle = Arc::new(Lifecycle::default());
+    let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
+    register_base_metrics(&board);
+    let http = bind_management(&config, &board).await?;
+    let admin = bind_admin(&config, &board, http.1)?;
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -151,12 +163,22 @@ async fn control_loop(
 
     notifier.stopping();
     notifier.status("draining: refusing new calls");
+    crate::noc_event!(
+        NocEvent::Stopping,
+        live_calls = lifecycle.live(),
+        "tdmgw stopping: draining"
+    );
     drain(
         &lifecycle,
         config.site.lifecycle.drain_timeout.get(),
         &control,
     )
     .await;
+    http.0.abort();
+    admin.0.abort();
+    if let Some(p) = &admin.1 {
+        let _ = std::fs::remove_file(p);
+    }
     drop(control);
     if let Some(hw) = sup_thread.stop()
         && let Err(e) = hw.close()
@@ -211,7 +233,7 @@ fn fault_injection(config: &Config) -> Option<(String, Duration)> {
 
 /// SIGTERM: refuse new work and wait, bounded, for live work to finish.
 async fn drain(lifecycle: &Lifecycle, limit: Duration, control: &super::supervisor::Heartbeat) {
-    lifecycle.draining.store(true, Ordering::Relaxed);
+    lifecycle.start_drain();
     let until = Instant::now() + limit;
     while lifecycle.live() > 0 && Instant::now() < until {
         control.beat();
@@ -243,7 +265,7 @@ fn reload(
         Err(errs) => {
             report.reloads_rejected += 1;
             for e in &errs.0 {
-                tracing::error!("config reload rejected: {e}");
+                crate::noc_event!(NocEvent::ConfigRejected, "config reload rejected: {e}");
             }
             notifier.status("running on the previous config: reload rejected (see log)");
         }
@@ -262,7 +284,12 @@ fn reload(
             }
             let kept = keep_restart_only(config, new);
             *config = kept;
-            tracing::info!("config reloaded from {}", path.display());
+            crate::noc_event!(
+                NocEvent::ConfigReloaded,
+                restart_pending = needs_restart.len(),
+                "config reloaded from {}",
+                path.display()
+            );
             notifier.status(&format!(
                 "running: config reloaded ({} change(s) wait for a restart)",
                 needs_restart.len()
@@ -310,4 +337,93 @@ fn keep_restart_only(old: &Config, mut new: Config) -> Config {
     new.site.debug = old.site.debug.clone();
     new.site.log.format = old.site.log.format;
     new
+}
+
+/// Metrics every process has: build info, process, watchdog.
+fn register_base_metrics(board: &OpsBoard) {
+    board.metrics.register(Arc::new(collect_build_info));
+    board.metrics.register(Arc::new(collect_process));
+    let sup = board.supervisor.clone();
+    board
+        .metrics
+        .register(Arc::new(move |out: &mut super::metrics::Exposition| {
+            out.single(
+                "tdmgw_watchdog_pings_sent_total",
+                "Watchdog pings sent (systemd and hardware): every loop had progressed.",
+                Kind::Counter,
+                sup.stats.pings_sent.load(Ordering::Relaxed) as f64,
+            );
+            out.single(
+                "tdmgw_watchdog_pings_withheld_total",
+                "Watchdog pings withheld because a loop made no progress.",
+                Kind::Counter,
+                sup.stats.pings_withheld.load(Ordering::Relaxed) as f64,
+            );
+            out.single(
+                "tdmgw_loops_stuck",
+                "Critical loops that made no progress at the last supervisor check.",
+                Kind::Gauge,
+                sup.stuck_loops().len() as f64,
+            );
+        }));
+    let lc = board.lifecycle.clone();
+    board
+        .metrics
+        .register(Arc::new(move |out: &mut super::metrics::Exposition| {
+            out.single(
+                "tdmgw_draining",
+                "1 while tdmgw refuses new calls (stopping or drained by an operator).",
+                Kind::Gauge,
+                if lc.is_draining() { 1.0 } else { 0.0 },
+            );
+        }));
+}
+
+/// Binds /metrics, /livez, /readyz before READY=1.
+async fn bind_management(
+    config: &Config,
+    board: &Arc<OpsBoard>,
+) -> std::io::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+    let want = config.site.management.listen;
+    let listener = tokio::net::TcpListener::bind(want)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("management listener {want}: {e}")))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "management HTTP: /metrics /livez /readyz");
+    Ok((
+        tokio::spawn(super::http::serve(listener, board.clone())),
+        addr,
+    ))
+}
+
+/// Binds the admin socket; a failure is logged, not fatal (calls matter more).
+fn bind_admin(
+    config: &Config,
+    board: &Arc<OpsBoard>,
+    management: std::net::SocketAddr,
+) -> std::io::Result<(tokio::task::JoinHandle<()>, Option<PathBuf>)> {
+    let path = config.site.management.admin_socket.clone();
+    let context = Arc::new(serde_json::json!({
+        "version": crate::VERSION,
+        "pid": std::process::id(),
+        "started_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        "board": config.board.name,
+        "management": management.to_string(),
+        "config": config.site_path.display().to_string(),
+    }));
+    match super::admin::bind(&path) {
+        Ok(l) => {
+            tracing::info!(path = %path.display(), "admin socket: tdmgw status | drain | trace");
+            Ok((
+                tokio::spawn(super::admin::serve(l, board.clone(), context)),
+                Some(path),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "admin socket not available; tdmgw status will not work");
+            Ok((tokio::spawn(async {}), None))
+        }
+    }
 }

@@ -54,7 +54,10 @@ pub fn init(level: &str, format: LogFormat) -> LogHandle {
     };
     let (filter_layer, handle) = reload::Layer::new(filter);
     let journald = if stderr_is_journal() {
-        tracing_journald::layer().ok()
+        tracing_journald::layer().ok().map(|l| {
+            l.with_field_prefix(None)
+                .with_syslog_identifier("tdmgw".into())
+        })
     } else {
         None
     };

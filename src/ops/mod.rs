@@ -1,7 +1,14 @@
-//! Operations: the systemd lifecycle, the supervisor and its watchdogs, logging.
+//! Operations: the systemd lifecycle, the supervisor and its watchdogs,
+//! logging, metrics and health over HTTP, the admin socket, traces and NOC events.
 
+pub mod admin;
+pub mod board;
 pub mod daemon;
+pub mod events;
+pub mod http;
 pub mod hwdog;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
+pub mod pcap;
 pub mod supervisor;

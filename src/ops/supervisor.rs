@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::events::NocEvent;
 use super::hwdog::HardwareWatchdog;
 use super::notify::Notifier;
 
@@ -60,6 +61,8 @@ impl Drop for Heartbeat {
 pub struct SupervisorStats {
     pub pings_sent: AtomicU64,
     pub pings_withheld: AtomicU64,
+    /// Loops that made no progress at the last check (empty when healthy).
+    stuck: Mutex<Vec<String>>,
 }
 
 /// The registry of loops; cheap to clone a handle to (it is an `Arc` inside).
@@ -106,6 +109,15 @@ impl Supervisor {
             found = true;
         }
         found
+    }
+
+    /// Loops found stuck at the last check; empty when all progressed.
+    pub fn stuck_loops(&self) -> Vec<String> {
+        self.stats
+            .stuck
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Names of the registered loops.
@@ -189,14 +201,21 @@ fn supervise(
                 }
                 sup.stats.pings_sent.fetch_add(1, Ordering::Relaxed);
                 if !was_stuck.is_empty() {
-                    tracing::warn!(loops = %was_stuck.join(","), "stuck loops made progress again; watchdog pings resume");
+                    crate::noc_event!(NocEvent::WatchdogResumed, loops = %was_stuck.join(","), "stuck loops made progress again; watchdog pings resume");
                     was_stuck.clear();
+                    sup.stats
+                        .stuck
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
                 }
             }
             Verdict::Stuck(names) => {
                 sup.stats.pings_withheld.fetch_add(1, Ordering::Relaxed);
                 if names != was_stuck {
-                    tracing::error!(
+                    *sup.stats.stuck.lock().unwrap_or_else(|p| p.into_inner()) = names.clone();
+                    crate::noc_event!(
+                        NocEvent::WatchdogWithheld,
                         loops = %names.join(","),
                         "loop made no progress in {period:?}: watchdog ping withheld, systemd will restart tdmgw if this lasts"
                     );
