@@ -4,6 +4,7 @@
 //! bottom: `isdn` (signalling cores), `config` (files into parameters), `ops`
 //! (systemd lifecycle, supervisor, logging).
 
+pub mod call;
 pub mod config;
 pub mod isdn;
 pub mod ops;
