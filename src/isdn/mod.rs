@@ -1,3 +1,4 @@
 //! ISDN PRI signalling: Q.921 (LAPD) and Q.931 call control (ETSI EN 300 403).
 
+pub mod q921;
 pub mod timers;
