@@ -1115,3 +1115,84 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(role: Role, auto: bool) -> (Link, Instant) {
+        let now = Instant::now();
+        let mut cfg = LinkConfig::pri(1, role, &TimerValues::default(), 3, 7);
+        cfg.auto_establish = auto;
+        (Link::new(cfg, now), now)
+    }
+
+    #[test]
+    fn user_answers_network_sabme_with_ua_response() {
+        let (mut l, now) = link(Role::User, false);
+        // 02 01 7F: SABME P=1, a command from the network (C/R 1).
+        l.handle_frame(now, &[0x02, 0x01, 0x7F]);
+        // 02 01 73: UA F=1, a response from the user (C/R 1).
+        assert_eq!(l.poll_transmit(), Some(vec![0x02, 0x01, 0x73]));
+        assert_eq!(l.state(), State::MultipleFrameEstablished);
+        assert_eq!(
+            l.poll_event(),
+            Some(Event::EstablishIndication { discarded: 0 })
+        );
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn network_establishes_with_sabme_command() {
+        let (mut l, now) = link(Role::Network, true);
+        assert_eq!(l.poll_timeout(), Some(now));
+        l.handle_timeout(now);
+        assert_eq!(l.poll_transmit(), Some(vec![0x02, 0x01, 0x7F]));
+        assert_eq!(l.state(), State::AwaitingEstablishment);
+        // 02 01 73 from the user: UA F=1 (user response C/R 1).
+        l.handle_frame(now, &[0x02, 0x01, 0x73]);
+        assert_eq!(l.state(), State::MultipleFrameEstablished);
+        // An I frame carries N(S)=0 N(R)=0 as a network command (C/R 1).
+        l.dl_data(now, &[0x08, 0x02, 0x80, 0x01, 0x75]).unwrap();
+        assert_eq!(
+            l.poll_transmit(),
+            Some(vec![0x02, 0x01, 0x00, 0x00, 0x08, 0x02, 0x80, 0x01, 0x75])
+        );
+        // The user's RR response N(R)=1: 02 (C/R 1, user response) 01 01 02.
+        l.handle_frame(now, &[0x02, 0x01, 0x01, 0x02]);
+        assert_eq!(l.sequence_state(), (1, 1, 0));
+        assert_eq!(l.pending_requests(), 0);
+    }
+
+    #[test]
+    fn sabme_retransmitted_n200_times_then_mdl_g() {
+        let (mut l, mut now) = link(Role::User, true);
+        l.handle_timeout(now);
+        let mut sabmes = 0;
+        while l.state() != State::TeiAssigned || sabmes == 0 {
+            while let Some(f) = l.poll_transmit() {
+                assert_eq!(f, vec![0x00, 0x01, 0x7F]);
+                sabmes += 1;
+            }
+            now = l.poll_timeout().unwrap();
+            l.handle_timeout(now);
+            assert!(sabmes <= 4);
+        }
+        assert_eq!(sabmes, 4, "first SABME plus N200 = 3 retransmissions");
+        assert_eq!(l.counters().mdl(MdlError::G), 1);
+        // Back-off: the next attempt after backoff_min (T200), and each
+        // further failure doubles it up to backoff_max.
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn released_by_layer3_answers_sabme_with_dm() {
+        let (mut l, now) = link(Role::User, false);
+        l.dl_release(now);
+        assert_eq!(l.poll_event(), Some(Event::ReleaseConfirm));
+        l.handle_frame(now, &[0x02, 0x01, 0x7F]);
+        // 02 01 1F: DM F=1, user response.
+        assert_eq!(l.poll_transmit(), Some(vec![0x02, 0x01, 0x1F]));
+        assert_eq!(l.state(), State::TeiAssigned);
+    }
+}
