@@ -1,0 +1,1 @@
+//! Linux DAHDI driver (in progress).
