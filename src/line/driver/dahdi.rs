@@ -1,1 +1,0 @@
-//! Linux DAHDI driver (in progress).
