@@ -1,0 +1,3 @@
+//! Line drivers: how E1 octets and D-channel frames reach the media thread.
+
+pub mod dahdi;
