@@ -1,12 +1,13 @@
 //! tdmgw: an E1 ISDN PRI to SIP/RTP gateway for emergency-call networks.
 //!
 //! See `DESIGN.md` for the planes and the path of a call. Layers, from the
-//! bottom: `isdn` (signalling cores), `config` (files into parameters), `ops`
-//! (systemd lifecycle, supervisor, logging).
+//! bottom: `line` (E1 framing, TS16 HDLC), `isdn` (signalling cores), `config`
+//! (files into parameters), `ops` (systemd lifecycle, supervisor, logging).
 
 pub mod call;
 pub mod config;
 pub mod isdn;
+pub mod line;
 pub mod ops;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
