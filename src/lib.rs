@@ -1,8 +1,8 @@
 //! tdmgw: an E1 ISDN PRI to SIP/RTP gateway for emergency-call networks.
 //!
 //! See `DESIGN.md` for the planes and the path of a call. Layers, from the
-//! bottom: `isdn` (signalling cores), `config` (files into parameters), `ops`
-//! (systemd lifecycle, supervisor, logging).
+//! bottom: `line` (E1 framing, TS16 HDLC), `isdn` (signalling cores), `config`
+//! (files into parameters), `ops` (systemd lifecycle, supervisor, logging).
 
 pub mod call;
 pub mod config;

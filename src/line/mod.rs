@@ -1,4 +1,36 @@
-//! E1 line layer: G.711 companding and the line drivers (DESIGN.md §5).
+//! E1 line layer: what sits between a line driver and the D-channel / B-channel users.
+//!
+//! Runs on the media thread (DESIGN.md §1): every type here is sized at
+//! construction and allocates nothing afterwards, takes no lock and never
+//! blocks. The cores are sans-IO (DESIGN.md §4): they are fed octets and
+//! drained of octets and frames; time, where needed, is counted in E1 frames
+//! (8000 per second), never read from a clock.
+//!
+//! Wire conventions (DESIGN.md §5): the raw octet stream carries line bits in
+//! transmission order, most significant bit first. TS16 carries HDLC whose
+//! octets go least significant bit first, so the first HDLC bit sits in bit 1
+//! (the MSB) of the TS16 octet. B-channel octets are G.711 A-law, idle `0xD5`.
+//!
+//! # Layer contract
+//!
+//! - [`hdlc`]: the D-channel bit layer on TS16.
+//!   - [`hdlc::HdlcDecoder::handle_octet`] takes one received TS16 octet and
+//!     returns `Some(frame)` (address..information, FCS stripped and checked)
+//!     when a good frame has just closed. The slice borrows the decoder's own
+//!     fixed buffer and is valid until the next call: copy it into a ring slot.
+//!     Bad FCS, aborts, over-long, short and non-octet frames are dropped and
+//!     counted in [`hdlc::HdlcRxStats`].
+//!   - [`hdlc::HdlcEncoder::load`] queues one frame (at most
+//!     [`hdlc::MAX_FRAME_OCTETS`]) when [`hdlc::HdlcEncoder::can_load`] says
+//!     so; [`hdlc::HdlcEncoder::poll_octet`] yields the next TS16 octet to send,
+//!     idle flags when there is nothing to send. A frame loaded while the
+//!     previous one is still going out follows it with one shared flag.
+//!
+//! Still to come in this layer (issue 3): the G.704/G.706 framer with CRC-4
+//! and alarms (`e1`), the span that joins framer, HDLC and B-channels, and the
+//! `pair`, `satop` and `serial` drivers. [`g711`] and the DAHDI driver
+//! ([`driver::dahdi`]) are here.
 
 pub mod driver;
 pub mod g711;
+pub mod hdlc;
