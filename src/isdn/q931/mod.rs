@@ -22,6 +22,9 @@
 //! [`DlIndication`] (established, released, data) goes in; [`DlRequest`]
 //! (establish, data) comes out. The D-channel task maps them to Q.921.
 
+pub mod api;
+pub mod call;
+pub mod channels;
 pub mod codepoints;
 pub mod header;
 pub mod ie;
@@ -30,7 +33,11 @@ pub mod ie_values;
 pub mod layer2;
 pub mod message;
 pub mod rules;
+pub mod state;
 
+pub use api::{CallId, ClearedBy, CommandError, Event, PlaceCall, Role};
+pub use call::{Config, Counters, Q931};
+pub use channels::{ChannelState, ChannelTable, Hunt};
 pub use codepoints::{IeId, MessageType};
 pub use header::{CallReference, Header, HeaderError, PROTOCOL_DISCRIMINATOR};
 pub use ie::{Ie, IeBody, IeFinding, Ies};
@@ -42,6 +49,7 @@ pub use ie_values::{
 pub use layer2::{DlIndication, DlRequest};
 pub use message::{Decoded, Message};
 pub use rules::{Direction, Problem, Verdict, check};
+pub use state::State;
 
 /// Fuzz entry point for `fuzz/fuzz_targets/q931_message.rs`: decode, check
 /// both ways, re-encode and check that the value survives. Never panics on
