@@ -387,9 +387,9 @@ fn t305_then_t308_twice_release_the_call_reference() {
     assert_eq!(releases, 2, "RELEASE and its retransmission");
     assert_eq!(
         Pair::released(&p.ue, a),
-        Some((Cause::NORMAL_CLEARING, ClearedBy::Timer(TimerId::T308)))
+        Some((Cause::NORMAL_CLEARING, ClearedBy::Local))
     );
-    // Leave the network side to clear by STATUS ENQUIRY-free means: DISCONNECT from it.
+    // The network side never heard the clearing; it clears its own half.
     p.drop = Box::new(|_, _| false);
     let b = Pair::incoming(&p.ne)[0];
     let now = p.now;
@@ -776,4 +776,107 @@ fn tshark_decodes_everything_we_send() {
     for bad in ["Malformed", "Expert Info (Error", "[Expert Info (Warning"] {
         assert!(!text.contains(bad), "{bad}:\n{text}");
     }
+}
+
+fn overlap_request(digits: &str) -> PlaceCall {
+    let mut r = PlaceCall::speech(digits, None);
+    r.sending_complete = false;
+    r
+}
+
+#[test]
+fn overlap_sending_and_receiving_both_ways() {
+    for from_user in [true, false] {
+        let mut p = Pair::new();
+        let now = p.now;
+        let a = p
+            .side(from_user)
+            .place_call(now, overlap_request("9"))
+            .unwrap();
+        p.drive();
+        let caller_events = if from_user { &p.ue } else { &p.ne };
+        assert!(
+            caller_events
+                .iter()
+                .any(|e| matches!(e, Event::SetupAcknowledged { id, .. } if *id == a))
+        );
+        let overlap = if from_user {
+            State::U2OverlapSending
+        } else {
+            State::N25OverlapReceiving
+        };
+        assert_eq!(p.side(from_user).call_state(a), Some(overlap));
+        assert!(
+            Pair::incoming(if from_user { &p.ne } else { &p.ue }).is_empty(),
+            "no call until the digits are complete"
+        );
+        p.side(from_user).information(now, a, "9", false).unwrap();
+        p.side(from_user).information(now, a, "9", true).unwrap();
+        p.drive();
+        let callee = if from_user { &p.ne } else { &p.ue };
+        let called = callee.iter().find_map(|e| match e {
+            Event::IncomingCall { called, .. } => called.clone(),
+            _ => None,
+        });
+        assert_eq!(called.unwrap().digits_str(), "999");
+        let b = Pair::incoming(callee)[0];
+        p.side(!from_user).connect(now, b).unwrap();
+        p.drive();
+        p.side(from_user)
+            .disconnect(now, a, Cause::NORMAL_CLEARING)
+            .unwrap();
+        p.drive();
+        p.assert_clean();
+    }
+}
+
+#[test]
+fn t302_ends_digit_collection_and_t304_clears_silent_overlap() {
+    // T302 with digits: taken as complete.
+    let mut p = Pair::new();
+    let now = p.now;
+    let a = p.user.place_call(now, overlap_request("99")).unwrap();
+    p.drive();
+    p.advance(Duration::from_secs(16));
+    let called = p.ne.iter().find_map(|e| match e {
+        Event::IncomingCall { called, .. } => called.clone(),
+        _ => None,
+    });
+    assert_eq!(called.unwrap().digits_str(), "99");
+    assert_eq!(p.user.call_state(a), Some(State::U3OutgoingCallProceeding));
+    let now = p.now;
+    p.user.disconnect(now, a, Cause::NORMAL_CLEARING).unwrap();
+    p.drive();
+    p.assert_clean();
+    // T302 without any digits: cause 28.
+    let mut p = Pair::new();
+    let now = p.now;
+    let a = p.user.place_call(now, overlap_request("")).unwrap();
+    p.drive();
+    p.run_timers();
+    assert_eq!(
+        Pair::released(&p.ue, a).map(|r| r.0),
+        Some(Cause::INVALID_NUMBER_FORMAT)
+    );
+    p.assert_clean();
+    // T304: the network goes silent after SETUP ACKNOWLEDGE.
+    let mut p = Pair::new();
+    let mut acked = false;
+    p.drop = Box::new(move |from_user, m| {
+        let d = !from_user && acked;
+        acked |= !from_user && m.msg_type == MessageType::SETUP_ACKNOWLEDGE;
+        d
+    });
+    let now = p.now;
+    let a = p.user.place_call(now, overlap_request("9")).unwrap();
+    p.drive();
+    p.run_timers();
+    assert_eq!(
+        Pair::released(&p.ue, a),
+        Some((
+            Cause::RECOVERY_ON_TIMER_EXPIRY,
+            ClearedBy::Timer(TimerId::T304)
+        ))
+    );
+    p.assert_clean();
 }

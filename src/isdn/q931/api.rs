@@ -28,6 +28,9 @@ pub struct PlaceCall {
     pub channel: Option<u8>,
     /// Channel identification exclusive (true) or preferred.
     pub exclusive: bool,
+    /// En bloc (Sending Complete in SETUP) or overlap sending: more digits
+    /// follow with [`super::Q931::information`].
+    pub sending_complete: bool,
 }
 
 impl PlaceCall {
@@ -40,6 +43,7 @@ impl PlaceCall {
             bearer: BearerCapability::speech_alaw(),
             channel: None,
             exclusive: false,
+            sending_complete: true,
         }
     }
 }
@@ -69,6 +73,11 @@ pub enum Event {
         called: Option<PartyNumber>,
         calling: Option<PartyNumber>,
         bearer: Option<BearerCapability>,
+        channel: u8,
+    },
+    /// SETUP ACKNOWLEDGE for our overlap call: send the rest of the digits.
+    SetupAcknowledged {
+        id: CallId,
         channel: u8,
     },
     /// CALL PROCEEDING for our call; `channel` is the one in use.

@@ -48,6 +48,9 @@ pub struct Config {
     pub restart_on_establish: bool,
     /// T316 expiries after which our RESTART is given up.
     pub t316_retries: u8,
+    /// Answer a SETUP without Sending Complete with SETUP ACKNOWLEDGE and
+    /// collect digits (INFORMATION, T302) before CALL PROCEEDING.
+    pub overlap_receiving: bool,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             timeslots: (1..=31).filter(|t| *t != 16).collect(),
             restart_on_establish: false,
             t316_retries: 2,
+            overlap_receiving: true,
         }
     }
 }
@@ -100,6 +104,8 @@ struct Call {
     retried: bool,
     /// Who started clearing, once someone has.
     cleared_by: Option<ClearedBy>,
+    /// Overlap receiving: the incoming call, reported once digits are complete.
+    incoming: Option<Event>,
 }
 
 struct PendingRestart {
@@ -398,6 +404,16 @@ impl Q931 {
                     ClearedBy::Timer(t),
                 );
             }
+            // §5.2.4 / §5.1.3: T302: digits collected so far are complete,
+            // or clear with cause 28 if there are none.
+            TimerId::T302 => self.digits_complete(now, k),
+            // §5.1.3: T304: overlap sending went quiet.
+            TimerId::T304 => self.send_disconnect_by(
+                now,
+                k,
+                Cause::RECOVERY_ON_TIMER_EXPIRY,
+                ClearedBy::Timer(t),
+            ),
             // §5.3.3 / §5.3.4: T305: RELEASE with the cause of the DISCONNECT.
             TimerId::T305 => {
                 let cause = c.cause.clone();
@@ -457,10 +473,9 @@ impl Q931 {
         let Some(c) = self.calls.remove(&k) else {
             return;
         };
-        let by = match (by, c.cleared_by) {
-            (ClearedBy::Local | ClearedBy::Remote, Some(first)) => first,
-            _ => by,
-        };
+        // "Who cleared" is whoever started clearing, not the timer that
+        // finally released the call reference.
+        let by = c.cleared_by.unwrap_or(by);
         if let Some(ts) = c.channel
             && self.channels.get(ts) != Some(ChannelState::Restarting)
         {
@@ -551,6 +566,7 @@ impl Q931 {
                 request: None,
                 retried: false,
                 cleared_by: None,
+                incoming: None,
             },
         );
         info!(span = self.cfg.span, call = format_args!("{:#06x}", k.value), id = id.0, ts = ?channel, "q931 state {} -> {}", self.null().short(), state.short());
@@ -593,9 +609,11 @@ impl Q931 {
             value: self.allocate_value(),
             ours: true,
         };
-        let mut m = self
-            .msg(k, Mt::SETUP)
-            .with(IeId::SENDING_COMPLETE, IeBody::SendingComplete)
+        let mut m = self.msg(k, Mt::SETUP);
+        if req.sending_complete {
+            m = m.with(IeId::SENDING_COMPLETE, IeBody::SendingComplete);
+        }
+        m = m
             .with(
                 IeId::BEARER_CAPABILITY,
                 IeBody::BearerCapability(req.bearer.clone()),
@@ -787,10 +805,21 @@ impl Q931 {
         let s = state.number();
         use State::*;
         match (m.msg_type, state) {
-            (Mt::CALL_PROCEEDING, U1CallInitiated | N6CallPresent) => self.on_proceeding(now, k, m),
+            (Mt::SETUP_ACKNOWLEDGE, U1CallInitiated | N6CallPresent) => {
+                self.on_setup_ack(now, k, m)
+            }
+            (Mt::INFORMATION, U25OverlapReceiving | N2OverlapSending) => {
+                self.on_information(now, k, m)
+            }
+            (
+                Mt::CALL_PROCEEDING,
+                U1CallInitiated | U2OverlapSending | N6CallPresent | N25OverlapReceiving,
+            ) => self.on_proceeding(now, k, m),
             (
                 Mt::ALERTING,
                 U1CallInitiated
+                | U2OverlapSending
+                | N25OverlapReceiving
                 | U3OutgoingCallProceeding
                 | N6CallPresent
                 | N9IncomingCallProceeding,
@@ -798,6 +827,8 @@ impl Q931 {
             (
                 Mt::CONNECT,
                 U1CallInitiated
+                | U2OverlapSending
+                | N25OverlapReceiving
                 | U3OutgoingCallProceeding
                 | U4CallDelivered
                 | N6CallPresent
@@ -879,6 +910,7 @@ impl Q931 {
 
     fn on_proceeding(&mut self, now: Instant, k: Key, m: &Message) {
         self.stop(k, TimerId::T303);
+        self.stop(k, TimerId::T304);
         self.adopt_channel(k, m);
         let s = self.st(
             State::U3OutgoingCallProceeding,
@@ -898,6 +930,7 @@ impl Q931 {
 
     fn on_alerting(&mut self, now: Instant, k: Key, m: &Message) {
         self.stop(k, TimerId::T303);
+        self.stop(k, TimerId::T304);
         self.stop(k, TimerId::T310);
         self.adopt_channel(k, m);
         let s = self.st(State::U4CallDelivered, State::N7CallReceived);
@@ -1139,6 +1172,28 @@ impl Q931 {
         self.channels.set(ts, ChannelState::Busy);
         let s = self.st(State::U6CallPresent, State::N1CallInitiated);
         self.new_call(k, id, s, Some(ts));
+        let event = Event::IncomingCall {
+            id,
+            called: m.number(IeId::CALLED_PARTY_NUMBER).cloned(),
+            calling: m.number(IeId::CALLING_PARTY_NUMBER).cloned(),
+            bearer: m.bearer().cloned(),
+            channel: ts,
+        };
+        if self.cfg.overlap_receiving && !m.sending_complete() {
+            // §5.2.4 / §5.1.3: overlap: SETUP ACKNOWLEDGE, collect digits under T302.
+            let ack = self.msg(k, Mt::SETUP_ACKNOWLEDGE).with(
+                IeId::CHANNEL_IDENTIFICATION,
+                IeBody::ChannelId(ChannelId::pri(ts, true)),
+            );
+            self.send(&ack);
+            let s = self.st(State::U25OverlapReceiving, State::N2OverlapSending);
+            self.set_state(k, s);
+            if let Some(c) = self.calls.get_mut(&k) {
+                c.incoming = Some(event);
+            }
+            self.start(now, k, TimerId::T302);
+            return;
+        }
         let cp = self.msg(k, Mt::CALL_PROCEEDING).with(
             IeId::CHANNEL_IDENTIFICATION,
             IeBody::ChannelId(ChannelId::pri(ts, true)),
@@ -1149,14 +1204,95 @@ impl Q931 {
             State::N3OutgoingCallProceeding,
         );
         self.set_state(k, s);
-        let _ = now;
-        self.events.push_back(Event::IncomingCall {
-            id,
-            called: m.number(IeId::CALLED_PARTY_NUMBER).cloned(),
-            calling: m.number(IeId::CALLING_PARTY_NUMBER).cloned(),
-            bearer: m.bearer().cloned(),
-            channel: ts,
-        });
+        self.events.push_back(event);
+    }
+
+    fn on_setup_ack(&mut self, now: Instant, k: Key, m: &Message) {
+        self.stop(k, TimerId::T303);
+        self.adopt_channel(k, m);
+        let s = self.st(State::U2OverlapSending, State::N25OverlapReceiving);
+        self.set_state(k, s);
+        self.start(now, k, TimerId::T304);
+        let c = &self.calls[&k];
+        if let Some(ts) = c.channel {
+            self.events.push_back(Event::SetupAcknowledged {
+                id: c.id,
+                channel: ts,
+            });
+        }
+    }
+
+    /// Overlap receiving: more digits (§5.2.4 / §5.1.3).
+    fn on_information(&mut self, now: Instant, k: Key, m: &Message) {
+        if let Some(n) = m.number(IeId::CALLED_PARTY_NUMBER)
+            && let Some(c) = self.calls.get_mut(&k)
+            && let Some(Event::IncomingCall { called, .. }) = c.incoming.as_mut()
+        {
+            match called {
+                Some(have) => have.digits.extend_from_slice(&n.digits),
+                None => *called = Some(n.clone()),
+            }
+        }
+        if m.sending_complete() {
+            self.stop(k, TimerId::T302);
+            self.digits_complete(now, k);
+        } else {
+            self.start(now, k, TimerId::T302);
+        }
+    }
+
+    /// The digits of an overlap call are complete: CALL PROCEEDING and the
+    /// incoming call event; with no digits at all, clear with cause 28.
+    fn digits_complete(&mut self, now: Instant, k: Key) {
+        let Some(c) = self.calls.get_mut(&k) else {
+            return;
+        };
+        let Some(event) = c.incoming.take() else {
+            return;
+        };
+        let has_digits =
+            matches!(&event, Event::IncomingCall { called: Some(n), .. } if !n.digits.is_empty());
+        if !has_digits {
+            self.send_disconnect_by(
+                now,
+                k,
+                Cause::INVALID_NUMBER_FORMAT,
+                ClearedBy::Timer(TimerId::T302),
+            );
+            return;
+        }
+        let cp = self.msg(k, Mt::CALL_PROCEEDING);
+        self.send(&cp);
+        let s = self.st(
+            State::U9IncomingCallProceeding,
+            State::N3OutgoingCallProceeding,
+        );
+        self.set_state(k, s);
+        self.events.push_back(event);
+    }
+
+    /// INFORMATION with more called-number digits for our overlap call
+    /// (U2 / N25), restarting T304; `sending_complete` ends the digits.
+    pub fn information(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        digits: &str,
+        sending_complete: bool,
+    ) -> Result<(), CommandError> {
+        let k = self.key_of(id).ok_or(CommandError::UnknownCall)?;
+        if self.calls[&k].state != self.st(State::U2OverlapSending, State::N25OverlapReceiving) {
+            return Err(CommandError::WrongState);
+        }
+        let mut m = self.msg(k, Mt::INFORMATION);
+        if sending_complete {
+            m = m.with(IeId::SENDING_COMPLETE, IeBody::SendingComplete);
+        }
+        let n = super::ie_number::PartyNumber::new(0, 1, digits);
+        m = m.with(IeId::CALLED_PARTY_NUMBER, IeBody::Number(n));
+        self.send(&m);
+        self.start(now, k, TimerId::T304);
+        Ok(())
     }
 
     // ---- restart (§5.5) ----
