@@ -8,6 +8,7 @@ pub mod call;
 pub mod config;
 pub mod isdn;
 pub mod ops;
+pub mod sip;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
 pub const VERSION: &str = concat!(
