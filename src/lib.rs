@@ -9,6 +9,7 @@ pub mod config;
 pub mod isdn;
 pub mod line;
 pub mod ops;
+pub mod sip;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
 pub const VERSION: &str = concat!(

@@ -1,0 +1,84 @@
+//! SIP (RFC 3261) for the core side: sans-IO message layer.
+//!
+//! # Contract for other layers
+//!
+//! - [`Message::parse`]`(bytes, Framing, Limits)` returns a [`Message`] or a
+//!   [`Rejection`]. A rejection's `answer` is `Some((status, request))` when
+//!   the input was a request that can be answered (400 with the fault as
+//!   reason phrase, 505, 513): build the reply with
+//!   [`response_to`]`(&request, status, Some(fault), None)`. `None` means drop
+//!   and count (responses never get answers; §16.7, §18.1.2).
+//! - [`uas_precheck`] gives the 501/405/416/420 a UAS sends before its TU.
+//! - [`response_to`] builds any response to a request (§8.2.6).
+//! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
+//! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
+//!   is always computed from the body.
+//! - Typed accessors: [`Message::vias`], [`Message::from`], [`Message::to`],
+//!   [`Message::call_id`], [`Message::cseq`], [`Message::contacts`],
+//!   [`Message::list`] for any comma-list header, [`Header::value_str`] for
+//!   one header's UTF-8 text (an error only for that header).
+//!
+//! Messages are owned values (control plane, DESIGN §1); headers keep their
+//! order, names as written and raw value bytes, so unknown headers pass
+//! through unchanged. The `Reason` header is parsed by
+//! `crate::call::cause_map::Reason`, not here.
+
+pub mod error;
+pub mod framer;
+pub mod header;
+pub mod message;
+pub mod response;
+pub mod text;
+pub mod uri;
+
+pub use error::SipError;
+pub use framer::{Frame, FrameError, StreamFramer};
+pub use header::{CSeq, MAGIC_COOKIE, Method, NameAddr, Via};
+pub use message::{Framing, Header, Limits, Message, Rejection, StartLine};
+pub use response::{UasCapabilities, reason_phrase, response_to, uas_precheck};
+pub use text::{Param, Params};
+pub use uri::{SipUri, TelUri, Uri};
+
+/// Fuzz entry point: parse as a datagram and as a stream, answer what can be
+/// answered, re-emit and re-parse what parsed. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_sip_message(data: &[u8]) {
+    for framing in [Framing::Datagram, Framing::Stream] {
+        match Message::parse(data, framing, Limits::default()) {
+            Ok(m) => {
+                let _ = (
+                    m.vias(),
+                    m.from(),
+                    m.to(),
+                    m.cseq(),
+                    m.contacts(),
+                    m.call_id(),
+                );
+                let caps = UasCapabilities {
+                    allow: vec![
+                        Method::Invite,
+                        Method::Ack,
+                        Method::Bye,
+                        Method::Cancel,
+                        Method::Options,
+                    ],
+                    supported: vec![],
+                };
+                let _ = uas_precheck(&m, &caps);
+                let again = Message::parse(&m.to_bytes(), framing, Limits::default());
+                if framing == Framing::Datagram {
+                    let _ = again;
+                }
+                let _ = response_to(&m, 200, None, Some("x"));
+            }
+            Err(r) => {
+                if let Some((status, req)) = r.answer {
+                    let _ = response_to(&req, status, Some(r.fault), None).to_bytes();
+                }
+            }
+        }
+    }
+    let mut f = StreamFramer::new(4096);
+    f.handle_input(data);
+    while let Ok(Some(_)) = f.poll_frame() {}
+}
