@@ -7,6 +7,7 @@
 pub mod call;
 pub mod config;
 pub mod isdn;
+pub mod media;
 pub mod ops;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
