@@ -8,6 +8,7 @@ pub mod call;
 pub mod config;
 pub mod isdn;
 pub mod line;
+pub mod media;
 pub mod ops;
 pub mod sip;
 
