@@ -880,3 +880,100 @@ fn t302_ends_digit_collection_and_t304_clears_silent_overlap() {
     );
     p.assert_clean();
 }
+
+#[test]
+fn clearing_in_call_initiated_and_overlap_states() {
+    for from_user in [true, false] {
+        // U1 / N6: the callee has not answered the SETUP yet.
+        let mut p = Pair::new();
+        p.drop = Box::new(move |u, m| u != from_user && m.msg_type == MessageType::CALL_PROCEEDING);
+        let now = p.now;
+        let a = p
+            .side(from_user)
+            .place_call(now, PlaceCall::speech("999", None))
+            .unwrap();
+        p.drive();
+        let s = p.side(from_user).call_state(a).unwrap();
+        assert_eq!(s.number(), if from_user { 1 } else { 6 });
+        p.drop = Box::new(|_, _| false);
+        p.side(from_user)
+            .disconnect(now, a, Cause::NORMAL_CLEARING)
+            .unwrap();
+        p.drive();
+        p.assert_clean();
+        // U2 / N25 (caller) and U25 / N2 (callee) in overlap, either side clears.
+        for caller_clears in [true, false] {
+            let mut p = Pair::new();
+            let now = p.now;
+            let a = p
+                .side(from_user)
+                .place_call(now, overlap_request("9"))
+                .unwrap();
+            p.drive();
+            let b = p.side(!from_user).call_ids()[0];
+            let callee_state = p.side(!from_user).call_state(b).unwrap().number();
+            assert_eq!(callee_state, if from_user { 2 } else { 25 });
+            let (side, id) = if caller_clears {
+                (from_user, a)
+            } else {
+                (!from_user, b)
+            };
+            p.side(side)
+                .disconnect(now, id, Cause::NORMAL_CLEARING)
+                .unwrap();
+            p.drive();
+            p.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn status_enquiry_on_request_reconciles_and_a_null_peer_clears() {
+    let mut p = Pair::new();
+    let (a, b) = p.call_to(true, 2);
+    let now = p.now;
+    p.user.status_enquiry(now, a).unwrap();
+    p.drive();
+    assert_eq!(p.user.call_state(a), Some(State::U10Active));
+    assert_eq!(p.user.poll_timeout(), None, "T322 stopped by STATUS");
+    // STATUS saying the peer is in the null state (§5.8.11): release ours.
+    let setup = p
+        .wire
+        .iter()
+        .find(|(u, b)| *u && b[4] == 0x05)
+        .unwrap()
+        .1
+        .clone();
+    let cr = Message::parse(&setup).unwrap().message.call_ref.peer();
+    let status = Message::new(cr, MessageType::STATUS)
+        .with(
+            IeId::CAUSE,
+            IeBody::Cause(CauseIe::new(
+                Cause::STATUS_ENQUIRY_RESPONSE,
+                tdmgw::isdn::cause::Location::PUBLIC_LOCAL,
+            )),
+        )
+        .with(
+            IeId::CALL_STATE,
+            IeBody::CallState(CallStateIe {
+                coding_standard: 0,
+                value: 0,
+            }),
+        );
+    p.user
+        .handle_dl(now, DlIndication::Data(status.to_vec().unwrap()));
+    p.drive();
+    assert_eq!(
+        Pair::released(&p.ue, a).map(|r| r.1),
+        Some(ClearedBy::Protocol)
+    );
+    // The network's half is answered with RELEASE COMPLETE 81 when it clears.
+    p.net.disconnect(now, b, Cause::NORMAL_CLEARING).unwrap();
+    p.drive();
+    assert!(
+        p.wire
+            .iter()
+            .any(|(u, b)| *u && b[4] == 0x5A && b.ends_with(&[0x08, 0x02, 0x80, 0xD1]))
+    );
+    p.assert_clean();
+}

@@ -173,6 +173,11 @@ impl Q931 {
         self.calls.values().find(|c| c.id == id).map(|c| c.state)
     }
 
+    /// The ids of the calls in progress.
+    pub fn call_ids(&self) -> Vec<CallId> {
+        self.calls.values().map(|c| c.id).collect()
+    }
+
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
@@ -270,7 +275,7 @@ impl Q931 {
             .collect();
         for k in survivors {
             self.stop(k, TimerId::T309);
-            self.status_enquiry(now, k);
+            self.send_status_enquiry(now, k);
         }
         if self.cfg.restart_on_establish {
             let due = self
@@ -539,7 +544,7 @@ impl Q931 {
         self.send(&m);
     }
 
-    fn status_enquiry(&mut self, now: Instant, k: Key) {
+    fn send_status_enquiry(&mut self, now: Instant, k: Key) {
         let m = self.msg(k, Mt::STATUS_ENQUIRY);
         self.send(&m);
         if let Some(c) = self.calls.get_mut(&k) {
@@ -717,6 +722,13 @@ impl Q931 {
         let k = self.command_key(id, &[1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 25])?;
         let ie = self.cause_ie(cause);
         self.send_release(now, k, ie);
+        Ok(())
+    }
+
+    /// STATUS ENQUIRY for a call (§5.8.10), T322 running until STATUS.
+    pub fn status_enquiry(&mut self, now: Instant, id: CallId) -> Result<(), CommandError> {
+        let k = self.key_of(id).ok_or(CommandError::UnknownCall)?;
+        self.send_status_enquiry(now, k);
         Ok(())
     }
 

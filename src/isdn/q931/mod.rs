@@ -1,4 +1,5 @@
-//! Q.931 / ETSI EN 300 403-1 for a primary rate interface.
+//! Q.931 / ETSI EN 300 403-1 for a primary rate interface: codec, call
+//! control for the user and the network side, restart procedures.
 //!
 //! # Codec
 //!
@@ -17,10 +18,50 @@
 //! length bounds, decode, encode) and [`rules::MESSAGE_TABLE`] (mandatory
 //! elements each way, optional elements, per message type).
 //!
+//! # Call control: [`Q931`]
+//!
+//! One per span, sans-IO, built from a [`Config`] (role, [`TimerValues`]
+//! table, hunting order, timeslots, restart on establishment, T316 retries,
+//! overlap receiving); it logs the timer values in force when created.
+//!
+//! In: `handle_dl(now, DlIndication)` ([`DlIndication::Established`],
+//! [`DlIndication::Released`], [`DlIndication::Data`] = one message) and
+//! `handle_timeout(now)`. Out: `poll_dl()` -> [`DlRequest`] (establish,
+//! data), `poll_event()` -> [`Event`], `poll_timeout()`.
+//!
+//! Commands (all `(now, ...) -> Result<_, CommandError>`):
+//! `place_call(now, PlaceCall) -> CallId`, `information(id, digits,
+//! sending_complete)` (overlap sending), `alerting(id)`, `progress(id,
+//! description)`, `connect(id)`, `disconnect(id, cause)`, `release(id,
+//! cause)`, `status_enquiry(id)`, `restart(class, timeslots)`.
+//!
+//! Events: `IncomingCall { id, called, calling, bearer, channel }`,
+//! `SetupAcknowledged`, `Proceeding`, `Alerting`, `Progress { description }`,
+//! `Connected`, `Disconnected { cause, by }` (the peer started clearing),
+//! `Released { cause, by }` (null state, channel free: exactly one per call),
+//! `ChannelsRestarted`, `RestartFailed`, `LinkUp`, `LinkDown`.
+//! [`CallId`]s are stable per call (a glare retry keeps its id) and are
+//! never call references. [`Q931::channels`] is the span's
+//! [`ChannelTable`] (idle, reserved, busy, restarting, out of service).
+//!
+//! Behaviour: en-bloc and overlap calls both ways; an incoming SETUP is
+//! answered with CALL PROCEEDING at once (or SETUP ACKNOWLEDGE when it lacks
+//! Sending Complete and overlap receiving is on); incoming clearing is
+//! answered with RELEASE at once (no in-band tones kept after DISCONNECT).
+//! Timers per call: T303 (SETUP retransmitted once, same bytes), T304,
+//! T302, T310, T301, T313, T305, T308 (RELEASE once more, then the call
+//! reference is released), T309 (link down: active calls survive, others
+//! are cleared at once; STATUS ENQUIRY on re-establishment), T322; per span
+//! T316. Glare: the network side wins; the user side retries once on
+//! another channel after RELEASE COMPLETE cause 44, keeping the [`CallId`].
+//!
 //! # Layer 2
 //!
-//! [`DlIndication`] (established, released, data) goes in; [`DlRequest`]
-//! (establish, data) comes out. The D-channel task maps them to Q.921.
+//! [`DlIndication`] goes in, [`DlRequest`] comes out; the D-channel task
+//! maps them to the Q.921 primitives. While the link is down messages are
+//! queued (bounded) and one DL-ESTABLISH is requested.
+//!
+//! [`TimerValues`]: crate::isdn::timers::TimerValues
 
 pub mod api;
 pub mod call;
