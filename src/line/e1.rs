@@ -5,9 +5,10 @@
 //! and the non-FAS word (bit 2 = 1, bit 3 = A, the remote alarm indication,
 //! bits 4-8 = Sa4..Sa8). Bit 1 (the MSB, first on the line) is Si.
 //!
-//! This slice does the basic frame only: CRC-4 multiframe, alarms and
-//! performance counters are still to come (issue 3); with CRC-4 off G.704
-//! §2.3.2 sets Si to 1, which is what [`E1Framer`] sends.
+//! Transmit does the CRC-4 multiframe too (G.704 §2.3.3: MFAS `001011`, C1..C4
+//! of the previous sub-multiframe, E bits); with CRC-4 off Si is 1 (G.704
+//! §2.3.2). Receive does basic frame alignment only: CRC-4 multiframe
+//! alignment and checking, alarms and G.826 counters are still to come.
 //!
 //! # Contract
 //!
@@ -34,9 +35,64 @@ const FRAME_BITS: usize = FRAME_OCTETS * 8;
 /// G.706 §4.1.1: alignment is lost after three consecutive errored FAS.
 pub const FAS_ERRORS_TO_LOSE: u8 = 3;
 
+/// CRC-4 multiframe alignment signal in the Si bits of NFAS frames 1, 3, 5,
+/// 7, 9, 11 of the multiframe (G.704 Table 5b).
+pub const CRC4_MFAS: [u8; 6] = [0, 0, 1, 0, 1, 1];
+
+/// Frames in a CRC-4 multiframe and in one sub-multiframe.
+pub const MULTIFRAME_FRAMES: u8 = 16;
+const SMF_FRAMES: u8 = 8;
+
+const CRC4_TABLE: [u8; 256] = crc4_table();
+
+const fn crc4_table() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = crc4_bits(0, i as u8);
+        i += 1;
+    }
+    table
+}
+
+/// Runs the CRC-4 register over the eight bits of `octet`, MSB first.
+const fn crc4_bits(mut crc: u8, octet: u8) -> u8 {
+    let mut i = 8;
+    while i > 0 {
+        i -= 1;
+        let feedback = ((crc >> 3) ^ (octet >> i)) & 1;
+        crc = (crc << 1) & 0x0F;
+        if feedback != 0 {
+            crc ^= 0x03; // x^4 = x + 1 (mod x^4 + x + 1)
+        }
+    }
+    crc
+}
+
+/// G.704 §2.3.3.5: the CRC-4 remainder (C1 in bit 3) of a block multiplied
+/// by x^4 and divided by x^4 + x + 1. `crc` is the running value (0 at the
+/// start of a sub-multiframe); the caller zeroes the C-bit positions.
+pub fn crc4(mut crc: u8, octets: &[u8]) -> u8 {
+    for &o in octets {
+        // The register is four bits wide: fold its top into the octet's top.
+        crc = CRC4_TABLE[usize::from(o ^ (crc << 4))];
+    }
+    crc
+}
+
 /// Transmit side: writes TS0 of each outgoing frame.
 #[derive(Debug, Clone)]
 pub struct E1Framer {
+    /// Send the CRC-4 multiframe (G.704 §2.3.3).
+    crc4: bool,
+    /// Frame number within the CRC-4 multiframe, 0..16.
+    mf_frame: u8,
+    /// CRC-4 of the sub-multiframe being sent, C bits counted as zero.
+    crc_acc: u8,
+    /// C1..C4 being sent in this sub-multiframe: the previous one's CRC.
+    crc_out: u8,
+    /// E1, E2 (frames 13 and 15): 1 = no CRC error received (G.704 §2.3.3.4).
+    e_bits: [bool; 2],
     /// The next frame carries the FAS.
     fas_next: bool,
     /// A bit: set while we are in red alarm (G.704 Table 4a note).
@@ -52,8 +108,19 @@ impl Default for E1Framer {
 }
 
 impl E1Framer {
+    /// A framer without CRC-4 (Si = 1 everywhere).
     pub fn new() -> Self {
+        Self::with_crc4(false)
+    }
+
+    /// A framer sending the CRC-4 multiframe when `crc4`.
+    pub fn with_crc4(crc4: bool) -> Self {
         E1Framer {
+            crc4,
+            mf_frame: 0,
+            crc_acc: 0,
+            crc_out: 0,
+            e_bits: [true, true],
             fas_next: true,
             rai: false,
             sa_bits: 0x1F,
@@ -70,15 +137,58 @@ impl E1Framer {
         self.sa_bits = sa & 0x1F;
     }
 
+    /// E bit `index` (0 = frame 13, 1 = frame 15): `false` reports a received
+    /// sub-multiframe whose CRC-4 failed (G.704 §2.3.3.4); stays until changed.
+    pub fn set_e_bit(&mut self, index: usize, crc_ok: bool) {
+        self.e_bits[index & 1] = crc_ok;
+    }
+
     /// Writes TS0 of `frame` and advances to the next frame.
     pub fn emit_frame(&mut self, frame: &mut [u8; FRAME_OCTETS]) {
-        // Si = 1 with CRC-4 off (G.704 §2.3.2).
+        let si = self.si_bit();
         frame[0] = if self.fas_next {
-            0x80 | FAS
+            si | FAS
         } else {
-            0x80 | NFAS_BIT2 | if self.rai { NFAS_A } else { 0 } | self.sa_bits
+            si | NFAS_BIT2 | if self.rai { NFAS_A } else { 0 } | self.sa_bits
         };
         self.fas_next = !self.fas_next;
+        if self.crc4 {
+            self.crc4_advance(frame);
+        }
+    }
+
+    /// Si (bit 1 of TS0): 1 without CRC-4 (G.704 §2.3.2); with CRC-4 the C
+    /// bits in FAS frames, the MFAS or E bits in NFAS frames (Table 5b).
+    fn si_bit(&self) -> u8 {
+        if !self.crc4 {
+            return 0x80;
+        }
+        let f = self.mf_frame;
+        let bit = if f.is_multiple_of(2) {
+            // C1..C4 in frames 0, 2, 4, 6 (and 8, 10, 12, 14).
+            (self.crc_out >> (3 - (f % SMF_FRAMES) / 2)) & 1
+        } else if f < 12 {
+            CRC4_MFAS[usize::from(f / 2)]
+        } else {
+            u8::from(self.e_bits[usize::from(f == 15)])
+        };
+        bit << 7
+    }
+
+    fn crc4_advance(&mut self, frame: &[u8; FRAME_OCTETS]) {
+        // The C bits count as zero in the CRC (G.704 §2.3.3.5.2).
+        let first = if self.mf_frame.is_multiple_of(2) {
+            frame[0] & 0x7F
+        } else {
+            frame[0]
+        };
+        self.crc_acc = crc4(self.crc_acc, &[first]);
+        self.crc_acc = crc4(self.crc_acc, &frame[1..]);
+        self.mf_frame = (self.mf_frame + 1) % MULTIFRAME_FRAMES;
+        if self.mf_frame.is_multiple_of(SMF_FRAMES) {
+            self.crc_out = self.crc_acc;
+            self.crc_acc = 0;
+        }
     }
 }
 
@@ -335,6 +445,64 @@ mod tests {
         tx.emit_frame(&mut g);
         tx.emit_frame(&mut g);
         assert_eq!(g[0], 0xE0);
+    }
+
+    #[test]
+    fn crc4_hand_computed_vectors() {
+        // All zeros divide evenly.
+        assert_eq!(crc4(0, &[0; 256]), 0);
+        // A lone 1 as the last bit: x^4 mod (x^4+x+1) = x + 1.
+        assert_eq!(crc4(0, &[0x01]), 0b0011);
+        // One bit earlier: x^5 = x^2 + x.
+        assert_eq!(crc4(0, &[0x02]), 0b0110);
+        // The MSB of a one-octet block is x^7, times x^4 is x^11:
+        // x^4=x+1, x^8=x^2+1, x^11=x^5+x^3=x^3+x^2+x.
+        assert_eq!(crc4(0, &[0x80]), 0b1110);
+        // Linearity and running value: two halves equal the whole.
+        let block: Vec<u8> = (0..=255).collect();
+        assert_eq!(crc4(crc4(0, &block[..100]), &block[100..]), crc4(0, &block));
+        // The table matches the bitwise register.
+        let bitwise = block.iter().fold(0, |c, &o| crc4_bits(c, o));
+        assert_eq!(crc4(0, &block), bitwise);
+    }
+
+    #[test]
+    fn crc4_multiframe_transmitted() {
+        let mut tx = E1Framer::with_crc4(true);
+        tx.set_e_bit(1, false);
+        let frames: Vec<[u8; FRAME_OCTETS]> = (0..48)
+            .map(|i| {
+                let mut f = [(i * 7) as u8; FRAME_OCTETS];
+                tx.emit_frame(&mut f);
+                f
+            })
+            .collect();
+        let si = |f: &[u8; FRAME_OCTETS]| f[0] >> 7;
+        for mf in 0..3 {
+            let m = &frames[mf * 16..mf * 16 + 16];
+            let mfas: Vec<u8> = [1, 3, 5, 7, 9, 11].iter().map(|&i| si(&m[i])).collect();
+            assert_eq!(mfas, CRC4_MFAS);
+            assert_eq!((si(&m[13]), si(&m[15])), (1, 0));
+        }
+        // C1..C4 of each sub-multiframe equal the CRC-4 of the one before,
+        // computed here bitwise with the C bits zeroed.
+        for smf in 1..6 {
+            let mut crc = 0;
+            for (j, f) in frames[(smf - 1) * 8..smf * 8].iter().enumerate() {
+                let mut f = *f;
+                if j % 2 == 0 {
+                    f[0] &= 0x7F;
+                }
+                crc = f.iter().fold(crc, |c, &o| crc4_bits(c, o));
+            }
+            let sent: u8 = (0..4).fold(0, |c, k| (c << 1) | si(&frames[smf * 8 + 2 * k]));
+            assert_eq!(sent, crc, "sub-multiframe {smf}");
+        }
+        // The basic-frame deframer aligns on a CRC-4 line (Si is not FAS).
+        let mut d = E1Deframer::new();
+        let out = deframe(&mut d, &shifted(&frames, 77, 0));
+        assert_eq!(d.state(), AlignState::InFrame);
+        assert_eq!(out[0], frames[2]);
     }
 
     #[test]
