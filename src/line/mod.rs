@@ -13,6 +13,13 @@
 //!
 //! # Layer contract
 //!
+//! - [`e1`]: G.704 basic frame and G.706 §4.1 frame alignment.
+//!   [`e1::E1Framer::emit_frame`] writes TS0 (FAS / NFAS with A and Sa bits,
+//!   and the CRC-4 multiframe when built with `with_crc4(true)`) of each
+//!   outgoing 32-octet frame; [`e1::E1Deframer::handle_octet`] takes
+//!   line octets at any bit offset and returns each 32-octet frame once in
+//!   alignment (borrowed, valid until the next call), counting FAS errors and
+//!   alignment losses (three consecutive errored FAS).
 //! - [`hdlc`]: the D-channel bit layer on TS16.
 //!   - [`hdlc::HdlcDecoder::handle_octet`] takes one received TS16 octet and
 //!     returns `Some(frame)` (address..information, FCS stripped and checked)
@@ -33,4 +40,9 @@
 
 pub mod driver;
 pub mod g711;
+//! Still to come in this layer (issue 3): CRC-4 receive (multiframe alignment,
+//! checking, E bits, Annex B), alarms and G.826 counters in `e1`, the span that joins framer, HDLC and B-channels, and the
+//! `pair`, `satop`, `serial` and `dahdi` drivers.
+
+pub mod e1;
 pub mod hdlc;

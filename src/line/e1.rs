@@ -1,0 +1,588 @@
+//! G.704 §2.3 E1 frame structure and G.706 §4.1 frame alignment (basic frame).
+//!
+//! An E1 frame is 32 octets (TS0..TS31), 8000 frames per second. TS0 carries,
+//! in alternate frames, the frame alignment signal (FAS, bits 2-8 = `0011011`)
+//! and the non-FAS word (bit 2 = 1, bit 3 = A, the remote alarm indication,
+//! bits 4-8 = Sa4..Sa8). Bit 1 (the MSB, first on the line) is Si.
+//!
+//! Transmit does the CRC-4 multiframe too (G.704 §2.3.3: MFAS `001011`, C1..C4
+//! of the previous sub-multiframe, E bits); with CRC-4 off Si is 1 (G.704
+//! §2.3.2). Receive does basic frame alignment only: CRC-4 multiframe
+//! alignment and checking, alarms and G.826 counters are still to come.
+//!
+//! # Contract
+//!
+//! - [`E1Framer::emit_frame`] takes the 31 payload timeslots of one frame
+//!   (TS0 ignored) and writes TS0, alternating FAS and NFAS.
+//! - [`E1Deframer::handle_octet`] takes line octets in arrival order (bits
+//!   MSB first) with no assumption that a frame, or even a timeslot, starts
+//!   on an octet boundary. It returns the 32 octets of a frame (realigned to
+//!   timeslot boundaries) each time one is complete while in frame alignment.
+//!   The returned array borrows the deframer and is valid until the next call.
+//!   At most one frame completes per octet.
+
+/// FAS in bits 2-8 of TS0 (G.704 §2.3.1, Table 4a).
+pub const FAS: u8 = 0b001_1011;
+/// Mask of bits 2-8 of TS0.
+const FAS_MASK: u8 = 0x7F;
+/// NFAS bit 2 is always 1 (G.704 Table 4a), so NFAS can never look like FAS.
+const NFAS_BIT2: u8 = 0x40;
+/// NFAS bit 3: A, remote alarm indication.
+const NFAS_A: u8 = 0x20;
+/// Octets in an E1 frame.
+pub const FRAME_OCTETS: usize = 32;
+const FRAME_BITS: usize = FRAME_OCTETS * 8;
+/// G.706 §4.1.1: alignment is lost after three consecutive errored FAS.
+pub const FAS_ERRORS_TO_LOSE: u8 = 3;
+
+/// CRC-4 multiframe alignment signal in the Si bits of NFAS frames 1, 3, 5,
+/// 7, 9, 11 of the multiframe (G.704 Table 5b).
+pub const CRC4_MFAS: [u8; 6] = [0, 0, 1, 0, 1, 1];
+
+/// Frames in a CRC-4 multiframe and in one sub-multiframe.
+pub const MULTIFRAME_FRAMES: u8 = 16;
+const SMF_FRAMES: u8 = 8;
+
+const CRC4_TABLE: [u8; 256] = crc4_table();
+
+const fn crc4_table() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = crc4_bits(0, i as u8);
+        i += 1;
+    }
+    table
+}
+
+/// Runs the CRC-4 register over the eight bits of `octet`, MSB first.
+const fn crc4_bits(mut crc: u8, octet: u8) -> u8 {
+    let mut i = 8;
+    while i > 0 {
+        i -= 1;
+        let feedback = ((crc >> 3) ^ (octet >> i)) & 1;
+        crc = (crc << 1) & 0x0F;
+        if feedback != 0 {
+            crc ^= 0x03; // x^4 = x + 1 (mod x^4 + x + 1)
+        }
+    }
+    crc
+}
+
+/// G.704 §2.3.3.5: the CRC-4 remainder (C1 in bit 3) of a block multiplied
+/// by x^4 and divided by x^4 + x + 1. `crc` is the running value (0 at the
+/// start of a sub-multiframe); the caller zeroes the C-bit positions.
+pub fn crc4(mut crc: u8, octets: &[u8]) -> u8 {
+    for &o in octets {
+        // The register is four bits wide: fold its top into the octet's top.
+        crc = CRC4_TABLE[usize::from(o ^ (crc << 4))];
+    }
+    crc
+}
+
+/// Transmit side: writes TS0 of each outgoing frame.
+#[derive(Debug, Clone)]
+pub struct E1Framer {
+    /// Send the CRC-4 multiframe (G.704 §2.3.3).
+    crc4: bool,
+    /// Frame number within the CRC-4 multiframe, 0..16.
+    mf_frame: u8,
+    /// CRC-4 of the sub-multiframe being sent, C bits counted as zero.
+    crc_acc: u8,
+    /// C1..C4 being sent in this sub-multiframe: the previous one's CRC.
+    crc_out: u8,
+    /// E1, E2 (frames 13 and 15): 1 = no CRC error received (G.704 §2.3.3.4).
+    e_bits: [bool; 2],
+    /// The next frame carries the FAS.
+    fas_next: bool,
+    /// A bit: set while we are in red alarm (G.704 Table 4a note).
+    rai: bool,
+    /// Sa4..Sa8 in bits 4-8 of NFAS; G.704 recommends 1 where unused.
+    sa_bits: u8,
+}
+
+impl Default for E1Framer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl E1Framer {
+    /// A framer without CRC-4 (Si = 1 everywhere).
+    pub fn new() -> Self {
+        Self::with_crc4(false)
+    }
+
+    /// A framer sending the CRC-4 multiframe when `crc4`.
+    pub fn with_crc4(crc4: bool) -> Self {
+        E1Framer {
+            crc4,
+            mf_frame: 0,
+            crc_acc: 0,
+            crc_out: 0,
+            e_bits: [true, true],
+            fas_next: true,
+            rai: false,
+            sa_bits: 0x1F,
+        }
+    }
+
+    /// Sends A = 1 in NFAS while `rai`.
+    pub fn set_rai(&mut self, rai: bool) {
+        self.rai = rai;
+    }
+
+    /// Sa4..Sa8, Sa4 in bit 4 of the low five bits.
+    pub fn set_sa_bits(&mut self, sa: u8) {
+        self.sa_bits = sa & 0x1F;
+    }
+
+    /// E bit `index` (0 = frame 13, 1 = frame 15): `false` reports a received
+    /// sub-multiframe whose CRC-4 failed (G.704 §2.3.3.4); stays until changed.
+    pub fn set_e_bit(&mut self, index: usize, crc_ok: bool) {
+        self.e_bits[index & 1] = crc_ok;
+    }
+
+    /// Writes TS0 of `frame` and advances to the next frame.
+    pub fn emit_frame(&mut self, frame: &mut [u8; FRAME_OCTETS]) {
+        let si = self.si_bit();
+        frame[0] = if self.fas_next {
+            si | FAS
+        } else {
+            si | NFAS_BIT2 | if self.rai { NFAS_A } else { 0 } | self.sa_bits
+        };
+        self.fas_next = !self.fas_next;
+        if self.crc4 {
+            self.crc4_advance(frame);
+        }
+    }
+
+    /// Si (bit 1 of TS0): 1 without CRC-4 (G.704 §2.3.2); with CRC-4 the C
+    /// bits in FAS frames, the MFAS or E bits in NFAS frames (Table 5b).
+    fn si_bit(&self) -> u8 {
+        if !self.crc4 {
+            return 0x80;
+        }
+        let f = self.mf_frame;
+        let bit = if f.is_multiple_of(2) {
+            // C1..C4 in frames 0, 2, 4, 6 (and 8, 10, 12, 14).
+            (self.crc_out >> (3 - (f % SMF_FRAMES) / 2)) & 1
+        } else if f < 12 {
+            CRC4_MFAS[usize::from(f / 2)]
+        } else {
+            u8::from(self.e_bits[usize::from(f == 15)])
+        };
+        bit << 7
+    }
+
+    fn crc4_advance(&mut self, frame: &[u8; FRAME_OCTETS]) {
+        // The C bits count as zero in the CRC (G.704 §2.3.3.5.2).
+        let first = if self.mf_frame.is_multiple_of(2) {
+            frame[0] & 0x7F
+        } else {
+            frame[0]
+        };
+        self.crc_acc = crc4(self.crc_acc, &[first]);
+        self.crc_acc = crc4(self.crc_acc, &frame[1..]);
+        self.mf_frame = (self.mf_frame + 1) % MULTIFRAME_FRAMES;
+        if self.mf_frame.is_multiple_of(SMF_FRAMES) {
+            self.crc_out = self.crc_acc;
+            self.crc_acc = 0;
+        }
+    }
+}
+
+/// Frame alignment state (G.706 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlignState {
+    /// Searching for FAS, NFAS, FAS at every bit position.
+    Search,
+    /// In frame alignment.
+    InFrame,
+}
+
+/// What the deframer counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeframerStats {
+    pub frames: u64,
+    pub fas_errors: u64,
+    pub alignment_losses: u64,
+    /// Frames in which alignment was (re)gained.
+    pub alignments: u64,
+}
+
+/// Receive side: finds and keeps frame alignment; see the module contract.
+pub struct E1Deframer {
+    state: AlignState,
+    /// The last eight line bits, newest in bit 0.
+    window: u8,
+    /// Bits seen modulo one frame, in search.
+    bit_index: usize,
+    /// Per bit phase of the frame, G.706 §4.1.2 steps: 0 nothing, 1 FAS seen
+    /// one frame ago, 2 FAS then NFAS seen. All 256 phases are searched at
+    /// once, which is the same as restarting the search one bit after a
+    /// failed candidate.
+    search: [u8; FRAME_BITS],
+    /// In frame: bits of the current frame received so far.
+    frame_bit: usize,
+    /// In frame: whether the current frame should carry the FAS.
+    fas_frame: bool,
+    consecutive_fas_errors: u8,
+    frame: [u8; FRAME_OCTETS],
+    /// NFAS A bit of the last NFAS received.
+    remote_alarm: bool,
+    stats: DeframerStats,
+}
+
+impl Default for E1Deframer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for E1Deframer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("E1Deframer")
+            .field("state", &self.state)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl E1Deframer {
+    pub fn new() -> Self {
+        E1Deframer {
+            state: AlignState::Search,
+            window: 0,
+            bit_index: 0,
+            search: [0; FRAME_BITS],
+            frame_bit: 0,
+            fas_frame: true,
+            consecutive_fas_errors: 0,
+            frame: [0; FRAME_OCTETS],
+            remote_alarm: false,
+            stats: DeframerStats::default(),
+        }
+    }
+
+    pub fn state(&self) -> AlignState {
+        self.state
+    }
+
+    pub fn stats(&self) -> DeframerStats {
+        self.stats
+    }
+
+    /// The A bit of the last NFAS received in frame alignment.
+    pub fn remote_alarm(&self) -> bool {
+        self.remote_alarm
+    }
+
+    /// Feeds one line octet, MSB first; returns a frame when one completes.
+    pub fn handle_octet(&mut self, octet: u8) -> Option<&[u8; FRAME_OCTETS]> {
+        let mut done = false;
+        for i in (0..8).rev() {
+            done |= self.handle_bit((octet >> i) & 1);
+        }
+        done.then_some(&self.frame)
+    }
+
+    fn handle_bit(&mut self, bit: u8) -> bool {
+        self.window = (self.window << 1) | bit;
+        match self.state {
+            AlignState::Search => {
+                self.search_bit();
+                false
+            }
+            AlignState::InFrame => self.frame_bit_in(),
+        }
+    }
+
+    /// G.706 §4.1.2: (a) FAS, (b) one frame later NFAS bit 2 = 1, (c) one
+    /// frame later FAS again. Evaluated for the phase ending at this bit.
+    fn search_bit(&mut self) {
+        let phase = self.bit_index;
+        self.bit_index = (self.bit_index + 1) % FRAME_BITS;
+        let ts0 = self.window;
+        let is_fas = ts0 & FAS_MASK == FAS;
+        self.search[phase] = match self.search[phase] {
+            1 if ts0 & NFAS_BIT2 != 0 => 2,
+            2 if is_fas => {
+                self.gain_alignment();
+                return;
+            }
+            _ if is_fas => 1,
+            _ => 0,
+        };
+    }
+
+    fn gain_alignment(&mut self) {
+        tracing::debug!(state = ?AlignState::InFrame, "E1 frame alignment gained");
+        self.state = AlignState::InFrame;
+        self.stats.alignments += 1;
+        // The FAS frame whose TS0 just ended: keep its TS0, next comes TS1.
+        self.frame[0] = self.window;
+        self.frame_bit = 8;
+        self.fas_frame = true;
+        self.consecutive_fas_errors = 0;
+    }
+
+    fn frame_bit_in(&mut self) -> bool {
+        self.frame_bit += 1;
+        if self.frame_bit.is_multiple_of(8) {
+            self.frame[self.frame_bit / 8 - 1] = self.window;
+        }
+        if self.frame_bit < FRAME_BITS {
+            return false;
+        }
+        self.frame_bit = 0;
+        let delivered = self.check_ts0();
+        self.fas_frame = !self.fas_frame;
+        delivered
+    }
+
+    /// Checks TS0 of the frame just completed; returns whether to deliver it.
+    fn check_ts0(&mut self) -> bool {
+        let ts0 = self.frame[0];
+        if self.fas_frame {
+            if ts0 & FAS_MASK == FAS {
+                self.consecutive_fas_errors = 0;
+            } else {
+                self.stats.fas_errors += 1;
+                self.consecutive_fas_errors += 1;
+                if self.consecutive_fas_errors >= FAS_ERRORS_TO_LOSE {
+                    self.lose_alignment();
+                    return false;
+                }
+            }
+        } else {
+            self.remote_alarm = ts0 & NFAS_A != 0;
+        }
+        self.stats.frames += 1;
+        true
+    }
+
+    fn lose_alignment(&mut self) {
+        tracing::info!(
+            state = ?AlignState::Search,
+            "E1 frame alignment lost: {FAS_ERRORS_TO_LOSE} consecutive errored FAS (G.706 4.1.1)"
+        );
+        self.state = AlignState::Search;
+        self.stats.alignment_losses += 1;
+        self.search = [0; FRAME_BITS];
+        self.bit_index = 0;
+    }
+}
+
+/// Fuzz entry point (`fuzz/fuzz_targets/e1_deframe.rs`): arbitrary line
+/// octets through the deframer. Never panics; every delivered frame is
+/// counted, and alignment is never lost more often than it was gained.
+#[doc(hidden)]
+pub fn fuzz_e1_deframe(data: &[u8]) {
+    let mut d = E1Deframer::new();
+    let mut delivered = 0u64;
+    for &o in data {
+        if d.handle_octet(o).is_some() {
+            delivered += 1;
+        }
+    }
+    let s = d.stats();
+    assert_eq!(delivered, s.frames);
+    assert!(s.alignment_losses <= s.alignments);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Frames with idle A-law in the B-channels, flags in TS16 and a frame
+    /// counter in TS1 so that frames can be told apart.
+    fn line_frames(n: usize) -> Vec<[u8; FRAME_OCTETS]> {
+        let mut tx = E1Framer::new();
+        (0..n)
+            .map(|i| {
+                let mut f = [0xD5; FRAME_OCTETS];
+                f[16] = 0x7E;
+                f[1] = 0xD5 ^ ((i as u8) & 0x0A);
+                tx.emit_frame(&mut f);
+                f
+            })
+            .collect()
+    }
+
+    /// The line octets, shifted by `offset_bits` leading bits of `fill`.
+    fn shifted(frames: &[[u8; FRAME_OCTETS]], offset_bits: usize, fill: u8) -> Vec<u8> {
+        let mut bits: Vec<u8> = (0..offset_bits).map(|i| (fill >> (i % 8)) & 1).collect();
+        for f in frames {
+            for &o in f {
+                bits.extend((0..8).rev().map(|i| (o >> i) & 1));
+            }
+        }
+        bits.chunks(8)
+            .filter(|c| c.len() == 8)
+            .map(|c| c.iter().fold(0, |o, &b| (o << 1) | b))
+            .collect()
+    }
+
+    fn deframe(d: &mut E1Deframer, octets: &[u8]) -> Vec<[u8; FRAME_OCTETS]> {
+        octets
+            .iter()
+            .filter_map(|&o| d.handle_octet(o).copied())
+            .collect()
+    }
+
+    #[test]
+    fn framer_alternates_fas_and_nfas() {
+        let f = line_frames(4);
+        assert_eq!(f[0][0], 0x9B); // Si=1, 0011011
+        assert_eq!(f[1][0], 0xDF); // Si=1, 1, A=0, Sa4-8 = 1
+        assert_eq!(f[2][0], 0x9B);
+        let mut tx = E1Framer::new();
+        tx.set_rai(true);
+        tx.set_sa_bits(0);
+        let mut g = [0; FRAME_OCTETS];
+        tx.emit_frame(&mut g);
+        tx.emit_frame(&mut g);
+        assert_eq!(g[0], 0xE0);
+    }
+
+    #[test]
+    fn crc4_hand_computed_vectors() {
+        // All zeros divide evenly.
+        assert_eq!(crc4(0, &[0; 256]), 0);
+        // A lone 1 as the last bit: x^4 mod (x^4+x+1) = x + 1.
+        assert_eq!(crc4(0, &[0x01]), 0b0011);
+        // One bit earlier: x^5 = x^2 + x.
+        assert_eq!(crc4(0, &[0x02]), 0b0110);
+        // The MSB of a one-octet block is x^7, times x^4 is x^11:
+        // x^4=x+1, x^8=x^2+1, x^11=x^5+x^3=x^3+x^2+x.
+        assert_eq!(crc4(0, &[0x80]), 0b1110);
+        // Linearity and running value: two halves equal the whole.
+        let block: Vec<u8> = (0..=255).collect();
+        assert_eq!(crc4(crc4(0, &block[..100]), &block[100..]), crc4(0, &block));
+        // The table matches the bitwise register.
+        let bitwise = block.iter().fold(0, |c, &o| crc4_bits(c, o));
+        assert_eq!(crc4(0, &block), bitwise);
+    }
+
+    #[test]
+    fn crc4_multiframe_transmitted() {
+        let mut tx = E1Framer::with_crc4(true);
+        tx.set_e_bit(1, false);
+        let frames: Vec<[u8; FRAME_OCTETS]> = (0..48)
+            .map(|i| {
+                let mut f = [(i * 7) as u8; FRAME_OCTETS];
+                tx.emit_frame(&mut f);
+                f
+            })
+            .collect();
+        let si = |f: &[u8; FRAME_OCTETS]| f[0] >> 7;
+        for mf in 0..3 {
+            let m = &frames[mf * 16..mf * 16 + 16];
+            let mfas: Vec<u8> = [1, 3, 5, 7, 9, 11].iter().map(|&i| si(&m[i])).collect();
+            assert_eq!(mfas, CRC4_MFAS);
+            assert_eq!((si(&m[13]), si(&m[15])), (1, 0));
+        }
+        // C1..C4 of each sub-multiframe equal the CRC-4 of the one before,
+        // computed here bitwise with the C bits zeroed.
+        for smf in 1..6 {
+            let mut crc = 0;
+            for (j, f) in frames[(smf - 1) * 8..smf * 8].iter().enumerate() {
+                let mut f = *f;
+                if j % 2 == 0 {
+                    f[0] &= 0x7F;
+                }
+                crc = f.iter().fold(crc, |c, &o| crc4_bits(c, o));
+            }
+            let sent: u8 = (0..4).fold(0, |c, k| (c << 1) | si(&frames[smf * 8 + 2 * k]));
+            assert_eq!(sent, crc, "sub-multiframe {smf}");
+        }
+        // The basic-frame deframer aligns on a CRC-4 line (Si is not FAS).
+        let mut d = E1Deframer::new();
+        let out = deframe(&mut d, &shifted(&frames, 77, 0));
+        assert_eq!(d.state(), AlignState::InFrame);
+        assert_eq!(out[0], frames[2]);
+    }
+
+    #[test]
+    fn alignment_lost_after_three_errored_fas_then_regained() {
+        let mut frames = line_frames(40);
+        let mut d = E1Deframer::new();
+        // Two errored FAS in a row: alignment kept (G.706 4.1.1).
+        frames[10][0] ^= 0x01;
+        frames[12][0] ^= 0x01;
+        // Three in a row: lost.
+        for i in [20, 22, 24] {
+            frames[i][0] ^= 0x04;
+        }
+        let out = deframe(&mut d, &shifted(&frames, 0, 0));
+        let s = d.stats();
+        assert_eq!(s.fas_errors, 5);
+        assert_eq!(s.alignment_losses, 1);
+        assert_eq!(s.alignments, 2);
+        assert_eq!(d.state(), AlignState::InFrame);
+        assert!(out.contains(&frames[12]) && out.contains(&frames[39]));
+    }
+
+    #[test]
+    fn remote_alarm_bit_read_from_nfas() {
+        let mut tx = E1Framer::new();
+        tx.set_rai(true);
+        let mut line = Vec::new();
+        for _ in 0..6 {
+            let mut f = [0xD5; FRAME_OCTETS];
+            tx.emit_frame(&mut f);
+            line.extend(f);
+        }
+        let mut d = E1Deframer::new();
+        deframe(&mut d, &line);
+        assert!(d.remote_alarm());
+    }
+
+    #[test]
+    fn fuzz_corpus_seeds_run_clean() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/e1_deframe");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            fuzz_e1_deframe(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
+    proptest! {
+        #[test]
+        fn alignment_found_from_every_bit_offset(offset in 0usize..256, fill in any::<u8>()) {
+            let frames = line_frames(8);
+            let mut d = E1Deframer::new();
+            let out = deframe(&mut d, &shifted(&frames, offset, fill));
+            prop_assert_eq!(d.state(), AlignState::InFrame);
+            // Aligned on the third TS0 seen (FAS, NFAS, FAS): frames 2.. out,
+            // bit-exact, whatever the offset (the last may be cut short).
+            prop_assert!(out.len() >= 4);
+            prop_assert_eq!(&out[..], &frames[2..2 + out.len()]);
+        }
+
+        #[test]
+        fn alignment_kept_through_isolated_bit_errors(
+            offset in 0usize..256, errs in prop::collection::vec((4usize..60, 0usize..256), 1..6)
+        ) {
+            let frames = line_frames(64);
+            let mut line = shifted(&frames, offset, 0xFF);
+            // Hit one bit in each of a few distinct frames: at most one FAS
+            // error in a row, which G.706 4.1.1 rides through.
+            let mut seen = std::collections::BTreeSet::new();
+            for (frame, bit) in errs {
+                if seen.insert(frame / 2) {
+                    let pos = offset + frame / 2 * 2 * FRAME_BITS + bit;
+                    line[pos / 8] ^= 0x80 >> (pos % 8);
+                }
+            }
+            let mut d = E1Deframer::new();
+            let _ = deframe(&mut d, &line);
+            prop_assert_eq!(d.stats().alignment_losses, 0);
+            prop_assert_eq!(d.state(), AlignState::InFrame);
+        }
+    }
+}
