@@ -33,16 +33,13 @@
 //!     idle flags when there is nothing to send. A frame loaded while the
 //!     previous one is still going out follows it with one shared flag.
 //!
-//! Still to come in this layer (issue 3): the G.704/G.706 framer with CRC-4
-//! and alarms (`e1`), the span that joins framer, HDLC and B-channels, and the
-//! `pair`, `satop` and `serial` drivers. [`g711`] and the DAHDI driver
-//! ([`driver::dahdi`]) are here.
+//! Still to come in this layer (issue 3): CRC-4 receive (multiframe
+//! alignment, checking, E bits, Annex B), alarms and G.826 counters in `e1`,
+//! the span that joins framer, HDLC and B-channels, and the `pair`, `satop`
+//! and `serial` drivers. [`g711`] and the DAHDI driver ([`driver::dahdi`]) are
+//! here.
 
 pub mod driver;
-pub mod g711;
-//! Still to come in this layer (issue 3): CRC-4 receive (multiframe alignment,
-//! checking, E bits, Annex B), alarms and G.826 counters in `e1`, the span that joins framer, HDLC and B-channels, and the
-//! `pair`, `satop`, `serial` and `dahdi` drivers.
-
 pub mod e1;
+pub mod g711;
 pub mod hdlc;
