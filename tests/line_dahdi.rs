@@ -422,3 +422,22 @@ fn event_ring_overflow_is_counted() {
     assert_eq!(c.events_dropped, 60 - 32);
     assert_eq!(events(&mut span).len(), 32);
 }
+
+#[test]
+fn fds_signal_readiness_to_poll() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let (_card, ends, mut span) = open_span(1, 1, 2);
+    assert!(span.d_channel_raw_fd() >= 0);
+    let idle = {
+        let mut fds = [PollFd::new(span.d_channel_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap()
+    };
+    assert_eq!(idle, 0);
+    ends.d.send_frame(&SABME).unwrap();
+    let ready = {
+        let mut fds = [PollFd::new(span.d_channel_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap()
+    };
+    assert_eq!(ready, 1);
+    assert_eq!(span.recv_d_frame().unwrap(), Some(&SABME[..]));
+}

@@ -355,6 +355,11 @@ impl<C: DahdiChannel> DahdiSpan<C> {
         self.d.as_fd()
     }
 
+    /// The D-channel raw fd (for `mio::unix::SourceFd`).
+    pub fn d_channel_raw_fd(&self) -> RawFd {
+        self.d.as_fd().as_raw_fd()
+    }
+
     /// The fd of B-channel timeslot `ts`, to register with mio.
     pub fn b_channel_fd(&self, ts: u8) -> Option<BorrowedFd<'_>> {
         self.b_index(ts).ok().map(|i| self.b[i].chan.as_fd())
