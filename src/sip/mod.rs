@@ -10,6 +10,10 @@
 //!   and count (responses never get answers; §16.7, §18.1.2).
 //! - [`uas_precheck`] gives the 501/405/416/420 a UAS sends before its TU.
 //! - [`response_to`] builds any response to a request (§8.2.6).
+//! - [`sdp`]: `Sdp::parse` / `Sdp::to_text`, `sdp::offer(&LocalMedia)`,
+//!   `sdp::answer(&offer, &LocalMedia)` (RFC 3264 §6, one audio stream,
+//!   PCMA/PCMU/telephone-event, port 0 when nothing matches),
+//!   `Sdp::audio_address()` for the media plane, `Origin::next_version()`.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -28,6 +32,7 @@ pub mod framer;
 pub mod header;
 pub mod message;
 pub mod response;
+pub mod sdp;
 pub mod text;
 pub mod uri;
 
