@@ -14,6 +14,10 @@
 //!   `sdp::answer(&offer, &LocalMedia)` (RFC 3264 §6, one audio stream,
 //!   PCMA/PCMU/telephone-event, port 0 when nothing matches),
 //!   `Sdp::audio_address()` for the media plane, `Origin::next_version()`.
+//! - [`transaction::NonInviteClient`]: RFC 3261 §17.1.2 (Figure 6) with
+//!   timers E/F/K from [`transaction::TimerValues`] (T1/T2/T4); sans-IO
+//!   `handle_response`/`handle_transport_error`/`handle_timeout(now)`,
+//!   `poll_transmit`/`poll_event`/`poll_timeout`.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -34,6 +38,7 @@ pub mod message;
 pub mod response;
 pub mod sdp;
 pub mod text;
+pub mod transaction;
 pub mod uri;
 
 pub use error::SipError;
