@@ -18,6 +18,8 @@
 //!   timers E/F/K from [`transaction::TimerValues`] (T1/T2/T4); sans-IO
 //!   `handle_response`/`handle_transport_error`/`handle_timeout(now)`,
 //!   `poll_transmit`/`poll_event`/`poll_timeout`.
+//! - [`non_invite_server::NonInviteServer`]: RFC 3261 §17.2.2 (Figure 8),
+//!   timer J; `handle_request` for retransmissions, `send_response` for the TU.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -35,6 +37,7 @@ pub mod error;
 pub mod framer;
 pub mod header;
 pub mod message;
+pub mod non_invite_server;
 pub mod response;
 pub mod sdp;
 pub mod text;
