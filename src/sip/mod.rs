@@ -21,6 +21,8 @@
 //! - [`invite_client::InviteClient`]: RFC 3261 §17.1.1 (Figure 5) + RFC 6026
 //!   Accepted; timers A/B/D/M; ACK for non-2xx built inside
 //!   ([`invite_client::build_ack`]); 2xx and its retransmissions go to the TU.
+//! - [`invite_server::InviteServer`]: RFC 3261 §17.2.1 (Figure 7) + RFC 6026
+//!   Accepted; timers G/H/I/L; ACK in Accepted is handed to the TU.
 //! - [`non_invite_server::NonInviteServer`]: RFC 3261 §17.2.2 (Figure 8),
 //!   timer J; `handle_request` for retransmissions, `send_response` for the TU.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
@@ -40,6 +42,7 @@ pub mod error;
 pub mod framer;
 pub mod header;
 pub mod invite_client;
+pub mod invite_server;
 pub mod message;
 pub mod non_invite_server;
 pub mod response;
