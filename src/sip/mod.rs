@@ -25,6 +25,8 @@
 //!   Accepted; timers G/H/I/L; ACK in Accepted is handed to the TU.
 //! - [`non_invite_server::NonInviteServer`]: RFC 3261 §17.2.2 (Figure 8),
 //!   timer J; `handle_request` for retransmissions, `send_response` for the TU.
+//! - [`matching`]: `server_key`, `client_key`, `cancelled_invite_key`
+//!   (§17.1.3, §17.2.3, §9.2) to find the transaction for a message.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -43,6 +45,7 @@ pub mod framer;
 pub mod header;
 pub mod invite_client;
 pub mod invite_server;
+pub mod matching;
 pub mod message;
 pub mod non_invite_server;
 pub mod response;
