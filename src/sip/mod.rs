@@ -10,6 +10,23 @@
 //!   and count (responses never get answers; §16.7, §18.1.2).
 //! - [`uas_precheck`] gives the 501/405/416/420 a UAS sends before its TU.
 //! - [`response_to`] builds any response to a request (§8.2.6).
+//! - [`sdp`]: `Sdp::parse` / `Sdp::to_text`, `sdp::offer(&LocalMedia)`,
+//!   `sdp::answer(&offer, &LocalMedia)` (RFC 3264 §6, one audio stream,
+//!   PCMA/PCMU/telephone-event, port 0 when nothing matches),
+//!   `Sdp::audio_address()` for the media plane, `Origin::next_version()`.
+//! - [`transaction::NonInviteClient`]: RFC 3261 §17.1.2 (Figure 6) with
+//!   timers E/F/K from [`transaction::TimerValues`] (T1/T2/T4); sans-IO
+//!   `handle_response`/`handle_transport_error`/`handle_timeout(now)`,
+//!   `poll_transmit`/`poll_event`/`poll_timeout`.
+//! - [`invite_client::InviteClient`]: RFC 3261 §17.1.1 (Figure 5) + RFC 6026
+//!   Accepted; timers A/B/D/M; ACK for non-2xx built inside
+//!   ([`invite_client::build_ack`]); 2xx and its retransmissions go to the TU.
+//! - [`invite_server::InviteServer`]: RFC 3261 §17.2.1 (Figure 7) + RFC 6026
+//!   Accepted; timers G/H/I/L; ACK in Accepted is handed to the TU.
+//! - [`non_invite_server::NonInviteServer`]: RFC 3261 §17.2.2 (Figure 8),
+//!   timer J; `handle_request` for retransmissions, `send_response` for the TU.
+//! - [`matching`]: `server_key`, `client_key`, `cancelled_invite_key`
+//!   (§17.1.3, §17.2.3, §9.2) to find the transaction for a message.
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -26,9 +43,15 @@
 pub mod error;
 pub mod framer;
 pub mod header;
+pub mod invite_client;
+pub mod invite_server;
+pub mod matching;
 pub mod message;
+pub mod non_invite_server;
 pub mod response;
+pub mod sdp;
 pub mod text;
+pub mod transaction;
 pub mod uri;
 
 pub use error::SipError;
