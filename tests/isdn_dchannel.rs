@@ -28,7 +28,7 @@ impl Rng {
     }
     /// True with probability `1 / n`.
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo)
@@ -99,10 +99,8 @@ impl End {
                         *at = Some(now + Duration::from_millis(rng.range(500, 3_000)));
                     }
                 }
-                Event::Released { id, .. } => {
-                    if self.hang_up_at.remove(&id).is_some() {
-                        self.released += 1;
-                    }
+                Event::Released { id, .. } if self.hang_up_at.remove(&id).is_some() => {
+                    self.released += 1;
                 }
                 _ => {}
             }
