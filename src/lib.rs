@@ -1,8 +1,11 @@
 //! tdmgw: an E1 ISDN PRI to SIP/RTP gateway for emergency-call networks.
 //!
 //! See `DESIGN.md` for the planes and the path of a call. Layers, from the
-//! bottom: `line` (E1 framing, TS16 HDLC), `isdn` (signalling cores), `config`
-//! (files into parameters), `ops` (systemd lifecycle, supervisor, logging).
+//! bottom: `line` (E1 framing, TS16 HDLC, G.711, line drivers), `isdn`
+//! (Q.921 and Q.931 cores and the D-channel stack), `sip` (messages, SDP,
+//! transactions), `media` (the media plane's RTP pieces), `call` (where ISDN
+//! and SIP meet), `config` (files into parameters), `ops` (systemd lifecycle,
+//! supervisor, logging, metrics, admin).
 
 pub mod call;
 pub mod config;
