@@ -7,8 +7,11 @@
 //!
 //! Transmit does the CRC-4 multiframe too (G.704 §2.3.3: MFAS `001011`, C1..C4
 //! of the previous sub-multiframe, E bits); with CRC-4 off Si is 1 (G.704
-//! §2.3.2). Receive does basic frame alignment only: CRC-4 multiframe
-//! alignment and checking, alarms and G.826 counters are still to come.
+//! §2.3.2). Receive does G.706 §4.1 basic frame alignment and, with
+//! [`E1Deframer::with_crc4`], G.706 §4.2 CRC-4 multiframe alignment, the
+//! §4.3 CRC-4 check per sub-multiframe (E bits to send back, far-end E bits
+//! counted) and the §4.3.2 false-alignment guard. Alarms (AIS, RAI timing),
+//! the G.706 Annex B interworking timer and G.826 counters are still to come.
 //!
 //! # Contract
 //!
@@ -42,6 +45,15 @@ pub const CRC4_MFAS: [u8; 6] = [0, 0, 1, 0, 1, 1];
 /// Frames in a CRC-4 multiframe and in one sub-multiframe.
 pub const MULTIFRAME_FRAMES: u8 = 16;
 const SMF_FRAMES: u8 = 8;
+/// G.706 §4.2: multiframe alignment must be found within 8 ms (64 frames)
+/// of basic frame alignment, else the basic alignment is taken as spurious.
+pub const MF_SEARCH_FRAMES: u64 = 64;
+/// G.706 §4.3.2: out of this many CRC-4 blocks ...
+pub const CRC4_BLOCK_WINDOW: u16 = 1000;
+/// ... this many errored ones mean a false frame alignment: search again.
+pub const CRC4_ERRORS_TO_LOSE: u16 = 915;
+/// MFAS `001011` as the last six NFAS Si bits, oldest first.
+const MFAS_WORD: u8 = 0b00_1011;
 
 const CRC4_TABLE: [u8; 256] = crc4_table();
 
@@ -209,6 +221,29 @@ pub struct DeframerStats {
     pub alignment_losses: u64,
     /// Frames in which alignment was (re)gained.
     pub alignments: u64,
+    /// CRC-4 multiframe alignments gained (G.706 §4.2).
+    pub multiframe_alignments: u64,
+    /// Losses of multiframe alignment: no MFAS within 8 ms (G.706 §4.2).
+    pub multiframe_losses: u64,
+    /// Sub-multiframes whose CRC-4 was checked.
+    pub crc4_blocks: u64,
+    /// Sub-multiframes whose CRC-4 did not match C1..C4 (G.706 §4.3).
+    pub crc4_errors: u64,
+    /// Received E bits = 0: far-end block errors (G.704 §2.3.3.4).
+    pub febe: u64,
+    /// Frame alignment dropped by the G.706 §4.3.2 ≥915/1000 rule.
+    pub crc4_alignment_losses: u64,
+}
+
+/// CRC-4 multiframe alignment state (G.706 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiframeState {
+    /// CRC-4 not in use on this line.
+    Off,
+    /// Looking for two MFAS 2 ms (or a multiple) apart within 8 ms.
+    Search,
+    /// In CRC-4 multiframe alignment.
+    InMultiframe,
 }
 
 /// Receive side: finds and keeps frame alignment; see the module contract.
@@ -231,6 +266,32 @@ pub struct E1Deframer {
     frame: [u8; FRAME_OCTETS],
     /// NFAS A bit of the last NFAS received.
     remote_alarm: bool,
+    /// Expect the CRC-4 multiframe (G.706 §4.2).
+    crc4: bool,
+    mf_state: MultiframeState,
+    /// Set on a G.706 §4.2 loss of multiframe alignment, cleared on gain.
+    lomf: bool,
+    /// Frames delivered since basic frame alignment was gained.
+    frames_in_frame: u64,
+    /// Si bits of the NFAS frames, newest in bit 0.
+    mfas_shift: u8,
+    /// Bit per frame phase mod 16 where an MFAS has ended since alignment.
+    mfas_phases: u16,
+    /// In multiframe: number (0..16) of the frame being delivered.
+    mf_frame: u8,
+    /// CRC-4 of the sub-multiframe being received, C bits as zero.
+    crc_acc: u8,
+    /// C1..C4 received in this sub-multiframe, C1 in bit 3.
+    crc_received: u8,
+    /// CRC-4 computed over the previous sub-multiframe, if it was whole.
+    crc_prev: Option<u8>,
+    /// The sub-multiframe being received began before multiframe alignment.
+    smf_partial: bool,
+    /// Result of the last check of SMF I and SMF II: `true` = no error.
+    e_bits: [bool; 2],
+    /// G.706 §4.3.2 window: blocks checked and errored in it.
+    window_blocks: u16,
+    window_errors: u16,
     stats: DeframerStats,
 }
 
@@ -244,13 +305,21 @@ impl core::fmt::Debug for E1Deframer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("E1Deframer")
             .field("state", &self.state)
+            .field("mf_state", &self.mf_state)
             .field("stats", &self.stats)
             .finish()
     }
 }
 
 impl E1Deframer {
+    /// A deframer for a line without CRC-4.
     pub fn new() -> Self {
+        Self::with_crc4(false)
+    }
+
+    /// A deframer that, when `crc4`, also needs CRC-4 multiframe alignment
+    /// (G.706 §4.2) and checks CRC-4 (§4.3).
+    pub fn with_crc4(crc4: bool) -> Self {
         E1Deframer {
             state: AlignState::Search,
             window: 0,
@@ -261,8 +330,44 @@ impl E1Deframer {
             consecutive_fas_errors: 0,
             frame: [0; FRAME_OCTETS],
             remote_alarm: false,
+            crc4,
+            mf_state: if crc4 {
+                MultiframeState::Search
+            } else {
+                MultiframeState::Off
+            },
+            lomf: false,
+            frames_in_frame: 0,
+            mfas_shift: 0,
+            mfas_phases: 0,
+            mf_frame: 0,
+            crc_acc: 0,
+            crc_received: 0,
+            crc_prev: None,
+            smf_partial: true,
+            e_bits: [true, true],
+            window_blocks: 0,
+            window_errors: 0,
             stats: DeframerStats::default(),
         }
+    }
+
+    pub fn multiframe_state(&self) -> MultiframeState {
+        self.mf_state
+    }
+
+    /// Loss of CRC-4 multiframe alignment (G.706 §4.2): set when no MFAS
+    /// was found within 8 ms of basic alignment, until multiframe alignment.
+    pub fn loss_of_multiframe(&self) -> bool {
+        self.lomf
+    }
+
+    /// The E bits to send back (G.704 §2.3.3.4), for
+    /// [`E1Framer::set_e_bit`]: index 0 (frame 13) is the result of the
+    /// last CRC-4 check of sub-multiframe I, index 1 (frame 15) of
+    /// sub-multiframe II; `false` = that block was errored.
+    pub fn e_bits(&self) -> [bool; 2] {
+        self.e_bits
     }
 
     pub fn state(&self) -> AlignState {
@@ -325,6 +430,7 @@ impl E1Deframer {
         self.frame_bit = 8;
         self.fas_frame = true;
         self.consecutive_fas_errors = 0;
+        self.reset_multiframe();
     }
 
     fn frame_bit_in(&mut self) -> bool {
@@ -358,7 +464,125 @@ impl E1Deframer {
         } else {
             self.remote_alarm = ts0 & NFAS_A != 0;
         }
+        if self.crc4 && !self.crc4_frame() {
+            return false;
+        }
         self.stats.frames += 1;
+        true
+    }
+
+    fn set_mf_state(&mut self, new: MultiframeState, why: &'static str) {
+        if new != self.mf_state {
+            tracing::debug!(old = ?self.mf_state, state = ?new, "E1 CRC-4 multiframe: {why}");
+            self.mf_state = new;
+        }
+    }
+
+    /// CRC-4 receive work for the frame just completed; returns `false` if
+    /// frame alignment was dropped (the frame is then not delivered).
+    fn crc4_frame(&mut self) -> bool {
+        self.frames_in_frame += 1;
+        match self.mf_state {
+            MultiframeState::InMultiframe => self.crc4_check_frame(),
+            _ => self.mfas_search_frame(),
+        }
+    }
+
+    /// G.706 §4.2: the MFAS sits in the Si bits of NFAS frames 1..11;
+    /// alignment needs two of them found at the same phase modulo 16
+    /// frames (2 ms apart, or a multiple) within 8 ms of basic alignment.
+    fn mfas_search_frame(&mut self) -> bool {
+        let phase = (self.frames_in_frame % u64::from(MULTIFRAME_FRAMES)) as u16;
+        if !self.fas_frame {
+            self.mfas_shift = (self.mfas_shift << 1) | (self.frame[0] >> 7);
+            if self.mfas_shift & 0x3F == MFAS_WORD {
+                if self.mfas_phases & (1 << phase) != 0 {
+                    self.set_mf_state(MultiframeState::InMultiframe, "alignment gained");
+                    self.stats.multiframe_alignments += 1;
+                    self.lomf = false;
+                    // The frame just delivered was frame 11; frames 12..15
+                    // end a sub-multiframe we saw only in part.
+                    self.mf_frame = 12;
+                    self.crc_acc = 0;
+                    self.crc_received = 0;
+                    self.crc_prev = None;
+                    self.smf_partial = true;
+                    return true;
+                }
+                self.mfas_phases |= 1 << phase;
+            }
+        }
+        if self.frames_in_frame >= MF_SEARCH_FRAMES {
+            tracing::info!(
+                "E1 loss of CRC-4 multiframe alignment: no MFAS within 8 ms, \
+                 frame alignment taken as spurious (G.706 4.2)"
+            );
+            self.lomf = true;
+            self.stats.multiframe_losses += 1;
+            self.restart_search();
+            return false;
+        }
+        true
+    }
+
+    /// G.706 §4.3: CRC-4 of each sub-multiframe (C-bit positions as zero,
+    /// G.704 §2.3.3.5.2) against the C1..C4 of the next one; far-end E bits.
+    fn crc4_check_frame(&mut self) -> bool {
+        let f = self.mf_frame;
+        self.mf_frame = (f + 1) % MULTIFRAME_FRAMES;
+        let si = self.frame[0] >> 7;
+        let first = if f.is_multiple_of(2) {
+            // C1..C4 in frames 0, 2, 4, 6 of each sub-multiframe.
+            self.crc_received = (self.crc_received << 1) | si;
+            self.frame[0] & 0x7F
+        } else {
+            if f >= 12 && si == 0 {
+                // E bits in frames 13 and 15 (G.704 §2.3.3.4).
+                self.stats.febe += 1;
+            }
+            self.frame[0]
+        };
+        self.crc_acc = crc4(self.crc_acc, &[first]);
+        self.crc_acc = crc4(self.crc_acc, &self.frame[1..]);
+        if !self.mf_frame.is_multiple_of(SMF_FRAMES) {
+            return true;
+        }
+        // A sub-multiframe ended: its C bits carry the previous one's CRC.
+        let received = self.crc_received & 0x0F;
+        let this = (!self.smf_partial).then_some(self.crc_acc);
+        self.smf_partial = false;
+        let computed = core::mem::replace(&mut self.crc_prev, this);
+        self.crc_acc = 0;
+        self.crc_received = 0;
+        let Some(computed) = computed else {
+            return true;
+        };
+        let ok = computed == received;
+        // The block checked is the other sub-multiframe: II when I ends.
+        let checked = usize::from(f < SMF_FRAMES);
+        self.e_bits[checked] = ok;
+        self.stats.crc4_blocks += 1;
+        self.window_blocks += 1;
+        if !ok {
+            self.stats.crc4_errors += 1;
+            self.window_errors += 1;
+            tracing::trace!(smf = checked, computed, received, "E1 CRC-4 block error");
+        }
+        if self.window_errors >= CRC4_ERRORS_TO_LOSE {
+            tracing::info!(
+                errors = self.window_errors,
+                blocks = self.window_blocks,
+                "E1 frame alignment lost: >= {CRC4_ERRORS_TO_LOSE} of \
+                 {CRC4_BLOCK_WINDOW} CRC-4 blocks errored (G.706 4.3.2)"
+            );
+            self.stats.crc4_alignment_losses += 1;
+            self.restart_search();
+            return false;
+        }
+        if self.window_blocks >= CRC4_BLOCK_WINDOW {
+            self.window_blocks = 0;
+            self.window_errors = 0;
+        }
         true
     }
 
@@ -367,10 +591,29 @@ impl E1Deframer {
             state = ?AlignState::Search,
             "E1 frame alignment lost: {FAS_ERRORS_TO_LOSE} consecutive errored FAS (G.706 4.1.1)"
         );
-        self.state = AlignState::Search;
         self.stats.alignment_losses += 1;
+        self.restart_search();
+    }
+
+    /// Back to G.706 §4.1.2 frame search at every bit phase.
+    fn restart_search(&mut self) {
+        self.state = AlignState::Search;
         self.search = [0; FRAME_BITS];
         self.bit_index = 0;
+        self.reset_multiframe();
+    }
+
+    /// Back to G.706 §4.2 multiframe search, as on each basic alignment.
+    fn reset_multiframe(&mut self) {
+        if self.crc4 {
+            self.set_mf_state(MultiframeState::Search, "search (re)started");
+        }
+        self.frames_in_frame = 0;
+        self.mfas_shift = 0;
+        self.mfas_phases = 0;
+        self.window_blocks = 0;
+        self.window_errors = 0;
+        self.crc_prev = None;
     }
 }
 
@@ -379,16 +622,20 @@ impl E1Deframer {
 /// counted, and alignment is never lost more often than it was gained.
 #[doc(hidden)]
 pub fn fuzz_e1_deframe(data: &[u8]) {
-    let mut d = E1Deframer::new();
-    let mut delivered = 0u64;
-    for &o in data {
-        if d.handle_octet(o).is_some() {
-            delivered += 1;
+    for crc4 in [false, true] {
+        let mut d = E1Deframer::with_crc4(crc4);
+        let mut delivered = 0u64;
+        for &o in data {
+            if d.handle_octet(o).is_some() {
+                delivered += 1;
+            }
         }
+        let s = d.stats();
+        assert_eq!(delivered, s.frames);
+        let losses = s.alignment_losses + s.multiframe_losses + s.crc4_alignment_losses;
+        assert!(losses <= s.alignments);
+        assert!(s.crc4_errors <= s.crc4_blocks);
     }
-    let s = d.stats();
-    assert_eq!(delivered, s.frames);
-    assert!(s.alignment_losses <= s.alignments);
 }
 
 #[cfg(test)]
@@ -551,6 +798,159 @@ mod tests {
         assert!(n > 0);
     }
 
+    /// `n` frames from a CRC-4 framer, payload varying per frame so the
+    /// CRC-4 of each sub-multiframe differs.
+    fn crc4_line(tx: &mut E1Framer, n: usize) -> Vec<[u8; FRAME_OCTETS]> {
+        (0..n)
+            .map(|i| {
+                let mut f = [0xD5; FRAME_OCTETS];
+                f[1] = i as u8;
+                f[2] = (i >> 8) as u8;
+                f[16] = 0x7E;
+                tx.emit_frame(&mut f);
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn crc4_round_trip_aligns_and_counts_no_errors() {
+        let mut tx = E1Framer::with_crc4(true);
+        let frames = crc4_line(&mut tx, 104 * 16);
+        let mut d = E1Deframer::with_crc4(true);
+        assert_eq!(d.multiframe_state(), MultiframeState::Search);
+        let out = deframe(&mut d, &shifted(&frames, 77, 0xA5));
+        assert_eq!(d.state(), AlignState::InFrame);
+        assert_eq!(d.multiframe_state(), MultiframeState::InMultiframe);
+        assert!(!d.loss_of_multiframe());
+        let s = d.stats();
+        assert_eq!(s.multiframe_alignments, 1);
+        assert_eq!(s.multiframe_losses, 0);
+        assert_eq!(s.alignments, 1);
+        // 100 multiframes and more: two blocks each, all good.
+        assert!(s.crc4_blocks >= 200, "{s:?}");
+        assert_eq!(s.crc4_errors, 0);
+        assert_eq!(s.febe, 0);
+        assert_eq!(d.e_bits(), [true, true]);
+        assert_eq!(&out[..], &frames[2..2 + out.len()]);
+    }
+
+    #[test]
+    fn crc4_non_crc4_line_loses_multiframe_and_searches_again() {
+        // Si = 1 everywhere: no MFAS, so no multiframe alignment within
+        // 8 ms of each basic alignment (G.706 4.2).
+        let frames = line_frames(400);
+        let mut d = E1Deframer::with_crc4(true);
+        let mut states = Vec::new();
+        for o in shifted(&frames, 13, 0) {
+            d.handle_octet(o);
+            states.push(d.multiframe_state());
+        }
+        let s = d.stats();
+        assert!(!states.contains(&MultiframeState::InMultiframe));
+        assert!(d.loss_of_multiframe());
+        assert_eq!(s.multiframe_alignments, 0);
+        // 400 frames: one loss per 64 frames in frame plus the 3-frame search.
+        assert!((5..=6).contains(&s.multiframe_losses), "{s:?}");
+        assert_eq!(s.alignments, s.multiframe_losses + 1);
+        assert_eq!(s.alignment_losses, 0);
+        assert_eq!(s.crc4_blocks, 0);
+        // The same line on a deframer without CRC-4 is simply in frame.
+        let mut plain = E1Deframer::new();
+        deframe(&mut plain, &shifted(&frames, 13, 0));
+        assert_eq!(plain.multiframe_state(), MultiframeState::Off);
+        assert_eq!(plain.stats().alignments, 1);
+    }
+
+    #[test]
+    fn crc4_one_flipped_bit_is_one_error_and_one_e_bit_back() {
+        let mut tx = E1Framer::with_crc4(true);
+        let mut frames = crc4_line(&mut tx, 64 * 16);
+        // Frame 500 is frame 4 of its multiframe: sub-multiframe I.
+        frames[500][5] ^= 0x10;
+        let mut rx = E1Deframer::with_crc4(true);
+        // The far end: our framer loops the E bits back to its deframer.
+        let mut back_tx = E1Framer::with_crc4(true);
+        let mut far = E1Deframer::with_crc4(true);
+        let mut e0_false_frames = 0;
+        for o in shifted(&frames, 3, 0) {
+            if rx.handle_octet(o).is_some() {
+                let e = rx.e_bits();
+                assert!(e[1], "sub-multiframe II was never errored");
+                e0_false_frames += usize::from(!e[0]);
+                back_tx.set_e_bit(0, e[0]);
+                back_tx.set_e_bit(1, e[1]);
+                let mut f = [0x55; FRAME_OCTETS];
+                back_tx.emit_frame(&mut f);
+                for b in f {
+                    far.handle_octet(b);
+                }
+            }
+        }
+        let s = rx.stats();
+        assert_eq!(s.crc4_errors, 1, "{s:?}");
+        assert!(s.crc4_blocks > 100);
+        // E1 = 0 stands until the next check of sub-multiframe I, one
+        // multiframe later: exactly one E bit = 0 goes back.
+        assert_eq!(e0_false_frames, 16);
+        let f = far.stats();
+        assert_eq!(far.multiframe_state(), MultiframeState::InMultiframe);
+        assert_eq!(f.febe, 1, "{f:?}");
+        assert_eq!(f.crc4_errors, 0);
+    }
+
+    #[test]
+    fn crc4_far_end_e_bits_counted() {
+        let mut tx = E1Framer::with_crc4(true);
+        tx.set_e_bit(1, false);
+        let frames = crc4_line(&mut tx, 100 * 16);
+        let mut d = E1Deframer::with_crc4(true);
+        let mut multiframes = 0;
+        for o in shifted(&frames, 0, 0) {
+            let in_mf = d.multiframe_state() == MultiframeState::InMultiframe;
+            if d.handle_octet(o).is_some() && in_mf && d.mf_frame == 0 {
+                multiframes += 1;
+            }
+        }
+        let s = d.stats();
+        assert_eq!(d.multiframe_state(), MultiframeState::InMultiframe);
+        // One E2 = 0 per multiframe received in multiframe alignment.
+        assert!(multiframes >= 95, "{multiframes}");
+        assert!((multiframes..=multiframes + 1).contains(&s.febe), "{s:?}");
+        assert_eq!(s.crc4_errors, 0);
+    }
+
+    #[test]
+    fn crc4_915_of_1000_errored_blocks_lose_frame_alignment() {
+        let run = |every_smf: usize| {
+            let mut tx = E1Framer::with_crc4(true);
+            let mut frames = crc4_line(&mut tx, 1100 * 8);
+            for smf in (0..frames.len() / 8).step_by(every_smf) {
+                frames[smf * 8 + 3][9] ^= 0x01;
+            }
+            let mut d = E1Deframer::with_crc4(true);
+            let mut errors_at_loss = None;
+            for o in shifted(&frames, 0, 0) {
+                d.handle_octet(o);
+                if errors_at_loss.is_none() && d.stats().crc4_alignment_losses > 0 {
+                    errors_at_loss = Some(d.stats().crc4_errors);
+                    assert_eq!(d.state(), AlignState::Search);
+                }
+            }
+            (d, errors_at_loss)
+        };
+        // Every block errored: lost at the 915th (G.706 4.3.2), then found again.
+        let (d, at) = run(1);
+        assert_eq!(at, Some(u64::from(CRC4_ERRORS_TO_LOSE)));
+        assert_eq!(d.stats().alignments, 2);
+        assert_eq!(d.state(), AlignState::InFrame);
+        // Every other block errored: far below the threshold, kept.
+        let (d, at) = run(2);
+        assert_eq!(at, None);
+        assert!(d.stats().crc4_errors > 500);
+        assert_eq!(d.stats().alignments, 1);
+    }
+
     proptest! {
         #[test]
         fn alignment_found_from_every_bit_offset(offset in 0usize..256, fill in any::<u8>()) {
@@ -561,6 +961,18 @@ mod tests {
             // Aligned on the third TS0 seen (FAS, NFAS, FAS): frames 2.. out,
             // bit-exact, whatever the offset (the last may be cut short).
             prop_assert!(out.len() >= 4);
+            prop_assert_eq!(&out[..], &frames[2..2 + out.len()]);
+        }
+
+        #[test]
+        fn crc4_multiframe_found_from_every_bit_offset(offset in 0usize..256, fill in any::<u8>()) {
+            let mut tx = E1Framer::with_crc4(true);
+            let frames = crc4_line(&mut tx, 12 * 16);
+            let mut d = E1Deframer::with_crc4(true);
+            let out = deframe(&mut d, &shifted(&frames, offset, fill));
+            prop_assert_eq!(d.multiframe_state(), MultiframeState::InMultiframe);
+            prop_assert!(d.stats().crc4_blocks >= 14);
+            prop_assert_eq!(d.stats().crc4_errors, 0);
             prop_assert_eq!(&out[..], &frames[2..2 + out.len()]);
         }
 
