@@ -4,7 +4,27 @@
 //! Nothing here allocates after construction, takes a lock or reads a clock:
 //! time is passed in as a sample count of the E1 clock (8 kHz, `u64`).
 //! The engine (mio loop, sockets, rings) is built on top later.
+//!
+//! # Public API (what the engine calls)
+//!
+//! - [`rtp::RtpPacket::parse`] checks a received datagram once
+//!   (RFC 3550 §5.1); every failure is an [`rtp::RtpError`] counted in
+//!   [`rtp::RtpErrorCounters`]. [`rtp::RtpRepr::emit`] writes a header and
+//!   payload into a preallocated buffer (rtp-rs `build_into`).
+//! - [`latch::Latch::check`] decides on the source (symmetric RTP, optional
+//!   restriction to the SDP address) and reports SSRC changes;
+//!   [`latch::Latch::send_to`] says where to send.
+//! - [`seq::SourceSeq`] (RFC 3550 A.1/A.3) and [`seq::Jitter`] (A.8) keep the
+//!   receive statistics RTCP reports; [`seq::extend_seq`] / [`seq::extend_ts`]
+//!   do wrap-around.
+//! - [`jitter::JitterBuffer::insert`] per received audio packet (decoded to
+//!   linear), [`jitter::JitterBuffer::pull`] per E1 tick (8 samples);
+//!   missing samples are flagged for concealment; counters in
+//!   [`jitter::JitterCounters`].
+//!
+//! Not yet here (planned): plc, dtmf, tone, rtcp, quality, channel.
 
+pub mod jitter;
 pub mod latch;
 pub mod rtp;
 pub mod seq;
