@@ -5,6 +5,7 @@
 //! time is passed in as a sample count of the E1 clock (8 kHz, `u64`).
 //! The engine (mio loop, sockets, rings) is built on top later.
 
+pub mod dtmf;
 pub mod latch;
 pub mod rtp;
 pub mod seq;
