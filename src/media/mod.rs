@@ -9,6 +9,7 @@ pub mod dtmf;
 pub mod latch;
 pub mod rtp;
 pub mod seq;
+pub mod tone;
 
 mod fuzz;
 #[doc(hidden)]
