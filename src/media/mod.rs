@@ -22,12 +22,20 @@
 //!   missing samples are flagged for concealment; counters in
 //!   [`jitter::JitterCounters`].
 //!
-//! Not yet here (planned): plc, dtmf, tone, rtcp, quality, channel.
+//! - [`dtmf::DtmfDetector::handle_samples`] per E1 tick of linear audio;
+//!   [`dtmf::DtmfDetector::poll_event`] yields digit start/end (Q.23 tones,
+//!   Q.24 limits).
+//! - [`tone::ToneGenerator::fill`] plays call-progress tones (UK defaults)
+//!   and DTMF digits, phase-continuous across calls.
+//!
+//! Not yet here (planned): plc, RFC 4733 events, rtcp, quality, channel.
 
+pub mod dtmf;
 pub mod jitter;
 pub mod latch;
 pub mod rtp;
 pub mod seq;
+pub mod tone;
 
 mod fuzz;
 #[doc(hidden)]
