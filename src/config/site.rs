@@ -13,6 +13,7 @@ use super::ConfigError;
 use super::duration::ConfigDuration;
 use super::source::Source;
 use crate::isdn::timers::{TimerId, TimerValues};
+use crate::isdn::{q921, q931};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -388,6 +389,30 @@ impl SpanSignalling {
         }
         v
     }
+
+    /// The parameters of this span's D-channel stack ([`DChannel::new`]):
+    /// Q.921 with this span's N200, k, T200 and T203, and Q.931 with its role,
+    /// timers, hunting order and restart rule, on the first `b_channels` of
+    /// the E1 B-channel timeslots (1-15, 17-31). Call after validation.
+    ///
+    /// [`DChannel::new`]: crate::isdn::dchannel::DChannel::new
+    pub fn dchannel_params(&self, b_channels: u8) -> (q921::LinkConfig, q931::Config) {
+        let timers = self.timer_values();
+        let (l2_role, l3_role) = match self.role {
+            Role::User => (q921::Role::User, q931::Role::User),
+            Role::Network => (q921::Role::Network, q931::Role::Network),
+        };
+        let link = q921::LinkConfig::pri(self.id, l2_role, &timers, self.n200, self.k);
+        let mut l3 = q931::Config::e1(self.id, l3_role);
+        l3.timers = timers;
+        l3.hunt = match self.channel_hunt {
+            ChannelHunt::Descending => q931::Hunt::Descending,
+            ChannelHunt::Ascending => q931::Hunt::Ascending,
+        };
+        l3.restart_on_establish = self.restart_on_establish;
+        l3.timeslots.truncate(usize::from(b_channels));
+        (link, l3)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -623,6 +648,43 @@ impl SiteConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dchannel_params_carry_the_span_settings() {
+        use std::time::Duration;
+        let span = SpanSignalling {
+            id: 2,
+            role: Role::Network,
+            switchtype: Switchtype::EuroIsdn,
+            timers: [
+                ("T309".to_string(), ConfigDuration(Duration::from_secs(30))),
+                (
+                    "T200".to_string(),
+                    ConfigDuration(Duration::from_millis(500)),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            n200: 5,
+            k: 3,
+            restart_on_establish: true,
+            channel_hunt: ChannelHunt::Ascending,
+        };
+        let (link, l3) = span.dchannel_params(20);
+        assert_eq!(link.span, 2);
+        assert_eq!(link.role, q921::Role::Network);
+        assert_eq!((link.n200, link.k), (5, 3));
+        assert_eq!(link.t200, Duration::from_millis(500));
+        assert_eq!(l3.role, q931::Role::Network);
+        assert_eq!(l3.timers.get(TimerId::T309), Duration::from_secs(30));
+        assert_eq!(l3.timers.get(TimerId::T303), TimerId::T303.spec().default);
+        assert_eq!(l3.hunt, q931::Hunt::Ascending);
+        assert!(l3.restart_on_establish);
+        // Fractional E1: the first 20 B-channel timeslots, skipping TS16.
+        assert_eq!(l3.timeslots.len(), 20);
+        assert_eq!(l3.timeslots.last(), Some(&21));
+        assert!(!l3.timeslots.contains(&16));
+    }
 
     #[test]
     fn patterns() {
