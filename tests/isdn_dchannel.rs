@@ -16,24 +16,8 @@ use tdmgw::isdn::q931::{self, CallId, Event, PlaceCall};
 use tdmgw::isdn::timers::TimerValues;
 use tdmgw::line::hdlc::{HdlcDecoder, HdlcEncoder};
 
-/// xorshift64*: reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// True with probability `1 / n`.
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
+mod common;
+use common::Rng;
 
 /// One end: the stack, its HDLC on TS16, and the calls it knows.
 struct End {

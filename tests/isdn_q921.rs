@@ -10,22 +10,11 @@ use tdmgw::isdn::q921::{Event, FrameRepr, Link, LinkConfig, MdlError, Role, Stat
 use tdmgw::isdn::timers::TimerValues;
 use tdmgw::ops::pcap::PcapngWriter;
 
+mod common;
+use common::Rng;
+
 /// One-way delay of the simulated D-channel.
 const LATENCY: Duration = Duration::from_millis(5);
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.next() % 1000 < per_mille
-    }
-}
 
 #[derive(Default)]
 struct Side {
