@@ -989,15 +989,7 @@ impl Q931 {
 
     fn on_disconnect(&mut self, now: Instant, k: Key, m: &Message) {
         let cause = m.cause().map_or(Cause::NORMAL_UNSPECIFIED, |c| c.cause);
-        let id = self.calls[&k].id;
-        self.events.push_back(Event::Disconnected {
-            id,
-            cause,
-            by: ClearedBy::Remote,
-        });
-        if let Some(c) = self.calls.get_mut(&k) {
-            c.cleared_by.get_or_insert(ClearedBy::Remote);
-        }
+        self.peer_clearing(k, cause, true);
         let s = self.st(State::U12DisconnectIndication, State::N11DisconnectRequest);
         self.set_state(k, s);
         // §5.3.4: answer with RELEASE (in-band tones are not kept here).
@@ -1014,19 +1006,25 @@ impl Q931 {
         if s != 19 {
             let rc = self.msg(k, Mt::RELEASE_COMPLETE);
             self.send(&rc);
-            if !matches!(s, 11 | 12) {
-                let id = self.calls[&k].id;
+        }
+        // In U11/U12 (N11/N12) the call module already heard of the clearing.
+        self.peer_clearing(k, cause, !matches!(s, 11 | 12 | 19));
+        self.release_call(k, cause, ClearedBy::Remote);
+    }
+
+    /// The peer started (or joined) clearing: note who cleared first, and
+    /// tell the call module with `Disconnected` when `report`.
+    fn peer_clearing(&mut self, k: Key, cause: Cause, report: bool) {
+        if let Some(c) = self.calls.get_mut(&k) {
+            c.cleared_by.get_or_insert(ClearedBy::Remote);
+            if report {
                 self.events.push_back(Event::Disconnected {
-                    id,
+                    id: c.id,
                     cause,
                     by: ClearedBy::Remote,
                 });
             }
         }
-        if let Some(c) = self.calls.get_mut(&k) {
-            c.cleared_by.get_or_insert(ClearedBy::Remote);
-        }
-        self.release_call(k, cause, ClearedBy::Remote);
     }
 
     fn on_release_complete(&mut self, now: Instant, k: Key, m: &Message) {
