@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::header::Method;
 use super::message::{Message, StartLine};
-use super::transaction::{ClientEvent, TimerValues};
+use super::transaction::{ClientEvent, Deadlines, TimerValues};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InviteClientState {
@@ -57,7 +57,7 @@ pub struct InviteClient {
     request_bytes: Vec<u8>,
     reliable: bool,
     timers: TimerValues,
-    deadlines: [Option<Instant>; 4],
+    deadlines: Deadlines<4>,
     a_interval: Duration,
     ack: Option<Vec<u8>>,
     transmits: VecDeque<Vec<u8>>,
@@ -74,7 +74,7 @@ impl InviteClient {
             request_bytes,
             reliable,
             timers,
-            deadlines: [None; 4],
+            deadlines: Deadlines::new(),
             a_interval: t1,
             ack: None,
             transmits: VecDeque::new(),
@@ -93,14 +93,14 @@ impl InviteClient {
     }
 
     fn arm(&mut self, timer: InviteClientTimer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        self.deadlines.arm(timer as usize, at);
     }
 
     fn set_state(&mut self, new: InviteClientState) {
         tracing::debug!(old = ?self.state, new = ?new, "sip INVITE client transaction");
         self.state = new;
         if new == InviteClientState::Terminated {
-            self.deadlines = [None; 4];
+            self.deadlines.stop_all();
         }
     }
 
@@ -111,7 +111,7 @@ impl InviteClient {
         use InviteClientState::*;
         match (self.state, status) {
             (Calling | Proceeding, 100..=199) => {
-                self.deadlines[InviteClientTimer::A as usize] = None;
+                self.deadlines.stop(InviteClientTimer::A as usize);
                 if self.state == Calling {
                     self.set_state(Proceeding);
                 }
@@ -133,7 +133,7 @@ impl InviteClient {
     fn on_2xx(&mut self, now: Instant, response: Message) {
         self.events
             .push_back(ClientEvent::Response(Box::new(response)));
-        self.deadlines = [None; 4];
+        self.deadlines.stop_all();
         self.set_state(InviteClientState::Accepted);
         let m = Duration::from_millis(self.timers.t1_ms) * 64;
         self.arm(InviteClientTimer::M, now + m);
@@ -145,7 +145,7 @@ impl InviteClient {
         self.ack = Some(ack);
         self.events
             .push_back(ClientEvent::Response(Box::new(response)));
-        self.deadlines = [None; 4];
+        self.deadlines.stop_all();
         self.set_state(InviteClientState::Completed);
         let d = if self.reliable {
             0
@@ -166,13 +166,12 @@ impl InviteClient {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.deadlines.next()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in TIMERS {
-            if self.deadlines[timer as usize].is_some_and(|d| d <= now) {
-                self.deadlines[timer as usize] = None;
+            if self.deadlines.take_due(timer as usize, now) {
                 match timer {
                     InviteClientTimer::A => self.on_timer_a(now),
                     InviteClientTimer::B => {

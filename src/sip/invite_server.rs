@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::transaction::TimerValues;
+use super::transaction::{Deadlines, TimerValues};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InviteServerState {
@@ -57,7 +57,7 @@ pub struct InviteServer {
     state: InviteServerState,
     reliable: bool,
     timers: TimerValues,
-    deadlines: [Option<Instant>; 4],
+    deadlines: Deadlines<4>,
     g_interval: Duration,
     last_response: Option<Vec<u8>>,
     transmits: VecDeque<Vec<u8>>,
@@ -70,7 +70,7 @@ impl InviteServer {
             state: InviteServerState::Proceeding,
             reliable,
             timers,
-            deadlines: [None; 4],
+            deadlines: Deadlines::new(),
             g_interval: Duration::from_millis(timers.t1_ms),
             last_response: None,
             transmits: VecDeque::new(),
@@ -89,11 +89,11 @@ impl InviteServer {
     fn set_state(&mut self, new: InviteServerState) {
         tracing::debug!(old = ?self.state, new = ?new, "sip INVITE server transaction");
         self.state = new;
-        self.deadlines = [None; 4];
+        self.deadlines.stop_all();
     }
 
     fn arm(&mut self, timer: InviteServerTimer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        self.deadlines.arm(timer as usize, at);
     }
 
     /// A retransmission of the INVITE.
@@ -153,13 +153,12 @@ impl InviteServer {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.deadlines.next()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in TIMERS {
-            if self.deadlines[timer as usize].is_some_and(|d| d <= now) {
-                self.deadlines[timer as usize] = None;
+            if self.deadlines.take_due(timer as usize, now) {
                 match timer {
                     InviteServerTimer::G => {
                         // §17.2.1: resend the final; G = min(2G, T2).

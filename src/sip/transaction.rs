@@ -22,6 +22,43 @@ use std::time::{Duration, Instant};
 
 use super::message::Message;
 
+/// A transaction's timers: one deadline per timer of its RFC 3261 figure,
+/// indexed by the machine's timer enum (`Timer::E as usize`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines<const N: usize>([Option<Instant>; N]);
+
+impl<const N: usize> Deadlines<N> {
+    pub(crate) fn new() -> Self {
+        Deadlines([None; N])
+    }
+
+    pub(crate) fn arm(&mut self, timer: usize, at: Instant) {
+        self.0[timer] = Some(at);
+    }
+
+    pub(crate) fn stop(&mut self, timer: usize) {
+        self.0[timer] = None;
+    }
+
+    pub(crate) fn stop_all(&mut self) {
+        self.0 = [None; N];
+    }
+
+    /// The earliest armed deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Whether `timer` is due at `now`; a due timer is disarmed.
+    pub(crate) fn take_due(&mut self, timer: usize, now: Instant) -> bool {
+        let due = self.0[timer].is_some_and(|d| d <= now);
+        if due {
+            self.0[timer] = None;
+        }
+        due
+    }
+}
+
 /// RFC 3261 §17.1.1.1 / Table 4 base values, configurable (site config
 /// `sip.timers`, checked against `config::site::SIP_TIMERS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +133,7 @@ pub struct NonInviteClient {
     request: Vec<u8>,
     reliable: bool,
     timers: TimerValues,
-    deadlines: [Option<Instant>; 3],
+    deadlines: Deadlines<3>,
     /// Current Timer E interval.
     e_interval: Duration,
     transmits: VecDeque<Vec<u8>>,
@@ -110,7 +147,7 @@ impl NonInviteClient {
             request,
             reliable,
             timers,
-            deadlines: [None; 3],
+            deadlines: Deadlines::new(),
             e_interval: timers.t1(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -129,18 +166,18 @@ impl NonInviteClient {
     }
 
     fn arm(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        self.deadlines.arm(timer as usize, at);
     }
 
     fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer as usize] = None;
+        self.deadlines.stop(timer as usize);
     }
 
     fn set_state(&mut self, new: NonInviteClientState) {
         tracing::debug!(old = ?self.state, new = ?new, "sip non-INVITE client transaction");
         self.state = new;
         if new == NonInviteClientState::Terminated {
-            self.deadlines = [None; 3];
+            self.deadlines.stop_all();
         }
     }
 
@@ -194,14 +231,13 @@ impl NonInviteClient {
 
     /// The earliest armed deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.deadlines.next()
     }
 
     /// Run every timer whose deadline is at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in TIMERS {
-            if self.deadlines[timer as usize].is_some_and(|d| d <= now) {
-                self.stop(timer);
+            if self.deadlines.take_due(timer as usize, now) {
                 match timer {
                     Timer::E => self.on_timer_e(now),
                     Timer::F => self.on_timer_f(),
