@@ -48,10 +48,12 @@ pub mod invite_server;
 pub mod matching;
 pub mod message;
 pub mod non_invite_server;
+pub mod peer;
 pub mod response;
 pub mod sdp;
 pub mod text;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use error::SipError;
