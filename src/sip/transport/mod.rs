@@ -503,7 +503,12 @@ impl Shared {
         let _ = self.events.send(TransportEvent::Message(inbound)).await;
     }
 
-    pub(crate) async fn report_error(&self, transport: Transport, destination: SocketAddr, kind: ErrorKind) {
+    pub(crate) async fn report_error(
+        &self,
+        transport: Transport,
+        destination: SocketAddr,
+        kind: ErrorKind,
+    ) {
         tracing::warn!(transport = transport.name(), %destination, ?kind, "SIP transport error");
         let e = TransportError {
             transport,
@@ -549,7 +554,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Transports {
     shared: Arc<Shared>,
     events: mpsc::Receiver<TransportEvent>,
-    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    udp: Vec<(SocketAddr, std::net::UdpSocket)>,
     local: Vec<(Transport, SocketAddr)>,
     /// Dropped with `self`: every task sees the channel close and stops.
     _shutdown: watch::Sender<()>,
@@ -565,22 +570,30 @@ impl Transports {
             None => None,
         };
         let wants_tls_listener = config.listen.iter().any(|(t, _)| *t == Transport::Tls);
-        if wants_tls_listener && !tls.as_ref().is_some_and(|t| t.server.is_some()) {
+        if wants_tls_listener && tls.as_ref().is_none_or(|t| t.server.is_none()) {
             return Err(SetupError::TlsListenerWithoutCertificate);
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(());
         let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
         let mut udp = Vec::new();
+        let mut udp_readers = Vec::new();
         let mut streams = Vec::new();
         let mut local = Vec::new();
         for (t, addr) in &config.listen {
             let err = |e| SetupError::Bind(*t, *addr, e);
             match t {
                 Transport::Udp => {
-                    let s = UdpSocket::bind(addr).await.map_err(err)?;
+                    // Sends go through a non-blocking std clone of the
+                    // socket: `send` stays synchronous, and tokio's
+                    // try_send_to would refuse until the first readiness event.
+                    let s = std::net::UdpSocket::bind(addr).map_err(err)?;
+                    s.set_nonblocking(true).map_err(err)?;
                     let a = s.local_addr().map_err(err)?;
+                    let sender = s.try_clone().map_err(err)?;
+                    let receiver = UdpSocket::from_std(s).map_err(err)?;
                     local.push((*t, a));
-                    udp.push((a, Arc::new(s)));
+                    udp.push((a, sender));
+                    udp_readers.push((a, receiver));
                 }
                 Transport::Tcp | Transport::Tls => {
                     let l = TcpListener::bind(addr).await.map_err(err)?;
@@ -602,8 +615,8 @@ impl Transports {
             shutdown: shutdown_rx,
             tls,
         });
-        for (a, s) in &udp {
-            tokio::spawn(udp::read_loop(shared.clone(), s.clone(), *a));
+        for (a, s) in udp_readers {
+            tokio::spawn(udp::read_loop(shared.clone(), s, a));
         }
         for (t, l) in streams {
             tokio::spawn(tcp::accept_loop(shared.clone(), l, t));
@@ -684,7 +697,7 @@ impl Transports {
             counters.drop_one(DropReason::NoTransport);
             return Err(SendError::NoTransport(Transport::Udp));
         };
-        match socket.try_send_to(&out.bytes, out.destination) {
+        match socket.send_to(&out.bytes, out.destination) {
             Ok(_) => {
                 bump(&counters.sent);
                 Ok(Transport::Udp)
@@ -812,7 +825,10 @@ From: <sip:gw>;tag=1\r\nTo: <sip:core>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-F
         };
         let rej = inbound.parse(Limits::default()).unwrap_err();
         let out = answer_rejection(&inbound, &rej).unwrap();
-        assert_eq!((out.transport, out.destination), (Transport::Tcp, inbound.source));
+        assert_eq!(
+            (out.transport, out.destination),
+            (Transport::Tcp, inbound.source)
+        );
         let m = Message::parse(&out.bytes, Framing::Stream, Limits::default()).unwrap();
         assert_eq!(m.status(), Some(400));
     }

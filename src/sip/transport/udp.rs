@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 
 use super::{Inbound, Shared, Transport, bump};
 
-pub(super) async fn read_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: SocketAddr) {
+pub(super) async fn read_loop(shared: Arc<Shared>, socket: UdpSocket, local: SocketAddr) {
     let mut buf = vec![0u8; shared.config.max_message_len.saturating_add(1)];
     let mut shutdown = shared.shutdown.clone();
     let counters = shared.counters(Transport::Udp);
