@@ -8,7 +8,7 @@ use std::time::Duration;
 use tdmgw::sip::peer::{PingIds, options_request};
 use tdmgw::sip::transport::{
     DropReason, ErrorKind, Inbound, Outbound, RateLimit, TlsMaterial, Transport, TransportConfig,
-    TransportEvent, Transports,
+    TransportEvent, Transports, answer_rejection,
 };
 use tdmgw::sip::{Framing, Limits, Message, response_to};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -655,4 +655,86 @@ async fn idle_connections_are_reaped() {
     );
     assert_eq!(parse(&next_message(&mut core).await).cseq().unwrap().seq, 2);
     assert_eq!(load(&g.tcp.connections_opened), 2);
+}
+
+#[tokio::test]
+async fn oversize_and_malformed_datagrams_get_their_answers() {
+    let mut cfg = config(&[(Transport::Udp, "127.0.0.1:0")]);
+    cfg.max_message_len = 1000;
+    let limits = Limits {
+        max_message_len: 1000,
+    };
+    let mut core = bind(cfg).await;
+    let core_addr = core.local_addr(Transport::Udp).unwrap();
+    let mut gw = bind(config(&[(Transport::Udp, "127.0.0.1:0")])).await;
+    let gw_addr = gw.local_addr(Transport::Udp).unwrap();
+
+    // Larger than the limit: handed up cut, answered 513 (§21.5.14).
+    let mut big = options(1, Transport::Udp, gw_addr, core_addr);
+    big.body = vec![b'x'; 1200];
+    send(&gw, Transport::Udp, core_addr, &big);
+    let got = next_message(&mut core).await;
+    assert_eq!(got.bytes.len(), 1001);
+    assert_eq!(load(&core.counters().udp.oversize), 1);
+    let rej = got.parse(limits).unwrap_err();
+    let answer = answer_rejection(&got, &rej).expect("answerable");
+    assert_eq!(
+        (answer.transport, answer.destination),
+        (Transport::Udp, gw_addr)
+    );
+    core.send(answer).unwrap();
+    assert_eq!(parse(&next_message(&mut gw).await).status(), Some(513));
+
+    // A broken header: 400 naming the fault.
+    let bad = b"OPTIONS sip:core SIP/2.0\r\nVia: SIP/2.0/UDP gw;branch=z9hG4bKb\r\n\
+From: <sip:gw>;tag=1\r\nTo: <sip:core>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: many\r\n\r\n";
+    send_bytes(&gw, Transport::Udp, core_addr, bad);
+    let got = next_message(&mut core).await;
+    let rej = got.parse(limits).unwrap_err();
+    core.send(answer_rejection(&got, &rej).unwrap()).unwrap();
+    assert_eq!(parse(&next_message(&mut gw).await).status(), Some(400));
+
+    // A broken response: nothing to answer (§18.1.2), the caller counts it.
+    send_bytes(
+        &gw,
+        Transport::Udp,
+        core_addr,
+        b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n",
+    );
+    let got = next_message(&mut core).await;
+    let rej = got.parse(limits).unwrap_err();
+    assert_eq!(answer_rejection(&got, &rej), None);
+}
+
+#[tokio::test]
+async fn tls_1_2_client_is_served() {
+    use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
+    let pki = Pki::new("tdmgw test CA");
+    let (mut core, core_addr) = tls_core(&pki, false).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(core_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("core.test").unwrap();
+    let mut tls = timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let me = tls.get_ref().0.local_addr().unwrap();
+    let req = options(1, Transport::Tls, me, core_addr);
+    tls.write_all(&req.to_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let got = next_message(&mut core).await;
+    assert_eq!((got.source, parse(&got)), (me, reparsed(&req)));
 }
