@@ -353,7 +353,8 @@ impl TokenBucket {
 pub struct TransportConfig {
     /// Listeners to bind.
     pub listen: Vec<(Transport, SocketAddr)>,
-    /// IP addresses signalling is accepted from (the core peers).
+    /// IP addresses signalling is accepted from: the core peers' addresses
+    /// (every `[[peer_group.peer]]`). Empty: nothing is accepted.
     pub allowed_sources: Vec<IpAddr>,
     /// The name a TLS destination's certificate must carry (`tls_name`);
     /// destinations not listed are verified against their IP address.
