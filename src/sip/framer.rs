@@ -54,6 +54,19 @@ impl StreamFramer {
         self.buf.len()
     }
 
+    /// RFC 5626 §4.4.1: a lone CRLF is ambiguous until more arrives (a pong,
+    /// or the first half of a ping), so [`StreamFramer::poll_frame`] waits.
+    /// The client of a flow that is waiting for its pong calls this: it
+    /// consumes a buffered lone CRLF and returns true.
+    pub fn take_pong(&mut self) -> bool {
+        if self.buf == b"\r\n" {
+            self.buf.clear();
+            true
+        } else {
+            false
+        }
+    }
+
     /// The next complete frame, `Ok(None)` when more input is needed.
     pub fn poll_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         if self.buf.starts_with(b"\r\n\r\n") {
@@ -132,6 +145,12 @@ mod tests {
         }
         assert_eq!(f.poll_frame(), Ok(Some(Frame::Message(MSG.to_vec()))));
         assert_eq!((f.poll_frame(), f.buffered()), (Ok(None), 0));
+        // A lone CRLF waits in poll_frame, and a waiting client takes it as pong.
+        f.handle_input(b"\r\n");
+        assert_eq!(f.poll_frame(), Ok(None));
+        assert!(f.take_pong());
+        assert!(!f.take_pong());
+        assert_eq!(f.buffered(), 0);
     }
 
     #[test]

@@ -35,6 +35,21 @@
 //!   [`Message::list`] for any comma-list header, [`Header::value_str`] for
 //!   one header's UTF-8 text (an error only for that header).
 //!
+//! - [`transport::Transports`] (tokio I/O shell, RFC 3261 §18): binds the
+//!   UDP/TCP/TLS listeners, yields [`transport::TransportEvent`]s (an
+//!   [`transport::Inbound`] with one whole message's bytes, or a
+//!   [`transport::TransportError`] for a destination) and sends
+//!   [`transport::Outbound`]s (connection reuse, responses on the incoming
+//!   connection, §18.1.1 UDP→TCP size rule, RFC 5626 CRLF keep-alives,
+//!   source allow-list, per-source rate limit, counters). It does not parse:
+//!   the endpoint calls `Inbound::parse` and sends
+//!   [`transport::answer_rejection`] for an answerable [`Rejection`].
+//! - [`peer::PeerTable`] (sans-IO): core peer groups, OPTIONS ping health
+//!   (`poll_ping`/`handle_ping_result`/`poll_timeout`/`handle_timeout`,
+//!   `PeerUp`/`PeerDown` events), `select(group, now)` for a new call's
+//!   ordered candidates, `report_failure`/`report_success` from calls;
+//!   [`peer::options_request`] builds the ping.
+//!
 //! Messages are owned values (control plane, DESIGN §1); headers keep their
 //! order, names as written and raw value bytes, so unknown headers pass
 //! through unchanged. The `Reason` header is parsed by
@@ -48,10 +63,12 @@ pub mod invite_server;
 pub mod matching;
 pub mod message;
 pub mod non_invite_server;
+pub mod peer;
 pub mod response;
 pub mod sdp;
 pub mod text;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use error::SipError;
