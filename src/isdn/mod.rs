@@ -2,6 +2,8 @@
 
 pub mod cause;
 pub mod dchannel;
+pub mod port;
 pub mod q921;
 pub mod q931;
+pub mod task;
 pub mod timers;

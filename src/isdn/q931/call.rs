@@ -1353,6 +1353,11 @@ impl Q931 {
 
     fn send_restart_msg(&mut self) {
         let Some(r) = &self.restart else { return };
+        self.events.push_back(Event::RestartSent {
+            class: r.class,
+            timeslots: r.timeslots.clone(),
+            attempt: r.expiries.saturating_add(1),
+        });
         let mut m = Message::new(CallReference::global(false), Mt::RESTART);
         if let Some(c) = &r.channel_id {
             m = m.with(IeId::CHANNEL_IDENTIFICATION, IeBody::ChannelId(c.clone()));
@@ -1444,6 +1449,10 @@ impl Q931 {
                     self.channels.timeslots()
                 };
                 info!(span = self.cfg.span, class = class.0, channels = ?timeslots, "q931 RESTART received");
+                self.events.push_back(Event::RestartReceived {
+                    class,
+                    timeslots: timeslots.clone(),
+                });
                 self.clear_channels(&timeslots);
                 for t in &timeslots {
                     self.channels.set(*t, ChannelState::Idle);
