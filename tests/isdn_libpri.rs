@@ -228,7 +228,7 @@ impl Drop for Libpri {
         let _ = self.child.wait();
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(3000).collect();
+            let tail: Vec<&str> = log.lines().rev().take(400).collect();
             eprintln!("---- libpri peer stdout ----\n{}", self.all.join("\n"));
             eprintln!("---- libpri debug (last 150 lines) ----");
             for l in tail.iter().rev() {
@@ -333,7 +333,7 @@ async fn our_call(ours: &mut Ours, lp: &mut Libpri, we_clear: bool) {
             .await
             .expect("disconnect");
         let req = lp.expect("hangup_req").await;
-        assert_eq!(req, [id.clone(), "16".to_string()]);
+        assert_eq!(req, [id.as_str(), "16"]);
         assert_eq!(ours.released(a).await.1, ClearedBy::Local);
     } else {
         lp.cmd(&format!("hangup {id} 16"));
@@ -342,7 +342,7 @@ async fn our_call(ours: &mut Ours, lp: &mut Libpri, we_clear: bool) {
             (Cause::NORMAL_CLEARING, ClearedBy::Remote)
         );
     }
-    assert_eq!(lp.expect("null").await, [id.clone()]);
+    assert_eq!(lp.expect("null").await, [id.as_str()]);
 }
 
 /// libpri calls us on `channel` (0: any); we answer; `we_clear` says who
@@ -417,24 +417,18 @@ async fn restarts(ours: &mut Ours, lp: &mut Libpri) {
         .expect("restart");
     assert_eq!(lp.expect("restart").await, ["7"]);
     assert_eq!(ours.restarted().await, [7]);
-    // We restart all interfaces (one message); libpri answers.
-    ours.h
-        .restart(RestartClass::ALL_INTERFACES, &[])
-        .await
-        .expect("restart");
-    lp.expect("restart").await;
-    assert_eq!(ours.restarted().await.len(), 30);
-    // libpri restarts the interface; we answer.
-    lp.cmd("restart_all");
-    let class = ours
-        .expect("RestartReceived", |e| match e {
-            Event::RestartReceived { class, .. } => Some(*class),
-            _ => None,
-        })
-        .await;
-    assert_ne!(class, RestartClass::INDICATED_CHANNELS);
-    assert_eq!(ours.restarted().await.len(), 30);
-    lp.expect("restart_ack").await;
+    // We restart the interface and all interfaces (one message each);
+    // libpri answers. (libpri 1.6 cannot send either: pri_restart is a
+    // no-op there.)
+    for class in [RestartClass::SINGLE_INTERFACE, RestartClass::ALL_INTERFACES] {
+        ours.h.restart(class, &[]).await.expect("restart");
+        assert_eq!(
+            lp.expect("restart").await,
+            ["-1"],
+            "libpri saw the whole interface"
+        );
+        assert_eq!(ours.restarted().await.len(), 30);
+    }
 }
 
 async fn against_libpri(our_role: q931::Role) {

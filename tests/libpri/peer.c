@@ -13,7 +13,6 @@
  *             proceed <id> | alert <id> | connect <id>
  *             hangup <id> <cause>
  *             reset <channel>                RESTART of one channel
- *             restart_all                    RESTART of the interface
  *             calls                          print "calls <n>"
  *   stdout  events, one per line: up, down, ring <id> <channel> <called>,
  *           proceeding <id>, ringing <id>, answer <id>, connect_ack <id>,
@@ -261,9 +260,6 @@ static void command(char *line)
 	} else if (!strcmp(word, "reset") && sscanf(line, "%*s %d", &a) == 1) {
 		if (pri_reset(pri, a))
 			out("error reset refused");
-	} else if (!strcmp(word, "restart_all")) {
-		if (pri_restart(pri))
-			out("error restart refused");
 	} else if (!strcmp(word, "calls")) {
 		out("calls %d", live_calls());
 	} else if (!strcmp(word, "quit")) {
