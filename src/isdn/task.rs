@@ -337,8 +337,10 @@ pub fn start<P: FramePort>(
         n200 = cfg.link.n200,
         k = cfg.link.k,
         n201 = cfg.link.n201,
+        t200 = ?cfg.link.t200,
+        t203 = ?cfg.link.t203,
         channels = cfg.q931.timeslots.len(),
-        "dchannel task starting"
+        "dchannel task starting (Q.931 logs its timers in force next)"
     );
     let dc = DChannel::new(cfg.link, cfg.q931, now.into_std());
     let (cmd_tx, cmd_rx) = mpsc::channel(cfg.command_queue.max(1));
