@@ -18,24 +18,24 @@
 //!   the device, `Pending` while the device's buffers are full.
 //!
 //! Implementations: [`MemoryPort`] (an in-process pair with a switch to cut
-//! the link, for tests and simulations) and [`DahdiPort`] (the HDLC-with-FCS
-//! D-channel of a DAHDI span through tokio's `AsyncFd`). A port over the
-//! line layer's SPSC rings of fixed-size frame slots polls the receive ring
-//! and, when empty, polls an `Arc<Notify>`'s `notified_owned()` future kept
-//! in the port (or an eventfd through `AsyncFd`) that the media thread
-//! signals after pushing; `poll_send` pushes into the transmit ring and
-//! counts a full ring (it must not wait on the media thread forever).
+//! the link, for tests and simulations), [`DahdiPort`] (the HDLC-with-FCS
+//! D-channel of a DAHDI span through tokio's `AsyncFd`) and [`RingPort`]
+//! (the line layer's SPSC rings of fixed-size frame slots, behind the
+//! two-method [`FrameRings`] trait, woken by an eventfd the media thread
+//! signals with [`FrameSignal::signal`]: one `write(2)`, no lock, no
+//! allocation).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
+use nix::errno::Errno;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::q921::N201_DEFAULT;
 use crate::line::driver::dahdi::{DahdiChannel, DahdiSpan};
@@ -240,5 +240,177 @@ impl<C: DahdiChannel> FramePort for DahdiPort<C> {
 fn drain_span_events<C: DahdiChannel>(span: &mut DahdiSpan<C>) {
     while let Some(e) = span.poll_event() {
         debug!(span = span.params().span, event = ?e, "dahdi span event");
+    }
+}
+
+/// The control plane's side of one span's D-channel rings (the media
+/// thread owns the other side).
+pub trait FrameRings {
+    /// Pops the oldest received frame into `buf`; `None` when the ring is
+    /// empty. A slot longer than `buf` is the implementation's to drop and
+    /// count (slots are at most [`FRAME_MAX`] octets).
+    fn pop_received(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Pushes one frame to send; `false` when the ring is full.
+    fn push_transmit(&mut self, frame: &[u8]) -> bool;
+}
+
+/// The media thread's handle on a [`RingPort`]'s wakeup (an eventfd).
+#[derive(Debug, Clone)]
+pub struct FrameSignal(Arc<OwnedFd>);
+
+impl FrameSignal {
+    /// "Frames were pushed": one non-blocking `write(2)` of 1 to the
+    /// eventfd; no lock, no allocation, never blocks (a saturated counter
+    /// is already a pending wakeup).
+    pub fn signal(&self) {
+        let _ = nix::unistd::write(&*self.0, &1u64.to_ne_bytes());
+    }
+}
+
+/// A frame port over [`FrameRings`]: receive pops until empty, then waits
+/// for the eventfd; send pushes and counts (and drops) a frame when the
+/// transmit ring is full; Q.921 recovers it like a frame lost on the line
+/// (DESIGN.md §1: a full ring is counted, never waited on).
+pub struct RingPort<R: FrameRings> {
+    rings: R,
+    wake: AsyncFd<Arc<OwnedFd>>,
+    tx_full: u64,
+}
+
+impl<R: FrameRings> RingPort<R> {
+    /// The port and the signal to hand to the media thread. Needs a tokio
+    /// runtime (the eventfd is registered with it).
+    pub fn new(rings: R) -> io::Result<(RingPort<R>, FrameSignal)> {
+        // SAFETY: eventfd(2) with constant flags; a non-negative result is
+        // a new descriptor that nothing else owns.
+        let raw =
+            unsafe { nix::libc::eventfd(0, nix::libc::EFD_NONBLOCK | nix::libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is the new eventfd (checked above), owned from here.
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        // SAFETY: the AsyncFd holds an `Arc` of the eventfd, so it stays
+        // open and the same for the AsyncFd's whole life.
+        let wake = unsafe { AsyncFd::register_with_interest(fd.clone(), Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        let port = RingPort {
+            rings,
+            wake,
+            tx_full: 0,
+        };
+        Ok((port, FrameSignal(fd)))
+    }
+
+    pub fn rings(&self) -> &R {
+        &self.rings
+    }
+
+    /// Frames dropped because the transmit ring was full.
+    pub fn tx_full(&self) -> u64 {
+        self.tx_full
+    }
+}
+
+impl<R: FrameRings> FramePort for RingPort<R> {
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        loop {
+            if let Some(n) = self.rings.pop_received(buf) {
+                return Poll::Ready(Ok(Some(n)));
+            }
+            let mut guard = ready!(self.wake.poll_read_ready(cx))?;
+            // Reset the counter, then look at the ring again: a push after
+            // this read signals anew, so no wakeup is lost.
+            let mut count = [0u8; 8];
+            match nix::unistd::read(&**guard.get_inner(), &mut count) {
+                Ok(_) => {}
+                Err(Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    fn poll_send(&mut self, _cx: &mut Context<'_>, frame: &[u8]) -> Poll<io::Result<()>> {
+        if !self.rings.push_transmit(frame) {
+            self.tx_full += 1;
+            if self.tx_full.is_power_of_two() {
+                warn!(
+                    dropped = self.tx_full,
+                    "D-channel transmit ring full; frame dropped"
+                );
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::future::poll_fn;
+    use std::sync::Mutex;
+
+    /// Rings as a test double: two bounded queues behind a lock.
+    #[derive(Clone, Default)]
+    struct TestRings {
+        rx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        tx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+    }
+
+    impl FrameRings for TestRings {
+        fn pop_received(&mut self, buf: &mut [u8]) -> Option<usize> {
+            let f = self.rx.lock().unwrap().pop_front()?;
+            buf[..f.len()].copy_from_slice(&f);
+            Some(f.len())
+        }
+
+        fn push_transmit(&mut self, frame: &[u8]) -> bool {
+            let mut tx = self.tx.lock().unwrap();
+            if tx.len() == 2 {
+                return false;
+            }
+            tx.push_back(frame.to_vec());
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn ring_port_wakes_on_the_signal_and_counts_a_full_ring() {
+        let rings = TestRings::default();
+        let (mut port, signal) = RingPort::new(rings.clone()).unwrap();
+        let producer = {
+            let rx = rings.rx.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u8 {
+                    rx.lock().unwrap().push_back(vec![0x02, 0x01, i]);
+                    signal.signal();
+                    if i % 7 == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            })
+        };
+        let mut buf = [0u8; FRAME_MAX];
+        for i in 0..50u8 {
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                poll_fn(|cx| port.poll_recv(cx, &mut buf)),
+            )
+            .await
+            .expect("woken by the signal");
+            assert_eq!(r.unwrap(), Some(3));
+            assert_eq!(buf[2], i);
+        }
+        producer.join().unwrap();
+        for _ in 0..3 {
+            poll_fn(|cx| port.poll_send(cx, &[1, 2, 3])).await.unwrap();
+        }
+        assert_eq!(rings.tx.lock().unwrap().len(), 2);
+        assert_eq!(port.tx_full(), 1);
     }
 }
