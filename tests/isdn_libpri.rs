@@ -18,9 +18,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -69,9 +69,21 @@ fn build_peer(dir: &Path) -> Option<PathBuf> {
     Some(exe)
 }
 
-/// Our end of the socketpair as a frame port (frames without FCS).
+/// Every frame on the wire: (when, sent by us, frame).
+type Capture = Arc<Mutex<Vec<(SystemTime, bool, Vec<u8>)>>>;
+
+/// Our end of the socketpair as a frame port (frames without FCS); it
+/// records every frame both ways for the tshark check.
 struct SocketPort {
     fd: AsyncFd<OwnedFd>,
+    capture: Capture,
+}
+
+impl SocketPort {
+    fn record(&self, sent: bool, frame: &[u8]) {
+        let mut c = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+        c.push((SystemTime::now(), sent, frame.to_vec()));
+    }
 }
 
 impl FramePort for SocketPort {
@@ -84,7 +96,10 @@ impl FramePort for SocketPort {
             let mut g = ready!(self.fd.poll_read_ready_mut(cx))?;
             match nix::unistd::read(g.get_inner(), buf) {
                 Ok(0) => return Poll::Ready(Ok(None)),
-                Ok(n) => return Poll::Ready(Ok(Some(n))),
+                Ok(n) => {
+                    self.record(false, &buf[..n]);
+                    return Poll::Ready(Ok(Some(n)));
+                }
                 Err(Errno::EAGAIN) => g.clear_ready(),
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
@@ -95,7 +110,10 @@ impl FramePort for SocketPort {
         loop {
             let mut g = ready!(self.fd.poll_write_ready_mut(cx))?;
             match nix::unistd::write(g.get_inner(), frame) {
-                Ok(_) => return Poll::Ready(Ok(())),
+                Ok(_) => {
+                    self.record(true, frame);
+                    return Poll::Ready(Ok(()));
+                }
                 Err(Errno::EAGAIN) => g.clear_ready(),
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
@@ -159,6 +177,7 @@ impl Libpri {
         let port = SocketPort {
             // SAFETY: the AsyncFd owns the socket for its whole life.
             fd: unsafe { AsyncFd::register(ours) }.expect("register socket"),
+            capture: Capture::default(),
         };
         let lp = Libpri {
             child,
@@ -441,6 +460,7 @@ async fn against_libpri(our_role: q931::Role) {
         q931::Role::Network => "user",
     };
     let (mut lp, port) = Libpri::start(&exe, their_role, dir.path());
+    let capture = port.capture.clone();
     let mut ours = Ours::start(our_role, port);
     ours.is(Event::LinkUp).await;
     lp.expect("up").await;
@@ -479,6 +499,58 @@ async fn against_libpri(our_role: q931::Role) {
     let stopped = ours.join.await.expect("task");
     assert!(matches!(stopped.reason, StopReason::Shutdown));
     assert_eq!(stopped.dchannel.q931().call_count(), 0);
+    let frames = capture.lock().unwrap().clone();
+    tshark_check(dir.path(), our_role == q931::Role::Network, &frames);
+}
+
+/// Both stacks' frames, as Wireshark's LAPD and Q.931 dissectors read
+/// them: no malformed packet, no expert error (skipped without tshark
+/// outside CI, like the other tshark checks).
+fn tshark_check(dir: &Path, we_are_network: bool, frames: &[(SystemTime, bool, Vec<u8>)]) {
+    let path = dir.join("libpri.pcapng");
+    let file = std::fs::File::create(&path).expect("pcap file");
+    let mut w = tdmgw::ops::pcap::PcapngWriter::new(file).expect("pcapng");
+    for (at, sent, frame) in frames {
+        w.lapd(*at, *sent, we_are_network, frame).expect("write");
+    }
+    w.flush().expect("flush");
+    drop(w);
+    let run = |args: &[&str]| {
+        Command::new("tshark")
+            .arg("-r")
+            .arg(&path)
+            .args(args)
+            .output()
+    };
+    let all = match run(&["-V"]) {
+        Ok(o) => o,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED tshark check: tshark not runnable ({e}); .ci/run installs it");
+            return;
+        }
+        Err(e) => panic!("tshark: {e}"),
+    };
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let text = String::from_utf8_lossy(&all.stdout);
+    assert!(
+        text.contains("Message type: RESTART ACKNOWLEDGE ("),
+        "Q.931 decoded"
+    );
+    let bad = run(&["-Y", "_ws.malformed || _ws.expert.severity >= error"]).expect("tshark");
+    assert!(
+        bad.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(
+        bad.stdout.is_empty(),
+        "tshark flags: {}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
 }
 
 #[tokio::test]
