@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
@@ -33,7 +34,7 @@ use tdmgw::isdn::port::FramePort;
 use tdmgw::isdn::q921::{self, LinkConfig};
 use tdmgw::isdn::q931::{self, CallId, ClearedBy, Event, PlaceCall, RestartClass};
 use tdmgw::isdn::task::{self, DChannelHandle, SpanEvent, StopReason, TaskConfig};
-use tdmgw::isdn::timers::TimerValues;
+use tdmgw::isdn::timers::{TimerId, TimerValues};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -77,6 +78,8 @@ type Capture = Arc<Mutex<Vec<(SystemTime, bool, Vec<u8>)>>>;
 struct SocketPort {
     fd: AsyncFd<OwnedFd>,
     capture: Capture,
+    /// Cleared to cut the link: frames either way are then lost.
+    up: Arc<AtomicBool>,
 }
 
 impl SocketPort {
@@ -96,6 +99,7 @@ impl FramePort for SocketPort {
             let mut g = ready!(self.fd.poll_read_ready_mut(cx))?;
             match nix::unistd::read(g.get_inner(), buf) {
                 Ok(0) => return Poll::Ready(Ok(None)),
+                Ok(_) if !self.up.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     self.record(false, &buf[..n]);
                     return Poll::Ready(Ok(Some(n)));
@@ -107,6 +111,9 @@ impl FramePort for SocketPort {
     }
 
     fn poll_send(&mut self, cx: &mut Context<'_>, frame: &[u8]) -> Poll<io::Result<()>> {
+        if !self.up.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             let mut g = ready!(self.fd.poll_write_ready_mut(cx))?;
             match nix::unistd::write(g.get_inner(), frame) {
@@ -132,7 +139,13 @@ struct Libpri {
 }
 
 impl Libpri {
-    fn start(exe: &Path, role: &str, dir: &Path) -> (Libpri, SocketPort) {
+    /// `timers`: libpri's T200 and T203 in ms, if not its defaults.
+    fn start(
+        exe: &Path,
+        role: &str,
+        timers: Option<(u64, u64)>,
+        dir: &Path,
+    ) -> (Libpri, SocketPort) {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -143,8 +156,11 @@ impl Libpri {
         let log = dir.join(format!("libpri-{role}.log"));
         let theirs_raw = theirs.as_raw_fd();
         let mut cmd = Command::new(exe);
-        cmd.arg(role)
-            .stdin(Stdio::piped())
+        cmd.arg(role);
+        if let Some((t200, t203)) = timers {
+            cmd.arg(t200.to_string()).arg(t203.to_string());
+        }
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         // SAFETY: only async-signal-safe calls between fork and exec.
@@ -178,6 +194,7 @@ impl Libpri {
             // SAFETY: the AsyncFd owns the socket for its whole life.
             fd: unsafe { AsyncFd::register(ours) }.expect("register socket"),
             capture: Capture::default(),
+            up: Arc::new(AtomicBool::new(true)),
         };
         let lp = Libpri {
             child,
@@ -266,15 +283,17 @@ struct Ours {
 }
 
 impl Ours {
-    fn start(role: q931::Role, port: SocketPort) -> Ours {
-        let timers = TimerValues::default();
+    fn start(role: q931::Role, timers: TimerValues, port: SocketPort) -> Ours {
         let l2 = match role {
             q931::Role::User => q921::Role::User,
             q931::Role::Network => q921::Role::Network,
         };
         let cfg = TaskConfig::new(
             LinkConfig::pri(1, l2, &timers, 3, 7),
-            q931::Config::e1(1, role),
+            q931::Config {
+                timers,
+                ..q931::Config::e1(1, role)
+            },
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let (h, join) = task::spawn(cfg, port, tx, Arc::new(()));
@@ -455,13 +474,9 @@ async fn against_libpri(our_role: q931::Role) {
     let Some(exe) = build_peer(dir.path()) else {
         return;
     };
-    let their_role = match our_role {
-        q931::Role::User => "net",
-        q931::Role::Network => "user",
-    };
-    let (mut lp, port) = Libpri::start(&exe, their_role, dir.path());
+    let (mut lp, port) = Libpri::start(&exe, their_role(our_role), None, dir.path());
     let capture = port.capture.clone();
-    let mut ours = Ours::start(our_role, port);
+    let mut ours = Ours::start(our_role, TimerValues::default(), port);
     ours.is(Event::LinkUp).await;
     lp.expect("up").await;
 
@@ -561,4 +576,101 @@ async fn our_user_side_against_libpri_network_side() {
 #[tokio::test]
 async fn our_network_side_against_libpri_user_side() {
     against_libpri(q931::Role::Network).await;
+}
+
+fn their_role(our_role: q931::Role) -> &'static str {
+    match our_role {
+        q931::Role::User => "net",
+        q931::Role::Network => "user",
+    }
+}
+
+/// An answered call survives a D-channel failure on both stacks (T309,
+/// EN 300 403 §5.9) and is reconciled by STATUS ENQUIRY / STATUS once the
+/// link is back. Both stacks run T200 = 200 ms and T203 = 1 s so that the
+/// failure is seen in about 2 s of wall-clock time.
+async fn link_drop_against_libpri(our_role: q931::Role) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(exe) = build_peer(dir.path()) else {
+        return;
+    };
+    let (mut lp, port) = Libpri::start(&exe, their_role(our_role), Some((200, 1000)), dir.path());
+    let up = port.up.clone();
+    let capture = port.capture.clone();
+    let mut timers = TimerValues::default();
+    timers
+        .set(TimerId::T200, Duration::from_millis(200))
+        .unwrap();
+    timers.set(TimerId::T203, Duration::from_secs(1)).unwrap();
+    timers.set(TimerId::T322, Duration::from_secs(1)).unwrap();
+    let mut ours = Ours::start(our_role, timers.clone(), port);
+    ours.is(Event::LinkUp).await;
+    lp.expect("up").await;
+
+    let a = ours
+        .h
+        .place_call(PlaceCall::speech("999", None))
+        .await
+        .expect("place call");
+    let id = lp.expect("ring").await[0].clone();
+    lp.cmd(&format!("connect {id}"));
+    ours.is(Event::Connected { id: a }).await;
+    lp.expect("connect_ack").await;
+
+    up.store(false, Ordering::Relaxed);
+    ours.is(Event::LinkDown).await;
+    lp.expect("down").await;
+    up.store(true, Ordering::Relaxed);
+    ours.is(Event::LinkUp).await;
+    lp.expect("up").await;
+    // Our STATUS ENQUIRY is answered with STATUS (call state 10): the call
+    // is still up on both sides after T322 would have run out.
+    tokio::time::sleep(timers.get(TimerId::T322) + Duration::from_millis(500)).await;
+    assert_eq!(ours.h.status().borrow().calls, 1, "the call survived");
+    assert!(
+        !ours
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::Released { .. }))
+    );
+    lp.cmd("calls");
+    assert_eq!(lp.expect("calls").await, ["1"]);
+    // Q.931 message type of an I-frame: address 2, control 2, then
+    // discriminator, call reference length 2, call reference 2, type.
+    let types: Vec<(bool, u8)> = capture
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, f)| f.len() > 8 && f[2] & 1 == 0 && f[4] == 0x08)
+        .map(|(_, sent, f)| (*sent, f[8]))
+        .collect();
+    assert!(types.contains(&(true, 0x75)), "we sent STATUS ENQUIRY");
+    assert!(types.contains(&(false, 0x7d)), "libpri answered STATUS");
+
+    ours.h
+        .disconnect(a, Cause::NORMAL_CLEARING)
+        .await
+        .expect("disconnect");
+    lp.expect("hangup_req").await;
+    assert_eq!(ours.released(a).await.1, ClearedBy::Local);
+    assert_eq!(lp.expect("null").await, [id.as_str()]);
+    let errors = lp.errors().await;
+    assert!(errors.is_empty(), "libpri complained: {errors:?}");
+    let s = ours.h.status().borrow().clone();
+    assert_eq!((s.calls, s.channels.all_idle()), (0, true));
+    assert_eq!(
+        s.q931,
+        q931::Counters::default(),
+        "we found fault with libpri's messages"
+    );
+}
+
+#[tokio::test]
+async fn our_user_side_keeps_a_call_through_a_link_drop_with_libpri() {
+    link_drop_against_libpri(q931::Role::User).await;
+}
+
+#[tokio::test]
+async fn our_network_side_keeps_a_call_through_a_link_drop_with_libpri() {
+    link_drop_against_libpri(q931::Role::Network).await;
 }

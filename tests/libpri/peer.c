@@ -4,7 +4,8 @@
  * Test-only: libpri is GPL and is never linked into tdmgw's library or
  * binary. The test builds this file with `cc ... -lpri` at run time.
  *
- * usage: peer net|user
+ * usage: peer net|user [T200_ms T203_ms]
+ *   T309 is set to EN 300 403's 90 s (active calls survive a link failure).
  *   fd 3    the D-channel: a SOCK_SEQPACKET socket, one LAPD frame per
  *           message, no FCS (libpri's read/write callbacks add and strip
  *           the 2 FCS octets it expects from a DAHDI HDLC/FCS channel)
@@ -274,8 +275,8 @@ int main(int argc, char **argv)
 	char inbuf[4096];
 	size_t inlen = 0;
 	int node;
-	if (argc != 2 || (strcmp(argv[1], "net") && strcmp(argv[1], "user"))) {
-		fprintf(stderr, "usage: peer net|user\n");
+	if ((argc != 2 && argc != 4) || (strcmp(argv[1], "net") && strcmp(argv[1], "user"))) {
+		fprintf(stderr, "usage: peer net|user [T200_ms T203_ms]\n");
 		return 2;
 	}
 	node = strcmp(argv[1], "net") ? PRI_CPE : PRI_NETWORK;
@@ -291,6 +292,11 @@ int main(int argc, char **argv)
 		| PRI_DEBUG_Q931_ANOMALY);
 	/* Report received CONNECT ACKNOWLEDGEs (PRI_EVENT_CONNECT_ACK). */
 	pri_connect_ack_enable(pri, 1);
+	pri_set_timer(pri, PRI_TIMER_T309, 90000);
+	if (argc == 4) {
+		pri_set_timer(pri, PRI_TIMER_T200, atoi(argv[2]));
+		pri_set_timer(pri, PRI_TIMER_T203, atoi(argv[3]));
+	}
 	for (;;) {
 		fd_set rfds;
 		struct timeval tv = { 0, 100000 }, now;
