@@ -519,7 +519,7 @@ async fn against_libpri(our_role: q931::Role) {
 }
 
 /// Both stacks' frames, as Wireshark's LAPD and Q.931 dissectors read
-/// them: no malformed packet, no expert error (skipped without tshark
+/// them: no malformed packet, no expert error or warning (skipped without tshark
 /// outside CI, like the other tshark checks).
 fn tshark_check(dir: &Path, we_are_network: bool, frames: &[(SystemTime, bool, Vec<u8>)]) {
     let path = dir.join("libpri.pcapng");
@@ -555,17 +555,9 @@ fn tshark_check(dir: &Path, we_are_network: bool, frames: &[(SystemTime, bool, V
         text.contains("Message type: RESTART ACKNOWLEDGE ("),
         "Q.931 decoded"
     );
-    let bad = run(&["-Y", "_ws.malformed || _ws.expert.severity >= error"]).expect("tshark");
-    assert!(
-        bad.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
-    assert!(
-        bad.stdout.is_empty(),
-        "tshark flags: {}",
-        String::from_utf8_lossy(&bad.stdout)
-    );
+    for bad in ["Malformed", "Expert Info (Error", "[Expert Info (Warning"] {
+        assert!(!text.contains(bad), "tshark flags {bad}:\n{text}");
+    }
 }
 
 #[tokio::test]

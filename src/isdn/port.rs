@@ -379,6 +379,16 @@ mod tests {
         }
     }
 
+    /// `task::spawn` needs `Send` ports; the kernel DAHDI port is one.
+    #[test]
+    fn production_ports_are_send() {
+        fn send<T: Send + 'static>() {}
+        send::<MemoryPort>();
+        send::<DahdiPort<crate::line::driver::dahdi::LinuxChannel>>();
+        send::<RingPort<TestRings>>();
+        send::<FrameSignal>();
+    }
+
     #[tokio::test]
     async fn ring_port_wakes_on_the_signal_and_counts_a_full_ring() {
         let rings = TestRings::default();
