@@ -15,7 +15,10 @@
 //!   caller's future between polls loses nothing. Frames longer than `buf`
 //!   ([`FRAME_MAX`]) are dropped and counted by the port.
 //! - `poll_send(cx, frame)`: `Ready(Ok(()))` once the frame is handed to
-//!   the device, `Pending` while the device's buffers are full.
+//!   the device, `Pending` while the device's buffers are full (the task
+//!   waits, and stops checking in with the supervisor if that lasts).
+//! - `Ready(Err(_))` from either means the device is gone: the task stops
+//!   with `StopReason::PortFailed`.
 //!
 //! Implementations: [`MemoryPort`] (an in-process pair with a switch to cut
 //! the link, for tests and simulations), [`DahdiPort`] (the HDLC-with-FCS
