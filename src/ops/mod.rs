@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod board;
 pub mod daemon;
+pub mod dchannel;
 pub mod events;
 pub mod http;
 pub mod hwdog;

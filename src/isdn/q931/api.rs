@@ -2,7 +2,7 @@
 //! [`super::Q931`]) and gets back ([`Event`]s), with stable per-call ids.
 
 use super::ie_number::PartyNumber;
-use super::ie_values::BearerCapability;
+use super::ie_values::{BearerCapability, RestartClass};
 use crate::isdn::cause::Cause;
 use crate::isdn::timers::TimerId;
 
@@ -107,6 +107,20 @@ pub enum Event {
         id: CallId,
         cause: Cause,
         by: ClearedBy,
+    },
+    /// We sent RESTART (§5.5.1) for these channels; `attempt` is 1 for the
+    /// first message and counts the retransmissions after T316.
+    RestartSent {
+        class: RestartClass,
+        timeslots: Vec<u8>,
+        attempt: u8,
+    },
+    /// The peer sent a valid RESTART (§5.5.2) for these channels; their
+    /// calls were cleared and RESTART ACKNOWLEDGE is on its way
+    /// (`ChannelsRestarted` follows).
+    RestartReceived {
+        class: RestartClass,
+        timeslots: Vec<u8>,
     },
     /// These channels were restarted (either direction) and are idle.
     ChannelsRestarted {

@@ -848,7 +848,12 @@ impl Q931 {
                 | N7CallReceived,
             ) => self.on_connect(now, k, m),
             (Mt::CONNECT_ACKNOWLEDGE, U8ConnectRequest) => self.on_connect_ack(k),
-            (Mt::CONNECT_ACKNOWLEDGE, N10Active) => {}
+            // EN 300 403-1 §5.1.8: CONNECT ACKNOWLEDGE from the calling user
+            // is optional and the network takes no action on it in N10. It
+            // also crosses a DISCONNECT or RELEASE we send right after
+            // CONNECT (found against libpri, which logs our STATUS cause 101
+            // as an error): that is a race, not a §5.8.4 state error.
+            (Mt::CONNECT_ACKNOWLEDGE, N10Active | N12DisconnectIndication | N19ReleaseRequest) => {}
             (
                 Mt::PROGRESS,
                 U1CallInitiated
@@ -1353,6 +1358,11 @@ impl Q931 {
 
     fn send_restart_msg(&mut self) {
         let Some(r) = &self.restart else { return };
+        self.events.push_back(Event::RestartSent {
+            class: r.class,
+            timeslots: r.timeslots.clone(),
+            attempt: r.expiries.saturating_add(1),
+        });
         let mut m = Message::new(CallReference::global(false), Mt::RESTART);
         if let Some(c) = &r.channel_id {
             m = m.with(IeId::CHANNEL_IDENTIFICATION, IeBody::ChannelId(c.clone()));
@@ -1444,6 +1454,10 @@ impl Q931 {
                     self.channels.timeslots()
                 };
                 info!(span = self.cfg.span, class = class.0, channels = ?timeslots, "q931 RESTART received");
+                self.events.push_back(Event::RestartReceived {
+                    class,
+                    timeslots: timeslots.clone(),
+                });
                 self.clear_channels(&timeslots);
                 for t in &timeslots {
                     self.channels.set(*t, ChannelState::Idle);
@@ -1483,6 +1497,81 @@ impl Q931 {
                     &[],
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linked(role: Role, now: Instant) -> Q931 {
+        let mut q = Q931::new(Config::e1(1, role));
+        q.handle_dl(now, DlIndication::Established);
+        q
+    }
+
+    /// The messages `q` asked layer 2 to send.
+    fn sent(q: &mut Q931) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| q.poll_dl())
+            .filter_map(|r| match r {
+                DlRequest::Data(b) => Some(b),
+                DlRequest::Establish => None,
+            })
+            .collect()
+    }
+
+    fn deliver(msgs: Vec<Vec<u8>>, to: &mut Q931, now: Instant) {
+        for b in msgs {
+            to.handle_dl(now, DlIndication::Data(b));
+        }
+    }
+
+    fn types(msgs: &[Vec<u8>]) -> Vec<Mt> {
+        msgs.iter()
+            .map(|b| Message::parse(b).expect("ours parse").message.msg_type)
+            .collect()
+    }
+
+    #[test]
+    fn connect_ack_crossing_our_clearing_is_not_a_state_error() {
+        let now = Instant::now();
+        for release in [false, true] {
+            let mut user = linked(Role::User, now);
+            let mut net = linked(Role::Network, now);
+            let a = user
+                .place_call(now, PlaceCall::speech("999", None))
+                .expect("call");
+            deliver(sent(&mut user), &mut net, now);
+            let b = std::iter::from_fn(|| net.poll_event())
+                .find_map(|e| match e {
+                    Event::IncomingCall { id, .. } => Some(id),
+                    _ => None,
+                })
+                .expect("incoming call");
+            net.connect(now, b).expect("connect");
+            deliver(sent(&mut net), &mut user, now);
+            // The user's CONNECT ACKNOWLEDGE is on the wire while the
+            // network clears.
+            let ack = sent(&mut user);
+            assert_eq!(types(&ack), [Mt::CONNECT_ACKNOWLEDGE]);
+            if release {
+                net.release(now, b, Cause::NORMAL_CLEARING)
+                    .expect("release");
+            } else {
+                net.disconnect(now, b, Cause::NORMAL_CLEARING)
+                    .expect("disconnect");
+            }
+            let clearing = sent(&mut net);
+            deliver(ack, &mut net, now);
+            assert_eq!(sent(&mut net), Vec::<Vec<u8>>::new(), "no STATUS");
+            assert_eq!(net.counters.unexpected_in_state, 0);
+            // Clearing completes on both sides.
+            deliver(clearing, &mut user, now);
+            deliver(sent(&mut user), &mut net, now);
+            deliver(sent(&mut net), &mut user, now);
+            assert_eq!(user.call_state(a), None);
+            assert_eq!(net.call_state(b), None);
         }
     }
 }

@@ -39,7 +39,8 @@
 //! `SetupAcknowledged`, `Proceeding`, `Alerting`, `Progress { description }`,
 //! `Connected`, `Disconnected { cause, by }` (the peer started clearing),
 //! `Released { cause, by }` (null state, channel free: exactly one per call),
-//! `ChannelsRestarted`, `RestartFailed`, `LinkUp`, `LinkDown`.
+//! `RestartSent { class, timeslots, attempt }`, `RestartReceived { class,
+//! timeslots }`, `ChannelsRestarted`, `RestartFailed`, `LinkUp`, `LinkDown`.
 //! [`CallId`]s are stable per call (a glare retry keeps its id) and are
 //! never call references. [`Q931::channels`] is the span's
 //! [`ChannelTable`] (idle, reserved, busy, restarting, out of service).
