@@ -21,20 +21,25 @@ pub enum Timing {
 /// between them, which have no clock at all) cannot make us spin.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacer {
-    unit_us: u64,
-    cap_us: u64,
-    credit_us: u64,
+    /// Credit is kept in 1/1024 µs so that the 1025/1024 refill rate is
+    /// exact however often it is refilled.
+    unit: u64,
+    cap: u64,
+    credit: u64,
     at_us: u64,
 }
+
+/// Refill rate: 1025/1024 of our clock.
+const SCALE: u64 = 1024;
 
 impl Pacer {
     /// Starts full: `burst` units may go at once.
     pub fn new(unit_us: u64, burst: u64, now_us: u64) -> Pacer {
-        let cap_us = unit_us * burst.max(1);
+        let cap = unit_us * SCALE * burst.max(1);
         Pacer {
-            unit_us,
-            cap_us,
-            credit_us: cap_us,
+            unit: unit_us * SCALE,
+            cap,
+            credit: cap,
             at_us: now_us,
         }
     }
@@ -42,22 +47,23 @@ impl Pacer {
     fn refill(&mut self, now_us: u64) {
         let elapsed = now_us.saturating_sub(self.at_us);
         self.at_us = self.at_us.max(now_us);
-        self.credit_us = (self.credit_us + elapsed + elapsed / 1024).min(self.cap_us);
+        self.credit = (self.credit + elapsed * (SCALE + 1)).min(self.cap);
     }
 
     /// Takes one unit of credit if there is one.
     pub fn take(&mut self, now_us: u64) -> bool {
         self.refill(now_us);
-        if self.credit_us < self.unit_us {
+        if self.credit < self.unit {
             return false;
         }
-        self.credit_us -= self.unit_us;
+        self.credit -= self.unit;
         true
     }
 
     /// When one unit of credit will be there again (now if it is).
     pub fn ready_at(&self) -> u64 {
-        self.at_us + self.unit_us.saturating_sub(self.credit_us)
+        let missing = self.unit.saturating_sub(self.credit);
+        self.at_us + missing.div_ceil(SCALE + 1)
     }
 }
 

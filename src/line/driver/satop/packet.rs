@@ -281,3 +281,216 @@ impl fmt::Display for SatopPacketError {
 }
 
 impl std::error::Error for SatopPacketError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// RFC 4553 §4.3.1 control word: `0000 L R RSV FRG LEN | SN`.
+    #[test]
+    fn control_word_fields_by_hand() {
+        let cw = ControlWord::parse([0x00, 0x00, 0x12, 0x34]).unwrap();
+        assert_eq!(
+            cw,
+            ControlWord {
+                seq: 0x1234,
+                ..ControlWord::default()
+            }
+        );
+        // L is bit 4, R bit 5 (0x08 and 0x04 of the first octet).
+        let cw = ControlWord::parse([0x08, 0x00, 0xFF, 0xFF]).unwrap();
+        assert!(cw.l && !cw.r);
+        assert_eq!(cw.seq, 0xFFFF);
+        let cw = ControlWord::parse([0x04, 0x00, 0, 1]).unwrap();
+        assert!(!cw.l && cw.r);
+        // RSV bits 6-7, FRG bits 8-9, LEN bits 10-15.
+        let cw = ControlWord::parse([0x03, 0xE4, 0, 0]).unwrap();
+        assert_eq!((cw.rsv, cw.frg, cw.len), (3, 3, 0x24));
+        assert_eq!(cw.emit(), [0x03, 0xE4, 0, 0]);
+        let ours = ControlWord {
+            l: true,
+            r: true,
+            len: 36,
+            seq: 0xBEEF,
+            ..ControlWord::default()
+        };
+        assert_eq!(ours.emit(), [0x0C, 0x24, 0xBE, 0xEF]);
+    }
+
+    #[test]
+    fn a_first_nibble_other_than_zero_is_not_a_control_word() {
+        // 0x45: what an IPv4 header would look like (RFC 4385 §3).
+        for b0 in [0x10, 0x45, 0x60, 0xF0] {
+            assert_eq!(
+                ControlWord::parse([b0, 0, 0, 0]),
+                Err(SatopPacketError::NotControlWord)
+            );
+        }
+    }
+
+    fn packet(cw: [u8; 4], payload_len: usize, padding: usize) -> Vec<u8> {
+        let mut p = cw.to_vec();
+        p.extend((0..payload_len).map(|i| i as u8));
+        p.extend(std::iter::repeat_n(0, padding));
+        p
+    }
+
+    #[test]
+    fn default_e1_packet_is_control_word_and_256_octets() {
+        let d = packet([0, 0, 0, 7], 256, 0);
+        let p = SatopPacket::parse(&d, false).unwrap();
+        assert_eq!(p.cw.seq, 7);
+        assert_eq!(p.payload.len(), 256);
+        assert_eq!(p.payload[255], 255);
+        assert!(p.rtp.is_none());
+    }
+
+    #[test]
+    fn len_marks_padding_of_short_packets() {
+        // 4 + 32 = 36 octets, padded to 64 (an Ethernet minimum frame).
+        let d = packet([0, 36, 0, 1], 32, 28);
+        let p = SatopPacket::parse(&d, false).unwrap();
+        assert_eq!(p.payload.len(), 32);
+        // LEN = 0 on a short packet is allowed (LEN "MAY" be used).
+        let d = packet([0, 0, 0, 1], 32, 0);
+        assert_eq!(SatopPacket::parse(&d, false).unwrap().payload.len(), 32);
+        // L with the payload omitted: LEN = 4, or 0.
+        let d = packet([0x08, 4, 0, 1], 0, 0);
+        assert!(SatopPacket::parse(&d, false).unwrap().payload.is_empty());
+        let d = packet([0x08, 0, 0, 1], 0, 0);
+        assert!(SatopPacket::parse(&d, false).unwrap().payload.is_empty());
+    }
+
+    #[test]
+    fn len_inconsistent_with_the_datagram_is_malformed() {
+        let d = packet([0, 40, 0, 1], 32, 0);
+        assert_eq!(
+            SatopPacket::parse(&d, false),
+            Err(SatopPacketError::BadLength {
+                len: 40,
+                datagram: 36
+            })
+        );
+        let d = packet([0, 3, 0, 1], 32, 0);
+        assert!(matches!(
+            SatopPacket::parse(&d, false),
+            Err(SatopPacketError::BadLength { len: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_packets_are_errors() {
+        for d in [&[][..], &[0], &[0, 0, 0]] {
+            assert_eq!(
+                SatopPacket::parse(d, false),
+                Err(SatopPacketError::Truncated)
+            );
+        }
+        // RTP expected: 12 octets of it, then the control word.
+        assert_eq!(
+            SatopPacket::parse(&[0x80; 14], true),
+            Err(SatopPacketError::Truncated)
+        );
+    }
+
+    /// RFC 4553 Figure 3b: over UDP the RTP header precedes the control word.
+    #[test]
+    fn rtp_header_then_control_word() {
+        let mut d = vec![
+            0x80, 0x60, 0x12, 0x34, // V=2, PT=96, SN
+            0x00, 0x00, 0x01, 0x00, // timestamp 256
+            0xDE, 0xAD, 0xBE, 0xEF, // SSRC
+            0x00, 0x00, 0x12, 0x34, // control word, same SN
+        ];
+        d.extend([0xD5; 256]);
+        let p = SatopPacket::parse(&d, true).unwrap();
+        assert_eq!(
+            p.rtp,
+            Some(RtpHeader {
+                marker: false,
+                payload_type: 96,
+                seq: 0x1234,
+                timestamp: 256,
+                ssrc: 0xDEAD_BEEF,
+            })
+        );
+        assert_eq!(p.cw.seq, 0x1234);
+        assert_eq!(p.payload.len(), 256);
+        let mut out = [0u8; 16];
+        let n = emit_header(&p.cw, p.rtp.as_ref(), &mut out);
+        assert_eq!(n, 16);
+        assert_eq!(&out[..], &d[..16]);
+        // Version 1 is refused.
+        d[0] = 0x40;
+        assert_eq!(
+            SatopPacket::parse(&d, true),
+            Err(SatopPacketError::RtpVersion(1))
+        );
+    }
+
+    #[test]
+    fn rtp_csrc_extension_and_padding_are_skipped() {
+        // CC = 1, X = 1 (one word of extension), P = 1 (4 octets of padding).
+        let mut d = vec![0xB1, 0x60, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1];
+        d.extend([0, 0, 0, 9]); // CSRC
+        d.extend([0xBE, 0xDE, 0x00, 0x01, 1, 2, 3, 4]); // extension
+        d.extend([0, 0, 0, 5]); // control word
+        d.extend([0x11; 32]);
+        d.extend([0, 0, 0, 4]); // padding, count in the last octet
+        let p = SatopPacket::parse(&d, true).unwrap();
+        assert_eq!(p.cw.seq, 5);
+        assert_eq!(p.payload, &[0x11; 32][..]);
+        // Padding count 0, or longer than the packet.
+        let n = d.len();
+        d[n - 1] = 0;
+        assert_eq!(
+            SatopPacket::parse(&d, true),
+            Err(SatopPacketError::BadPadding)
+        );
+        d[n - 1] = 255;
+        assert_eq!(
+            SatopPacket::parse(&d, true),
+            Err(SatopPacketError::BadPadding)
+        );
+    }
+
+    #[test]
+    fn len_field_follows_the_64_octet_rule() {
+        assert_eq!(len_field(4, 32), 36);
+        assert_eq!(len_field(16, 32), 48);
+        assert_eq!(len_field(4, 256), 0);
+        assert_eq!(len_field(16, 48), 0);
+        assert_eq!(len_field(4, 0), 4);
+    }
+
+    proptest! {
+        #[test]
+        fn control_word_round_trips(l: bool, r: bool, rsv in 0u8..4, frg in 0u8..4, len in 0u8..64, seq: u16) {
+            let cw = ControlWord { l, r, rsv, frg, len, seq };
+            prop_assert_eq!(ControlWord::parse(cw.emit()), Ok(cw));
+        }
+
+        #[test]
+        fn packets_round_trip(rtp: bool, l: bool, r: bool, seq: u16, ts: u32, ssrc: u32,
+                              pt in 0u8..128, frames in 0usize..5) {
+            let payload: Vec<u8> = (0..frames * 32).map(|i| (i * 7) as u8).collect();
+            let h = header_len(rtp);
+            let cw = ControlWord { l, r, len: len_field(h, payload.len()), seq, ..ControlWord::default() };
+            let rh = RtpHeader { marker: false, payload_type: pt, seq, timestamp: ts, ssrc };
+            let mut d = vec![0u8; h + payload.len()];
+            let n = emit_header(&cw, rtp.then_some(&rh), &mut d);
+            prop_assert_eq!(n, h);
+            d[h..].copy_from_slice(&payload);
+            let p = SatopPacket::parse(&d, rtp).unwrap();
+            prop_assert_eq!(p.cw, cw);
+            prop_assert_eq!(p.rtp, rtp.then_some(rh));
+            prop_assert_eq!(p.payload, &payload[..]);
+        }
+
+        #[test]
+        fn parse_never_panics(d in proptest::collection::vec(any::<u8>(), 0..300), rtp: bool) {
+            let _ = SatopPacket::parse(&d, rtp);
+        }
+    }
+}

@@ -378,3 +378,243 @@ impl PlayoutBuffer {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const P: usize = 32;
+
+    fn payload(seq: u16) -> [u8; P] {
+        let [a, b] = seq.to_be_bytes();
+        let mut p = [0x55; P];
+        p[0] = a;
+        p[1] = b;
+        p
+    }
+
+    /// Plays one slot; returns the outcome and the sequence number found in
+    /// the payload (None for all ones).
+    fn play(b: &mut PlayoutBuffer) -> (PlayOutcome, Option<u16>) {
+        let mut out = [0u8; P];
+        let o = b.play(&mut out);
+        if out == [AIS_OCTET; P] {
+            (o, None)
+        } else {
+            (o, Some(u16::from_be_bytes([out[0], out[1]])))
+        }
+    }
+
+    fn insert(b: &mut PlayoutBuffer, seq: u16) -> InsertOutcome {
+        b.insert(seq, Some(&payload(seq)))
+    }
+
+    #[test]
+    fn seq_helpers_at_the_wrap() {
+        assert_eq!(seq_diff(0, 65535), 1);
+        assert_eq!(seq_diff(65535, 0), -1);
+        assert_eq!(seq_diff(5, 65530), 11);
+        assert_eq!(seq_diff(0x8000, 0), i16::MIN);
+        assert_eq!(seq_add(65535, 1), 0);
+        assert_eq!(seq_add(0, -1), 65535);
+        assert_eq!(seq_add(65534, 3), 1);
+    }
+
+    #[test]
+    fn all_ones_until_the_first_packet_then_delayed_by_depth() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        assert_eq!(b.capacity(), 8);
+        assert_eq!(play(&mut b), (PlayOutcome::Idle, None));
+        assert_eq!(insert(&mut b, 100), InsertOutcome::Primed);
+        assert_eq!(b.plays_until_due(100), 0);
+        for s in 101..104 {
+            assert_eq!(insert(&mut b, s), InsertOutcome::Stored);
+            assert_eq!(b.plays_until_due(s), 1);
+            // The slots ahead of the first packet are idle fill.
+            assert_eq!(play(&mut b), (PlayOutcome::Idle, None));
+        }
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(100)));
+        let s = b.stats();
+        assert_eq!((s.stored, s.missing, s.underruns), (4, 0, 0));
+    }
+
+    /// Loop timing: each arrival plays what it makes due.
+    fn arrive(b: &mut PlayoutBuffer, seq: u16, played: &mut Vec<(PlayOutcome, Option<u16>)>) {
+        insert(b, seq);
+        for _ in 0..b.plays_until_due(seq) {
+            played.push(play(b));
+        }
+    }
+
+    #[test]
+    fn reordering_within_the_depth_is_absorbed() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        let mut played = Vec::new();
+        for s in [10, 12, 11, 14, 13, 15, 16, 17, 18, 19, 20] {
+            arrive(&mut b, s, &mut played);
+        }
+        let data: Vec<u16> = played.iter().filter_map(|p| p.1).collect();
+        assert_eq!(data, (10..17).collect::<Vec<u16>>());
+        assert!(played[..3].iter().all(|p| *p == (PlayOutcome::Idle, None)));
+        assert_eq!(b.stats().reordered, 2);
+        assert_eq!(b.stats().missing, 0);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_counted() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        insert(&mut b, 7);
+        assert_eq!(insert(&mut b, 7), InsertOutcome::Duplicate);
+        insert(&mut b, 8);
+        assert_eq!(insert(&mut b, 8), InsertOutcome::Duplicate);
+        assert_eq!(b.stats().duplicates, 2);
+        assert_eq!(b.stats().stored, 2);
+    }
+
+    #[test]
+    fn lost_packets_play_all_ones_and_late_ones_are_dropped() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        for s in [0, 1, 3, 4] {
+            insert(&mut b, s);
+        }
+        for _ in 0..3 {
+            assert_eq!(play(&mut b), (PlayOutcome::Idle, None));
+        }
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(0)));
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(1)));
+        assert_eq!(play(&mut b), (PlayOutcome::Missing, None));
+        assert_eq!(insert(&mut b, 2), InsertOutcome::Late);
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(3)));
+        let s = b.stats();
+        assert_eq!((s.missing, s.late), (1, 1));
+    }
+
+    #[test]
+    fn an_l_bit_packet_plays_all_ones() {
+        let mut b = PlayoutBuffer::new(P, 1);
+        b.insert(9, None);
+        assert_eq!(play(&mut b), (PlayOutcome::LBit, None));
+    }
+
+    #[test]
+    fn underrun_returns_to_the_intermediate_state() {
+        let mut b = PlayoutBuffer::new(P, 2);
+        insert(&mut b, 50);
+        insert(&mut b, 51);
+        play(&mut b);
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(50)));
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(51)));
+        assert_eq!(play(&mut b), (PlayOutcome::Underrun, None));
+        assert!(!b.is_primed());
+        assert_eq!(play(&mut b), (PlayOutcome::Idle, None));
+        // The far end carries on: the next packet rebuilds the delay.
+        assert_eq!(insert(&mut b, 60), InsertOutcome::Primed);
+        assert_eq!(play(&mut b), (PlayOutcome::Idle, None));
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(60)));
+        assert_eq!(b.stats().underruns, 1);
+        assert_eq!(b.stats().primes, 2);
+    }
+
+    #[test]
+    fn overrun_skips_forward_keeping_the_newest() {
+        let mut b = PlayoutBuffer::new(P, 2);
+        insert(&mut b, 0); // head = -1
+        insert(&mut b, 1);
+        assert_eq!(insert(&mut b, 20), InsertOutcome::Overrun);
+        let s = b.stats();
+        assert_eq!((s.overruns, s.overrun_dropped), (1, 2));
+        assert_eq!(b.head(), 19);
+        // 2..=19 never came: the slot before 20 is missing, not idle fill.
+        assert_eq!(play(&mut b), (PlayOutcome::Missing, None));
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(20)));
+    }
+
+    #[test]
+    fn a_run_of_late_packets_resyncs() {
+        let mut b = PlayoutBuffer::new(P, 2);
+        insert(&mut b, 40_000);
+        // The far end restarted with a sequence number "behind" us.
+        for s in 0..3 {
+            assert_eq!(insert(&mut b, 39_000 + s), InsertOutcome::Late);
+        }
+        assert_eq!(insert(&mut b, 39_003), InsertOutcome::Resync);
+        play(&mut b);
+        assert_eq!(play(&mut b), (PlayOutcome::Data, Some(39_003)));
+        assert_eq!(b.stats().resyncs, 1);
+    }
+
+    #[test]
+    fn sequence_wrap_with_reordering() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        let mut played = Vec::new();
+        for s in [65533, 65535, 65534, 1, 0, 2, 3, 4, 5, 6, 7] {
+            arrive(&mut b, s, &mut played);
+        }
+        let data: Vec<u16> = played.iter().filter_map(|p| p.1).collect();
+        assert_eq!(data, [65533, 65534, 65535, 0, 1, 2, 3]);
+        assert_eq!(b.stats().reordered, 2);
+        assert_eq!(b.stats().missing, 0);
+    }
+
+    #[test]
+    fn level_counts_from_the_play_position_to_the_newest() {
+        let mut b = PlayoutBuffer::new(P, 4);
+        assert_eq!(b.level(), 0);
+        insert(&mut b, 10);
+        assert_eq!(b.level(), 4);
+        insert(&mut b, 12);
+        assert_eq!(b.level(), 6);
+    }
+
+    proptest! {
+        /// Loop timing over a stream with duplicates and reordering within
+        /// `depth - 1` places: each packet plays exactly once, in order, and
+        /// nothing is counted missing or late.
+        #[test]
+        fn reorder_and_duplicates_within_depth_lose_nothing(
+            base: u16,
+            depth in 3u16..9,
+            swaps in proptest::collection::vec(any::<bool>(), 200),
+            dups in proptest::collection::vec(any::<bool>(), 200),
+        ) {
+            let n = 200u16;
+            let mut order: Vec<u16> = (0..n).collect();
+            // Adjacent swaps, each packet moved at most one place per pass;
+            // `(depth - 1) / 2` passes keep any two packets within
+            // `depth - 1` places of their order.
+            for pass in 0..usize::from((depth - 1) / 2) {
+                let mut i = pass % 2;
+                while i + 1 < order.len() {
+                    if swaps[(i + pass) % swaps.len()] {
+                        order.swap(i, i + 1);
+                    }
+                    i += 2;
+                }
+            }
+            let mut b = PlayoutBuffer::new(P, depth);
+            let mut played = Vec::new();
+            for (i, k) in order.iter().enumerate() {
+                let s = base.wrapping_add(*k);
+                insert(&mut b, s);
+                if dups[i] {
+                    insert(&mut b, s);
+                }
+                for _ in 0..b.plays_until_due(s) {
+                    if let (PlayOutcome::Data, Some(p)) = play(&mut b) {
+                        played.push(p);
+                    }
+                }
+            }
+            while b.is_primed() {
+                if let (PlayOutcome::Data, Some(p)) = play(&mut b) {
+                    played.push(p);
+                }
+            }
+            let want: Vec<u16> = (0..n).map(|k| base.wrapping_add(k)).collect();
+            prop_assert_eq!(played, want);
+            let s = b.stats();
+            prop_assert_eq!((s.missing, s.late, s.overruns), (0, 0, 0));
+        }
+    }
+}

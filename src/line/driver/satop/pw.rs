@@ -554,3 +554,337 @@ impl SatopPw {
         self.ev_len += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line::driver::satop::packet::CW_OCTETS;
+    use crate::line::driver::satop::playout::AIS_OCTET;
+
+    const MS: u64 = 1000;
+
+    fn params(timing: Timing) -> SatopParams {
+        let a: std::net::SocketAddr = ([127, 0, 0, 1], 7000).into();
+        let mut p = SatopParams::new(a, a);
+        p.timing = timing;
+        p.initial_seq = 65530;
+        p
+    }
+
+    fn datagram(seq: u16, l: bool, r: bool, fill: u8) -> Vec<u8> {
+        let cw = ControlWord {
+            l,
+            r,
+            seq,
+            ..ControlWord::default()
+        };
+        let mut d = cw.emit().to_vec();
+        d.extend([fill; DEFAULT_PAYLOAD_OCTETS]);
+        d
+    }
+
+    /// What one drain of `poll_play` produced: the first octet of each
+    /// played payload and the control word of each packet sent.
+    fn drain(pw: &mut SatopPw, now: u64) -> Vec<(u8, ControlWord)> {
+        let mut out = Vec::new();
+        let mut play = [0u8; DEFAULT_PAYLOAD_OCTETS];
+        while pw.poll_play(now, &mut play) {
+            let mut hdr = [0u8; 16];
+            let h = pw.header_len();
+            assert_eq!(pw.emit_header(&mut hdr[..h]), h);
+            let cw = ControlWord::parse([hdr[h - 4], hdr[h - 3], hdr[h - 2], hdr[h - 1]]).unwrap();
+            out.push((play[0], cw));
+        }
+        out
+    }
+
+    fn events(pw: &mut SatopPw) -> Vec<SatopEvent> {
+        std::iter::from_fn(|| pw.poll_event()).collect()
+    }
+
+    #[test]
+    fn loop_timing_sends_one_packet_per_packet_received() {
+        let mut pw = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        assert_eq!(pw.params().depth_packets(), 4);
+        let mut played = Vec::new();
+        for k in 0..50u16 {
+            let now = u64::from(k) * MS + 3; // a little jitter-free offset
+            pw.handle_datagram(now, &datagram(k, false, false, k as u8))
+                .unwrap();
+            pw.handle_timeout(now);
+            played.extend(drain(&mut pw, now));
+        }
+        // The first packet primes, each later one plays one slot and sends
+        // one packet: 3 slots of fill, then the stream 4 packets behind.
+        assert_eq!(played.len(), 49);
+        let first: Vec<u8> = played.iter().map(|p| p.0).collect();
+        assert_eq!(&first[..3], &[AIS_OCTET; 3]);
+        assert_eq!(&first[3..], &(0..46).collect::<Vec<u8>>()[..]);
+        // Our sequence numbers run on from the initial one, across the wrap.
+        let seqs: Vec<u16> = played.iter().map(|p| p.1.seq).collect();
+        assert_eq!(seqs[..8], [65530, 65531, 65532, 65533, 65534, 65535, 0, 1]);
+        assert!(played.iter().all(|p| !p.1.l && !p.1.r && p.1.len == 0));
+        let s = pw.stats();
+        assert_eq!((s.timer_plays, s.packets_sent, s.packets_received), (0, 49, 50));
+        assert!(!pw.los());
+        assert!(events(&mut pw).is_empty());
+    }
+
+    #[test]
+    fn free_runs_without_packets_and_reports_los_with_r() {
+        let mut pw = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        let mut sent = Vec::new();
+        let mut now = 0;
+        for _ in 0..20 {
+            now = pw.poll_timeout();
+            pw.handle_timeout(now);
+            sent.extend(drain(&mut pw, now));
+        }
+        assert_eq!(now, 20 * MS, "one play per millisecond on our clock");
+        assert_eq!(sent.len(), 20);
+        assert!(sent.iter().all(|p| p.0 == AIS_OCTET));
+        // LOS (LOPS) on the 10th missing packet; R from the packet sent
+        // for that play on.
+        assert!(pw.los());
+        assert_eq!(events(&mut pw), [SatopEvent::Los(true)]);
+        assert!(sent[..9].iter().all(|p| !p.1.r));
+        assert!(sent[9..].iter().all(|p| p.1.r));
+        // Packets again: LOS clears after 32 consecutive ones played.
+        let mut after = Vec::new();
+        for k in 0..40u16 {
+            now += MS;
+            pw.handle_datagram(now, &datagram(k, false, false, 0x11)).unwrap();
+            pw.handle_timeout(now);
+            after.extend(drain(&mut pw, now));
+        }
+        assert!(!pw.los());
+        assert_eq!(events(&mut pw), [SatopEvent::Los(false)]);
+        let cleared_at = after.iter().position(|p| !p.1.r).unwrap();
+        assert_eq!(after[cleared_at - 1].0, 0x11);
+        assert!(after[cleared_at..].iter().all(|p| !p.1.r));
+        assert_eq!(pw.stats().lops_entries, 1);
+    }
+
+    #[test]
+    fn a_single_lost_packet_is_covered_by_the_free_run_timer() {
+        let mut pw = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        let mut played = Vec::new();
+        for k in 0..30u16 {
+            let now = u64::from(k) * MS;
+            if k != 12 {
+                pw.handle_datagram(now, &datagram(k, false, false, k as u8))
+                    .unwrap();
+            }
+            pw.handle_timeout(now);
+            played.extend(drain(&mut pw, now));
+            // The timer fires 1.5 periods after the last packet.
+            pw.handle_timeout(now + MS / 2);
+            played.extend(drain(&mut pw, now + MS / 2));
+        }
+        // Still one packet out per period: 29 (the first primes).
+        assert_eq!(played.len(), 29);
+        let data: Vec<u8> = played.iter().map(|p| p.0).skip(3).collect();
+        let mut want: Vec<u8> = (0..26).collect();
+        want[12] = AIS_OCTET;
+        assert_eq!(data, want);
+        let s = pw.stats();
+        assert_eq!((s.timer_plays, s.playout.missing), (1, 1));
+    }
+
+    #[test]
+    fn internal_timing_plays_on_our_clock_whatever_the_arrivals() {
+        let mut pw = SatopPw::new(params(Timing::Internal), 0).unwrap();
+        let mut played = Vec::new();
+        let mut seq = 0u16;
+        for ms in 1..=40u64 {
+            let now = ms * MS;
+            // The far end's packets come in bursts of four every 4 ms.
+            if ms % 4 == 0 {
+                for _ in 0..4 {
+                    pw.handle_datagram(now, &datagram(seq, false, false, seq as u8))
+                        .unwrap();
+                    seq += 1;
+                }
+            }
+            pw.handle_timeout(now);
+            played.extend(drain(&mut pw, now));
+        }
+        assert_eq!(played.len(), 40);
+        let data: Vec<u8> = played
+            .iter()
+            .map(|p| p.0)
+            .filter(|&o| o != AIS_OCTET)
+            .collect();
+        assert_eq!(data, (0..data.len() as u8).collect::<Vec<u8>>());
+        assert!(data.len() >= 30);
+    }
+
+    #[test]
+    fn far_end_l_and_r_bits() {
+        let mut pw = SatopPw::new(params(Timing::Internal), 0).unwrap();
+        // L with the payload omitted: valid, plays all ones.
+        let mut d = ControlWord {
+            l: true,
+            len: 4,
+            seq: 1,
+            ..ControlWord::default()
+        }
+        .emit()
+        .to_vec();
+        pw.handle_datagram(0, &d).unwrap();
+        assert!(pw.remote_fault());
+        assert_eq!(events(&mut pw), [SatopEvent::RemoteFault(true)]);
+        // L with a payload: still all ones (RFC 4553 §6.2.2).
+        pw.handle_datagram(0, &datagram(2, true, true, 0x22)).unwrap();
+        assert_eq!(events(&mut pw), [SatopEvent::RemoteLoss(true)]);
+        pw.handle_datagram(0, &datagram(3, false, false, 0x33))
+            .unwrap();
+        assert_eq!(
+            events(&mut pw),
+            [SatopEvent::RemoteFault(false), SatopEvent::RemoteLoss(false)]
+        );
+        let mut out = Vec::new();
+        for ms in 1..=6 {
+            pw.handle_timeout(ms * MS);
+            out.extend(drain(&mut pw, ms * MS));
+        }
+        let firsts: Vec<u8> = out.iter().map(|p| p.0).collect();
+        assert_eq!(firsts, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x33]);
+        assert_eq!(pw.stats().playout.played_l_bit, 2);
+        assert_eq!(pw.stats().l_bit_received, 2);
+        // A payload of the wrong size without L is malformed.
+        d.extend([0u8; 10]);
+        d[0] = 0;
+        d[1] = 0;
+        assert_eq!(
+            pw.handle_datagram(0, &d),
+            Err(SatopPacketError::PayloadSize {
+                got: 10,
+                expected: 256
+            })
+        );
+    }
+
+    #[test]
+    fn local_fault_sets_l_on_our_packets() {
+        let mut pw = SatopPw::new(params(Timing::Internal), 0).unwrap();
+        pw.set_local_fault(true);
+        pw.handle_timeout(MS);
+        assert!(drain(&mut pw, MS)[0].1.l);
+        pw.set_local_fault(false);
+        pw.handle_timeout(2 * MS);
+        assert!(!drain(&mut pw, 2 * MS)[0].1.l);
+    }
+
+    #[test]
+    fn malformed_packets_are_counted_by_kind_and_never_stored() {
+        let mut pw = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        let bad: [&[u8]; 4] = [&[], &[0, 0, 0], &[0x40, 0, 0, 0, 1], &[0, 0, 0, 1, 9, 9]];
+        for d in bad {
+            assert!(pw.handle_datagram(0, d).is_err());
+        }
+        let s = pw.stats();
+        assert_eq!(s.malformed_total(), 4);
+        assert_eq!(s.malformed[SatopPacketError::Truncated.kind()], 2);
+        assert_eq!(s.malformed[SatopPacketError::NotControlWord.kind()], 1);
+        assert_eq!(s.packets_received, 0);
+        assert!(!pw.playout().is_primed());
+    }
+
+    #[test]
+    fn reserved_and_fragment_bits_are_ignored_but_counted() {
+        let mut pw = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        let mut d = datagram(5, false, false, 0);
+        d[0] |= 0x03;
+        d[1] |= 0xC0;
+        pw.handle_datagram(0, &d).unwrap();
+        assert_eq!(pw.stats().reserved_bits_set, 1);
+        assert_eq!(pw.stats().packets_received, 1);
+    }
+
+    #[test]
+    fn rtp_header_carries_the_sequence_and_an_8khz_timestamp() {
+        let mut p = params(Timing::Internal);
+        p.rtp_header = true;
+        p.ssrc = 0x0102_0304;
+        let mut pw = SatopPw::new(p, 0).unwrap();
+        assert_eq!(pw.header_len(), 16);
+        let mut hdrs = Vec::new();
+        for ms in 1..=2 {
+            pw.handle_timeout(ms * MS);
+            let mut play = [0u8; 256];
+            while pw.poll_play(ms * MS, &mut play) {
+                let mut hdr = [0u8; 16];
+                pw.emit_header(&mut hdr);
+                hdrs.push(hdr);
+            }
+        }
+        let (h0, n, _) = RtpHeader::parse(&hdrs[0]).unwrap();
+        let (h1, _, _) = RtpHeader::parse(&hdrs[1]).unwrap();
+        assert_eq!(n, 12);
+        assert_eq!((h0.payload_type, h0.ssrc, h0.seq), (96, 0x0102_0304, 65530));
+        assert_eq!(h1.timestamp - h0.timestamp, 8, "8 frames per 1 ms packet");
+        assert_eq!(h1.seq, 65531);
+        let cw = ControlWord::parse(hdrs[1][12..16].try_into().unwrap()).unwrap();
+        assert_eq!(cw.seq, 65531);
+        // Our own packets parse as RTP + control word.
+        let mut d = hdrs[0].to_vec();
+        d.extend([0u8; 256]);
+        let mut rx = SatopPw::new(p, 0).unwrap();
+        rx.handle_datagram(0, &d).unwrap();
+        assert_eq!(rx.stats().packets_received, 1);
+        assert_eq!(d.len(), 12 + CW_OCTETS + 256);
+    }
+
+    #[test]
+    fn two_loop_timed_ends_cannot_storm() {
+        // Misconfiguration: nobody has a clock, packets bounce at once.
+        let mut a = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        let mut b = SatopPw::new(params(Timing::Loop), 0).unwrap();
+        // wires[0]: a to b, wires[1]: b to a.
+        let mut wires: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        let mut play = [0u8; 256];
+        for t in (0..200 * MS).step_by(50) {
+            for (i, me) in [&mut a, &mut b].into_iter().enumerate() {
+                for d in std::mem::take(&mut wires[1 - i]) {
+                    me.handle_datagram(t, &d).unwrap();
+                }
+                me.handle_timeout(t);
+                while me.poll_play(t, &mut play) {
+                    let mut d = vec![0u8; 4 + 256];
+                    me.emit_header(&mut d[..4]);
+                    wires[i].push(d);
+                }
+            }
+        }
+        // 200 ms of line is 200 packets; the pacer allows 0.1 % + a burst.
+        for pw in [&a, &b] {
+            let sent = pw.stats().packets_sent;
+            assert!(sent <= 200 + 4 + 1, "sent {sent}");
+        }
+    }
+
+    #[test]
+    fn a_stalled_caller_gets_no_burst_beyond_the_buffer() {
+        let mut pw = SatopPw::new(params(Timing::Internal), 0).unwrap();
+        pw.handle_timeout(1000 * MS);
+        let n = drain(&mut pw, 1000 * MS).len();
+        assert!(n <= usize::from(pw.playout().capacity()), "{n}");
+        assert_eq!(pw.stats().timer_slips, 1);
+        assert!(pw.poll_timeout() > 1000 * MS);
+    }
+
+    #[test]
+    fn params_are_checked() {
+        let mut p = params(Timing::Loop);
+        p.payload_octets = 100;
+        assert!(SatopPw::new(p, 0).is_err());
+        p.payload_octets = 64;
+        p.playout_ms = 3;
+        // 64 octets = 2 frames = 250 µs per packet: 12 packets of delay.
+        assert_eq!(p.packet_period_us(), 250);
+        assert_eq!(p.depth_packets(), 12);
+        p.playout_ms = 0;
+        assert!(SatopPw::new(p, 0).is_err());
+    }
+}
