@@ -360,3 +360,55 @@ pub fn fuzz_satop_packet(data: &[u8]) {
         while pw.poll_event().is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_corpus_seeds_run_clean() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/satop_packet");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("seed corpus exists") {
+            fuzz_satop_packet(&std::fs::read(entry.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 10, "seed corpus has {n} files");
+    }
+
+    #[test]
+    fn seeds_parse_as_their_names_say() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/satop_packet");
+        let read = |name: &str| std::fs::read(format!("{dir}/{name}")).unwrap();
+        assert!(SatopPacket::parse(&read("e1_256"), false).is_ok());
+        assert!(SatopPacket::parse(&read("rtp_then_cw"), true).is_ok());
+        assert_eq!(
+            SatopPacket::parse(&read("not_control_word"), false),
+            Err(SatopPacketError::NotControlWord)
+        );
+        assert_eq!(
+            SatopPacket::parse(&read("len_padded_32"), false)
+                .unwrap()
+                .payload
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn open_refuses_bad_params_and_binds_an_ephemeral_port() {
+        let lo: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let far: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let mut p = SatopParams::new(lo, far);
+        p.payload_octets = 33;
+        assert!(matches!(SatopPort::open(p, 0), Err(SatopError::Params(_))));
+        let port = SatopPort::open(SatopParams::new(lo, far), 0).unwrap();
+        assert_ne!(port.local_addr().port(), 0);
+        assert_eq!(port.payload_octets(), 256);
+        // A second bind of the same address fails with the address named.
+        let mut again = SatopParams::new(port.local_addr(), far);
+        again.local = port.local_addr();
+        let e = SatopPort::open(again, 0).unwrap_err();
+        assert!(e.to_string().contains(&port.local_addr().to_string()), "{e}");
+    }
+}
