@@ -265,7 +265,10 @@ impl Rig {
         shim.peer = [ports[0].local_addr(), ports[1].local_addr()];
         Rig {
             ports,
-            ends: [LineEnd::new(crc4, 0xA0, frames), LineEnd::new(crc4, 0xB0, frames)],
+            ends: [
+                LineEnd::new(crc4, 0xA0, frames),
+                LineEnd::new(crc4, 0xB0, frames),
+            ],
             shim,
             now: 0,
         }
@@ -297,15 +300,26 @@ impl Rig {
 fn check_intact(rig: &Rig, lossy: bool) {
     for (i, end) in rig.ends.iter().enumerate() {
         let other = &rig.ends[1 - i];
-        assert_eq!(end.deframer.state(), AlignState::InFrame, "side {i} aligned at the end");
+        assert_eq!(
+            end.deframer.state(),
+            AlignState::InFrame,
+            "side {i} aligned at the end"
+        );
         // Every frame that crossed is one that was sent, in order, intact.
         let mut it = other.sent.iter();
         for f in &end.received {
-            assert!(it.any(|s| s == f), "side {i} got a frame that was not sent (or out of order): {f:02x?}");
+            assert!(
+                it.any(|s| s == f),
+                "side {i} got a frame that was not sent (or out of order): {f:02x?}"
+            );
         }
         if !lossy {
             let (got, sent) = (end.received.len(), other.sent.len());
-            let first_diff = end.received.iter().zip(&other.sent).position(|(r, s)| r != s);
+            let first_diff = end
+                .received
+                .iter()
+                .zip(&other.sent)
+                .position(|(r, s)| r != s);
             assert!(
                 got == sent && first_diff.is_none(),
                 "side {i}: {got} of {sent} frames, first difference at {first_diff:?}"
@@ -335,13 +349,23 @@ fn clean_run(crc4: bool, tweak: fn(&mut SatopParams)) {
             assert!(end.deframer.stats().crc4_blocks > 1000, "side {i}");
         }
         let s = rig.ports[i].stats();
-        assert_eq!(s.playout.missing + s.playout.late + s.playout.overruns, 0, "side {i}: {s:?}");
-        assert!(s.playout.duplicates > 0 && s.playout.reordered > 0, "side {i}: {s:?}");
+        assert_eq!(
+            s.playout.missing + s.playout.late + s.playout.overruns,
+            0,
+            "side {i}: {s:?}"
+        );
+        assert!(
+            s.playout.duplicates > 0 && s.playout.reordered > 0,
+            "side {i}: {s:?}"
+        );
         assert!(!rig.ports[i].los());
     }
     // Loop timing: b sent exactly one packet per packet it played.
     let b = rig.ports[1].stats();
-    assert_eq!(b.packets_sent, b.playout.played_data + b.playout.played_idle);
+    assert_eq!(
+        b.packets_sent,
+        b.playout.played_data + b.playout.played_idle
+    );
 }
 
 #[test]
@@ -375,7 +399,10 @@ fn lossy_run(crc4: bool) {
     check_intact(&rig, true);
     for (i, end) in rig.ends.iter().enumerate() {
         let dropped = rig.shim.dropped[1 - i];
-        assert!(dropped > 3, "the seed should drop some packets towards side {i}");
+        assert!(
+            dropped > 3,
+            "the seed should drop some packets towards side {i}"
+        );
         // Each lost packet plays 1 ms of AIS: at most one alignment loss
         // each, regained every time.
         assert!(end.alignment_losses() <= dropped, "side {i}");

@@ -6,7 +6,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::pty::openpty;
 use nix::sys::termios::{
-    ControlFlags, InputFlags, LocalFlags, OutputFlags, cfmakeraw, tcgetattr, tcsetattr, SetArg,
+    ControlFlags, InputFlags, LocalFlags, OutputFlags, SetArg, cfmakeraw, tcgetattr, tcsetattr,
 };
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -70,12 +70,20 @@ fn the_tty_is_raw_at_the_configured_baud() {
     let (_master, slave, name) = pty();
     let tty = SerialTty::open(&name, 2_048_000, 1024).unwrap();
     let t = tcgetattr(&slave).unwrap();
-    assert!(!t.local_flags.intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG));
-    assert!(!t.input_flags.intersects(
-        InputFlags::IXON | InputFlags::IXOFF | InputFlags::ICRNL | InputFlags::ISTRIP
-    ));
+    assert!(
+        !t.local_flags
+            .intersects(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG)
+    );
+    assert!(
+        !t.input_flags.intersects(
+            InputFlags::IXON | InputFlags::IXOFF | InputFlags::ICRNL | InputFlags::ISTRIP
+        )
+    );
     assert!(!t.output_flags.contains(OutputFlags::OPOST));
-    assert!(t.control_flags.contains(ControlFlags::CS8 | ControlFlags::CLOCAL | ControlFlags::CREAD));
+    assert!(
+        t.control_flags
+            .contains(ControlFlags::CS8 | ControlFlags::CLOCAL | ControlFlags::CREAD)
+    );
     assert!(!t.control_flags.contains(ControlFlags::CRTSCTS));
     // The E1 rate is no standard Bnnn: set through termios2 / BOTHER.
     let mut t2 = std::mem::MaybeUninit::<nix::libc::termios2>::zeroed();
@@ -339,7 +347,11 @@ fn free_runs_with_zeros_and_reports_los_without_data() {
     // pulses) once 1.5 ms passed without data.
     assert_eq!(now, 10_000, "ticks at 1..=10 ms, LOS check at 10 ms");
     assert_eq!(tx_octets, 10 * 256);
-    assert!(rx_seen[1..].iter().all(|r| r.len() == 256 && r.iter().all(|&o| o == 0)));
+    assert!(
+        rx_seen[1..]
+            .iter()
+            .all(|r| r.len() == 256 && r.iter().all(|&o| o == 0))
+    );
     assert!(port.los());
     assert_eq!(port.poll_event(), Some(SerialEvent::Los(true)));
     let mut out = Vec::new();
@@ -379,7 +391,8 @@ fn internal_timing_sends_on_our_clock_only() {
     }
     let mut sent = 0;
     for ms in 1..=5u64 {
-        port.handle_timeout(ms * 1000, |_, tx| sent += tx.len()).unwrap();
+        port.handle_timeout(ms * 1000, |_, tx| sent += tx.len())
+            .unwrap();
     }
     assert_eq!(sent, 5 * 256);
 }

@@ -17,7 +17,8 @@
 //! [`SerialPort`] adds the line timing of DESIGN.md §5 on top, in the same
 //! shape as the SAToP port so the media thread drives both alike:
 //!
-//! - on READABLE: [`SerialPort::recv_ready`]`(now_us, exchange)`; on
+//! - on READABLE: [`SerialPort::recv_ready`]`(now_us, exchange)` until it
+//!   returns `Ok(true)` (drained; mio is edge-triggered); on
 //!   WRITABLE (register it only while [`SerialPort::has_pending`]):
 //!   [`SerialPort::write_ready`]; at [`SerialPort::poll_timeout`]:
 //!   [`SerialPort::handle_timeout`]`(now_us, exchange)`; then drain
@@ -145,7 +146,11 @@ impl fmt::Debug for SerialTty {
 
 impl SerialTty {
     /// Opens `device` non-blocking and sets raw mode at `baud`.
-    pub fn open(device: &Path, baud: u32, tx_buffer_octets: usize) -> Result<SerialTty, SerialError> {
+    pub fn open(
+        device: &Path,
+        baud: u32,
+        tx_buffer_octets: usize,
+    ) -> Result<SerialTty, SerialError> {
         let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         let fd = open(device, flags, Mode::empty()).map_err(|source| SerialError::Open {
             device: device.to_path_buf(),
@@ -432,7 +437,11 @@ impl SerialPort {
 
     /// Wraps an already open tty (e.g. a pty from `openpty`), setting it
     /// up as [`open`](Self::open) does.
-    pub fn from_fd(fd: OwnedFd, params: &SerialParams, now_us: u64) -> Result<SerialPort, SerialError> {
+    pub fn from_fd(
+        fd: OwnedFd,
+        params: &SerialParams,
+        now_us: u64,
+    ) -> Result<SerialPort, SerialError> {
         params.check().map_err(SerialError::Params)?;
         let tty = SerialTty::from_fd(fd, &params.device, params.baud, params.tx_buffer_octets)?;
         Ok(SerialPort::with_tty(tty, params, now_us))
@@ -462,16 +471,18 @@ impl SerialPort {
         }
     }
 
-    /// The tty is readable: reads (up to a budget) and exchanges.
+    /// The tty is readable: reads (up to a budget) and exchanges. Returns
+    /// `true` when the tty is drained (EAGAIN seen), `false` when the budget
+    /// ran out: with edge-triggered mio, call again before waiting.
     pub fn recv_ready(
         &mut self,
         now_us: u64,
         mut exchange: impl FnMut(&[u8], &mut [u8]),
-    ) -> Result<(), SerialError> {
+    ) -> Result<bool, SerialError> {
         for _ in 0..READ_BUDGET {
             let n = self.tty.read(&mut self.rx_buf)?;
             if n == 0 {
-                break;
+                return Ok(true);
             }
             self.last_rx_us = now_us;
             if self.los {
@@ -492,7 +503,7 @@ impl SerialPort {
             exchange(&self.rx_buf[..n], &mut self.tx_buf[..len]);
             self.send(len)?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The timer: free-run ticks (or internal timing), held-back frames.

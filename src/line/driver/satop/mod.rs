@@ -26,11 +26,15 @@
 //!   [`SatopPort::handle_timeout`]`(now_us, exchange)`;
 //! - after either: drain [`SatopPort::poll_event`].
 //!
+//! `recv_ready` returns `Ok(false)` when it stopped at its read budget with
+//! datagrams possibly left (call it again before waiting: mio is
+//! edge-triggered), `Ok(true)` when the socket is drained.
+//!
 //! `exchange(rx, tx)` is called once per played payload: `rx` is one
 //! payload of received line octets (or all ones for lost or L-marked
 //! packets) to feed the span's receive side, and `tx` (same length, a
-//! whole number of 32-octet frames) must be filled with our line octets,
-//! one `emit_frame` per 32 octets; the port sends it at once. That is the
+//! whole number of 32-octet frames) must be filled entirely with our line
+//! octets, one `emit_frame` per 32 octets; the port sends it at once. That is the
 //! loop timing of DESIGN.md §5 (one packet out per packet played), and with
 //! no packets the free-run timer keeps both going at one packet per period.
 //! [`SatopPort::set_local_fault`] sets L while our span is in LOS/AIS.
@@ -40,9 +44,9 @@ pub mod packet;
 pub mod playout;
 pub mod pw;
 
+pub use crate::line::driver::timing::Timing;
 pub use packet::{ControlWord, RtpHeader, SatopPacket, SatopPacketError};
 pub use playout::{PlayoutBuffer, PlayoutStats};
-pub use crate::line::driver::timing::Timing;
 pub use pw::{SatopEvent, SatopParams, SatopPw, SatopStats};
 
 use std::fmt;
@@ -64,9 +68,15 @@ pub enum SatopError {
     /// The parameters are inconsistent (config validation should refuse).
     Params(&'static str),
     /// Binding `local` failed (address in use, not ours).
-    Bind { local: SocketAddr, source: io::Error },
+    Bind {
+        local: SocketAddr,
+        source: io::Error,
+    },
     /// The socket failed in a way that is not the far end's doing.
-    Io { local: SocketAddr, source: io::Error },
+    Io {
+        local: SocketAddr,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for SatopError {
@@ -99,6 +109,8 @@ pub struct SatopSocketStats {
     /// ECONNREFUSED and the like): counted, not fatal.
     pub send_errors: u64,
     pub recv_errors: u64,
+    /// `recv_ready` calls that stopped at the read budget.
+    pub read_budget_exhausted: u64,
 }
 
 /// One SAToP span on a UDP socket; see the module contract.
@@ -172,13 +184,16 @@ impl SatopPort {
     }
 
     /// The socket is readable: reads what is there (up to a budget), feeds
-    /// the pseudowire and plays what became due. Errors are only local
-    /// faults of the socket; everything the far end does is counted.
+    /// the pseudowire and plays what became due. Returns `true` when the
+    /// socket is drained (EAGAIN seen), `false` when the budget ran out with
+    /// datagrams possibly left: with edge-triggered mio, call again (after
+    /// other work) before waiting for the next READABLE. Errors are only
+    /// local faults of the socket; everything the far end does is counted.
     pub fn recv_ready(
         &mut self,
         now_us: u64,
         mut exchange: impl FnMut(&[u8], &mut [u8]),
-    ) -> Result<(), SatopError> {
+    ) -> Result<bool, SatopError> {
         for _ in 0..READ_BUDGET {
             match self.socket.recv_from(&mut self.rx_buf) {
                 Ok((n, from)) => {
@@ -192,7 +207,7 @@ impl SatopPort {
                     // position must move before the next one is stored.
                     self.play_due(now_us, &mut exchange)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if transient(&e) => {
                     self.socket_stats.recv_errors += 1;
@@ -205,7 +220,8 @@ impl SatopPort {
                 }
             }
         }
-        Ok(())
+        self.socket_stats.read_budget_exhausted += 1;
+        Ok(false)
     }
 
     /// The deadline from [`poll_timeout`](Self::poll_timeout) is reached:
@@ -409,6 +425,9 @@ mod tests {
         let mut again = SatopParams::new(port.local_addr(), far);
         again.local = port.local_addr();
         let e = SatopPort::open(again, 0).unwrap_err();
-        assert!(e.to_string().contains(&port.local_addr().to_string()), "{e}");
+        assert!(
+            e.to_string().contains(&port.local_addr().to_string()),
+            "{e}"
+        );
     }
 }

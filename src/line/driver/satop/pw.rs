@@ -329,7 +329,11 @@ impl SatopPw {
     /// A datagram from the far end. Malformed ones are counted, logged once
     /// per kind and returned as the error; they are otherwise ignored (their
     /// slot plays as missing, RFC 4553 §6.3).
-    pub fn handle_datagram(&mut self, now_us: u64, datagram: &[u8]) -> Result<(), SatopPacketError> {
+    pub fn handle_datagram(
+        &mut self,
+        now_us: u64,
+        datagram: &[u8],
+    ) -> Result<(), SatopPacketError> {
         let packet = match self.parse(datagram) {
             Ok(p) => p,
             Err(e) => {
@@ -501,7 +505,9 @@ impl SatopPw {
             PlayOutcome::Data | PlayOutcome::LBit => {
                 self.consecutive_missing = 0;
                 self.consecutive_received += 1;
-                if self.lops && self.consecutive_received >= u32::from(self.params.lops_exit_packets) {
+                if self.lops
+                    && self.consecutive_received >= u32::from(self.params.lops_exit_packets)
+                {
                     self.set_lops(false);
                 }
             }
@@ -625,7 +631,10 @@ mod tests {
         assert_eq!(seqs[..8], [65530, 65531, 65532, 65533, 65534, 65535, 0, 1]);
         assert!(played.iter().all(|p| !p.1.l && !p.1.r && p.1.len == 0));
         let s = pw.stats();
-        assert_eq!((s.timer_plays, s.packets_sent, s.packets_received), (0, 49, 50));
+        assert_eq!(
+            (s.timer_plays, s.packets_sent, s.packets_received),
+            (0, 49, 50)
+        );
         assert!(!pw.los());
         assert!(events(&mut pw).is_empty());
     }
@@ -653,7 +662,8 @@ mod tests {
         let mut after = Vec::new();
         for k in 0..40u16 {
             now += MS;
-            pw.handle_datagram(now, &datagram(k, false, false, 0x11)).unwrap();
+            pw.handle_datagram(now, &datagram(k, false, false, 0x11))
+                .unwrap();
             pw.handle_timeout(now);
             after.extend(drain(&mut pw, now));
         }
@@ -735,13 +745,17 @@ mod tests {
         assert!(pw.remote_fault());
         assert_eq!(events(&mut pw), [SatopEvent::RemoteFault(true)]);
         // L with a payload: still all ones (RFC 4553 §6.2.2).
-        pw.handle_datagram(0, &datagram(2, true, true, 0x22)).unwrap();
+        pw.handle_datagram(0, &datagram(2, true, true, 0x22))
+            .unwrap();
         assert_eq!(events(&mut pw), [SatopEvent::RemoteLoss(true)]);
         pw.handle_datagram(0, &datagram(3, false, false, 0x33))
             .unwrap();
         assert_eq!(
             events(&mut pw),
-            [SatopEvent::RemoteFault(false), SatopEvent::RemoteLoss(false)]
+            [
+                SatopEvent::RemoteFault(false),
+                SatopEvent::RemoteLoss(false)
+            ]
         );
         let mut out = Vec::new();
         for ms in 1..=6 {
