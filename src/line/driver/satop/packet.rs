@@ -1,6 +1,6 @@
 //! RFC 4553 §4 SAToP packet codec: control word, optional RTP header, payload.
 //!
-//! Over UDP (RFC 4553 §4.3, Figure 3b) a SAToP packet is the optional RTP
+//! Over UDP (RFC 4553 §4.3, Figure 3) a SAToP packet is the optional RTP
 //! fixed header, then the 4-octet control word, then the TDM payload:
 //!
 //! ```text
@@ -209,7 +209,7 @@ pub fn len_field(header: usize, payload: usize) -> u8 {
     if total < LEN_LIMIT { total as u8 } else { 0 }
 }
 
-/// Writes the SAToP header (RTP first when given, RFC 4553 Figure 3b, then
+/// Writes the SAToP header (RTP first when given, RFC 4553 §4.3 Figure 3 for UDP, then
 /// the control word) into `out` and returns its length. `out` must hold
 /// [`header_len`] octets (caller bug otherwise: asserts).
 pub fn emit_header(cw: &ControlWord, rtp: Option<&RtpHeader>, out: &mut [u8]) -> usize {
@@ -394,7 +394,7 @@ mod tests {
         );
     }
 
-    /// RFC 4553 Figure 3b: over UDP the RTP header precedes the control word.
+    /// RFC 4553 §4.3: over UDP the RTP header precedes the control word.
     #[test]
     fn rtp_header_then_control_word() {
         let mut d = vec![

@@ -82,22 +82,22 @@ pub enum PlayOutcome {
     Idle,
 }
 
-/// Counters of the playout buffer (RFC 4553 §6.4 / RFC 5604 names in
-/// brackets).
+/// Counters of the playout buffer (RFC 4553 §6.4; the RFC 5604 PW-TDM-MIB
+/// object each matches in parentheses).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlayoutStats {
     /// Packets stored for play-out.
     pub stored: u64,
-    /// Stored after a later packet (successfully reordered) [PktsReOrder].
+    /// Stored after a later packet (successfully reordered) (pwTDMPerfCurrentPktsReOrder).
     pub reordered: u64,
     /// Already buffered: dropped.
     pub duplicates: u64,
-    /// Arrived after their slot was played or skipped [MisOrderDropped].
+    /// Arrived after their slot was played or skipped (pwTDMPerfCurrentMisOrderDropped).
     pub late: u64,
     /// Slots played as all ones because their packet was missing
-    /// [MissingPkts].
+    /// (pwTDMPerfCurrentMissingPkts).
     pub missing: u64,
-    /// Plays with the buffer empty [JtrBfrUnderruns].
+    /// Plays with the buffer empty (pwTDMPerfCurrentJtrBfrUnderruns).
     pub underruns: u64,
     /// Packets that did not fit ahead of the play position.
     pub overruns: u64,
