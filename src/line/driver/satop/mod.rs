@@ -380,6 +380,14 @@ pub fn fuzz_satop_packet(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(d in proptest::collection::vec(any::<u8>(), 0..600)) {
+            fuzz_satop_packet(&d);
+        }
+    }
 
     #[test]
     fn fuzz_corpus_seeds_run_clean() {

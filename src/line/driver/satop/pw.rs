@@ -173,7 +173,10 @@ pub enum SatopEvent {
 /// monitoring), plus the playout buffer's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SatopStats {
+    /// Well-formed packets from `remote` (duplicates and late ones too).
     pub packets_received: u64,
+    /// Packets we built, one per play (socket failures are counted by the
+    /// port).
     pub packets_sent: u64,
     /// Malformed datagrams by [`SatopPacketError::kind`] (RFC 4553 §6.3).
     pub malformed: [u64; PACKET_ERROR_KINDS],
@@ -566,6 +569,7 @@ mod tests {
     use super::*;
     use crate::line::driver::satop::packet::CW_OCTETS;
     use crate::line::driver::satop::playout::AIS_OCTET;
+    use proptest::prelude::*;
 
     const MS: u64 = 1000;
 
@@ -900,5 +904,34 @@ mod tests {
         assert_eq!(p.depth_packets(), 12);
         p.playout_ms = 0;
         assert!(SatopPw::new(p, 0).is_err());
+    }
+
+    proptest! {
+        /// Any mix of packets (near, far, repeated, L set) and time steps:
+        /// one packet out per play, bounded bursts, a deadline in the future.
+        #[test]
+        fn any_arrival_pattern_keeps_one_out_per_play(
+            internal: bool,
+            steps in proptest::collection::vec((0u16..40, any::<bool>(), 0u64..3000, any::<bool>()), 1..300),
+        ) {
+            let timing = if internal { Timing::Internal } else { Timing::Loop };
+            let mut pw = SatopPw::new(params(timing), 0).unwrap();
+            let mut now = 0;
+            let mut base = 1000u16;
+            let mut plays = 0u64;
+            for (offset, far, dt, l) in steps {
+                now += dt;
+                let seq = if far { base.wrapping_add(offset.wrapping_mul(2000)) } else { base.wrapping_add(offset) };
+                base = base.wrapping_add(1);
+                pw.handle_datagram(now, &datagram(seq, l, false, 0)).unwrap();
+                pw.handle_timeout(now);
+                let n = drain(&mut pw, now).len();
+                prop_assert!(n <= usize::from(pw.playout().capacity()) + 1, "burst of {}", n);
+                plays += n as u64;
+                prop_assert!(pw.poll_timeout() > now || pw.owed());
+                prop_assert!(pw.playout().level() <= pw.playout().capacity());
+            }
+            prop_assert_eq!(pw.stats().packets_sent, plays);
+        }
     }
 }
