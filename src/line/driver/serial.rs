@@ -27,7 +27,9 @@
 //!   them to the span's receive side), `tx` is a whole number of 32-octet
 //!   frames to fill with `emit_frame`. In loop timing `tx` holds one frame
 //!   for every 32 octets received (one frame out per frame in); in internal
-//!   timing, 8 frames per millisecond of our timer.
+//!   timing, 8 frames per millisecond of our timer. Either may be empty
+//!   (a read shorter than a frame; frames held back by the pacer going out
+//!   on the timer). `tx` must be filled entirely.
 //! - When nothing has been received for 1.5 ms the port free-runs: every
 //!   millisecond `exchange` gets 256 zero octets as `rx` (no pulses on the
 //!   line, so the span's own LOS detector sees what a dead line gives) and
