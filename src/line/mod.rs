@@ -33,11 +33,17 @@
 //!     idle flags when there is nothing to send. A frame loaded while the
 //!     previous one is still going out follows it with one shared flag.
 //!
+//! - [`driver::satop`] and [`driver::serial`]: the raw-E1 drivers. Both move
+//!   unframed line octets between a UDP socket (RFC 4553 SAToP) or a tty and
+//!   the span through one callback, `exchange(rx, tx)`: `rx` received line
+//!   octets, `tx` whole 32-octet frames to fill, one frame out per frame in
+//!   (loop timing, [`driver::timing`]); with nothing received they free-run
+//!   on a 1 ms timer and report LOS.
+//!
 //! Still to come in this layer (issue 3): CRC-4 receive (multiframe
 //! alignment, checking, E bits, Annex B), alarms and G.826 counters in `e1`,
-//! the span that joins framer, HDLC and B-channels, and the `pair`, `satop`
-//! and `serial` drivers. [`g711`] and the DAHDI driver ([`driver::dahdi`]) are
-//! here.
+//! the span that joins framer, HDLC and B-channels, and the `pair` driver.
+//! [`g711`] and the DAHDI driver ([`driver::dahdi`]) are here.
 
 pub mod driver;
 pub mod e1;
