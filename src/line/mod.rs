@@ -41,5 +41,8 @@
 
 pub mod driver;
 pub mod e1;
+pub mod e1_alarm;
+pub mod e1_perf;
 pub mod g711;
 pub mod hdlc;
+pub mod span;

@@ -1,3 +1,4 @@
 //! Line drivers: how E1 octets and D-channel frames reach the media thread.
 
 pub mod dahdi;
+pub mod pair;
