@@ -20,10 +20,16 @@
 //!   two consecutive periods with three or more (G.775 §3.3); LOF = out of
 //!   G.706 §4.1 frame alignment; LOMF = CRC-4 multiframe lost (G.706 §4.2);
 //!   RAI = A bit 1 in the received NFAS. LOS masks AIS, LOF, LOMF and RAI;
-//!   AIS masks LOF, LOMF and RAI; LOF masks LOMF and RAI (a consequence is
-//!   not reported as its own alarm).
-//! - Alarms: a defect present for the whole of its raise time raises the
-//!   alarm, absent for the whole clear time clears it (defaults as the DAHDI
+//!   AIS masks LOF, LOMF and RAI; LOF masks RAI (a consequence is not
+//!   reported as its own alarm). LOF does not mask LOMF: without CRC-4 from
+//!   the far end the deframer drops basic alignment every 8 ms (G.706 §4.2)
+//!   and is out of frame only briefly each time, which must not reset the
+//!   LOMF debounce.
+//! - Alarms: a defect present for its raise time raises the alarm; the time
+//!   is integrated, so short gaps (a flapping frame alignment on a garbled
+//!   line) do not restart it, and it restarts only after the defect has been
+//!   absent for the clear time. A raised alarm clears when the defect has
+//!   been absent for the whole clear time (defaults as the DAHDI
 //!   E1 drivers: 2.5 s to raise LOS/LOF/LOMF/AIS, 0.5 s for RAI; clear after
 //!   `DAHDI_ALARMSETTLE_TIME`, 5 s, and 0.5 s for RAI). Each raise and clear
 //!   is a [`LineEvent`], drained with [`AlarmMonitor::poll_event`] from a
@@ -267,8 +273,10 @@ impl SignalMonitor {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Debounce {
-    /// Consecutive frame periods in which the defect disagreed with the alarm.
-    frames: u32,
+    /// Frame periods with the defect since the integration (re)started.
+    present: u32,
+    /// Consecutive frame periods without the defect.
+    absent: u32,
 }
 
 /// Defects, debounced alarms and the event ring of one E1 receive side.
@@ -327,7 +335,7 @@ impl AlarmMonitor {
             .with(Alarm::Los, los)
             .with(Alarm::Ais, ais)
             .with(Alarm::Lof, lof)
-            .with(Alarm::Lomf, lomf && !los && !ais && !lof)
+            .with(Alarm::Lomf, lomf && !los && !ais)
             .with(Alarm::Rai, rai && !los && !ais && !lof);
         self.defects = d;
         for alarm in Alarm::ALL {
@@ -338,21 +346,26 @@ impl AlarmMonitor {
 
     fn debounce_one(&mut self, alarm: Alarm, defect: bool) {
         let active = self.alarms.contains(alarm);
+        let clear = self.cfg.clear_frames(alarm);
         let slot = &mut self.debounce[alarm as usize];
-        if defect == active {
-            slot.frames = 0;
-            return;
-        }
-        slot.frames += 1;
-        let needed = if defect {
-            self.cfg.raise_frames(alarm)
+        if defect {
+            slot.present = slot.present.saturating_add(1);
+            slot.absent = 0;
         } else {
-            self.cfg.clear_frames(alarm)
+            slot.absent = slot.absent.saturating_add(1);
+            if slot.absent >= clear {
+                slot.present = 0;
+            }
+        }
+        let change = if active {
+            slot.absent >= clear
+        } else {
+            slot.present >= self.cfg.raise_frames(alarm)
         };
-        if slot.frames < needed {
+        if !change {
             return;
         }
-        slot.frames = 0;
+        *slot = Debounce::default();
         self.alarms = self.alarms.with(alarm, defect);
         if defect {
             tracing::warn!(alarm = alarm.name(), "E1 alarm raised");
@@ -446,14 +459,30 @@ mod tests {
     }
 
     #[test]
-    fn a_short_interruption_restarts_the_debounce() {
+    fn intermittent_defect_time_is_integrated_until_absent_for_the_clear_time() {
         let mut m = AlarmMonitor::new(AlarmConfig::default());
-        run(&mut m, 0x00, 2000 * MS, true, false, false);
-        run(&mut m, 0xD5, 10, false, false, false);
-        run(&mut m, 0x00, 2000 * MS, true, false, false);
+        // 2 s of LOF, a gap, 0.5 s more: 2.5 s in all, raised.
+        run(&mut m, 0xD5, 2000 * MS, true, false, false);
+        run(&mut m, 0xD5, 1000 * MS, false, false, false);
+        run(&mut m, 0xD5, 500 * MS - 1, true, false, false);
         assert!(m.alarms().is_empty());
-        run(&mut m, 0x00, 500 * MS, true, false, false);
-        assert!(m.alarms().contains(Alarm::Los));
+        run(&mut m, 0xD5, 1, true, false, false);
+        assert_eq!(events(&mut m), [LineEvent::AlarmRaised(Alarm::Lof)]);
+        run(&mut m, 0xD5, 5000 * MS, false, false, false);
+        assert_eq!(events(&mut m), [LineEvent::AlarmCleared(Alarm::Lof)]);
+        // A gap as long as the clear time starts the integration again.
+        run(&mut m, 0xD5, 2000 * MS, true, false, false);
+        run(&mut m, 0xD5, 5000 * MS, false, false, false);
+        run(&mut m, 0xD5, 2000 * MS, true, false, false);
+        assert!(m.alarms().is_empty());
+        // Flapping: 3 periods out of frame in every 67 (a spurious
+        // alignment that lasts 8 ms) still adds up.
+        let mut m = AlarmMonitor::new(AlarmConfig::default());
+        for _ in 0..(2500 * MS / 3 + 1) {
+            run(&mut m, 0xD5, 3, true, false, false);
+            run(&mut m, 0xD5, 64, false, false, false);
+        }
+        assert_eq!(events(&mut m), [LineEvent::AlarmRaised(Alarm::Lof)]);
     }
 
     #[test]
@@ -464,7 +493,10 @@ mod tests {
         let mut n = 0;
         for i in 0..32 * 10 {
             let o = if i % 32 == 0 { 0x01 } else { 0x00 };
-            if m.handle_octet(o) && m.handle_frame_period(true, false, false).contains(Alarm::Los) {
+            if m.handle_octet(o)
+                && m.handle_frame_period(true, false, false)
+                    .contains(Alarm::Los)
+            {
                 n += 1;
             }
         }
@@ -474,7 +506,10 @@ mod tests {
         for i in 0..32 * 10 {
             let o = if i % 32 == 0 { 0x81 } else { 0x00 };
             if m.handle_octet(o) {
-                assert!(!m.handle_frame_period(false, false, false).contains(Alarm::Los));
+                assert!(
+                    !m.handle_frame_period(false, false, false)
+                        .contains(Alarm::Los)
+                );
             }
         }
     }
@@ -515,11 +550,14 @@ mod tests {
         run(&mut m, 0xD5, 2500 * MS, true, false, false);
         assert_eq!(events(&mut m), [LineEvent::AlarmRaised(Alarm::Lof)]);
         run(&mut m, 0xD5, 5000 * MS, false, true, false);
-        // LOF clears after 5 s; LOMF (masked by LOF until now) is due 2.5 s
-        // after LOF went, so it came first.
+        // LOF clears after 5 s; LOMF is due 2.5 s after it began, so it
+        // came first.
         assert_eq!(
             events(&mut m),
-            [LineEvent::AlarmRaised(Alarm::Lomf), LineEvent::AlarmCleared(Alarm::Lof)]
+            [
+                LineEvent::AlarmRaised(Alarm::Lomf),
+                LineEvent::AlarmCleared(Alarm::Lof)
+            ]
         );
         run(&mut m, 0xD5, 5000 * MS, false, false, false);
         assert_eq!(events(&mut m), [LineEvent::AlarmCleared(Alarm::Lomf)]);

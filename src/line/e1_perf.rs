@@ -375,7 +375,10 @@ mod tests {
         let mut p = E1Perf::new(PerfConfig::default());
         for i in 0..100u32 {
             // Interval i has i % 7 errored seconds.
-            seconds(&mut p, &[(E, (i % 7) as usize), (C, 900 - (i % 7) as usize)]);
+            seconds(
+                &mut p,
+                &[(E, (i % 7) as usize), (C, 900 - (i % 7) as usize)],
+            );
         }
         assert_eq!(p.intervals(), 96);
         assert_eq!(p.interval(1).unwrap().es, 99 % 7);

@@ -36,9 +36,7 @@
 
 use core::fmt;
 
-use super::e1::{
-    AlignState, DeframerStats, E1Deframer, E1Framer, FRAME_OCTETS, MultiframeState,
-};
+use super::e1::{AlignState, DeframerStats, E1Deframer, E1Framer, FRAME_OCTETS, MultiframeState};
 use super::e1_alarm::{Alarm, AlarmConfig, AlarmMonitor, Alarms, LineEvent};
 use super::e1_perf::{Anomalies, E1Perf, PerfConfig};
 use super::hdlc::{HdlcDecoder, HdlcEncoder, HdlcRxStats, MAX_FRAME_OCTETS};

@@ -339,8 +339,8 @@ impl PairLine {
         mut on_frame: impl FnMut(End, &[u8; FRAME_OCTETS]),
     ) {
         let ticks = self.advance();
-        let [a, b] = spans;
-        let mut pair = [a, b];
+        let mut pair = spans;
+        let slips_before = [self.stats(End::A).slips(), self.stats(End::B).slips()];
         for end in [End::A, End::B] {
             for _ in 0..ticks[end as usize] {
                 let mut f = [0xD5; FRAME_OCTETS];
@@ -352,14 +352,13 @@ impl PairLine {
         let mut buf = [0u8; RX_OCTETS_MAX];
         for end in [End::A, End::B] {
             for _ in 0..ticks[end as usize] {
-                let slips = self.stats(end).slips();
                 let n = self.receive(end, &mut buf);
-                let span = &mut pair[end as usize];
-                let new_slips = self.stats(end).slips() - slips;
-                if new_slips > 0 {
-                    span.count_slips(u32::try_from(new_slips).unwrap_or(u32::MAX));
-                }
-                span.handle_rx(&buf[..n], |f| on_frame(end, f));
+                pair[end as usize].handle_rx(&buf[..n], |f| on_frame(end, f));
+            }
+            let new_slips = self.stats(end).slips() - slips_before[end as usize];
+            if new_slips > 0 {
+                let n = u32::try_from(new_slips).unwrap_or(u32::MAX);
+                pair[end as usize].count_slips(n);
             }
         }
     }
