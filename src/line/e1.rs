@@ -915,6 +915,56 @@ mod tests {
     }
 
     #[test]
+    fn annex_b_keeps_basic_framing_and_settles_on_interworking_after_400_ms() {
+        let frames = line_frames(3400);
+        let mut d = E1Deframer::with_crc4(true).with_annex_b(true);
+        let mut states = Vec::new();
+        let out = deframe_with(&mut d, &shifted(&frames, 5, 0), |d| {
+            states.push((d.multiframe_state(), d.loss_of_multiframe()));
+        });
+        let s = d.stats();
+        // Aligned once on the third frame, never dropped (unlike plain
+        // G.706 4.2, which gives up on the basic alignment every 8 ms).
+        assert_eq!((s.alignments, s.multiframe_losses), (1, 0));
+        assert_eq!(d.multiframe_state(), MultiframeState::Interworking);
+        assert_eq!(s.crc4_interworking, 1);
+        assert!(!d.loss_of_multiframe());
+        // LOMF from 8 ms after alignment until the 400 ms timer ran out.
+        let first_interworking = states
+            .iter()
+            .position(|&(m, _)| m == MultiframeState::Interworking)
+            .unwrap();
+        // On the 3200th frame in alignment: 400 ms.
+        assert_eq!(first_interworking + 1, ANNEX_B_SEARCH_FRAMES as usize);
+        assert!(states[100..first_interworking].iter().all(|&(_, lomf)| lomf));
+        assert_eq!(&out[..], &frames[2..2 + out.len()]);
+        assert_eq!(s.crc4_blocks, 0);
+        // A CRC-4 far end is still found as usual with Annex B on.
+        let mut tx = E1Framer::with_crc4(true);
+        let frames = crc4_line(&mut tx, 20 * 16);
+        let mut d = E1Deframer::with_crc4(true).with_annex_b(true);
+        deframe(&mut d, &shifted(&frames, 200, 0x3C));
+        assert_eq!(d.multiframe_state(), MultiframeState::InMultiframe);
+        assert_eq!(d.stats().crc4_errors, 0);
+    }
+
+    /// Like `deframe`, calling `each` after every delivered frame.
+    fn deframe_with(
+        d: &mut E1Deframer,
+        octets: &[u8],
+        mut each: impl FnMut(&E1Deframer),
+    ) -> Vec<[u8; FRAME_OCTETS]> {
+        let mut out = Vec::new();
+        for &o in octets {
+            if let Some(f) = d.handle_octet(o) {
+                out.push(*f);
+                each(d);
+            }
+        }
+        out
+    }
+
+    #[test]
     fn crc4_one_flipped_bit_is_one_error_and_one_e_bit_back() {
         let mut tx = E1Framer::with_crc4(true);
         let mut frames = crc4_line(&mut tx, 64 * 16);

@@ -391,3 +391,124 @@ impl RawSpan {
         &self.perf
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` frames from `tx` (B-channels idle) straight into `rx`.
+    fn pump(tx: &mut RawSpan, rx: &mut RawSpan, n: usize) -> Vec<[u8; FRAME_OCTETS]> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let mut f = [0xD5; FRAME_OCTETS];
+            tx.emit_frame(&mut f);
+            rx.handle_rx(&f, |g| got.push(*g));
+        }
+        got
+    }
+
+    #[test]
+    fn dchannel_ring_overflow_counted_and_short_buffers_refused() {
+        let cfg = SpanConfig {
+            crc4: false,
+            dchannel_rx_slots: 2,
+            dchannel_tx_slots: 3,
+            ..SpanConfig::default()
+        };
+        let (mut a, mut b) = (RawSpan::new(cfg), RawSpan::new(cfg));
+        pump(&mut a, &mut b, 8);
+        for i in 0..3u8 {
+            a.send_dchannel_frame(&[0x02, 0x01, i, 0x7E]).unwrap();
+        }
+        assert_eq!(a.send_dchannel_frame(&[1]), Err(SpanTxError::QueueFull));
+        assert_eq!(a.send_dchannel_frame(&[]), Err(SpanTxError::BadLength(0)));
+        let long = [0u8; MAX_FRAME_OCTETS + 1];
+        assert_eq!(
+            a.send_dchannel_frame(&long),
+            Err(SpanTxError::BadLength(MAX_FRAME_OCTETS + 1))
+        );
+        pump(&mut a, &mut b, 40);
+        let c = b.counters();
+        assert_eq!(c.hdlc_rx.frames, 3);
+        assert_eq!(c.dchannel_rx_overflows, 1);
+        assert_eq!(a.counters().dchannel_tx_queue_full, 1);
+        // Too short an output buffer: that frame is dropped and counted.
+        let mut small = [0u8; 3];
+        assert_eq!(b.poll_dchannel_frame(&mut small), None);
+        assert_eq!(b.counters().dchannel_rx_overflows, 3);
+        pump(&mut a, &mut b, 1);
+        a.send_dchannel_frame(&[0x02, 0x01, 9]).unwrap();
+        pump(&mut a, &mut b, 10);
+        let mut out = [0u8; MAX_FRAME_OCTETS];
+        assert_eq!(b.poll_dchannel_frame(&mut out), Some(3));
+        assert_eq!(out[..3], [0x02, 0x01, 9]);
+        assert_eq!(b.poll_dchannel_frame(&mut out), None);
+    }
+
+    #[test]
+    fn ts16_is_hdlc_and_b_channels_pass_untouched() {
+        let cfg = SpanConfig::default();
+        let mut a = RawSpan::new(cfg);
+        let mut f = [0x11; FRAME_OCTETS];
+        a.emit_frame(&mut f);
+        // Idle flags on TS16, FAS in TS0 (Si = C1 of a CRC-4 line), rest ours.
+        assert_eq!(f[DCHANNEL_TS], 0x7E);
+        assert_eq!(f[0] & 0x7F, 0x1B);
+        assert!(f.iter().enumerate().all(|(i, &o)| i == 0 || i == 16 || o == 0x11));
+    }
+
+    #[test]
+    fn e_bits_zero_until_multiframe_alignment_then_crc_results() {
+        let cfg = SpanConfig::default();
+        let (mut a, mut b) = (RawSpan::new(cfg), RawSpan::new(cfg));
+        // E bits are the Si bits of frames 13 and 15 of each multiframe.
+        let e_bits = |frames: &[[u8; FRAME_OCTETS]]| -> Vec<u8> {
+            frames.iter().skip(13).step_by(2).take(2).map(|f| f[0] >> 7).collect()
+        };
+        let mut sent_by_b = Vec::new();
+        for _ in 0..16 {
+            let mut f = [0xD5; FRAME_OCTETS];
+            b.emit_frame(&mut f);
+            sent_by_b.push(f);
+        }
+        assert_eq!(e_bits(&sent_by_b), [0, 0]);
+        // Bring B into multiframe alignment on A's signal.
+        pump(&mut a, &mut b, 16 * 8);
+        assert_eq!(b.multiframe_state(), MultiframeState::InMultiframe);
+        // B's framer started at frame 0 of a multiframe: after 64 frames
+        // sent, the last 16 are a whole multiframe.
+        let mut out = Vec::new();
+        for _ in 0..48 {
+            let mut f = [0xD5; FRAME_OCTETS];
+            b.emit_frame(&mut f);
+            out.push(f);
+        }
+        assert_eq!(b.counters().frames_sent % 16, 0);
+        let last_mf = &out[out.len() - 16..];
+        // In multiframe alignment with no CRC-4 error: both E bits 1.
+        assert_eq!(e_bits(last_mf), [1, 1]);
+    }
+
+    #[test]
+    fn red_alarm_sets_our_a_bit() {
+        let cfg = SpanConfig {
+            crc4: false,
+            ..SpanConfig::default()
+        };
+        let mut a = RawSpan::new(cfg);
+        a.handle_no_signal(256 * 2600); // 2.6 s of LOS
+        assert!(a.alarms().red());
+        assert_eq!(
+            a.poll_event(),
+            Some(LineEvent::AlarmRaised(super::super::e1_alarm::Alarm::Los))
+        );
+        let mut f = [0xD5; FRAME_OCTETS];
+        a.emit_frame(&mut f);
+        a.emit_frame(&mut f);
+        assert_eq!(f[0] & 0x60, 0x60, "NFAS with A = 1");
+        // The G.826 second was severely errored (held back until a run
+        // decides availability: two seconds so far, both SES).
+        assert_eq!(a.perf().total().seconds, 2);
+        assert_eq!(a.counters().frame_periods, 8000 * 26 / 10);
+    }
+}
