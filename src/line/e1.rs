@@ -936,7 +936,11 @@ mod tests {
             .unwrap();
         // On the 3200th frame in alignment: 400 ms.
         assert_eq!(first_interworking + 1, ANNEX_B_SEARCH_FRAMES as usize);
-        assert!(states[100..first_interworking].iter().all(|&(_, lomf)| lomf));
+        assert!(
+            states[100..first_interworking]
+                .iter()
+                .all(|&(_, lomf)| lomf)
+        );
         assert_eq!(&out[..], &frames[2..2 + out.len()]);
         assert_eq!(s.crc4_blocks, 0);
         // A CRC-4 far end is still found as usual with Annex B on.

@@ -454,7 +454,11 @@ mod tests {
         // Idle flags on TS16, FAS in TS0 (Si = C1 of a CRC-4 line), rest ours.
         assert_eq!(f[DCHANNEL_TS], 0x7E);
         assert_eq!(f[0] & 0x7F, 0x1B);
-        assert!(f.iter().enumerate().all(|(i, &o)| i == 0 || i == 16 || o == 0x11));
+        assert!(
+            f.iter()
+                .enumerate()
+                .all(|(i, &o)| i == 0 || i == 16 || o == 0x11)
+        );
     }
 
     #[test]
@@ -463,7 +467,13 @@ mod tests {
         let (mut a, mut b) = (RawSpan::new(cfg), RawSpan::new(cfg));
         // E bits are the Si bits of frames 13 and 15 of each multiframe.
         let e_bits = |frames: &[[u8; FRAME_OCTETS]]| -> Vec<u8> {
-            frames.iter().skip(13).step_by(2).take(2).map(|f| f[0] >> 7).collect()
+            frames
+                .iter()
+                .skip(13)
+                .step_by(2)
+                .take(2)
+                .map(|f| f[0] >> 7)
+                .collect()
         };
         let mut sent_by_b = Vec::new();
         for _ in 0..16 {

@@ -339,7 +339,7 @@ impl PairLine {
         mut on_frame: impl FnMut(End, &[u8; FRAME_OCTETS]),
     ) {
         let ticks = self.advance();
-        let mut pair = spans;
+        let pair = spans;
         let slips_before = [self.stats(End::A).slips(), self.stats(End::B).slips()];
         for end in [End::A, End::B] {
             for _ in 0..ticks[end as usize] {
