@@ -670,8 +670,10 @@ impl E1Deframer {
 }
 
 /// Fuzz entry point (`fuzz/fuzz_targets/e1_deframe.rs`): arbitrary line
-/// octets through the deframer. Never panics; every delivered frame is
-/// counted, and alignment is never lost more often than it was gained.
+/// octets through the deframer (without CRC-4, with it, with Annex B) and
+/// through a whole [`super::span::RawSpan`]. Never panics; every delivered
+/// frame is counted, and alignment is never lost more often than it was
+/// gained.
 #[doc(hidden)]
 pub fn fuzz_e1_deframe(data: &[u8]) {
     for (crc4, annex_b) in [(false, false), (true, false), (true, true)] {
@@ -688,6 +690,8 @@ pub fn fuzz_e1_deframe(data: &[u8]) {
         assert!(losses <= s.alignments);
         assert!(s.crc4_errors <= s.crc4_blocks);
     }
+    super::span::fuzz_raw_span(data, false);
+    super::span::fuzz_raw_span(data, true);
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 //! - Defects (undebounced, per frame period): LOS = a run of at least
 //!   [`AlarmConfig::los_zero_bits`] zeros (G.775 §3.1, 10 ≤ N ≤ 255); AIS =
 //!   two consecutive 512-bit periods with at most two zeros each, cleared by
-//!   two consecutive periods with three or more (G.775 §3.3); LOF = out of
+//!   two consecutive periods with three or more or by frame alignment
+//!   (G.775 §3.3); LOF = out of
 //!   G.706 §4.1 frame alignment; LOMF = CRC-4 multiframe lost (G.706 §4.2);
 //!   RAI = A bit 1 in the received NFAS. LOS masks AIS, LOF, LOMF and RAI;
 //!   AIS masks LOF, LOMF and RAI; LOF masks RAI (a consequence is not
@@ -329,7 +330,8 @@ impl AlarmMonitor {
     pub fn handle_frame_period(&mut self, lof: bool, lomf: bool, rai: bool) -> Alarms {
         self.frame_periods += 1;
         let los = self.signal.take_los();
-        let ais = self.signal.ais && !los;
+        // G.775 §3.3: AIS also clears once the FAS is found.
+        let ais = self.signal.ais && !los && lof;
         let lof = lof && !los && !ais;
         let d = Alarms::NONE
             .with(Alarm::Los, los)
