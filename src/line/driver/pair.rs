@@ -363,3 +363,136 @@ impl PairLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `periods` with numbered frames (TS1 = sender's count) and
+    /// returns what each end received, octets concatenated.
+    fn drive(p: &mut PairLine, periods: usize) -> [Vec<u8>; 2] {
+        let mut count = [0u8; 2];
+        let mut got = [Vec::new(), Vec::new()];
+        let mut buf = [0u8; RX_OCTETS_MAX];
+        for _ in 0..periods {
+            let t = p.advance();
+            for e in [End::A, End::B] {
+                for _ in 0..t[e as usize] {
+                    let c = &mut count[e as usize];
+                    *c = c.wrapping_add(1);
+                    p.transmit(e, &[*c; FRAME_OCTETS]);
+                }
+            }
+            for e in [End::A, End::B] {
+                for _ in 0..t[e as usize] {
+                    let n = p.receive(e, &mut buf);
+                    got[e as usize].extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn equal_clocks_deliver_every_frame_in_order_after_the_store_delay() {
+        let mut p = PairLine::new(PairConfig::default());
+        let got = drive(&mut p, 100);
+        for rx in &got {
+            assert_eq!(rx.len(), 100 * FRAME_OCTETS);
+            // The store starts half full of all-ones frames: 16 of them.
+            assert!(rx[..16 * FRAME_OCTETS].iter().all(|&o| o == 0xFF));
+            let frames: Vec<u8> = rx[16 * FRAME_OCTETS..]
+                .iter()
+                .step_by(32)
+                .copied()
+                .collect();
+            assert_eq!(frames, (1..=84).collect::<Vec<u8>>());
+        }
+        assert_eq!(p.stats(End::A).slips() + p.stats(End::B).slips(), 0);
+    }
+
+    #[test]
+    fn a_faster_clock_deletes_and_a_slower_one_repeats_whole_units() {
+        let cfg = PairConfig {
+            ppm: [10_000, 0],
+            slip_frames: 2,
+            ..PairConfig::default()
+        };
+        let mut p = PairLine::new(cfg);
+        // 1 %: A makes one extra frame every 100 periods.
+        let got = drive(&mut p, 1000);
+        let (a, b) = (p.stats(End::A), p.stats(End::B));
+        assert_eq!(b.frames_sent, 1010);
+        assert_eq!(a.frames_received, 1010);
+        // Into B: the store overflows on the first extra frame, then every
+        // second one (a unit of 2 deleted each time).
+        assert_eq!((b.slips_deleted, b.slips_repeated), (5, 0));
+        assert_eq!((a.slips_deleted, a.slips_repeated), (0, 5));
+        // Deletions skip exactly two frames, never break a frame apart.
+        let into_b: Vec<u8> = got[1].iter().step_by(32).copied().collect();
+        let jumps = into_b
+            .windows(2)
+            .filter(|w| w[0] != 0xFF && w[1] != w[0].wrapping_add(1))
+            .map(|w| w[1].wrapping_sub(w[0]))
+            .collect::<Vec<_>>();
+        assert_eq!(jumps, [3, 3, 3, 3, 3]);
+        // Repeats go back two frames.
+        let into_a: Vec<u8> = got[0].iter().step_by(32).copied().collect();
+        let backs = into_a
+            .windows(2)
+            .filter(|w| w[0] != 0xFF && w[1] != 0xFF && w[1] != w[0].wrapping_add(1))
+            .map(|w| w[0].wrapping_sub(w[1]))
+            .collect::<Vec<_>>();
+        assert_eq!(backs, [1, 1, 1, 1, 1]);
+        assert!(got[0].chunks(32).all(|f| f.iter().all(|&o| o == f[0])));
+    }
+
+    #[test]
+    fn los_ais_and_bit_errors_every_n_bits() {
+        let mut p = PairLine::new(PairConfig::default());
+        drive(&mut p, 20);
+        p.set_signal(End::A, Signal::Los);
+        p.set_signal(End::B, Signal::Ais);
+        let got = drive(&mut p, 4);
+        assert!(got[0].iter().all(|&o| o == 0x00));
+        assert!(got[1].iter().all(|&o| o == 0xFF));
+        p.set_signal(End::B, Signal::Normal);
+        p.set_bit_error_every(End::B, 100);
+        drive(&mut p, 25);
+        // 25 frames of 256 bits: one error per 100 bits.
+        assert_eq!(p.stats(End::B).bit_errors, 64);
+        assert_eq!(p.stats(End::A).bit_errors, 0);
+    }
+
+    #[test]
+    fn bit_errors_reproducible_from_the_seed() {
+        let run = |seed| {
+            let mut p = PairLine::new(PairConfig {
+                seed,
+                ..PairConfig::default()
+            });
+            p.set_bit_error_rate(End::A, 1000);
+            let got = drive(&mut p, 200);
+            (got, p.stats(End::A).bit_errors)
+        };
+        let (g1, e1) = run(7);
+        assert_eq!(run(7), (g1.clone(), e1));
+        assert_ne!(run(8).0, g1);
+        // 200 frames of 256 bits at 10⁻³.
+        assert!((25..=80).contains(&e1), "{e1}");
+    }
+
+    #[test]
+    fn bit_slips_shift_the_stream_by_one_bit_each() {
+        let mut p = PairLine::new(PairConfig::default());
+        drive(&mut p, 20);
+        p.slip_bits(End::B, 8);
+        p.slip_bits(End::A, -8);
+        let got = drive(&mut p, 2);
+        // Eight bits more / fewer: one octet more / fewer over two frames.
+        assert_eq!(got[1].len(), 2 * FRAME_OCTETS + 1);
+        assert_eq!(got[0].len(), 2 * FRAME_OCTETS - 1);
+        assert_eq!(p.stats(End::B).bits_inserted, 8);
+        assert_eq!(p.stats(End::A).bits_deleted, 8);
+    }
+}
