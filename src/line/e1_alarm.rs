@@ -151,6 +151,8 @@ pub enum LineEvent {
 /// Defect thresholds and debounce times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlarmConfig {
+    /// The span number, for the logs.
+    pub span_id: u16,
     /// G.775 §3.1: LOS after this many consecutive zeros (10..=255).
     pub los_zero_bits: u16,
     pub los_raise_ms: u32,
@@ -166,6 +168,7 @@ pub struct AlarmConfig {
 impl Default for AlarmConfig {
     fn default() -> Self {
         AlarmConfig {
+            span_id: 0,
             los_zero_bits: 255,
             los_raise_ms: 2500,
             ais_raise_ms: 2500,
@@ -370,10 +373,22 @@ impl AlarmMonitor {
         *slot = Debounce::default();
         self.alarms = self.alarms.with(alarm, defect);
         if defect {
-            tracing::warn!(alarm = alarm.name(), "E1 alarm raised");
+            let alarms = self.alarms.bits();
+            tracing::warn!(
+                span = self.cfg.span_id,
+                alarm = alarm.name(),
+                alarms,
+                "E1 alarm raised"
+            );
             self.push_event(LineEvent::AlarmRaised(alarm));
         } else {
-            tracing::info!(alarm = alarm.name(), "E1 alarm cleared");
+            let alarms = self.alarms.bits();
+            tracing::info!(
+                span = self.cfg.span_id,
+                alarm = alarm.name(),
+                alarms,
+                "E1 alarm cleared"
+            );
             self.push_event(LineEvent::AlarmCleared(alarm));
         }
     }

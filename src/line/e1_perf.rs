@@ -37,6 +37,8 @@ const AVAILABILITY_RUN: usize = 10;
 /// SES thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerfConfig {
+    /// The span number, for the logs.
+    pub span_id: u16,
     /// Percentage of CRC-4 blocks errored in a second that makes it an SES.
     pub ses_crc4_percent: u32,
     /// Errored FAS in a second that make it an SES on a non-CRC-4 line.
@@ -46,6 +48,7 @@ pub struct PerfConfig {
 impl Default for PerfConfig {
     fn default() -> Self {
         PerfConfig {
+            span_id: 0,
             ses_crc4_percent: 30,
             ses_fas_errors: 28,
         }
@@ -227,6 +230,7 @@ impl E1Perf {
             if self.pending_len == AVAILABILITY_RUN {
                 self.unavailable = !self.unavailable;
                 tracing::info!(
+                    span = self.cfg.span_id,
                     unavailable = self.unavailable,
                     "E1 availability changed: ten consecutive {} (G.826 Annex A)",
                     if severe { "SES" } else { "non-SES" }

@@ -37,8 +37,10 @@
 use core::fmt;
 
 use super::e1::{AlignState, DeframerStats, E1Deframer, E1Framer, FRAME_OCTETS, MultiframeState};
-use super::e1_alarm::{Alarm, AlarmConfig, AlarmMonitor, Alarms, LineEvent};
-use super::e1_perf::{Anomalies, E1Perf, PerfConfig};
+use super::e1_alarm::AlarmMonitor;
+pub use super::e1_alarm::{Alarm, AlarmConfig, Alarms, LineEvent};
+use super::e1_perf::Anomalies;
+pub use super::e1_perf::{E1Perf, PerfConfig, PerfCounts};
 use super::hdlc::{HdlcDecoder, HdlcEncoder, HdlcRxStats, MAX_FRAME_OCTETS};
 
 /// Timeslot of the D-channel.
@@ -47,6 +49,9 @@ pub const DCHANNEL_TS: usize = 16;
 /// What a span is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanConfig {
+    /// The span number, for the logs (copied into the alarm and counter
+    /// configurations by [`RawSpan::new`]).
+    pub span_id: u16,
     /// CRC-4 multiframe on transmit and required on receive.
     pub crc4: bool,
     /// G.706 Annex B interworking with a non-CRC-4 far end (with `crc4`).
@@ -64,6 +69,7 @@ pub struct SpanConfig {
 impl Default for SpanConfig {
     fn default() -> Self {
         SpanConfig {
+            span_id: 0,
             crc4: true,
             crc4_annex_b: false,
             sa_bits: 0x1F,
@@ -184,6 +190,7 @@ pub struct RawSpan {
 impl fmt::Debug for RawSpan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RawSpan")
+            .field("span_id", &self.cfg.span_id)
             .field("alarms", &self.alarms.alarms())
             .field("deframer", &self.deframer)
             .finish()
@@ -192,7 +199,9 @@ impl fmt::Debug for RawSpan {
 
 impl RawSpan {
     /// Builds the span and allocates all its buffers.
-    pub fn new(cfg: SpanConfig) -> Self {
+    pub fn new(mut cfg: SpanConfig) -> Self {
+        cfg.alarms.span_id = cfg.span_id;
+        cfg.perf.span_id = cfg.span_id;
         let mut framer = E1Framer::with_crc4(cfg.crc4);
         framer.set_sa_bits(cfg.sa_bits);
         let deframer = E1Deframer::with_crc4(cfg.crc4).with_annex_b(cfg.crc4_annex_b);
@@ -229,7 +238,10 @@ impl RawSpan {
                 {
                     self.dchannel_rx_overflows += 1;
                     if self.dchannel_rx_overflows == 1 {
-                        tracing::warn!("D-channel receive ring full: frame dropped");
+                        tracing::warn!(
+                            span = self.cfg.span_id,
+                            "D-channel receive ring full: frame dropped (logged once)"
+                        );
                     }
                 }
                 on_frame(&frame);
