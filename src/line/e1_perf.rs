@@ -21,7 +21,9 @@
 //!   they belong to (the previous one if it has closed since): the current
 //!   ES/SES/UAS counts may lag by up to ten seconds, as in RFC 4805.
 //!
-//! Intervals are 900 seconds of line time; the last 96 closed intervals
+//! Intervals are 900 seconds of line time (the first one shorter by
+//! [`PerfConfig::first_interval_elapsed_s`], to end on a quarter hour of the
+//! caller's clock); the last 96 closed intervals
 //! (24 hours) are kept in a fixed ring, and totals since start. Nothing is
 //! allocated.
 
@@ -43,6 +45,10 @@ pub struct PerfConfig {
     pub ses_crc4_percent: u32,
     /// Errored FAS in a second that make it an SES on a non-CRC-4 line.
     pub ses_fas_errors: u32,
+    /// Seconds of the first interval already gone when the span starts, so
+    /// that intervals end on the caller's quarter hours (RFC 4805 style):
+    /// the first interval is then shorter, as its `seconds` shows.
+    pub first_interval_elapsed_s: u32,
 }
 
 impl Default for PerfConfig {
@@ -51,6 +57,7 @@ impl Default for PerfConfig {
             span_id: 0,
             ses_crc4_percent: 30,
             ses_fas_errors: 28,
+            first_interval_elapsed_s: 0,
         }
     }
 }
@@ -146,6 +153,8 @@ pub struct E1Perf {
     unavailable: bool,
     pending: [Pending; AVAILABILITY_RUN],
     pending_len: usize,
+    /// Seconds the current interval started late (the first one only).
+    interval_head_start_s: u32,
 }
 
 impl E1Perf {
@@ -167,6 +176,7 @@ impl E1Perf {
                 interval: 0,
             }; AVAILABILITY_RUN],
             pending_len: 0,
+            interval_head_start_s: cfg.first_interval_elapsed_s.min(INTERVAL_SECONDS - 1),
         }
     }
 
@@ -242,7 +252,8 @@ impl E1Perf {
             self.release_pending(!self.unavailable);
             self.count(class, self.interval, !self.unavailable);
         }
-        if self.current.seconds >= INTERVAL_SECONDS {
+        if self.current.seconds + self.interval_head_start_s >= INTERVAL_SECONDS {
+            self.interval_head_start_s = 0;
             self.close_interval();
         }
     }
@@ -372,6 +383,22 @@ mod tests {
         assert_eq!(es_ses_uas(p.current()), (0, 0, 5));
         assert_eq!(p.current().seconds, 25);
         assert_eq!(es_ses_uas(p.total()), (0, 0, 10));
+    }
+
+    #[test]
+    fn first_interval_shortened_to_end_on_the_quarter_hour() {
+        let mut p = E1Perf::new(PerfConfig {
+            first_interval_elapsed_s: 600,
+            ..PerfConfig::default()
+        });
+        seconds(&mut p, &[(E, 300), (C, 900), (C, 1)]);
+        assert_eq!(p.intervals(), 2);
+        assert_eq!(
+            (p.interval(2).unwrap().seconds, p.interval(2).unwrap().es),
+            (300, 300)
+        );
+        assert_eq!(p.interval(1).unwrap().seconds, 900);
+        assert_eq!(p.current().seconds, 1);
     }
 
     #[test]
