@@ -93,9 +93,29 @@ impl fmt::Display for Alarm {
     }
 }
 
-/// A set of alarms (or of defects).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// A set of alarms (or of defects). Shown as `LOS|LOF`, or `none`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Alarms(u8);
+
+impl fmt::Display for Alarms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        let mut sep = "";
+        for a in Alarm::ALL.into_iter().filter(|&a| self.contains(a)) {
+            write!(f, "{sep}{a}")?;
+            sep = "|";
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Alarms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Alarms({self})")
+    }
+}
 
 impl Alarms {
     pub const NONE: Alarms = Alarms(0);
@@ -373,7 +393,7 @@ impl AlarmMonitor {
         *slot = Debounce::default();
         self.alarms = self.alarms.with(alarm, defect);
         if defect {
-            let alarms = self.alarms.bits();
+            let alarms = tracing::field::display(self.alarms);
             tracing::warn!(
                 span = self.cfg.span_id,
                 alarm = alarm.name(),
@@ -382,7 +402,7 @@ impl AlarmMonitor {
             );
             self.push_event(LineEvent::AlarmRaised(alarm));
         } else {
-            let alarms = self.alarms.bits();
+            let alarms = tracing::field::display(self.alarms);
             tracing::info!(
                 span = self.cfg.span_id,
                 alarm = alarm.name(),
@@ -586,6 +606,15 @@ mod tests {
         assert!(m.alarms().yellow() && !m.send_rai());
         run(&mut m, 0xD5, 500 * MS, false, false, false);
         assert_eq!(events(&mut m), [LineEvent::AlarmCleared(Alarm::Rai)]);
+    }
+
+    #[test]
+    fn alarm_sets_print_their_names() {
+        let a = Alarms::NONE.with(Alarm::Los, true).with(Alarm::Rai, true);
+        assert_eq!(a.to_string(), "LOS|RAI");
+        assert_eq!(format!("{:?}", Alarms::NONE), "Alarms(none)");
+        assert!(a.red() && a.yellow() && !a.blue());
+        assert_eq!(a.with(Alarm::Los, false).bits(), 1 << 4);
     }
 
     #[test]
