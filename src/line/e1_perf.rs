@@ -71,6 +71,8 @@ pub struct Anomalies {
     pub crc4_errors: u32,
     /// E bits = 0 received: far-end block errors.
     pub febe: u32,
+    /// Frame alignment given up: three errored FAS (G.706 §4.1.1), the
+    /// 915/1000 CRC-4 guard (§4.3.2) or no multiframe in 8 ms (§4.2).
     pub alignment_losses: u32,
     pub slips: u32,
 }
