@@ -10,8 +10,10 @@
 //! §2.3.2). Receive does G.706 §4.1 basic frame alignment and, with
 //! [`E1Deframer::with_crc4`], G.706 §4.2 CRC-4 multiframe alignment, the
 //! §4.3 CRC-4 check per sub-multiframe (E bits to send back, far-end E bits
-//! counted) and the §4.3.2 false-alignment guard. Alarms (AIS, RAI timing),
-//! the G.706 Annex B interworking timer and G.826 counters are still to come.
+//! counted) and the §4.3.2 false-alignment guard; with
+//! [`E1Deframer::with_annex_b`], the G.706 Annex B interworking with
+//! non-CRC-4 equipment. Alarms are in [`super::e1_alarm`], G.826 counters in
+//! [`super::e1_perf`], and the span that joins them in [`super::span`].
 //!
 //! # Contract
 //!
@@ -48,6 +50,9 @@ const SMF_FRAMES: u8 = 8;
 /// G.706 §4.2: multiframe alignment must be found within 8 ms (64 frames)
 /// of basic frame alignment, else the basic alignment is taken as spurious.
 pub const MF_SEARCH_FRAMES: u64 = 64;
+/// G.706 Annex B.2.2: no CRC-4 multiframe alignment within 400 ms (100 to
+/// 500 ms allowed) of basic alignment means a non-CRC-4 far end.
+pub const ANNEX_B_SEARCH_FRAMES: u64 = 3200;
 /// G.706 §4.3.2: out of this many CRC-4 blocks ...
 pub const CRC4_BLOCK_WINDOW: u16 = 1000;
 /// ... this many errored ones mean a false frame alignment: search again.
@@ -233,6 +238,8 @@ pub struct DeframerStats {
     pub febe: u64,
     /// Frame alignment dropped by the G.706 §4.3.2 ≥915/1000 rule.
     pub crc4_alignment_losses: u64,
+    /// G.706 Annex B: times the far end was taken as non-CRC-4.
+    pub crc4_interworking: u64,
 }
 
 /// CRC-4 multiframe alignment state (G.706 §4.2).
@@ -244,6 +251,10 @@ pub enum MultiframeState {
     Search,
     /// In CRC-4 multiframe alignment.
     InMultiframe,
+    /// G.706 Annex B.2.2: no multiframe within 400 ms, the far end is taken
+    /// as non-CRC-4: basic framing only, no CRC-4 check, until frame
+    /// alignment is lost. The E bits we send should then be 0.
+    Interworking,
 }
 
 /// Receive side: finds and keeps frame alignment; see the module contract.
@@ -271,6 +282,10 @@ pub struct E1Deframer {
     mf_state: MultiframeState,
     /// Set on a G.706 §4.2 loss of multiframe alignment, cleared on gain.
     lomf: bool,
+    /// G.706 Annex B automatic interworking with non-CRC-4 equipment.
+    annex_b: bool,
+    /// Annex B: frames since basic alignment without multiframe alignment.
+    annex_b_frames: u64,
     /// Frames delivered since basic frame alignment was gained.
     frames_in_frame: u64,
     /// Si bits of the NFAS frames, newest in bit 0.
@@ -337,6 +352,8 @@ impl E1Deframer {
                 MultiframeState::Off
             },
             lomf: false,
+            annex_b: false,
+            annex_b_frames: 0,
             frames_in_frame: 0,
             mfas_shift: 0,
             mfas_phases: 0,
@@ -350,6 +367,16 @@ impl E1Deframer {
             window_errors: 0,
             stats: DeframerStats::default(),
         }
+    }
+
+    /// With `on` (and CRC-4), G.706 Annex B: when 8 ms pass without the
+    /// MFAS the basic frame alignment is kept and the MFAS search starts
+    /// again (a simplification of B.2.1's parallel basic-frame re-search),
+    /// and after [`ANNEX_B_SEARCH_FRAMES`] the deframer settles in
+    /// [`MultiframeState::Interworking`].
+    pub fn with_annex_b(mut self, on: bool) -> Self {
+        self.annex_b = on;
+        self
     }
 
     pub fn multiframe_state(&self) -> MultiframeState {
@@ -484,6 +511,7 @@ impl E1Deframer {
         self.frames_in_frame += 1;
         match self.mf_state {
             MultiframeState::InMultiframe => self.crc4_check_frame(),
+            MultiframeState::Interworking => true,
             _ => self.mfas_search_frame(),
         }
     }
@@ -512,6 +540,9 @@ impl E1Deframer {
                 self.mfas_phases |= 1 << phase;
             }
         }
+        if self.frames_in_frame >= MF_SEARCH_FRAMES && self.annex_b {
+            return self.annex_b_frame();
+        }
         if self.frames_in_frame >= MF_SEARCH_FRAMES {
             tracing::info!(
                 "E1 loss of CRC-4 multiframe alignment: no MFAS within 8 ms, \
@@ -521,6 +552,26 @@ impl E1Deframer {
             self.stats.multiframe_losses += 1;
             self.restart_search();
             return false;
+        }
+        true
+    }
+
+    /// G.706 Annex B.2: 8 ms without MFAS keeps the basic alignment and
+    /// restarts the MFAS search; 400 ms without it means a non-CRC-4 far end.
+    fn annex_b_frame(&mut self) -> bool {
+        self.annex_b_frames += self.frames_in_frame;
+        self.lomf = true;
+        self.frames_in_frame = 0;
+        self.mfas_shift = 0;
+        self.mfas_phases = 0;
+        if self.annex_b_frames >= ANNEX_B_SEARCH_FRAMES {
+            tracing::warn!(
+                "E1 no CRC-4 multiframe within 400 ms: far end taken as non-CRC-4, \
+                 basic framing kept (G.706 Annex B)"
+            );
+            self.set_mf_state(MultiframeState::Interworking, "non-CRC-4 far end");
+            self.stats.crc4_interworking += 1;
+            self.lomf = false;
         }
         true
     }
@@ -609,6 +660,7 @@ impl E1Deframer {
             self.set_mf_state(MultiframeState::Search, "search (re)started");
         }
         self.frames_in_frame = 0;
+        self.annex_b_frames = 0;
         self.mfas_shift = 0;
         self.mfas_phases = 0;
         self.window_blocks = 0;
@@ -618,12 +670,14 @@ impl E1Deframer {
 }
 
 /// Fuzz entry point (`fuzz/fuzz_targets/e1_deframe.rs`): arbitrary line
-/// octets through the deframer. Never panics; every delivered frame is
-/// counted, and alignment is never lost more often than it was gained.
+/// octets through the deframer (without CRC-4, with it, with Annex B) and
+/// through a whole [`super::span::RawSpan`]. Never panics; every delivered
+/// frame is counted, and alignment is never lost more often than it was
+/// gained.
 #[doc(hidden)]
 pub fn fuzz_e1_deframe(data: &[u8]) {
-    for crc4 in [false, true] {
-        let mut d = E1Deframer::with_crc4(crc4);
+    for (crc4, annex_b) in [(false, false), (true, false), (true, true)] {
+        let mut d = E1Deframer::with_crc4(crc4).with_annex_b(annex_b);
         let mut delivered = 0u64;
         for &o in data {
             if d.handle_octet(o).is_some() {
@@ -636,6 +690,8 @@ pub fn fuzz_e1_deframe(data: &[u8]) {
         assert!(losses <= s.alignments);
         assert!(s.crc4_errors <= s.crc4_blocks);
     }
+    super::span::fuzz_raw_span(data, false);
+    super::span::fuzz_raw_span(data, true);
 }
 
 #[cfg(test)]
@@ -860,6 +916,60 @@ mod tests {
         deframe(&mut plain, &shifted(&frames, 13, 0));
         assert_eq!(plain.multiframe_state(), MultiframeState::Off);
         assert_eq!(plain.stats().alignments, 1);
+    }
+
+    #[test]
+    fn annex_b_keeps_basic_framing_and_settles_on_interworking_after_400_ms() {
+        let frames = line_frames(3400);
+        let mut d = E1Deframer::with_crc4(true).with_annex_b(true);
+        let mut states = Vec::new();
+        let out = deframe_with(&mut d, &shifted(&frames, 5, 0), |d| {
+            states.push((d.multiframe_state(), d.loss_of_multiframe()));
+        });
+        let s = d.stats();
+        // Aligned once on the third frame, never dropped (unlike plain
+        // G.706 4.2, which gives up on the basic alignment every 8 ms).
+        assert_eq!((s.alignments, s.multiframe_losses), (1, 0));
+        assert_eq!(d.multiframe_state(), MultiframeState::Interworking);
+        assert_eq!(s.crc4_interworking, 1);
+        assert!(!d.loss_of_multiframe());
+        // LOMF from 8 ms after alignment until the 400 ms timer ran out.
+        let first_interworking = states
+            .iter()
+            .position(|&(m, _)| m == MultiframeState::Interworking)
+            .unwrap();
+        // On the 3200th frame in alignment: 400 ms.
+        assert_eq!(first_interworking + 1, ANNEX_B_SEARCH_FRAMES as usize);
+        assert!(
+            states[100..first_interworking]
+                .iter()
+                .all(|&(_, lomf)| lomf)
+        );
+        assert_eq!(&out[..], &frames[2..2 + out.len()]);
+        assert_eq!(s.crc4_blocks, 0);
+        // A CRC-4 far end is still found as usual with Annex B on.
+        let mut tx = E1Framer::with_crc4(true);
+        let frames = crc4_line(&mut tx, 20 * 16);
+        let mut d = E1Deframer::with_crc4(true).with_annex_b(true);
+        deframe(&mut d, &shifted(&frames, 200, 0x3C));
+        assert_eq!(d.multiframe_state(), MultiframeState::InMultiframe);
+        assert_eq!(d.stats().crc4_errors, 0);
+    }
+
+    /// Like `deframe`, calling `each` after every delivered frame.
+    fn deframe_with(
+        d: &mut E1Deframer,
+        octets: &[u8],
+        mut each: impl FnMut(&E1Deframer),
+    ) -> Vec<[u8; FRAME_OCTETS]> {
+        let mut out = Vec::new();
+        for &o in octets {
+            if let Some(f) = d.handle_octet(o) {
+                out.push(*f);
+                each(d);
+            }
+        }
+        out
     }
 
     #[test]
