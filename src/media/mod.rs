@@ -33,6 +33,7 @@
 pub mod dtmf;
 pub mod jitter;
 pub mod latch;
+pub mod plc;
 pub mod rtp;
 pub mod seq;
 pub mod tone;
