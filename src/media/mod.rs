@@ -34,6 +34,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod latch;
 pub mod plc;
+pub mod rfc4733;
 pub mod rtp;
 pub mod seq;
 pub mod tone;
