@@ -35,6 +35,7 @@ pub mod jitter;
 pub mod latch;
 pub mod plc;
 pub mod rfc4733;
+pub mod rtcp;
 pub mod rtp;
 pub mod seq;
 pub mod tone;
