@@ -34,6 +34,7 @@ pub mod dtmf;
 pub mod jitter;
 pub mod latch;
 pub mod plc;
+pub mod quality;
 pub mod rfc4733;
 pub mod rtcp;
 pub mod rtp;
