@@ -237,7 +237,8 @@ impl Plc {
         if frame >= 1 {
             // I.2.5 scalespeech: 1 - 0.2 (k - 1) at the start of frame k,
             // falling by 0.2 / 80 per sample.
-            let g = 1.0 - (frame - 1) as f32 * ATTEN_PER_FRAME
+            let g = 1.0
+                - (frame - 1) as f32 * ATTEN_PER_FRAME
                 - (n % FRAME_LEN) as f32 * ATTEN_PER_SAMPLE;
             v *= g.max(0.0);
         }
@@ -444,8 +445,14 @@ mod tests {
         let snr = snr_db(&x[1600..1680], &y[1600..1680]);
         assert!(snr > 20.0, "first 10 ms SNR {snr:.1} dB");
         // Second 10 ms: same waveform, attenuated from 1.0 to 0.8.
-        let ratio: f64 = y[1680..1760].iter().map(|&v| (v as f64).powi(2)).sum::<f64>()
-            / x[1680..1760].iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+        let ratio: f64 = y[1680..1760]
+            .iter()
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>()
+            / x[1680..1760]
+                .iter()
+                .map(|&v| (v as f64).powi(2))
+                .sum::<f64>();
         assert!((0.7..0.9).contains(&ratio), "power ratio {ratio}");
         assert_eq!(plc.counters.concealed_samples, 160);
         assert_eq!(plc.counters.erasures, 1);
@@ -477,7 +484,12 @@ mod tests {
         let x = voiced(4000, 140.0);
         let (y, plc) = run(&x, |i| (1000..1800).contains(&i));
         // Attenuation: each 10 ms after the first is quieter than the last.
-        let pow = |a: usize| y[a..a + 80].iter().map(|&v| (v as f64).powi(2)).sum::<f64>();
+        let pow = |a: usize| {
+            y[a..a + 80]
+                .iter()
+                .map(|&v| (v as f64).powi(2))
+                .sum::<f64>()
+        };
         for k in 1..5 {
             let (p0, p1) = (pow(1000 + k * 80), pow(1000 + (k + 1) * 80));
             assert!(p1 < p0, "frame {k}: {p1} !< {p0}");

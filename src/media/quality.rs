@@ -15,8 +15,9 @@
 //! `R = 93.2` (G.107 §3, note on the default values). Only the parameters a
 //! gateway measures change:
 //!
-//! - delay: `Ta` = mouth-to-ear one-way delay = RTT/2 + jitter-buffer depth
-//!   + packetisation + PLC look-back; the echo path is taken as the same
+//! - delay: `Ta` = mouth-to-ear one-way delay, the sum of RTT/2, the
+//!   jitter-buffer depth, the packetisation and the PLC look-back; the echo
+//!   path is taken as the same
 //!   (`T = Ta`, `Tr = 2 Ta`, G.107 §3.3 with echo cancelled to the default
 //!   TELR 65 dB);
 //! - loss: `Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl/BurstR + Bpl)` (§3.5) with
@@ -149,8 +150,8 @@ impl EModel {
     fn ro(&self) -> (f64, f64) {
         let olr = self.slr + self.rlr;
         let lstr = self.stmr + self.dr;
-        let nos = self.ps - self.slr - self.ds - 100.0
-            + 0.004 * (self.ps - olr - self.ds - 14.0).powi(2);
+        let nos =
+            self.ps - self.slr - self.ds - 100.0 + 0.004 * (self.ps - olr - self.ds - 14.0).powi(2);
         let pre = self.pr + 10.0 * lg(1.0 + p10(10.0 - lstr));
         let nor = self.rlr - 121.0 + pre + 0.008 * (pre - 35.0).powi(2);
         let nfo = self.nfor + self.rlr;
@@ -188,7 +189,8 @@ impl EModel {
         let idte = if t < 1.0 {
             0.0
         } else {
-            ((roe - re) / 2.0 + ((roe - re).powi(2) / 4.0 + 100.0).sqrt() - 1.0) * (1.0 - (-t).exp())
+            ((roe - re) / 2.0 + ((roe - re).powi(2) / 4.0 + 100.0).sqrt() - 1.0)
+                * (1.0 - (-t).exp())
         };
         let rle = 10.5 * (self.wepl + 7.0) * (c.tr_ms.max(0.0) + 1.0).powf(-0.25);
         let idle = (ro - rle) / 2.0 + ((ro - rle).powi(2) / 4.0 + 169.0).sqrt();
@@ -436,7 +438,10 @@ mod tests {
         assert!(close(q.one_way_delay_ms, 20.0 + 40.0 + 20.0 + 3.75, 1e-9));
         assert!(close(q.burst_ratio, 1.0, 1e-9));
         // 83.75 ms: no Idd; Ie,eff 3.64 for 1 %, plus the small echo terms.
-        assert!(q.r_factor < 93.2 - 3.64 && q.r_factor > 93.2 - 3.64 - 3.0, "{q:?}");
+        assert!(
+            q.r_factor < 93.2 - 3.64 && q.r_factor > 93.2 - 3.64 - 3.0,
+            "{q:?}"
+        );
         assert!(close(q.mos, mos_from_r(q.r_factor), 1e-12));
         // Nothing received: no division by zero.
         let q = CallQuality::from_stats(&CallStats::default(), &EModel::default());

@@ -106,7 +106,7 @@ impl TelephoneEvent {
 pub fn parse_payload(
     payload: &[u8],
 ) -> Result<impl Iterator<Item = TelephoneEvent> + '_, EventError> {
-    if payload.is_empty() || payload.len() % EVENT_LEN != 0 {
+    if payload.is_empty() || !payload.len().is_multiple_of(EVENT_LEN) {
         return Err(EventError::BadLength);
     }
     Ok(payload
@@ -787,7 +787,11 @@ mod tests {
         // The update at 960 runs past the tone: the detector reports the end
         // only after the pause; the final report carries the true 800.
         assert_eq!(durs, vec![320, 480, 640, 800, 960, 800, 800, 800]);
-        assert!(ev[1..].iter().all(|e| !e.1 && e.2 == 9000 && e.3.event == 1));
+        assert!(
+            ev[1..]
+                .iter()
+                .all(|e| !e.1 && e.2 == 9000 && e.3.event == 1)
+        );
         // The end (E bit, final duration 800) three times, 20 ms apart.
         let ends: Vec<u64> = ev.iter().filter(|e| e.3.end).map(|e| e.0).collect();
         assert_eq!(ends, vec![9120, 9280, 9440]);
@@ -893,7 +897,7 @@ mod tests {
                 }
             }
             for i in 1..wire.len() {
-                if rng.next() % 10 == 0 {
+                if rng.next().is_multiple_of(10) {
                     wire.swap(i - 1, i);
                 }
             }

@@ -215,7 +215,9 @@ mod tests {
     fn unknown_types_are_passed_over_and_padding_on_last_is_accepted() {
         let mut b = rr_sdes_bye();
         // Append an APP packet (PT 204, 12 octets) with 4 octets of padding.
-        b.extend_from_slice(&[0xA0, 204, 0, 3, 0, 0, 0, 1, b'n', b'a', b'm', b'e', 0, 0, 0, 4]);
+        b.extend_from_slice(&[
+            0xA0, 204, 0, 3, 0, 0, 0, 1, b'n', b'a', b'm', b'e', 0, 0, 0, 4,
+        ]);
         let c = Compound::parse(&b).unwrap();
         let p: Vec<_> = c.packets().collect();
         assert_eq!(p.len(), 4);

@@ -126,7 +126,11 @@ impl<'a> ReceiverReport<'a> {
     }
 
     /// Writes an RR into `buf`; returns its length.
-    pub fn emit(ssrc: u32, blocks: &[ReportBlock], buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    pub fn emit(
+        ssrc: u32,
+        blocks: &[ReportBlock],
+        buf: &mut [u8],
+    ) -> Result<usize, BufferTooSmall> {
         if blocks.len() > MAX_REPORT_BLOCKS {
             return Err(BufferTooSmall);
         }
@@ -171,14 +175,20 @@ mod tests {
         };
         big.emit(&mut buf).unwrap();
         assert_eq!(&buf[5..8], &[0x7F, 0xFF, 0xFF]);
-        assert_eq!(ReportBlock::parse(&buf).cumulative_lost, CUMULATIVE_LOST_MAX);
+        assert_eq!(
+            ReportBlock::parse(&buf).cumulative_lost,
+            CUMULATIVE_LOST_MAX
+        );
         let small = ReportBlock {
             cumulative_lost: -0x0100_0000,
             ..Default::default()
         };
         small.emit(&mut buf).unwrap();
         assert_eq!(&buf[5..8], &[0x80, 0, 0]);
-        assert_eq!(ReportBlock::parse(&buf).cumulative_lost, CUMULATIVE_LOST_MIN);
+        assert_eq!(
+            ReportBlock::parse(&buf).cumulative_lost,
+            CUMULATIVE_LOST_MIN
+        );
     }
 
     #[test]
@@ -196,6 +206,9 @@ mod tests {
         let rr = ReceiverReport::parse(&buf[..n], &h).unwrap();
         assert_eq!(rr.ssrc, 0x1234);
         assert_eq!(rr.blocks().collect::<Vec<_>>(), blocks);
-        assert_eq!(ReceiverReport::emit(1, &blocks, &mut buf[..31]), Err(BufferTooSmall));
+        assert_eq!(
+            ReceiverReport::emit(1, &blocks, &mut buf[..31]),
+            Err(BufferTooSmall)
+        );
     }
 }

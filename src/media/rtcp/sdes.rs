@@ -107,12 +107,21 @@ mod tests {
             let mut buf = [0xEEu8; 64];
             let n = Sdes::emit_cname(0x55, name, &mut buf).unwrap();
             assert_eq!(n % 4, 0);
-            assert!(buf[10 + name.len()..n].iter().all(|&b| b == 0), "null terminated");
+            assert!(
+                buf[10 + name.len()..n].iter().all(|&b| b == 0),
+                "null terminated"
+            );
             let h = Header::parse(&buf).unwrap();
             assert_eq!(h.packet_len(), n);
             let s = Sdes::parse(&buf[..n], &h).unwrap();
             let c: Vec<_> = s.chunks().collect();
-            assert_eq!(c, vec![SdesChunk { ssrc: 0x55, cname: Some(name) }]);
+            assert_eq!(
+                c,
+                vec![SdesChunk {
+                    ssrc: 0x55,
+                    cname: Some(name)
+                }]
+            );
         }
     }
 
@@ -128,8 +137,20 @@ mod tests {
         let h = Header::parse(&p).unwrap();
         let s = Sdes::parse(&p, &h).unwrap();
         let c: Vec<_> = s.chunks().collect();
-        assert_eq!(c[0], SdesChunk { ssrc: 1, cname: Some(&b"ab"[..]) });
-        assert_eq!(c[1], SdesChunk { ssrc: 2, cname: None });
+        assert_eq!(
+            c[0],
+            SdesChunk {
+                ssrc: 1,
+                cname: Some(&b"ab"[..])
+            }
+        );
+        assert_eq!(
+            c[1],
+            SdesChunk {
+                ssrc: 2,
+                cname: None
+            }
+        );
         // Item length past the end.
         let mut bad = p;
         bad[9] = 40;

@@ -112,7 +112,11 @@ pub struct RttStats {
 
 impl RttStats {
     fn add(&mut self, rtt: u32) {
-        self.min = if self.samples == 0 { rtt } else { self.min.min(rtt) };
+        self.min = if self.samples == 0 {
+            rtt
+        } else {
+            self.min.min(rtt)
+        };
         self.max = self.max.max(rtt);
         self.last = rtt;
         self.sum += rtt as u64;
@@ -507,7 +511,10 @@ mod tests {
             .unwrap();
         let mut buf = [0u8; 256];
         let rx = ReceptionStats::take(REMOTE, &mut seq, 37);
-        assert_eq!(s.handle_timeout(time(due - 1, 0), Some(rx), &mut buf), Ok(None));
+        assert_eq!(
+            s.handle_timeout(time(due - 1, 0), Some(rx), &mut buf),
+            Ok(None)
+        );
         let n = s
             .handle_timeout(time(due, 0), Some(rx), &mut buf)
             .unwrap()
@@ -591,7 +598,9 @@ mod tests {
         let (mut min, mut max, mut sum) = (u64::MAX, 0u64, 0u64);
         let n = 2000;
         for _ in 0..n {
-            s.handle_timeout(time(now, 0), None, &mut buf).unwrap().unwrap();
+            s.handle_timeout(time(now, 0), None, &mut buf)
+                .unwrap()
+                .unwrap();
             let next = s.poll_timeout().unwrap();
             let iv = next - now;
             assert!((lo..=hi).contains(&iv), "{iv} not in {lo}..={hi}");
@@ -616,7 +625,10 @@ mod tests {
         s.initial = false;
         // 5 % of 2000 bit/s = 12.5 octets/s; 2 members, no senders.
         let t = s.deterministic_interval_s();
-        assert!((t - s.avg_rtcp_size * 2.0 / 12.5).abs() < 1e-9 && t > 5.0, "{t}");
+        assert!(
+            (t - s.avg_rtcp_size * 2.0 / 12.5).abs() < 1e-9 && t > 5.0,
+            "{t}"
+        );
         let cfg = RtcpConfig {
             min_interval_ms: 1000,
             ..RtcpConfig::default()
@@ -668,7 +680,15 @@ mod tests {
         s.handle_rtcp(due + 3000, arrival, &rr[..n]).unwrap();
         assert_eq!(s.rtt().samples, 1);
         // DLSR larger than the time since the SR: rejected, counted.
-        let n = ReceiverReport::emit(REMOTE, &[ReportBlock { dlsr: 65536, ..block }], &mut rr).unwrap();
+        let n = ReceiverReport::emit(
+            REMOTE,
+            &[ReportBlock {
+                dlsr: 65536,
+                ..block
+            }],
+            &mut rr,
+        )
+        .unwrap();
         s.handle_rtcp(due + 3000, arrival, &rr[..n]).unwrap();
         assert_eq!(s.counters.rtt_rejected, 1);
         assert_eq!(s.rtt().mean_ms().map(|m| m.round()), Some(100.0));

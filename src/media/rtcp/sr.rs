@@ -127,7 +127,13 @@ mod tests {
         // RC says 2 blocks, only one present.
         buf[0] = 0x82;
         let h = Header::parse(&buf).unwrap();
-        assert_eq!(SenderReport::parse(&buf[..n], &h).err(), Some(RtcpError::BadCount));
-        assert_eq!(SenderReport::parse(&buf[..24], &h).err(), Some(RtcpError::TooShort));
+        assert_eq!(
+            SenderReport::parse(&buf[..n], &h).err(),
+            Some(RtcpError::BadCount)
+        );
+        assert_eq!(
+            SenderReport::parse(&buf[..24], &h).err(),
+            Some(RtcpError::TooShort)
+        );
     }
 }
