@@ -477,6 +477,9 @@ pub struct EventReceiver {
     /// (code, segment timestamp) of the last finished event.
     last_ended: Option<(u8, u32)>,
     play: Option<Play>,
+    /// The next digit's tone, when it began before `play` finished (it
+    /// starts after `play` stops plus the minimum pause).
+    next: Option<Play>,
     /// No new tone before this sample (pause after the previous tone).
     quiet_until: u64,
     queue: [Option<DtmfEvent>; QUEUE],
@@ -498,6 +501,7 @@ impl EventReceiver {
             cur: None,
             last_ended: None,
             play: None,
+            next: None,
             quiet_until: 0,
             queue: [None; QUEUE],
             q_head: 0,
@@ -604,11 +608,17 @@ impl EventReceiver {
             at_sample: now,
         });
         if let Some(spec) = ToneSpec::dtmf(digit) {
-            self.play = Some(Play {
+            let p = Play {
                 tone: ToneGenerator::new(spec),
                 start_at: now.max(self.quiet_until),
                 stop_at: None,
-            });
+            };
+            // The previous tone keeps its full length; a third digit
+            // arriving meanwhile replaces the waiting one.
+            match self.play {
+                Some(_) => self.next = Some(p),
+                None => self.play = Some(p),
+            }
         }
         if ev.end {
             self.finish(false);
@@ -629,7 +639,12 @@ impl EventReceiver {
             digit,
             duration_samples: c.duration,
         });
-        if let Some(p) = self.play.as_mut()
+        // The tone of the event being finished is the latest begun one.
+        let latest = match self.next.as_mut() {
+            Some(n) => Some(n),
+            None => self.play.as_mut(),
+        };
+        if let Some(p) = latest
             && p.stop_at.is_none()
         {
             let len = c.duration.max(self.cfg.min_tone_samples as u64);
@@ -659,28 +674,27 @@ impl EventReceiver {
     /// [`handle_timeout`](Self::handle_timeout) itself.
     pub fn fill(&mut self, now: u64, out: &mut [i16]) -> bool {
         self.handle_timeout(now);
-        let Some(p) = self.play.as_mut() else {
-            return false;
-        };
         let mut wrote = false;
         for (i, o) in out.iter_mut().enumerate() {
             let t = now + i as u64;
-            if t < p.start_at {
+            let Some(p) = self.play.as_mut() else {
+                break;
+            };
+            if p.stop_at.is_some_and(|s| t >= s) {
+                self.play = self.next.take();
                 continue;
             }
-            if p.stop_at.is_some_and(|s| t >= s) {
-                self.play = None;
-                break;
+            if t >= p.start_at {
+                p.tone.fill(core::slice::from_mut(o));
+                wrote = true;
             }
-            p.tone.fill(core::slice::from_mut(o));
-            wrote = true;
         }
         wrote
     }
 
     /// True while a regenerated tone is playing or due.
     pub fn is_playing(&self) -> bool {
-        self.play.is_some()
+        self.play.is_some() || self.next.is_some()
     }
 
     fn push(&mut self, e: DtmfEvent) {
@@ -1071,6 +1085,45 @@ mod tests {
             } => assert!(duration_samples.abs_diff(800) <= 40, "{duration_samples}"),
             e => panic!("{e:?}"),
         }
+        assert!(!r.is_playing());
+    }
+
+    #[test]
+    fn a_digit_arriving_during_the_previous_tone_waits_for_it() {
+        // '1' ends (100 ms) while its tone still has 60 ms to play, and '2'
+        // starts at once: '1' plays in full, then 40 ms of pause, then '2'.
+        let rep = |event, end, duration| {
+            TelephoneEvent {
+                event,
+                end,
+                volume: 10,
+                duration,
+            }
+            .to_bytes()
+        };
+        let mut r = EventReceiver::default();
+        let mut tone = Vec::new();
+        for now in (0..4000u64).step_by(8) {
+            match now {
+                0 => r.handle_packet(now, 0, &rep(1, false, 320)).unwrap(),
+                320 => r.handle_packet(now, 0, &rep(1, true, 800)).unwrap(),
+                328 => r.handle_packet(now, 1200, &rep(2, true, 400)).unwrap(),
+                _ => {}
+            }
+            let mut b = [0i16; 8];
+            r.fill(now, &mut b);
+            tone.extend(b.iter().map(|&v| v != 0));
+        }
+        let on: Vec<usize> = tone
+            .iter()
+            .enumerate()
+            .filter(|(_, on)| **on)
+            .map(|(i, _)| i)
+            .collect();
+        // Tone 1: samples 0..800; pause 800..1120; tone 2: 1120..1520.
+        assert!(on.iter().all(|&i| i < 800 || (1120..1520).contains(&i)));
+        assert!(on.iter().filter(|&&i| i < 800).count() > 790);
+        assert!(on.iter().filter(|&&i| i >= 1120).count() > 390);
         assert!(!r.is_playing());
     }
 
