@@ -1129,6 +1129,12 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn report_round_trip(event: u8, end: bool, volume in 0u8..64, duration: u16) {
+            let e = TelephoneEvent { event, end, volume, duration };
+            proptest::prop_assert_eq!(TelephoneEvent::parse(&e.to_bytes()), e);
+        }
+
+        #[test]
         fn receiver_never_panics(
             pkts in proptest::collection::vec(
                 (proptest::num::u32::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..13)),

@@ -303,6 +303,49 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// emit then parse is the identity for SR + SDES + BYE compounds.
+        #[test]
+        fn sr_sdes_bye_round_trip(
+            ssrc: u32, ntp: u64, rtp_ts: u32, packet_count: u32, octet_count: u32,
+            blocks in proptest::collection::vec(
+                (proptest::num::u32::ANY, proptest::num::u8::ANY, -0x80_0000i32..=0x7F_FFFF,
+                 proptest::num::u32::ANY, proptest::num::u32::ANY, proptest::num::u32::ANY,
+                 proptest::num::u32::ANY), 0..31),
+            cname in proptest::collection::vec(proptest::num::u8::ANY, 0..255),
+            reason in proptest::collection::vec(proptest::num::u8::ANY, 0..255),
+        ) {
+            let blocks: Vec<ReportBlock> = blocks.into_iter().map(|(ssrc, fraction_lost, cumulative_lost, extended_highest_seq, jitter, lsr, dlsr)| ReportBlock {
+                ssrc, fraction_lost, cumulative_lost, extended_highest_seq, jitter, lsr, dlsr,
+            }).collect();
+            let info = SenderInfo { ntp, rtp_ts, packet_count, octet_count };
+            let mut buf = [0u8; 2048];
+            let mut w = CompoundWriter::new(&mut buf);
+            w.sr(ssrc, &info, &blocks).unwrap().sdes_cname(ssrc, &cname).unwrap().bye(&[ssrc], &reason).unwrap();
+            let n = w.len();
+            let c = Compound::parse(&buf[..n]).unwrap();
+            let p: Vec<_> = c.packets().collect();
+            proptest::prop_assert_eq!(p.len(), 3);
+            match &p[0] {
+                RtcpPacket::Sr(sr) => {
+                    proptest::prop_assert_eq!((sr.ssrc, sr.info), (ssrc, info));
+                    proptest::prop_assert_eq!(sr.blocks().collect::<Vec<_>>(), blocks);
+                }
+                _ => proptest::prop_assert!(false),
+            }
+            match &p[1] {
+                RtcpPacket::Sdes(s) => proptest::prop_assert_eq!(s.chunks().next().unwrap().cname, Some(&cname[..])),
+                _ => proptest::prop_assert!(false),
+            }
+            match &p[2] {
+                RtcpPacket::Bye(b) => {
+                    proptest::prop_assert!(b.sources().eq([ssrc]));
+                    let want = if reason.is_empty() { None } else { Some(&reason[..]) };
+                    proptest::prop_assert_eq!(b.reason, want);
+                }
+                _ => proptest::prop_assert!(false),
+            }
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
             if let Ok(c) = Compound::parse(&bytes) {
