@@ -236,7 +236,9 @@ impl EventSender {
             return false;
         };
         let started_at = started_at.min(now);
-        if let SendState::Active { event_start, .. } = self.state {
+        if let SendState::Active { event_start, .. } | SendState::SegmentEnd { event_start, .. } =
+            self.state
+        {
             self.end(now, started_at.saturating_sub(event_start));
         }
         self.counters.digits += 1;
@@ -833,6 +835,29 @@ mod tests {
         assert!(got[0].2.end && got[1].2.end && got[0].2.event == 4);
         assert!(got[2].0);
         assert_eq!((got[2].1, got[2].2.event), (410, 7));
+    }
+
+    #[test]
+    fn a_new_digit_ends_the_open_one_at_its_start() {
+        // '2' detected while '1' (no end reported) is still open: '1' ends
+        // where '2' began, then '2' follows its three end repeats.
+        let mut s = EventSender::new(EventSenderConfig::default(), 0);
+        s.start(0, b'1', 0);
+        let mut got = Vec::new();
+        for now in (0..3000u64).step_by(8) {
+            if now == 1000 {
+                s.start(now, b'2', 960);
+            }
+            if let Some(p) = s.poll_packet(now) {
+                got.push((p.marker, p.timestamp, TelephoneEvent::parse(&p.payload)));
+            }
+        }
+        let ends: Vec<_> = got.iter().filter(|g| g.2.end && g.2.event == 1).collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends.iter().all(|e| e.2.duration == 960 && e.1 == 0));
+        let two = got.iter().position(|g| g.2.event == 2).unwrap();
+        assert!(got[two].0 && got[two].1 == 960);
+        assert!(got[..two].iter().all(|g| g.2.event == 1));
     }
 
     #[test]
