@@ -12,7 +12,9 @@
 //!   writes the compound report (SR or RR, then SDES CNAME) into the caller's
 //!   buffer and schedules the next one. [`ReceptionStats::take`] builds the
 //!   reception numbers from the channel's [`SourceSeq`] and jitter; it
-//!   advances the fraction-lost interval, so call it once per report.
+//!   advances the fraction-lost interval, so call it once per report. Pass
+//!   `None` when no RTP arrived since the previous report (§6.4.2: blocks
+//!   only for sources heard since then).
 //! - Disconnect: [`RtcpSession::bye`] writes report + SDES + BYE (§6.6) and
 //!   stops the timer.
 //! - [`RtcpSession::poll_event`]: the far end's BYE.
@@ -721,6 +723,81 @@ mod tests {
         s.handle_rtcp(0, 0, &far[..n]).unwrap();
         assert_eq!(s.poll_event(), Some(RtcpEvent::Bye { ssrc: REMOTE }));
         assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn two_sessions_measure_the_round_trip_of_the_path() {
+        // A and B both send audio; the path delays each datagram 40 ms
+        // (320 samples, two steps of this loop); the wallclocks differ by an
+        // arbitrary offset, which RTT = A - LSR - DLSR does not depend on.
+        const DELAY: u64 = 320;
+        let ntp_of = |now: u64, offset: u64| offset + (now << 32) / 8000;
+        let (oa, ob) = (3_900_000_000u64 << 32, 3_800_000_000u64 << 32);
+        let mut a = RtcpSession::new(
+            RtcpConfig {
+                seed: 1,
+                ..Default::default()
+            },
+            LOCAL,
+            b"a",
+            0,
+        );
+        let mut b = RtcpSession::new(
+            RtcpConfig {
+                seed: 2,
+                ..Default::default()
+            },
+            REMOTE,
+            b"b",
+            0,
+        );
+        a.set_remote_ssrc(REMOTE);
+        b.set_remote_ssrc(LOCAL);
+        let mut seq_a = SourceSeq::new(0, 1);
+        let mut seq_b = SourceSeq::new(0, 1);
+        let mut in_flight: Vec<(u64, bool, Vec<u8>)> = Vec::new();
+        let mut buf = [0u8; 256];
+        for now in (0..8000 * 60u64).step_by(160) {
+            let q = (now / 160) as u16;
+            a.on_rtp_sent(160);
+            b.on_rtp_sent(160);
+            seq_a.update(q, 1);
+            seq_b.update(q, 1);
+            for (sess, seq, to_a, off, peer) in [
+                (&mut a, &mut seq_a, false, oa, REMOTE),
+                (&mut b, &mut seq_b, true, ob, LOCAL),
+            ] {
+                if sess.poll_timeout().is_some_and(|t| t <= now) {
+                    let t = ReportTime {
+                        now,
+                        ntp: ntp_of(now, off),
+                        rtp_ts: now as u32,
+                    };
+                    let rx = ReceptionStats::take(peer, seq, 0);
+                    let n = sess.handle_timeout(t, Some(rx), &mut buf).unwrap().unwrap();
+                    in_flight.push((now + DELAY, to_a, buf[..n].to_vec()));
+                }
+            }
+            in_flight.retain(|(at, to_a, d)| {
+                if *at > now {
+                    return true;
+                }
+                let (sess, off) = if *to_a { (&mut a, oa) } else { (&mut b, ob) };
+                sess.handle_rtcp(now, ntp_of(now, off), d).unwrap();
+                false
+            });
+        }
+        for s in [&a, &b] {
+            let rtt = s.rtt();
+            assert!(rtt.samples >= 8, "{rtt:?}");
+            // 60 ms, within the 20 ms granularity of this loop.
+            let (lo, hi) = (
+                rtt.min as f64 * 1000.0 / 65536.0,
+                rtt.max as f64 * 1000.0 / 65536.0,
+            );
+            assert!(lo >= 59.0 && hi <= 81.0, "{lo}..{hi} ms");
+            assert_eq!(s.remote_report().map(|r| r.fraction_lost), Some(0));
+        }
     }
 
     #[test]
