@@ -1,13 +1,21 @@
 //! Fuzz entry points of the media plane (see `fuzz/README.md`).
 
 use super::latch::{Latch, LatchVerdict};
-use super::rtp::{RtpErrorCounters, RtpPacket};
+use super::rfc4733::EventReceiver;
+use super::rtcp::session::{ReceptionStats, ReportTime, RtcpConfig, RtcpSession};
+use super::rtp::{RtpError, RtpErrorCounters, RtpPacket};
 use super::seq::{Jitter, SourceSeq};
 use std::net::SocketAddr;
 
+/// Payload type the fuzz channel negotiated for telephone-events.
+const TELEPHONE_EVENT_PT: u8 = 101;
+
 /// The RTP/RTCP receive path fed with arbitrary datagrams. The first octet
 /// of `data` picks the source port, the rest is split into datagrams at
-/// every `0xFF 0xFE` pair; must never panic.
+/// every `0xFF 0xFE` pair; must never panic. RTCP (RFC 5761 multiplexed,
+/// refused by the RTP parser) goes to an [`RtcpSession`], which then writes
+/// a report; payload type 101 goes to the RFC 4733 receiver and its tone
+/// regeneration.
 #[doc(hidden)]
 pub fn fuzz_rtp_receive(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
@@ -18,9 +26,32 @@ pub fn fuzz_rtp_receive(data: &[u8]) {
     let mut errors = RtpErrorCounters::default();
     let mut seq: Option<SourceSeq> = None;
     let mut jitter = Jitter::default();
+    let mut rtcp = RtcpSession::new(RtcpConfig::default(), 0x1111_1111, b"fuzz", 0);
+    let mut events = EventReceiver::default();
+    let mut tone = [0i16; 8];
+    let mut report = [0u8; 512];
     for (i, dgram) in split(rest).enumerate() {
+        let now = i as u64 * 160;
         let from = SocketAddr::from(([127, 0, 0, 1 + (sel >> 1) % 2], 4000 + (i as u16 % 2)));
+        events.fill(now, &mut tone);
+        while events.poll_event().is_some() {}
         match RtpPacket::parse(dgram) {
+            Err(RtpError::RtcpOnRtpPort) => {
+                let _ = rtcp.handle_rtcp(now, now << 20, dgram);
+                let _ = rtcp.poll_event();
+                let rx = seq
+                    .as_mut()
+                    .map(|s| ReceptionStats::take(0x2222_2222, s, jitter.value()));
+                let t = ReportTime {
+                    now: rtcp.poll_timeout().unwrap_or(now).max(now),
+                    ntp: now << 20,
+                    rtp_ts: now as u32,
+                };
+                let _ = rtcp.handle_timeout(t, rx, &mut report);
+            }
+            Ok(p) if p.repr.payload_type.0 == TELEPHONE_EVENT_PT => {
+                let _ = events.handle_packet(now, p.repr.timestamp, p.payload);
+            }
             Ok(p) => match latch.check(from, p.repr.ssrc) {
                 LatchVerdict::Reject => errors.count(super::rtp::RtpError::WrongSource),
                 LatchVerdict::Latched | LatchVerdict::SsrcChanged { .. } => {

@@ -27,12 +27,30 @@
 //!   Q.24 limits).
 //! - [`tone::ToneGenerator::fill`] plays call-progress tones (UK defaults)
 //!   and DTMF digits, phase-continuous across calls.
+//! - [`plc::Plc::process`] per E1 tick on the jitter buffer's output and its
+//!   missing flags: G.711 Appendix I concealment, in place, 3.75 ms delay.
+//! - [`rfc4733::EventSender`]: `start`/`end` from the DTMF detector's
+//!   events, `poll_packet(now)` per tick (voice held while `is_active`);
+//!   [`rfc4733::EventReceiver`]: `handle_packet` per telephone-event packet,
+//!   `fill(now, block)` per tick after the PLC (regenerated DTMF),
+//!   `poll_event` for the control plane.
+//! - [`rtcp::session::RtcpSession`]: `on_rtp_sent` per packet sent,
+//!   `handle_rtcp(now, ntp, datagram)` per RTCP datagram,
+//!   `poll_timeout`/`handle_timeout(time, reception, buf)` for reports
+//!   (RFC 3550 §6.3 interval), `bye` on disconnect; codecs in
+//!   [`rtcp::compound`].
+//! - [`quality::CallQuality::from_stats`] once at call end: the summary with
+//!   the G.107 R-factor and MOS.
 //!
-//! Not yet here (planned): plc, RFC 4733 events, rtcp, quality, channel.
+//! Not yet here (planned): channel, engine, ring.
 
 pub mod dtmf;
 pub mod jitter;
 pub mod latch;
+pub mod plc;
+pub mod quality;
+pub mod rfc4733;
+pub mod rtcp;
 pub mod rtp;
 pub mod seq;
 pub mod tone;
