@@ -157,6 +157,26 @@ impl JitterBuffer {
         self.late_streak = 0;
     }
 
+    /// New settings for the next stream, keeping the ring (no allocation):
+    /// `max_depth_ms` is capped at what the ring was sized for by
+    /// [`Self::new`]. Resets the stream; returns the settings applied.
+    pub fn reconfigure(&mut self, cfg: JitterConfig) -> JitterConfig {
+        let ring_ms = (self.capacity() as usize - 3 * MAX_PACKET_SAMPLES) / SAMPLES_PER_MS as usize;
+        let max_depth_ms = cfg.max_depth_ms.min(ring_ms.min(u16::MAX as usize) as u16);
+        self.cfg = JitterConfig {
+            max_depth_ms,
+            min_depth_ms: cfg.min_depth_ms.min(max_depth_ms),
+            ..cfg
+        };
+        self.reset();
+        self.cfg
+    }
+
+    /// Heap bytes of the ring (for the media memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.samples.len() * std::mem::size_of::<i16>() + self.present.len()
+    }
+
     /// RFC 3550 A.8 jitter of the stream, in samples.
     pub fn jitter_samples(&self) -> u32 {
         self.jitter.value()

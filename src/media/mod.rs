@@ -30,11 +30,16 @@
 //!
 //! Not yet here (planned): plc, RFC 4733 events, rtcp, quality, channel.
 
+pub mod channel;
+pub mod control;
 pub mod dtmf;
+pub mod engine;
 pub mod jitter;
 pub mod latch;
+pub mod ring;
 pub mod rtp;
 pub mod seq;
+pub mod tdm;
 pub mod tone;
 
 mod fuzz;
