@@ -64,10 +64,11 @@ use crate::line::g711;
 pub const TICK_SAMPLES: usize = 8;
 /// Events a channel holds between two drains by the engine.
 pub const EVENT_QUEUE: usize = 8;
-/// Voice held back so a detected digit can be cut out of it (Q.24
-/// detection needs ~40 ms of tone; the detector's window adds up to one
-/// block).
-pub const DEFAULT_DTMF_DELAY_MS: u16 = 48;
+/// Voice held back so a detected digit can be cut out of it: the detector
+/// reports a digit 36..40 ms after its start (Q.24: 40 ms tones must be
+/// accepted), so 36 ms is the least that loses nothing at 10 ms ptime
+/// (measured over onset alignments); 40 ms leaves a margin.
+pub const DEFAULT_DTMF_DELAY_MS: u16 = 40;
 /// Largest RTP packet a channel builds: header + 40 ms of G.711.
 pub const MAX_TX_PACKET: usize = RTP_HEADER_LEN + MAX_PACKET_SAMPLES;
 
@@ -845,5 +846,384 @@ impl Channel {
         s.max_jitter = s.max_jitter.max(self.jb.jitter_samples());
         self.counters.packets_received += 1;
         self.counters.octets_received += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::RtpPacket;
+
+    fn id() -> ChannelId {
+        ChannelId {
+            span: 1,
+            timeslot: 5,
+        }
+    }
+
+    fn remote() -> SocketAddr {
+        "192.0.2.7:40002".parse().unwrap()
+    }
+
+    fn channel(delay_ms: u16) -> Channel {
+        Channel::new(ChannelParams {
+            dtmf_delay_ms: delay_ms,
+            ..ChannelParams::new(id(), 42)
+        })
+    }
+
+    fn connect(ch: &mut Channel, f: impl FnOnce(&mut ConnectParams)) {
+        let mut p = ConnectParams::new(remote(), Codec::Pcma);
+        f(&mut p);
+        ch.command(Command::Connect { ch: id(), params: p });
+        assert!(ch.is_connected());
+    }
+
+    fn events(ch: &mut Channel) -> Vec<Event> {
+        std::iter::from_fn(|| ch.poll_event()).collect()
+    }
+
+    /// Ticks `ms` times with `rx(sample_index)` as the received octets;
+    /// returns the packets sent and the octets played to the timeslot.
+    fn run(
+        ch: &mut Channel,
+        ms: usize,
+        mut rx: impl FnMut(u64) -> u8,
+    ) -> (Vec<(RtpRepr, Vec<u8>)>, Vec<u8>) {
+        let mut pkts = Vec::new();
+        let mut played = Vec::new();
+        for _ in 0..ms {
+            let t0 = ch.now();
+            let r: [u8; 8] = core::array::from_fn(|i| rx(t0 + i as u64));
+            let mut tx = [0u8; 8];
+            ch.tick(&r, &mut tx);
+            played.extend_from_slice(&tx);
+            if let Some((buf, to)) = ch.poll_transmit() {
+                assert_eq!(to, remote());
+                let p = RtpPacket::parse(buf).unwrap();
+                pkts.push((p.repr, p.payload.to_vec()));
+            }
+        }
+        (pkts, played)
+    }
+
+    fn pattern(t: u64) -> u8 {
+        (t.wrapping_mul(37) % 251) as u8
+    }
+
+    #[test]
+    fn packetises_pcma_octets_untouched_with_continuous_seq_and_ts() {
+        for ptime in PTIMES_MS {
+            let mut ch = channel(0);
+            connect(&mut ch, |p| {
+                p.ptime_ms = ptime;
+                p.ssrc = Some(0x1234_5678);
+                p.dtmf_detect = false;
+            });
+            let (pkts, _) = run(&mut ch, 400, pattern);
+            let n = ptime as usize * 8;
+            assert_eq!(pkts.len(), 400 / ptime as usize, "ptime {ptime}");
+            for (i, (r, payload)) in pkts.iter().enumerate() {
+                let first = &pkts[0].0;
+                assert_eq!(r.marker, i == 0, "marker only on the first");
+                assert_eq!(r.payload_type, PayloadType::PCMA);
+                assert_eq!(r.ssrc, 0x1234_5678);
+                assert_eq!(r.sequence_number, first.sequence_number.wrapping_add(i as u16));
+                assert_eq!(r.timestamp, first.timestamp.wrapping_add((i * n) as u32));
+                let want: Vec<u8> = (0..n as u64).map(|k| pattern(i as u64 * n as u64 + k)).collect();
+                assert_eq!(payload, &want, "ptime {ptime} packet {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn pcmu_goes_through_the_g711_table() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| {
+            *p = ConnectParams::new(remote(), Codec::Pcmu);
+            p.dtmf_detect = false;
+        });
+        let (pkts, _) = run(&mut ch, 40, pattern);
+        assert_eq!(pkts[0].0.payload_type, PayloadType::PCMU);
+        let want: Vec<u8> = (0..160).map(|k| g711::alaw_to_ulaw(pattern(k))).collect();
+        assert_eq!(pkts[0].1, want);
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        let s = ch.session.as_mut().unwrap();
+        s.seq = 0xFFFE;
+        s.ts0 = 0xFFFF_FF00;
+        let (pkts, _) = run(&mut ch, 80, pattern);
+        let seqs: Vec<u16> = pkts.iter().map(|p| p.0.sequence_number).collect();
+        let tss: Vec<u32> = pkts.iter().map(|p| p.0.timestamp).collect();
+        assert_eq!(seqs, [0xFFFE, 0xFFFF, 0, 1]);
+        assert_eq!(tss, [0xFFFF_FF00, 0xFFFF_FFA0, 0x40, 0xE0]);
+    }
+
+    #[test]
+    fn initial_seq_ts_ssrc_differ_per_seed_and_call() {
+        let mut a = channel(0);
+        connect(&mut a, |_| {});
+        let first = a.tx_state().unwrap();
+        connect(&mut a, |_| {});
+        let second = a.tx_state().unwrap();
+        let mut b = Channel::new(ChannelParams::new(id(), 43));
+        connect(&mut b, |_| {});
+        assert_ne!(first, second);
+        assert_ne!(first, b.tx_state().unwrap());
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 12 + payload.len()];
+        let r = RtpRepr {
+            marker: false,
+            payload_type: PayloadType(pt),
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+        };
+        let n = r.emit(payload, &mut b).unwrap();
+        b.truncate(n);
+        b
+    }
+
+    #[test]
+    fn received_audio_is_played_after_the_jitter_depth() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        let mut played = Vec::new();
+        for k in 0..20u64 {
+            let payload: Vec<u8> = (0..160).map(|i| pattern(k * 160 + i)).collect();
+            ch.handle_rtp(&rtp(k as u16, k as u32 * 160, 9, 8, &payload), remote());
+            let (_, out) = run(&mut ch, 20, |_| 0xD5);
+            played.extend(out);
+        }
+        // The first packet waits the 20 ms minimum depth; then the octets
+        // come out as sent (A-law -> linear -> A-law is exact).
+        let want: Vec<u8> = (0..160 * 10).map(pattern).collect();
+        assert_eq!(&played[160..160 * 11], &want[..]);
+        assert_eq!(ch.counters().packets_received, 20);
+        let ev = events(&mut ch);
+        assert!(matches!(ev[0], Event::FirstRtp { ssrc: 9, .. }), "{ev:?}");
+    }
+
+    #[test]
+    fn ssrc_change_is_reported_and_resets_the_source() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        ch.handle_rtp(&rtp(100, 0, 1, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(101, 160, 1, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(7, 99_999, 2, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(8, 100_159, 2, 8, &[0xD5; 160]), remote());
+        let ev = events(&mut ch);
+        assert_eq!(
+            ev[1],
+            Event::SsrcChanged {
+                ch: id(),
+                old: 1,
+                new: 2
+            }
+        );
+        assert_eq!(ch.counters().ssrc_changes, 1);
+        assert_eq!(ch.counters().seq_rejected, 0, "new source, new sequence");
+        assert_eq!(ch.counters().packets_received, 4);
+        ch.command(Command::Disconnect { ch: id() });
+        let ev = events(&mut ch);
+        let Event::CallSummary { summary, .. } = ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(summary.ssrc_changes, 1);
+        assert_eq!(summary.packets_expected, 2, "counted from the new source");
+    }
+
+    #[test]
+    fn every_kind_of_bad_datagram_is_counted_never_a_panic() {
+        let mut ch = channel(0);
+        ch.handle_rtp(&rtp(1, 0, 1, 8, &[1]), remote());
+        assert_eq!(ch.counters().rtp_while_idle, 1);
+        connect(&mut ch, |p| {
+            p.dtmf_detect = false;
+            p.telephone_event_pt = Some(PayloadType(101));
+        });
+        let other: SocketAddr = "192.0.2.8:40002".parse().unwrap();
+        let good = rtp(1, 0, 1, 8, &[0xD5; 160]);
+        let cases: Vec<(Vec<u8>, RtpError)> = vec![
+            (vec![0x80, 8, 0], RtpError::TooShort),
+            (
+                vec![0x40, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                RtpError::BadVersion,
+            ),
+            (
+                vec![0x83, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                RtpError::HeadersTruncated,
+            ),
+            (
+                vec![0xA0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+                RtpError::BadPadding,
+            ),
+            (
+                vec![0x81, 0xC9, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+                RtpError::RtcpOnRtpPort,
+            ),
+            (rtp(1, 0, 1, 0, &[0xFF; 160]), RtpError::UnknownPayloadType),
+            (rtp(1, 0, 1, 8, &[]), RtpError::EmptyPayload),
+            (rtp(1, 0, 1, 8, &[0xD5; 321]), RtpError::TooLong),
+        ];
+        for (bytes, kind) in &cases {
+            ch.handle_rtp(bytes, remote());
+            assert_eq!(ch.counters().rtp_errors.get(*kind), 1, "{kind:?}");
+        }
+        ch.handle_rtp(&good, remote());
+        ch.handle_rtp(&good, other);
+        assert_eq!(ch.counters().rtp_errors.get(RtpError::WrongSource), 1);
+        assert_eq!(ch.counters().rtp_errors.total(), cases.len() as u64 + 1);
+        assert_eq!(ch.counters().packets_received, 1);
+        // Telephone-event and CN packets are accepted, not audio.
+        ch.handle_rtp(&rtp(2, 160, 1, 101, &[1, 0x8A, 0, 160]), remote());
+        ch.handle_rtp(&rtp(3, 320, 1, 13, &[40]), remote());
+        assert_eq!(ch.counters().telephone_event_packets, 1);
+        assert_eq!(ch.counters().comfort_noise_packets, 1);
+        assert_eq!(ch.counters().rtp_errors.total(), cases.len() as u64 + 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(dgrams in proptest::collection::vec(
+            proptest::collection::vec(proptest::num::u8::ANY, 0..400), 1..20)) {
+            let mut ch = channel(0);
+            connect(&mut ch, |p| p.telephone_event_pt = Some(PayloadType(101)));
+            for d in &dgrams {
+                ch.handle_rtp(d, remote());
+                let mut tx = [0; 8];
+                ch.tick(&[0xD5; 8], &mut tx);
+            }
+        }
+    }
+
+    #[test]
+    fn rtp_timeout_is_reported_once_and_rearmed_by_rtp() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| {
+            p.rtp_timeout_ms = 100;
+            p.dtmf_detect = false;
+        });
+        run(&mut ch, 99, |_| 0xD5);
+        assert!(events(&mut ch).is_empty());
+        run(&mut ch, 1, |_| 0xD5);
+        assert_eq!(
+            events(&mut ch),
+            [Event::RtpTimeout {
+                ch: id(),
+                silent_ms: 100
+            }]
+        );
+        run(&mut ch, 300, |_| 0xD5);
+        assert!(events(&mut ch).is_empty(), "once");
+        ch.handle_rtp(&rtp(1, 0, 1, 8, &[0xD5; 160]), remote());
+        run(&mut ch, 100, |_| 0xD5);
+        let ev = events(&mut ch);
+        assert!(matches!(ev[..], [Event::FirstRtp { .. }, Event::RtpTimeout { silent_ms: 100, .. }]), "{ev:?}");
+        assert_eq!(ch.counters().rtp_timeouts, 2);
+    }
+
+    /// A-law of a DTMF digit (Q.23 levels) for samples in `[on, off)`, a
+    /// quiet 300 Hz tone elsewhere (stands for speech).
+    fn dtmf_line(digit: u8, on: u64, off: u64) -> impl FnMut(u64) -> u8 {
+        let mut g = ToneGenerator::new(ToneSpec::dtmf(digit).unwrap());
+        move |t| {
+            let mut x = [0i16; 1];
+            g.fill(&mut x);
+            if (on..off).contains(&t) {
+                g711::linear_to_alaw(x[0])
+            } else {
+                let v = 300.0 * (t as f32 * 300.0 / 8000.0 * std::f32::consts::TAU).sin();
+                g711::linear_to_alaw(v as i16)
+            }
+        }
+    }
+
+    #[test]
+    fn detected_digit_is_cut_from_the_voice_stream() {
+        let mut ch = channel(DEFAULT_DTMF_DELAY_MS);
+        connect(&mut ch, |_| {});
+        let (on, off) = (4000u64, 4000 + 8 * 80);
+        let (pkts, _) = run(&mut ch, 1000, dtmf_line(b'7', on, off));
+        let ev = events(&mut ch);
+        assert_eq!(ev[0], Event::DtmfStart { ch: id(), digit: b'7' });
+        assert!(matches!(ev[1], Event::DtmfEnd { digit: b'7', duration_ms: 76..=84, .. }), "{ev:?}");
+        let stream: Vec<u8> = pkts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        // The stream starts at sample 0 (no packet lost to the delay line).
+        assert!(stream.len() >= off as usize + 400);
+        let digit_octets = (on..off).filter(|&t| stream[t as usize] != g711::ALAW_IDLE).count();
+        assert_eq!(digit_octets, 0, "every octet of the digit suppressed");
+        assert_eq!(ch.counters().dtmf_leaked_samples, 0);
+        // The voice before and after it goes through (bar the muted pause).
+        assert_eq!(stream[..on as usize - 16], (0..on - 16).map(dtmf_line(b'7', on, off)).collect::<Vec<_>>()[..]);
+        let after = (off + 8 * 60) as usize;
+        assert!(stream[after..after + 160].iter().any(|&o| o != g711::ALAW_IDLE));
+    }
+
+    #[test]
+    fn without_delay_the_leaked_part_is_counted() {
+        let mut ch = channel(0);
+        connect(&mut ch, |_| {});
+        run(&mut ch, 1000, dtmf_line(b'#', 4000, 4800));
+        let leaked = ch.counters().dtmf_leaked_samples;
+        assert!((160..=480).contains(&leaked), "{leaked}");
+    }
+
+    #[test]
+    fn commanded_digits_and_tones_play_into_the_timeslot() {
+        let mut ch = channel(0);
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: DigitString::new(b"19#", 80, 80).unwrap(),
+        });
+        let (_, played) = run(&mut ch, 600, |_| 0xD5);
+        let mut det = DtmfDetector::new();
+        let lin: Vec<i16> = played.iter().map(|&a| g711::alaw_to_linear(a)).collect();
+        det.handle_samples(&lin);
+        let got: Vec<u8> = std::iter::from_fn(|| det.poll_event())
+            .filter_map(|e| match e {
+                DtmfEvent::DigitStart { digit, .. } => Some(digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, b"19#");
+        assert!(played[8 * 500..].iter().all(|&o| o == g711::ALAW_IDLE), "idle after");
+
+        ch.command(Command::PlayTone { ch: id(), tone: ToneSpec::UK_BUSY });
+        let (_, played) = run(&mut ch, 100, |_| 0xD5);
+        assert!(played.iter().filter(|&&o| o != g711::ALAW_IDLE).count() > 600);
+        ch.command(Command::StopTone { ch: id() });
+        let (_, played) = run(&mut ch, 10, |_| 0xD5);
+        assert!(played.iter().all(|&o| o == g711::ALAW_IDLE));
+    }
+
+    #[test]
+    fn bad_commands_are_rejected_with_a_reason() {
+        let mut ch = channel(0);
+        ch.command(Command::Disconnect { ch: id() });
+        let mut p = ConnectParams::new(remote(), Codec::Pcma);
+        p.ptime_ms = 25;
+        ch.command(Command::Connect { ch: id(), params: p });
+        let too_many = DigitString::new(b"0123456789", 40, 40).unwrap();
+        ch.command(Command::SendDigits { ch: id(), digits: too_many });
+        ch.command(Command::SendDigits { ch: id(), digits: too_many });
+        let reasons: Vec<RejectReason> = events(&mut ch)
+            .into_iter()
+            .map(|e| match e {
+                Event::CommandRejected { reason, .. } => reason,
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [RejectReason::NotConnected, RejectReason::BadPtime, RejectReason::DigitQueueFull]
+        );
+        assert!(!ch.is_connected());
     }
 }

@@ -22,7 +22,9 @@
 //! number `s` (from 1), timeslot `t` is
 //! `rtp_port_base + 64 * (s - 1) + 2 * t`, and its RTCP port is that + 1
 //! (RFC 3550 §11). A span takes 64 ports (TS0 and TS16 leave theirs unused);
-//! the engine refuses a plan that passes 65535.
+//! the engine refuses a plan that passes 65535. A base of 0 binds every
+//! socket to an ephemeral port instead (tests and benches only; see
+//! [`MediaLoop::rtp_addr`]).
 //!
 //! # Memory budget
 //!
@@ -43,7 +45,7 @@
 //! | receive buffer | 2048 B |
 //! | poll events | `(2n + 1) × size_of::<mio::event::Event>()` |
 //!
-//! With the defaults (200 ms jitter, 48 ms DTMF delay) a channel costs about
+//! With the defaults (200 ms jitter, 40 ms DTMF delay) a channel costs about
 //! 20 KiB: 60 channels (2 spans) about 1.2 MiB, 1,000 channels about 20 MiB.
 //! Kernel socket buffers are not counted (2 sockets per channel).
 
@@ -103,7 +105,7 @@ pub struct EngineParams {
 }
 
 impl EngineParams {
-    /// Defaults: 200 ms jitter ceiling, 48 ms DTMF delay, 1024-slot rings.
+    /// Defaults: 200 ms jitter ceiling, 40 ms DTMF delay, 1024-slot rings.
     pub fn new(spans: Vec<SpanParams>, bind_ip: IpAddr, rtp_port_base: u16, seed: u64) -> Self {
         EngineParams {
             spans,
@@ -270,12 +272,13 @@ impl MediaCore {
                         sp.number
                     )));
                 }
-                let port = rtp_port(p.rtp_port_base, sp.number, ts).ok_or(
-                    EngineError::PortRange {
+                let port = match p.rtp_port_base {
+                    0 => 0,
+                    base => rtp_port(base, sp.number, ts).ok_or(EngineError::PortRange {
                         span: sp.number,
                         timeslot: ts,
-                    },
-                )?;
+                    })?,
+                };
                 st.channel_of_ts[ts as usize] = channels.len() as u32;
                 let id = ChannelId {
                     span: sp.number,
@@ -376,7 +379,8 @@ impl MediaCore {
         (i != NO_CHANNEL).then_some(i as usize)
     }
 
-    /// The local RTP address of channel `index` (RTCP: port + 1).
+    /// The local RTP address of channel `index` (RTCP: port + 1; with a
+    /// port base of 0, port 0 until [`MediaLoop::new`] has bound it).
     pub fn rtp_addr(&self, index: usize) -> Option<SocketAddr> {
         Some(SocketAddr::new(self.bind_ip, *self.ports.get(index)?))
     }
@@ -531,9 +535,11 @@ impl MediaLoop {
         let mut rtp = Vec::with_capacity(n);
         let mut rtcp = Vec::with_capacity(n);
         for i in 0..n {
-            let addr = SocketAddr::new(core.bind_ip, core.ports[i]);
-            let mut s = UdpSocket::bind(addr)?;
-            let mut c = UdpSocket::bind(SocketAddr::new(core.bind_ip, core.ports[i] + 1))?;
+            let port = core.ports[i];
+            let mut s = UdpSocket::bind(SocketAddr::new(core.bind_ip, port))?;
+            let rtcp_port = if port == 0 { 0 } else { port + 1 };
+            let mut c = UdpSocket::bind(SocketAddr::new(core.bind_ip, rtcp_port))?;
+            core.ports[i] = s.local_addr()?.port();
             poll.registry()
                 .register(&mut s, Token(1 + 2 * i), Interest::READABLE)?;
             poll.registry()
@@ -566,6 +572,13 @@ impl MediaLoop {
 
     pub fn core(&self) -> &MediaCore {
         &self.core
+    }
+
+    /// The bound RTP and RTCP addresses of channel `index`.
+    pub fn rtp_addr(&self, index: usize) -> Option<(SocketAddr, SocketAddr)> {
+        let rtp = self.rtp.get(index)?.local_addr().ok()?;
+        let rtcp = self.rtcp.get(index)?.local_addr().ok()?;
+        Some((rtp, rtcp))
     }
 
     pub fn core_mut(&mut self) -> &mut MediaCore {
@@ -755,4 +768,108 @@ where
             lp.run(&mut port, &stop, &mut check_in)?;
             Ok((lp, port))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::control::{Codec, ConnectParams};
+    use crate::media::rtp::RtpPacket;
+
+    fn params(spans: &[u16]) -> EngineParams {
+        let spans = spans.iter().map(|&n| SpanParams::pri(n)).collect();
+        EngineParams::new(spans, "127.0.0.1".parse().unwrap(), 40_000, 7)
+    }
+
+    fn id(span: u16, timeslot: u8) -> ChannelId {
+        ChannelId { span, timeslot }
+    }
+
+    #[test]
+    fn port_plan_is_the_documented_formula() {
+        assert_eq!(rtp_port(40_000, 1, 1), Some(40_002));
+        assert_eq!(rtp_port(40_000, 1, 31), Some(40_062));
+        assert_eq!(rtp_port(40_000, 2, 1), Some(40_066));
+        assert_eq!(rtp_port(40_000, 0, 1), None);
+        assert_eq!(rtp_port(65_000, 9, 31), None);
+        let (core, _) = MediaCore::new(&params(&[1, 3])).unwrap();
+        assert_eq!(core.channel_count(), 60);
+        let i = core.channel_index(id(3, 17)).unwrap();
+        assert_eq!(core.rtp_addr(i).unwrap().port(), 40_000 + 128 + 34);
+        assert_eq!(core.channel_index(id(3, 16)), None);
+        assert_eq!(core.channel_index(id(2, 1)), None);
+        assert!(matches!(
+            MediaCore::new(&EngineParams::new(vec![SpanParams::pri(9)], "::1".parse().unwrap(), 65_000, 0)),
+            Err(EngineError::PortRange { span: 9, .. })
+        ));
+        let mut bad = params(&[1]);
+        bad.spans[0].timeslots.push(16);
+        assert!(matches!(MediaCore::new(&bad), Err(EngineError::BadSpan(_))));
+        assert!(MediaCore::new(&params(&[1, 1])).is_err());
+    }
+
+    #[test]
+    fn budget_has_a_line_per_consumer_and_scales_with_channels() {
+        let (one, _) = MediaCore::new(&params(&[1])).unwrap();
+        let (two, _) = MediaCore::new(&params(&[1, 2])).unwrap();
+        assert_eq!(one.budget().lines.len(), 7);
+        let per_channel = |b: &MemoryBudget| b.lines[0].each_bytes + b.lines[1].each_bytes;
+        assert!(per_channel(one.budget()) > 10_000);
+        assert!(two.budget().total_bytes() > one.budget().total_bytes() + 30 * per_channel(one.budget()));
+        assert!(one.budget().to_string().contains("jitter ring"));
+    }
+
+    /// TS5 of span 2 through the core: the octets of each frame's TS5 come
+    /// back out in an RTP packet, TS0/TS16 are not the core's business, and
+    /// unknown channels are refused by event.
+    #[test]
+    fn frames_to_packets_and_commands_by_ring() {
+        let (mut core, mut ctl) = MediaCore::new(&params(&[1, 2])).unwrap();
+        let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut p = ConnectParams::new(remote, Codec::Pcma);
+        p.dtmf_detect = false;
+        ctl.commands.try_push(Command::Connect { ch: id(2, 5), params: p }).unwrap();
+        ctl.commands.try_push(Command::Disconnect { ch: id(7, 5) }).unwrap();
+        assert_eq!(core.handle_commands(), 2);
+        assert_eq!(
+            ctl.events.try_pop(),
+            Some(Event::CommandRejected { ch: id(7, 5), reason: RejectReason::UnknownChannel })
+        );
+        let mut sent = Vec::new();
+        let mut tx = [0u8; 32];
+        for f in 0..8 * 80u32 {
+            let rx: E1Frame = core::array::from_fn(|ts| if ts == 5 { f as u8 } else { 0xD5 });
+            core.handle_tdm_frame(0, &[0x55; 32], &mut tx);
+            core.handle_tdm_frame(1, &rx, &mut tx);
+            let want_index = core.channel_index(id(2, 5)).unwrap();
+            while let Some((i, to, pkt)) = core.poll_transmit() {
+                assert_eq!(i, want_index);
+                assert_eq!(to, remote);
+                sent.push(RtpPacket::parse(pkt).unwrap().payload.to_vec());
+            }
+        }
+        // 80 ms of audio, 40 ms held by the DTMF delay line: 2 packets.
+        assert_eq!(sent.len(), 2);
+        let want: Vec<u8> = (0..160u32).map(|f| f as u8).collect();
+        assert_eq!(sent[0], want);
+        core.handle_tdm_frame(5, &[0; 32], &mut tx); // unknown span: ignored
+        assert_eq!(ctl.stats.ids.len(), 60);
+    }
+
+    #[test]
+    fn full_event_ring_is_counted_and_reported_when_room_returns() {
+        let mut p = params(&[1]);
+        p.event_ring = 2;
+        let (mut core, mut ctl) = MediaCore::new(&p).unwrap();
+        for _ in 0..5 {
+            ctl.commands.try_push(Command::Disconnect { ch: id(1, 1) }).unwrap();
+        }
+        core.handle_commands();
+        assert_eq!(ctl.events.overflows(), 3);
+        while ctl.events.try_pop().is_some() {}
+        core.handle_commands();
+        assert_eq!(ctl.events.try_pop(), Some(Event::EventsDropped { ring_full: 3 }));
+        core.handle_commands();
+        assert_eq!(ctl.events.try_pop(), None, "reported once");
+    }
 }
