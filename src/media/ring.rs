@@ -16,7 +16,7 @@
 //!
 //! Two monotonically increasing (wrapping) counters: `tail`, written only by
 //! the producer (one past the last slot written), and `head`, written only by
-//! the consumer (one past the last slot read). Slot `i % capacity` belongs to
+//! the consumer (one past the last slot read). Slot `i & mask` belongs to
 //! the producer while `tail - head < capacity` says it is free, and to the
 //! consumer while `head < tail` says it is full.
 //!
@@ -46,7 +46,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 struct CachePadded<T>(T);
 
 struct Shared<T> {
+    /// A power of two of slots, so that `index & mask` stays consistent when
+    /// the counters wrap around `usize`.
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    mask: usize,
+    /// At most this many values are held (at most `slots.len()`).
+    capacity: usize,
     /// Written by the consumer only.
     head: CachePadded<AtomicUsize>,
     /// Written by the producer only.
@@ -62,7 +67,11 @@ unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
+    }
+
+    fn slot(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        &self.slots[index & self.mask]
     }
 }
 
@@ -80,17 +89,21 @@ pub struct Consumer<T> {
     tail_cache: usize,
 }
 
-/// A ring of `capacity` slots (at least 1). The only allocation.
+/// A ring holding up to `capacity` values (at least 1; the slots are
+/// rounded up to a power of two). The only allocation.
 pub fn ring<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     assert!(
         (1..=usize::MAX / 4).contains(&capacity),
         "ring capacity {capacity}"
     );
-    let slots = (0..capacity)
+    let n = capacity.next_power_of_two();
+    let slots = (0..n)
         .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
         .collect();
     let shared = Arc::new(Shared {
         slots,
+        mask: n - 1,
+        capacity,
         head: CachePadded(AtomicUsize::new(0)),
         tail: CachePadded(AtomicUsize::new(0)),
         overflows: CachePadded(AtomicU64::new(0)),
@@ -121,7 +134,7 @@ impl<T: Copy + Send> Producer<T> {
                 return Err(v);
             }
         }
-        let slot = &self.shared.slots[self.tail % cap];
+        let slot = self.shared.slot(self.tail);
         // SAFETY: tail - head < cap, so the consumer will not touch this slot
         // until it sees the `tail` stored below; we are the only producer.
         unsafe { (*slot.get()).write(v) };
@@ -170,8 +183,7 @@ impl<T: Copy + Send> Consumer<T> {
                 return None;
             }
         }
-        let cap = self.shared.capacity();
-        let slot = &self.shared.slots[self.head % cap];
+        let slot = self.shared.slot(self.head);
         // SAFETY: head < tail, so the producer wrote this slot (published by
         // the Acquire above) and will not reuse it until it sees our `head`.
         let v = unsafe { (*slot.get()).assume_init_read() };
