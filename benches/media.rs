@@ -1,0 +1,224 @@
+//! Media engine capacity: how many full-duplex B-channels one core carries
+//! in real time, and the media thread's CPU per RTP packet against a bare
+//! `recv` + `send` loop over the same number of sockets, in the same run.
+//!
+//! Set-up: `N` channels (30 per span) on one `MediaLoop`, every channel
+//! connected at 20 ms ptime, PCMA, DTMF detection and the jitter buffer on.
+//! Channel 2i sends to channel 2i+1's RTP socket and back, over real UDP on
+//! 127.0.0.1, so every channel sends and receives 50 packets/s. A simulated
+//! E1 source ([`SimE1`], driven synchronously: 8 frames per span per turn)
+//! clocks the TDM side with speech-like A-law from a table. The loop runs
+//! flat out; its thread CPU time (`CLOCK_THREAD_CPUTIME_ID`) per simulated
+//! second gives the channels one core carries in real time:
+//! `N × simulated s / CPU s`.
+//!
+//! The bare loop: the same number of sockets, paired the same way, one mio
+//! poll per simulated ms; it reads every datagram and sends each socket's
+//! 172-octet packet every 20 ms (staggered as the engine's are).
+//!
+//! Run: `cargo bench --bench media` (`MEDIA_BENCH_CHANNELS=N` to change N,
+//! default 1020).
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use nix::time::{ClockId, clock_gettime};
+use tdmgw::line::g711;
+use tdmgw::media::control::{Codec, Command, ConnectParams};
+use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
+use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
+
+const WARMUP_MS: u64 = 1000;
+const MEASURE_MS: u64 = 5000;
+
+fn thread_cpu() -> Duration {
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+/// Speech-like A-law: two drifting formant-ish tones under a syllabic
+/// envelope with pauses, precomputed so the source costs the media thread
+/// no more than a driver's copy.
+struct Speech {
+    table: Vec<u8>,
+}
+
+impl Speech {
+    fn new() -> Self {
+        let n = 8000 * 3;
+        let table = (0..n)
+            .map(|i| {
+                let t = i as f64 / 8000.0;
+                let env = (t * 2.0 * std::f64::consts::PI * 3.0).sin().max(0.0);
+                let f1 = 300.0 + 200.0 * (t * 0.7).sin();
+                let f2 = 1100.0 + 500.0 * (t * 1.3).cos();
+                let x = env
+                    * (3000.0 * (t * f1 * std::f64::consts::TAU).sin()
+                        + 1500.0 * (t * f2 * std::f64::consts::TAU).sin());
+                g711::linear_to_alaw(x as i16)
+            })
+            .collect();
+        Speech { table }
+    }
+}
+
+impl FrameSource for Speech {
+    fn rx_frame(&mut self, span: usize, frame_no: u64, rx: &mut E1Frame) {
+        let n = self.table.len() as u64;
+        for (ts, o) in rx.iter_mut().enumerate() {
+            let i = (frame_no + (span as u64 * 32 + ts as u64) * 977) % n;
+            *o = self.table[i as usize];
+        }
+    }
+    fn tx_frame(&mut self, _span: usize, _frame_no: u64, tx: &E1Frame) {
+        black_box(tx);
+    }
+}
+
+struct Measured {
+    cpu: Duration,
+    packets_sent: u64,
+    packets_received: u64,
+}
+
+fn engine_run(spans: usize) -> (Measured, usize) {
+    let params = EngineParams::new(
+        (1..=spans as u16).map(SpanParams::pri).collect(),
+        "127.0.0.1".parse().unwrap(),
+        0,
+        1,
+    );
+    let (core, mut ctl) = MediaCore::new(&params).unwrap();
+    let n = core.channel_count();
+    let mut lp = MediaLoop::new(core).unwrap();
+    let addrs: Vec<SocketAddr> = (0..n).map(|i| lp.rtp_addr(i).unwrap().0).collect();
+    let mut port = SimE1::manual(spans, 8, Speech::new());
+    let ids = ctl.stats.ids.clone();
+    let mut measured = None;
+    let (mut cpu0, mut out0, mut in0) = (Duration::ZERO, 0, 0);
+    for ms in 0..WARMUP_MS + MEASURE_MS {
+        // Connect one twentieth of the channels per ms so the 20 ms
+        // packets are spread evenly.
+        if ms < 20 {
+            for i in (ms as usize..n).step_by(20) {
+                let peer = addrs[i ^ 1];
+                let p = ConnectParams::new(peer, Codec::Pcma);
+                ctl.commands
+                    .try_push(Command::Connect { ch: ids[i], params: p })
+                    .unwrap();
+            }
+        }
+        if ms == WARMUP_MS {
+            cpu0 = thread_cpu();
+            out0 = lp.counters.datagrams_out;
+            in0 = lp.counters.datagrams_in;
+        }
+        lp.turn(&mut port, Some(Duration::ZERO)).unwrap();
+        while ctl.events.try_pop().is_some() {}
+    }
+    let cpu = thread_cpu() - cpu0;
+    let c = lp.counters;
+    assert_eq!(c.send_errors, 0, "send errors");
+    if measured.is_none() {
+        measured = Some(Measured {
+            cpu,
+            packets_sent: c.datagrams_out - out0,
+            packets_received: c.datagrams_in - in0,
+        });
+    }
+    let concealed: u64 = ctl
+        .stats
+        .stats
+        .iter()
+        .map(|s| s.samples_concealed.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    println!(
+        "  engine: concealed samples over the run {} (start-up only expected), rtp errors {}",
+        concealed,
+        ctl.stats
+            .stats
+            .iter()
+            .flat_map(|s| s.rtp_errors.iter())
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<u64>()
+    );
+    (measured.unwrap(), n)
+}
+
+fn bare_run(n: usize) -> Measured {
+    let mut poll = Poll::new().unwrap();
+    let mut socks: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    for (i, s) in socks.iter_mut().enumerate() {
+        poll.registry()
+            .register(s, Token(i), Interest::READABLE)
+            .unwrap();
+    }
+    let addrs: Vec<SocketAddr> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let mut events = Events::with_capacity(n + 1);
+    let mut buf = [0u8; 2048];
+    let pkt = [0x80u8; 172];
+    let (mut sent, mut received) = (0u64, 0u64);
+    let (mut cpu0, mut sent0, mut recv0) = (Duration::ZERO, 0, 0);
+    for ms in 0..WARMUP_MS + MEASURE_MS {
+        if ms == WARMUP_MS {
+            cpu0 = thread_cpu();
+            sent0 = sent;
+            recv0 = received;
+        }
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        for ev in events.iter() {
+            let s = &socks[ev.token().0];
+            while let Ok((len, from)) = s.recv_from(&mut buf) {
+                black_box((len, from));
+                received += 1;
+            }
+        }
+        for i in (ms as usize % 20..n).step_by(20) {
+            socks[i].send_to(&pkt, addrs[i ^ 1]).unwrap();
+            sent += 1;
+        }
+    }
+    Measured {
+        cpu: thread_cpu() - cpu0,
+        packets_sent: sent - sent0,
+        packets_received: received - recv0,
+    }
+}
+
+fn main() {
+    let n: usize = std::env::var("MEDIA_BENCH_CHANNELS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1020);
+    let spans = n.div_ceil(30).max(1);
+    let sim_s = MEASURE_MS as f64 / 1000.0;
+    println!("media engine bench: {spans} spans, {} channels, 20 ms PCMA, DTMF detection + jitter buffer on, {sim_s} simulated s", spans * 30);
+    let (e, n) = engine_run(spans);
+    let b = bare_run(n);
+    let per_pkt = |m: &Measured| m.cpu.as_secs_f64() / m.packets_sent as f64 * 1e6;
+    let capacity = n as f64 * sim_s / e.cpu.as_secs_f64();
+    println!(
+        "  engine: {:.3} s CPU for {sim_s} s of {n} channels, {} packets sent, {} received: {:.2} µs CPU per packet",
+        e.cpu.as_secs_f64(),
+        e.packets_sent,
+        e.packets_received,
+        per_pkt(&e)
+    );
+    println!(
+        "  bare recv+send: {:.3} s CPU, {} packets sent, {} received: {:.2} µs CPU per packet",
+        b.cpu.as_secs_f64(),
+        b.packets_sent,
+        b.packets_received,
+        per_pkt(&b)
+    );
+    println!("  full-duplex channels one core carries in real time: {capacity:.0}");
+    println!(
+        "  media thread CPU per RTP packet / bare recv+send: {:.2}",
+        per_pkt(&e) / per_pkt(&b)
+    );
+}
