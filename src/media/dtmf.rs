@@ -194,33 +194,64 @@ impl DtmfDetector {
 
     /// Feed samples; returns how many were consumed (all of them unless the
     /// event queue needs draining with [`Self::poll_event`]).
+    ///
+    /// Works in runs up to the next sub-block, block or ring boundary, and
+    /// analyses a window only when its result can matter (see
+    /// [`Self::window_matters`]); the results are those of doing it sample
+    /// by sample and analysing every window.
     pub fn handle_samples(&mut self, samples: &[i16]) -> usize {
-        for (i, &x) in samples.iter().enumerate() {
+        let mut i = 0;
+        while i < samples.len() {
+            // Events are only pushed at boundaries, which end a run.
             if self.ev_len + 2 > EVENT_CAP {
                 return i;
             }
-            self.buf[self.buf_pos] = x;
-            self.buf_pos = (self.buf_pos + 1) % WIN_LEN;
-            self.samples += 1;
-            let xf = x as f32;
-            self.sub_acc += xf * xf;
-            self.sub_fill += 1;
+            let n = (samples.len() - i)
+                .min(SUB_LEN - self.sub_fill)
+                .min(BLOCK_LEN - self.block_fill)
+                .min(WIN_LEN - self.buf_pos);
+            let run = &samples[i..i + n];
+            self.buf[self.buf_pos..self.buf_pos + n].copy_from_slice(run);
+            self.buf_pos = (self.buf_pos + n) % WIN_LEN;
+            let mut acc = self.sub_acc;
+            for &x in run {
+                let xf = x as f32;
+                acc += xf * xf;
+            }
+            self.sub_acc = acc;
+            self.samples += n as u64;
+            self.sub_fill += n;
+            self.block_fill += n;
+            i += n;
             if self.sub_fill == SUB_LEN {
                 let p = self.sub_acc / SUB_LEN as f32;
                 self.sub_acc = 0.0;
                 self.sub_fill = 0;
                 self.envelope(p);
             }
-            self.block_fill += 1;
             if self.block_fill == BLOCK_LEN {
                 self.block_fill = 0;
                 if self.samples >= WIN_LEN as u64 {
-                    let v = self.analyse();
+                    let v = if self.window_matters() {
+                        self.analyse()
+                    } else {
+                        None
+                    };
                     self.on_window(v);
                 }
             }
         }
         samples.len()
+    }
+
+    /// Whether [`Self::on_window`] can act on this window's analysis: only
+    /// when the window lies wholly inside an envelope run, or a digit is in
+    /// progress (a confirming window resets its miss count). Otherwise the
+    /// Goertzel work is skipped: in speech pauses and at the start of each
+    /// talkspurt the detector costs only the envelope.
+    fn window_matters(&self) -> bool {
+        let win_start = self.samples - WIN_LEN as u64;
+        self.current.is_some() || matches!(self.run_start, Some(s) if s <= win_start)
     }
 
     /// Next event, oldest first.
@@ -349,19 +380,51 @@ impl DtmfDetector {
         2.0 * m2 / (self.win_sum * self.win_sum)
     }
 
+    /// [`Self::power`] at the eight Q.23 frequencies in one pass: eight
+    /// independent Goertzel recurrences side by side, which the compiler
+    /// turns into SIMD lanes. Each lane does the scalar operations in the
+    /// same order, so the results are identical.
+    fn powers8(&self) -> [f32; N_FREQ] {
+        let c: [f32; N_FREQ] = core::array::from_fn(|i| self.coef[i * 4]);
+        let mut s1 = [0.0f32; N_FREQ];
+        let mut s2 = [0.0f32; N_FREQ];
+        for &x in &self.frame {
+            for k in 0..N_FREQ {
+                let s = x + c[k] * s1[k] - s2[k];
+                s2[k] = s1[k];
+                s1[k] = s;
+            }
+        }
+        let norm = self.win_sum * self.win_sum;
+        core::array::from_fn(|k| {
+            let m2 = s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k];
+            2.0 * m2 / norm
+        })
+    }
+
     /// Analyse the last 204 samples; `Some((digit, total power))` if valid.
     fn analyse(&mut self) -> Option<(u8, f32)> {
         let mut total = 0.0f32;
-        for i in 0..WIN_LEN {
-            let x = self.buf[(self.buf_pos + i) % WIN_LEN] as f32 * self.window[i];
-            self.frame[i] = x;
-            total += x * x;
+        let (newer, older) = self.buf.split_at(self.buf_pos);
+        for ((f, &x), &w) in self
+            .frame
+            .iter_mut()
+            .zip(older.iter().chain(newer))
+            .zip(&self.window)
+        {
+            let y = x as f32 * w;
+            *f = y;
+            total += y * y;
         }
         let total = total / self.win_sq_sum;
-        let mut p = [0.0f32; N_FREQ];
-        for (i, v) in p.iter_mut().enumerate() {
-            *v = self.power(i * 4);
+        // Cauchy-Schwarz: a bin's power is at most `total` times
+        // 2 N sum(w^2) / sum(w)^2 (3 for this window); below that no tone
+        // can reach the minimum level.
+        let bound = 2.0 * WIN_LEN as f32 * self.win_sq_sum / (self.win_sum * self.win_sum);
+        if total * bound * 1.01 < self.tone_min_pow {
+            return None;
         }
+        let p = self.powers8();
         let best = |range: core::ops::Range<usize>| {
             let mut b = range.start;
             for i in range {
