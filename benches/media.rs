@@ -107,7 +107,10 @@ fn engine_run(spans: usize) -> (Measured, usize) {
                 let peer = addrs[i ^ 1];
                 let p = ConnectParams::new(peer, Codec::Pcma);
                 ctl.commands
-                    .try_push(Command::Connect { ch: ids[i], params: p })
+                    .try_push(Command::Connect {
+                        ch: ids[i],
+                        params: p,
+                    })
                     .unwrap();
             }
         }
@@ -133,7 +136,10 @@ fn engine_run(spans: usize) -> (Measured, usize) {
         .stats
         .stats
         .iter()
-        .map(|s| s.samples_concealed.load(std::sync::atomic::Ordering::Relaxed))
+        .map(|s| {
+            s.samples_concealed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
         .sum();
     println!(
         "  engine: concealed samples over the run {} (start-up only expected), rtp errors {}",
@@ -197,7 +203,10 @@ fn main() {
         .unwrap_or(1020);
     let spans = n.div_ceil(30).max(1);
     let sim_s = MEASURE_MS as f64 / 1000.0;
-    println!("media engine bench: {spans} spans, {} channels, 20 ms PCMA, DTMF detection + jitter buffer on, {sim_s} simulated s", spans * 30);
+    println!(
+        "media engine bench: {spans} spans, {} channels, 20 ms PCMA, DTMF detection + jitter buffer on, {sim_s} simulated s",
+        spans * 30
+    );
     let (e, n) = engine_run(spans);
     let b = bare_run(n);
     let per_pkt = |m: &Measured| m.cpu.as_secs_f64() / m.packets_sent as f64 * 1e6;

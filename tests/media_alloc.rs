@@ -311,7 +311,10 @@ fn media_path_allocates_nothing() {
                     }
                     let _ = k;
                 }
-                None if c % 6 == 1 && ms > start(c, 0) && (ms - start(c, 0)) % CALL_EVERY_MS == CALL_MS + 100 => {
+                None if c % 6 == 1
+                    && ms > start(c, 0)
+                    && (ms - start(c, 0)) % CALL_EVERY_MS == CALL_MS + 100 =>
+                {
                     send(Command::PlayTone {
                         ch,
                         tone: ToneSpec::UK_RINGBACK,
@@ -369,7 +372,10 @@ fn media_path_allocates_nothing() {
         }
         for c in 0..CHANNELS {
             while let Ok((n, from)) = socks[c].recv_from(&mut buf) {
-                assert_eq!(from, engine_addr[c], "symmetric RTP: from the channel's port");
+                assert_eq!(
+                    from, engine_addr[c],
+                    "symmetric RTP: from the channel's port"
+                );
                 let p = RtpPacket::parse(&buf[..n]).unwrap();
                 let peer = &mut peers[c];
                 peer.rx_packets += 1;
@@ -379,7 +385,10 @@ fn media_path_allocates_nothing() {
                     peer.rx_discontinuities += 1;
                 }
                 let step = p.payload.len() as u32;
-                peer.rx_next = Some((p.repr.sequence_number.wrapping_add(1), p.repr.timestamp.wrapping_add(step)));
+                peer.rx_next = Some((
+                    p.repr.sequence_number.wrapping_add(1),
+                    p.repr.timestamp.wrapping_add(step),
+                ));
             }
         }
 
@@ -396,8 +405,16 @@ fn media_path_allocates_nothing() {
 
     let allocs = ALLOCS.load(Ordering::Relaxed);
     let frees = FREES.load(Ordering::Relaxed);
-    assert_eq!((allocs, frees), (0, 0), "allocations and frees on the media thread");
-    assert_eq!(port.frames() - frames_before, SECONDS * 8000, "80,000 frames per span");
+    assert_eq!(
+        (allocs, frees),
+        (0, 0),
+        "allocations and frees on the media thread"
+    );
+    assert_eq!(
+        port.frames() - frames_before,
+        SECONDS * 8000,
+        "80,000 frames per span"
+    );
 
     // The run did what it claims: check the traffic and the events.
     let mut kinds: HashMap<&str, u32> = HashMap::new();
@@ -425,17 +442,34 @@ fn media_path_allocates_nothing() {
     let calls = expected_inband;
     assert!(calls >= 150, "{calls} calls");
     assert_eq!(kinds.get("summary").copied(), Some(calls), "{kinds:?}");
-    assert_eq!(kinds.get("dtmf").copied(), Some(expected_inband), "in-band digits: {kinds:?}");
-    assert_eq!(kinds.get("timeout").copied(), Some(expected_timeouts), "{kinds:?}");
+    assert_eq!(
+        kinds.get("dtmf").copied(),
+        Some(expected_inband),
+        "in-band digits: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("timeout").copied(),
+        Some(expected_timeouts),
+        "{kinds:?}"
+    );
     assert!(kinds.get("ssrc").copied().unwrap_or(0) >= 12, "{kinds:?}");
-    assert!(kinds.get("first_rtp").copied().unwrap_or(0) >= calls, "{kinds:?}");
+    assert!(
+        kinds.get("first_rtp").copied().unwrap_or(0) >= calls,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.get("rejected"), None);
     assert_eq!(kinds.get("dropped"), None);
-    assert!(lost > 0 && dups > 0 && received > 100_000 / 20, "lost {lost} dups {dups} rx {received}");
+    assert!(
+        lost > 0 && dups > 0 && received > 100_000 / 20,
+        "lost {lost} dups {dups} rx {received}"
+    );
     let sent_digits: u32 = commanded_digits.iter().sum();
     let heard: u32 = port.source.tx_digits.iter().sum();
     assert!(sent_digits >= 30);
-    assert_eq!(heard, sent_digits, "every commanded digit heard on the E1 side");
+    assert_eq!(
+        heard, sent_digits,
+        "every commanded digit heard on the E1 side"
+    );
     let to_far_end: u64 = peers.iter().map(|p| p.rx_packets).sum();
     let gaps: u64 = peers.iter().map(|p| p.rx_discontinuities).sum();
     assert!(to_far_end > 10_000, "{to_far_end}");

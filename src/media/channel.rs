@@ -274,7 +274,8 @@ impl Channel {
     /// Allocates every buffer the channel will use.
     pub fn new(p: ChannelParams) -> Self {
         let delay_samples = p.dtmf_delay_ms as u64 * TICK_SAMPLES as u64;
-        let cap = (delay_samples as usize + MAX_PACKET_SAMPLES + 2 * TICK_SAMPLES).next_power_of_two();
+        let cap =
+            (delay_samples as usize + MAX_PACKET_SAMPLES + 2 * TICK_SAMPLES).next_power_of_two();
         let jb = JitterBuffer::new(JitterConfig {
             max_depth_ms: p.jitter_max_depth_ms,
             ..JitterConfig::default()
@@ -665,9 +666,7 @@ impl Channel {
         }
         // Cannot fail: the buffer holds the largest ptime and the payload
         // type was checked at connect.
-        self.packet_len = repr
-            .emit(&self.payload[..n], &mut self.packet)
-            .unwrap_or(0);
+        self.packet_len = repr.emit(&self.payload[..n], &mut self.packet).unwrap_or(0);
         self.counters.packets_sent += 1;
         self.counters.octets_sent += n as u64;
     }
@@ -841,8 +840,12 @@ impl Channel {
             Codec::Pcma => g711::decode_alaw(p.payload, &mut self.decoded),
             Codec::Pcmu => g711::decode_ulaw(p.payload, &mut self.decoded),
         };
-        self.jb
-            .insert(self.now, p.repr.timestamp, p.repr.marker, &self.decoded[..n]);
+        self.jb.insert(
+            self.now,
+            p.repr.timestamp,
+            p.repr.marker,
+            &self.decoded[..n],
+        );
         s.max_jitter = s.max_jitter.max(self.jb.jitter_samples());
         self.counters.packets_received += 1;
         self.counters.octets_received += n as u64;
@@ -875,7 +878,10 @@ mod tests {
     fn connect(ch: &mut Channel, f: impl FnOnce(&mut ConnectParams)) {
         let mut p = ConnectParams::new(remote(), Codec::Pcma);
         f(&mut p);
-        ch.command(Command::Connect { ch: id(), params: p });
+        ch.command(Command::Connect {
+            ch: id(),
+            params: p,
+        });
         assert!(ch.is_connected());
     }
 
@@ -928,9 +934,14 @@ mod tests {
                 assert_eq!(r.marker, i == 0, "marker only on the first");
                 assert_eq!(r.payload_type, PayloadType::PCMA);
                 assert_eq!(r.ssrc, 0x1234_5678);
-                assert_eq!(r.sequence_number, first.sequence_number.wrapping_add(i as u16));
+                assert_eq!(
+                    r.sequence_number,
+                    first.sequence_number.wrapping_add(i as u16)
+                );
                 assert_eq!(r.timestamp, first.timestamp.wrapping_add((i * n) as u32));
-                let want: Vec<u8> = (0..n as u64).map(|k| pattern(i as u64 * n as u64 + k)).collect();
+                let want: Vec<u8> = (0..n as u64)
+                    .map(|k| pattern(i as u64 * n as u64 + k))
+                    .collect();
                 assert_eq!(payload, &want, "ptime {ptime} packet {i}");
             }
         }
@@ -1125,7 +1136,16 @@ mod tests {
         ch.handle_rtp(&rtp(1, 0, 1, 8, &[0xD5; 160]), remote());
         run(&mut ch, 100, |_| 0xD5);
         let ev = events(&mut ch);
-        assert!(matches!(ev[..], [Event::FirstRtp { .. }, Event::RtpTimeout { silent_ms: 100, .. }]), "{ev:?}");
+        assert!(
+            matches!(
+                ev[..],
+                [
+                    Event::FirstRtp { .. },
+                    Event::RtpTimeout { silent_ms: 100, .. }
+                ]
+            ),
+            "{ev:?}"
+        );
         assert_eq!(ch.counters().rtp_timeouts, 2);
     }
 
@@ -1152,18 +1172,45 @@ mod tests {
         let (on, off) = (4000u64, 4000 + 8 * 80);
         let (pkts, _) = run(&mut ch, 1000, dtmf_line(b'7', on, off));
         let ev = events(&mut ch);
-        assert_eq!(ev[0], Event::DtmfStart { ch: id(), digit: b'7' });
-        assert!(matches!(ev[1], Event::DtmfEnd { digit: b'7', duration_ms: 76..=84, .. }), "{ev:?}");
+        assert_eq!(
+            ev[0],
+            Event::DtmfStart {
+                ch: id(),
+                digit: b'7'
+            }
+        );
+        assert!(
+            matches!(
+                ev[1],
+                Event::DtmfEnd {
+                    digit: b'7',
+                    duration_ms: 76..=84,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
         let stream: Vec<u8> = pkts.iter().flat_map(|p| p.1.iter().copied()).collect();
         // The stream starts at sample 0 (no packet lost to the delay line).
         assert!(stream.len() >= off as usize + 400);
-        let digit_octets = (on..off).filter(|&t| stream[t as usize] != g711::ALAW_IDLE).count();
+        let digit_octets = (on..off)
+            .filter(|&t| stream[t as usize] != g711::ALAW_IDLE)
+            .count();
         assert_eq!(digit_octets, 0, "every octet of the digit suppressed");
         assert_eq!(ch.counters().dtmf_leaked_samples, 0);
         // The voice before and after it goes through (bar the muted pause).
-        assert_eq!(stream[..on as usize - 16], (0..on - 16).map(dtmf_line(b'7', on, off)).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            stream[..on as usize - 16],
+            (0..on - 16)
+                .map(dtmf_line(b'7', on, off))
+                .collect::<Vec<_>>()[..]
+        );
         let after = (off + 8 * 60) as usize;
-        assert!(stream[after..after + 160].iter().any(|&o| o != g711::ALAW_IDLE));
+        assert!(
+            stream[after..after + 160]
+                .iter()
+                .any(|&o| o != g711::ALAW_IDLE)
+        );
     }
 
     #[test]
@@ -1193,9 +1240,15 @@ mod tests {
             })
             .collect();
         assert_eq!(got, b"19#");
-        assert!(played[8 * 500..].iter().all(|&o| o == g711::ALAW_IDLE), "idle after");
+        assert!(
+            played[8 * 500..].iter().all(|&o| o == g711::ALAW_IDLE),
+            "idle after"
+        );
 
-        ch.command(Command::PlayTone { ch: id(), tone: ToneSpec::UK_BUSY });
+        ch.command(Command::PlayTone {
+            ch: id(),
+            tone: ToneSpec::UK_BUSY,
+        });
         let (_, played) = run(&mut ch, 100, |_| 0xD5);
         assert!(played.iter().filter(|&&o| o != g711::ALAW_IDLE).count() > 600);
         ch.command(Command::StopTone { ch: id() });
@@ -1209,10 +1262,19 @@ mod tests {
         ch.command(Command::Disconnect { ch: id() });
         let mut p = ConnectParams::new(remote(), Codec::Pcma);
         p.ptime_ms = 25;
-        ch.command(Command::Connect { ch: id(), params: p });
+        ch.command(Command::Connect {
+            ch: id(),
+            params: p,
+        });
         let too_many = DigitString::new(b"0123456789", 40, 40).unwrap();
-        ch.command(Command::SendDigits { ch: id(), digits: too_many });
-        ch.command(Command::SendDigits { ch: id(), digits: too_many });
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: too_many,
+        });
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: too_many,
+        });
         let reasons: Vec<RejectReason> = events(&mut ch)
             .into_iter()
             .map(|e| match e {
@@ -1222,7 +1284,11 @@ mod tests {
             .collect();
         assert_eq!(
             reasons,
-            [RejectReason::NotConnected, RejectReason::BadPtime, RejectReason::DigitQueueFull]
+            [
+                RejectReason::NotConnected,
+                RejectReason::BadPtime,
+                RejectReason::DigitQueueFull
+            ]
         );
         assert!(!ch.is_connected());
     }

@@ -141,13 +141,23 @@ pub enum Command {
         restrict_to_sdp: bool,
     },
     /// End the session; an [`Event::CallSummary`] follows.
-    Disconnect { ch: ChannelId },
+    Disconnect {
+        ch: ChannelId,
+    },
     /// Play a tone into the timeslot (replacing the far end's audio) until
     /// [`Command::StopTone`].
-    PlayTone { ch: ChannelId, tone: ToneSpec },
-    StopTone { ch: ChannelId },
+    PlayTone {
+        ch: ChannelId,
+        tone: ToneSpec,
+    },
+    StopTone {
+        ch: ChannelId,
+    },
     /// Play DTMF digits into the timeslot, after any digits still queued.
-    SendDigits { ch: ChannelId, digits: DigitString },
+    SendDigits {
+        ch: ChannelId,
+        digits: DigitString,
+    },
 }
 
 impl Command {
@@ -209,7 +219,10 @@ pub struct CallSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A DTMF digit began in the E1 audio (Q.24 limits met).
-    DtmfStart { ch: ChannelId, digit: u8 },
+    DtmfStart {
+        ch: ChannelId,
+        digit: u8,
+    },
     /// It ended, having lasted `duration_ms`.
     DtmfEnd {
         ch: ChannelId,
@@ -224,9 +237,16 @@ pub enum Event {
     },
     /// No valid RTP for the connect's `rtp_timeout_ms` (sent once until
     /// RTP resumes).
-    RtpTimeout { ch: ChannelId, silent_ms: u32 },
+    RtpTimeout {
+        ch: ChannelId,
+        silent_ms: u32,
+    },
     /// The latched source changed its SSRC (RFC 3550 §8.2).
-    SsrcChanged { ch: ChannelId, old: u32, new: u32 },
+    SsrcChanged {
+        ch: ChannelId,
+        old: u32,
+        new: u32,
+    },
     /// A session ended.
     CallSummary {
         ch: ChannelId,
@@ -239,5 +259,7 @@ pub enum Event {
     /// Events were lost because the event ring was full: the total since
     /// start-up, sent once there is room again (per-channel queue losses
     /// are in the channel stats).
-    EventsDropped { ring_full: u64 },
+    EventsDropped {
+        ring_full: u64,
+    },
 }

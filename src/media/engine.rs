@@ -133,7 +133,10 @@ pub enum EngineError {
     /// A span number of 0, a timeslot outside 1..=31 or TS16, a duplicate.
     BadSpan(String),
     /// A port of the plan passes 65535.
-    PortRange { span: u16, timeslot: u8 },
+    PortRange {
+        span: u16,
+        timeslot: u8,
+    },
     Io(io::Error),
 }
 
@@ -265,7 +268,9 @@ impl MediaCore {
                 tx_block: [[crate::line::g711::ALAW_IDLE; 32]; TICK_SAMPLES],
             };
             for &ts in &sp.timeslots {
-                if !(1..=31).contains(&ts) || ts == 16 || st.channel_of_ts[ts as usize] != NO_CHANNEL
+                if !(1..=31).contains(&ts)
+                    || ts == 16
+                    || st.channel_of_ts[ts as usize] != NO_CHANNEL
                 {
                     return Err(EngineError::BadSpan(format!(
                         "span {} timeslot {ts} is not a B-channel or repeated",
@@ -799,7 +804,12 @@ mod tests {
         assert_eq!(core.channel_index(id(3, 16)), None);
         assert_eq!(core.channel_index(id(2, 1)), None);
         assert!(matches!(
-            MediaCore::new(&EngineParams::new(vec![SpanParams::pri(9)], "::1".parse().unwrap(), 65_000, 0)),
+            MediaCore::new(&EngineParams::new(
+                vec![SpanParams::pri(9)],
+                "::1".parse().unwrap(),
+                65_000,
+                0
+            )),
             Err(EngineError::PortRange { span: 9, .. })
         ));
         let mut bad = params(&[1]);
@@ -815,7 +825,10 @@ mod tests {
         assert_eq!(one.budget().lines.len(), 7);
         let per_channel = |b: &MemoryBudget| b.lines[0].each_bytes + b.lines[1].each_bytes;
         assert!(per_channel(one.budget()) > 10_000);
-        assert!(two.budget().total_bytes() > one.budget().total_bytes() + 30 * per_channel(one.budget()));
+        assert!(
+            two.budget().total_bytes()
+                > one.budget().total_bytes() + 30 * per_channel(one.budget())
+        );
         assert!(one.budget().to_string().contains("jitter ring"));
     }
 
@@ -828,12 +841,22 @@ mod tests {
         let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let mut p = ConnectParams::new(remote, Codec::Pcma);
         p.dtmf_detect = false;
-        ctl.commands.try_push(Command::Connect { ch: id(2, 5), params: p }).unwrap();
-        ctl.commands.try_push(Command::Disconnect { ch: id(7, 5) }).unwrap();
+        ctl.commands
+            .try_push(Command::Connect {
+                ch: id(2, 5),
+                params: p,
+            })
+            .unwrap();
+        ctl.commands
+            .try_push(Command::Disconnect { ch: id(7, 5) })
+            .unwrap();
         assert_eq!(core.handle_commands(), 2);
         assert_eq!(
             ctl.events.try_pop(),
-            Some(Event::CommandRejected { ch: id(7, 5), reason: RejectReason::UnknownChannel })
+            Some(Event::CommandRejected {
+                ch: id(7, 5),
+                reason: RejectReason::UnknownChannel
+            })
         );
         let mut sent = Vec::new();
         let mut tx = [0u8; 32];
@@ -862,13 +885,18 @@ mod tests {
         p.event_ring = 2;
         let (mut core, mut ctl) = MediaCore::new(&p).unwrap();
         for _ in 0..5 {
-            ctl.commands.try_push(Command::Disconnect { ch: id(1, 1) }).unwrap();
+            ctl.commands
+                .try_push(Command::Disconnect { ch: id(1, 1) })
+                .unwrap();
         }
         core.handle_commands();
         assert_eq!(ctl.events.overflows(), 3);
         while ctl.events.try_pop().is_some() {}
         core.handle_commands();
-        assert_eq!(ctl.events.try_pop(), Some(Event::EventsDropped { ring_full: 3 }));
+        assert_eq!(
+            ctl.events.try_pop(),
+            Some(Event::EventsDropped { ring_full: 3 })
+        );
         core.handle_commands();
         assert_eq!(ctl.events.try_pop(), None, "reported once");
     }

@@ -265,10 +265,51 @@ impl JitterBuffer {
     /// Plays `out.len()` samples; `missing[i]` is set where there was no audio
     /// (the caller conceals those). `out` and `missing` have the same length.
     pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) {
+        let n = out.len().min(missing.len()) as u32;
+        if self.anchored
+            && (self.since_adjust.saturating_add(n) < ADJUST_SPACING_SAMPLES || !self.may_adjust())
+        {
+            // No sample of this call can be inserted or dropped: depth and
+            // target only change on an adjustment (or an insert, which does
+            // not happen during a pull), so the per-sample decision below
+            // would say "play" every time.
+            self.since_adjust = self.since_adjust.saturating_add(n);
+            for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
+                let (s, lost) = self.take_slot();
+                self.played(s, lost);
+                *o = s;
+                *m = lost;
+            }
+            return;
+        }
         for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
             let (s, lost) = self.next_sample();
             *o = s;
             *m = lost;
+        }
+    }
+
+    /// Whether the depth is outside the dead band or over the maximum, the
+    /// only states in which [`Self::next_sample`] inserts or drops.
+    fn may_adjust(&self) -> bool {
+        let excess = self.depth_samples() - self.target_depth_samples() as i64;
+        let hyst = self.cfg.hysteresis_samples as i64;
+        excess > hyst || excess < -hyst || self.over_max()
+    }
+
+    fn over_max(&self) -> bool {
+        self.depth_samples()
+            > self.cfg.max_depth_ms as i64 * SAMPLES_PER_MS as i64 + MAX_PACKET_SAMPLES as i64
+    }
+
+    /// Accounts one sample played from the ring.
+    fn played(&mut self, s: i16, lost: bool) {
+        if lost {
+            self.counters.samples_missing += 1;
+        } else {
+            self.last_played = s;
+            self.envelope += (s as i32).abs() - self.envelope / 32;
+            self.envelope = self.envelope.max(0);
         }
     }
 
@@ -281,8 +322,7 @@ impl JitterBuffer {
         let hyst = self.cfg.hysteresis_samples as i64;
         let quiet = self.envelope() < self.cfg.quiet_level as i32;
         let spaced = self.since_adjust >= ADJUST_SPACING_SAMPLES;
-        let over_max = self.depth_samples()
-            > self.cfg.max_depth_ms as i64 * SAMPLES_PER_MS as i64 + MAX_PACKET_SAMPLES as i64;
+        let over_max = self.over_max();
         let buffered = self.playout < self.newest_end;
         if spaced && buffered && ((excess > hyst && quiet) || over_max) {
             // Drop: skip one sample, the depth shrinks by one.
@@ -298,13 +338,7 @@ impl JitterBuffer {
             return (self.last_played, false);
         }
         let (s, lost) = self.take_slot();
-        if lost {
-            self.counters.samples_missing += 1;
-        } else {
-            self.last_played = s;
-            self.envelope += (s as i32).abs() - self.envelope / 32;
-            self.envelope = self.envelope.max(0);
-        }
+        self.played(s, lost);
         (s, lost)
     }
 

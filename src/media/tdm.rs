@@ -27,8 +27,10 @@ pub trait TdmPort {
     /// tx)` with `span` the index in the engine's span list; on return `tx`
     /// holds TS1..15 and TS17..31 to send (the span writes TS0 and TS16).
     /// Returns the number of frames handled. Must not block.
-    fn service(&mut self, on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame))
-    -> io::Result<usize>;
+    fn service(
+        &mut self,
+        on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
+    ) -> io::Result<usize>;
 }
 
 /// What a [`SimE1`] line carries: it fills each received frame and sees
