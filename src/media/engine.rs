@@ -417,6 +417,11 @@ impl MediaCore {
             if idx == NO_CHANNEL {
                 continue;
             }
+            // Channels are numbered in span order: fetch the next one's
+            // state while this one works.
+            if let Some(next) = self.channels.get(idx as usize + 1) {
+                next.prefetch();
+            }
             let mut rx = [0u8; TICK_SAMPLES];
             for (o, f) in rx.iter_mut().zip(&sp.rx_block) {
                 *o = f[ts];

@@ -98,6 +98,8 @@ const LATE_STREAK_RESYNC: u32 = 4;
 /// At most one sample inserted or dropped per this many played (10 ms), so a
 /// correction is spread out and never audible as a step.
 const ADJUST_SPACING_SAMPLES: u32 = 80;
+/// The value of an empty ring slot.
+const EMPTY: i16 = i16::MIN;
 /// Extended timestamps start here so that extension never goes below zero.
 const EXT_BASE: u64 = 1 << 32;
 
@@ -105,7 +107,6 @@ const EXT_BASE: u64 = 1 << 32;
 pub struct JitterBuffer {
     cfg: JitterConfig,
     samples: Box<[i16]>,
-    present: Box<[bool]>,
     mask: u64,
     anchored: bool,
     /// Extended timestamp of the next sample to play.
@@ -131,8 +132,7 @@ impl JitterBuffer {
         let cap = (max + 3 * MAX_PACKET_SAMPLES).next_power_of_two();
         JitterBuffer {
             cfg,
-            samples: vec![0; cap].into_boxed_slice(),
-            present: vec![false; cap].into_boxed_slice(),
+            samples: vec![EMPTY; cap].into_boxed_slice(),
             mask: cap as u64 - 1,
             anchored: false,
             playout: 0,
@@ -150,7 +150,7 @@ impl JitterBuffer {
 
     /// Forgets the stream (new remote or SSRC), keeps the counters.
     pub fn reset(&mut self) {
-        self.present.fill(false);
+        self.samples.fill(EMPTY);
         self.anchored = false;
         self.ext_ref = EXT_BASE;
         self.jitter.reset();
@@ -174,7 +174,7 @@ impl JitterBuffer {
 
     /// Heap bytes of the ring (for the media memory budget).
     pub fn heap_bytes(&self) -> usize {
-        self.samples.len() * std::mem::size_of::<i16>() + self.present.len()
+        self.samples.len() * std::mem::size_of::<i16>()
     }
 
     /// RFC 3550 A.8 jitter of the stream, in samples.
@@ -230,17 +230,18 @@ impl JitterBuffer {
             return InsertOutcome::Late;
         }
         self.late_streak = 0;
-        if outcome == InsertOutcome::Stored && self.present[(ext & self.mask) as usize] {
+        if outcome == InsertOutcome::Stored && self.samples[(ext & self.mask) as usize] != EMPTY {
             let last = ((end - 1) & self.mask) as usize;
-            if self.present[last] {
+            if self.samples[last] != EMPTY {
                 self.counters.duplicates += 1;
                 return InsertOutcome::Duplicate;
             }
         }
         for (i, &s) in audio.iter().enumerate() {
             let slot = ((ext + i as u64) & self.mask) as usize;
-            self.samples[slot] = s;
-            self.present[slot] = true;
+            // -32768 marks an empty slot; G.711 never decodes to it, other
+            // sources lose 1/32768 of full scale.
+            self.samples[slot] = s.max(EMPTY + 1);
         }
         self.newest_end = self.newest_end.max(end);
         self.counters.packets_stored += 1;
@@ -253,7 +254,7 @@ impl JitterBuffer {
     /// Moves the playout point so that a packet starting at `ext` waits the
     /// target depth.
     fn anchor(&mut self, ext: u64) {
-        self.present.fill(false);
+        self.samples.fill(EMPTY);
         let target = self.target_depth_samples() as u64;
         self.playout = ext.saturating_sub(target);
         self.newest_end = ext;
@@ -346,11 +347,19 @@ impl JitterBuffer {
     fn take_slot(&mut self) -> (i16, bool) {
         let slot = (self.playout & self.mask) as usize;
         self.playout += 1;
-        if self.present[slot] {
-            self.present[slot] = false;
-            (self.samples[slot], false)
-        } else {
-            (0, true)
+        let s = std::mem::replace(&mut self.samples[slot], EMPTY);
+        if s == EMPTY { (0, true) } else { (s, false) }
+    }
+
+    /// Asks the CPU to fetch the next samples to play into cache (the
+    /// engine calls it for the next channel while it works on this one:
+    /// with a thousand channels the ring lines are otherwise a DRAM miss
+    /// per pull).
+    #[inline]
+    pub fn prefetch(&self) {
+        let slot = (self.playout & self.mask) as usize;
+        if let Some(p) = self.samples.get(slot) {
+            super::prefetch(p);
         }
     }
 
