@@ -16,8 +16,11 @@
 //! poll per simulated ms; it reads every datagram and sends each socket's
 //! 172-octet packet every 20 ms (staggered as the engine's are).
 //!
+//! Both loops run three times, alternating; each one's least disturbed
+//! round is reported (the machine may be shared).
+//!
 //! Run: `cargo bench --bench media` (`MEDIA_BENCH_CHANNELS=N` to change N,
-//! default 1020).
+//! default 1020; `MEDIA_BENCH_ROUNDS=R`, default 3).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -44,12 +47,16 @@ fn thread_cpu() -> Duration {
 /// no more than a driver's copy.
 struct Speech {
     table: Vec<u8>,
+    /// Per (span, timeslot): where in the table the timeslot reads.
+    offset: Vec<u64>,
 }
 
+/// 4 s of audio (a power of two of samples, so indexing is a mask).
+const SPEECH_LEN: usize = 1 << 15;
+
 impl Speech {
-    fn new() -> Self {
-        let n = 8000 * 3;
-        let table = (0..n)
+    fn new(spans: usize) -> Self {
+        let table = (0..SPEECH_LEN)
             .map(|i| {
                 let t = i as f64 / 8000.0;
                 let env = (t * 2.0 * std::f64::consts::PI * 3.0).sin().max(0.0);
@@ -61,16 +68,17 @@ impl Speech {
                 g711::linear_to_alaw(x as i16)
             })
             .collect();
-        Speech { table }
+        let offset = (0..spans * 32).map(|i| i as u64 * 977).collect();
+        Speech { table, offset }
     }
 }
 
 impl FrameSource for Speech {
     fn rx_frame(&mut self, span: usize, frame_no: u64, rx: &mut E1Frame) {
-        let n = self.table.len() as u64;
-        for (ts, o) in rx.iter_mut().enumerate() {
-            let i = (frame_no + (span as u64 * 32 + ts as u64) * 977) % n;
-            *o = self.table[i as usize];
+        let mask = SPEECH_LEN as u64 - 1;
+        let off = &self.offset[span * 32..span * 32 + 32];
+        for (o, &d) in rx.iter_mut().zip(off) {
+            *o = self.table[((frame_no + d) & mask) as usize];
         }
     }
     fn tx_frame(&mut self, _span: usize, _frame_no: u64, tx: &E1Frame) {
@@ -95,7 +103,7 @@ fn engine_run(spans: usize) -> (Measured, usize) {
     let n = core.channel_count();
     let mut lp = MediaLoop::new(core).unwrap();
     let addrs: Vec<SocketAddr> = (0..n).map(|i| lp.rtp_addr(i).unwrap().0).collect();
-    let mut port = SimE1::manual(spans, 8, Speech::new());
+    let mut port = SimE1::manual(spans, 8, Speech::new(spans));
     let ids = ctl.stats.ids.clone();
     let mut measured = None;
     let (mut cpu0, mut out0, mut in0) = (Duration::ZERO, 0, 0);
@@ -207,22 +215,48 @@ fn main() {
         "media engine bench: {spans} spans, {} channels, 20 ms PCMA, DTMF detection + jitter buffer on, {sim_s} simulated s",
         spans * 30
     );
-    let (e, n) = engine_run(spans);
-    let b = bare_run(n);
+    // Alternate the two loops and keep each one's best round: the machine
+    // is shared, and the least disturbed round is the closest to its cost.
+    let rounds: usize = std::env::var("MEDIA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let per_pkt = |m: &Measured| m.cpu.as_secs_f64() / m.packets_sent as f64 * 1e6;
+    let mut best_e: Option<Measured> = None;
+    let mut best_b: Option<Measured> = None;
+    let mut n = 0;
+    for round in 0..rounds {
+        let (e, channels) = engine_run(spans);
+        n = channels;
+        let b = bare_run(n);
+        println!(
+            "  round {round}: engine {:.3} s CPU, {} packets sent, {} received, {:.2} µs/packet; bare {:.3} s CPU, {} sent, {} received, {:.2} µs/packet",
+            e.cpu.as_secs_f64(),
+            e.packets_sent,
+            e.packets_received,
+            per_pkt(&e),
+            b.cpu.as_secs_f64(),
+            b.packets_sent,
+            b.packets_received,
+            per_pkt(&b)
+        );
+        if best_e.as_ref().is_none_or(|x| e.cpu < x.cpu) {
+            best_e = Some(e);
+        }
+        if best_b.as_ref().is_none_or(|x| b.cpu < x.cpu) {
+            best_b = Some(b);
+        }
+    }
+    let (e, b) = (best_e.unwrap(), best_b.unwrap());
     let capacity = n as f64 * sim_s / e.cpu.as_secs_f64();
     println!(
-        "  engine: {:.3} s CPU for {sim_s} s of {n} channels, {} packets sent, {} received: {:.2} µs CPU per packet",
+        "  best engine: {:.3} s CPU for {sim_s} s of {n} channels: {:.2} µs CPU per packet",
         e.cpu.as_secs_f64(),
-        e.packets_sent,
-        e.packets_received,
         per_pkt(&e)
     );
     println!(
-        "  bare recv+send: {:.3} s CPU, {} packets sent, {} received: {:.2} µs CPU per packet",
+        "  best bare recv+send: {:.3} s CPU: {:.2} µs CPU per packet",
         b.cpu.as_secs_f64(),
-        b.packets_sent,
-        b.packets_received,
         per_pkt(&b)
     );
     println!("  full-duplex channels one core carries in real time: {capacity:.0}");

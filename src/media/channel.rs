@@ -374,18 +374,40 @@ impl Channel {
         e
     }
 
-    /// Asks the CPU to fetch what the next [`Self::tick`] touches first;
-    /// the engine calls it one channel ahead.
+    /// First of two prefetch steps for the next [`Self::tick`] (the engine
+    /// calls it two channels ahead): the lines of the fields a tick reads,
+    /// by address only, so it never waits on memory itself.
     #[inline]
-    pub fn prefetch(&self) {
+    pub fn prefetch_state(&self) {
         use super::prefetch;
         prefetch(&self.session);
         prefetch(&self.digits);
-        prefetch(&self.jb);
-        prefetch(&self.detector);
+        prefetch(&self.tone);
+        prefetch(&self.now);
+        prefetch(&self.packet_len);
+        prefetch(&self.last_out);
+        prefetch(&self.delay);
+        prefetch(&self.ev_len);
+        self.jb.prefetch_state();
+        self.detector.prefetch_state();
+    }
+
+    /// Second step (one channel ahead): what the state points at — the
+    /// jitter ring at the playout point, the delay line, the session's hot
+    /// fields, the detector's sample ring.
+    #[inline]
+    pub fn prefetch_data(&self) {
+        use super::prefetch;
         self.jb.prefetch();
+        self.detector.prefetch_data();
         if let Some(d) = self.delay.get((self.now & self.delay_mask) as usize) {
             prefetch(d);
+        }
+        if let Some(s) = self.session.as_ref() {
+            prefetch(&s.p);
+            prefetch(&s.pkt_start);
+            prefetch(&s.last_valid_rx);
+            prefetch(&s.mute_from);
         }
     }
 
@@ -637,8 +659,7 @@ impl Channel {
                 Event::DtmfEnd {
                     ch,
                     digit,
-                    duration_ms: (duration_samples / SAMPLES_PER_MS).min(u32::MAX as u64)
-                        as u32,
+                    duration_ms: (duration_samples / SAMPLES_PER_MS).min(u32::MAX as u64) as u32,
                 }
             }
         };

@@ -417,10 +417,15 @@ impl MediaCore {
             if idx == NO_CHANNEL {
                 continue;
             }
-            // Channels are numbered in span order: fetch the next one's
-            // state while this one works.
-            if let Some(next) = self.channels.get(idx as usize + 1) {
-                next.prefetch();
+            // Channels are numbered in span order: while this one works,
+            // fetch the state of the one after next and what the next one's
+            // state points at (each channel's lines are otherwise a DRAM
+            // miss, a thousand channels pushing each other out of cache).
+            if let Some(c) = self.channels.get(idx as usize + 2) {
+                c.prefetch_state();
+            }
+            if let Some(c) = self.channels.get(idx as usize + 1) {
+                c.prefetch_data();
             }
             let mut rx = [0u8; TICK_SAMPLES];
             for (o, f) in rx.iter_mut().zip(&sp.rx_block) {

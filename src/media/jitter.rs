@@ -354,13 +354,29 @@ impl JitterBuffer {
     /// Asks the CPU to fetch the next samples to play into cache (the
     /// engine calls it for the next channel while it works on this one:
     /// with a thousand channels the ring lines are otherwise a DRAM miss
-    /// per pull).
+    /// per pull). Reads the playout point: call [`Self::prefetch_state`]
+    /// a step earlier.
     #[inline]
     pub fn prefetch(&self) {
         let slot = (self.playout & self.mask) as usize;
         if let Some(p) = self.samples.get(slot) {
             super::prefetch(p);
         }
+    }
+
+    /// Fetches the lines of the fields a pull reads (addresses only, no
+    /// loads).
+    #[inline]
+    pub fn prefetch_state(&self) {
+        use super::prefetch;
+        prefetch(&self.playout);
+        prefetch(&self.mask);
+        prefetch(&self.samples);
+        prefetch(&self.depth_q4);
+        prefetch(&self.since_adjust);
+        prefetch(&self.counters.samples_missing);
+        prefetch(&self.jitter);
+        prefetch(&self.cfg);
     }
 
     /// The envelope is kept scaled by 32; this is its value in sample units.
