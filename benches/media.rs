@@ -86,7 +86,22 @@ impl FrameSource for Speech {
     }
 }
 
+/// This thread's user and system CPU time (getrusage RUSAGE_THREAD).
+fn thread_user_sys() -> (Duration, Duration) {
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_THREAD is the
+    // calling thread.
+    let ru = unsafe {
+        let mut ru: nix::libc::rusage = std::mem::zeroed();
+        nix::libc::getrusage(nix::libc::RUSAGE_THREAD, &mut ru);
+        ru
+    };
+    let d = |t: nix::libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (d(ru.ru_utime), d(ru.ru_stime))
+}
+
 struct Measured {
+    /// User-space share of `cpu`.
+    user: Duration,
     cpu: Duration,
     packets_sent: u64,
     packets_received: u64,
@@ -107,6 +122,7 @@ fn engine_run(spans: usize) -> (Measured, usize) {
     let ids = ctl.stats.ids.clone();
     let mut measured = None;
     let (mut cpu0, mut out0, mut in0) = (Duration::ZERO, 0, 0);
+    let mut user0 = Duration::ZERO;
     for ms in 0..WARMUP_MS + MEASURE_MS {
         // Connect one twentieth of the channels per ms so the 20 ms
         // packets are spread evenly.
@@ -124,6 +140,7 @@ fn engine_run(spans: usize) -> (Measured, usize) {
         }
         if ms == WARMUP_MS {
             cpu0 = thread_cpu();
+            user0 = thread_user_sys().0;
             out0 = lp.counters.datagrams_out;
             in0 = lp.counters.datagrams_in;
         }
@@ -131,10 +148,12 @@ fn engine_run(spans: usize) -> (Measured, usize) {
         while ctl.events.try_pop().is_some() {}
     }
     let cpu = thread_cpu() - cpu0;
+    let user = thread_user_sys().0 - user0;
     let c = lp.counters;
     assert_eq!(c.send_errors, 0, "send errors");
     if measured.is_none() {
         measured = Some(Measured {
+            user,
             cpu,
             packets_sent: c.datagrams_out - out0,
             packets_received: c.datagrams_in - in0,
@@ -178,9 +197,11 @@ fn bare_run(n: usize) -> Measured {
     let pkt = [0x80u8; 172];
     let (mut sent, mut received) = (0u64, 0u64);
     let (mut cpu0, mut sent0, mut recv0) = (Duration::ZERO, 0, 0);
+    let mut user0 = Duration::ZERO;
     for ms in 0..WARMUP_MS + MEASURE_MS {
         if ms == WARMUP_MS {
             cpu0 = thread_cpu();
+            user0 = thread_user_sys().0;
             sent0 = sent;
             recv0 = received;
         }
@@ -198,6 +219,7 @@ fn bare_run(n: usize) -> Measured {
         }
     }
     Measured {
+        user: thread_user_sys().0 - user0,
         cpu: thread_cpu() - cpu0,
         packets_sent: sent - sent0,
         packets_received: received - recv0,
@@ -230,12 +252,14 @@ fn main() {
         n = channels;
         let b = bare_run(n);
         println!(
-            "  round {round}: engine {:.3} s CPU, {} packets sent, {} received, {:.2} µs/packet; bare {:.3} s CPU, {} sent, {} received, {:.2} µs/packet",
+            "  round {round}: engine {:.3} s CPU ({:.3} user), {} packets sent, {} received, {:.2} µs/packet; bare {:.3} s CPU ({:.3} user), {} sent, {} received, {:.2} µs/packet",
             e.cpu.as_secs_f64(),
+            e.user.as_secs_f64(),
             e.packets_sent,
             e.packets_received,
             per_pkt(&e),
             b.cpu.as_secs_f64(),
+            b.user.as_secs_f64(),
             b.packets_sent,
             b.packets_received,
             per_pkt(&b)
