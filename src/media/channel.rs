@@ -408,6 +408,18 @@ impl Channel {
             prefetch(&s.pkt_start);
             prefetch(&s.last_valid_rx);
             prefetch(&s.mute_from);
+            // The next tick builds a packet: its audio left the cache the
+            // delay line's length ago.
+            let end = self.now + TICK_SAMPLES as u64;
+            if end >= s.pkt_start + s.ptime_samples + self.delay_samples {
+                for t in (s.pkt_start..s.pkt_start + s.ptime_samples).step_by(64) {
+                    if let Some(d) = self.delay.get((t & self.delay_mask) as usize) {
+                        prefetch(d);
+                    }
+                }
+                prefetch(&self.packet);
+                prefetch(&self.payload);
+            }
         }
     }
 
