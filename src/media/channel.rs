@@ -263,12 +263,10 @@ pub struct Channel {
     delay_mask: u64,
     delay_samples: u64,
     detector: DtmfDetector,
-    payload: [u8; MAX_PACKET_SAMPLES],
     packet: [u8; MAX_TX_PACKET],
     packet_len: usize,
     // RTP -> TDM
     jb: JitterBuffer,
-    decoded: [i16; MAX_PACKET_SAMPLES],
     last_out: i16,
     tone: Option<ToneGenerator>,
     digits: DigitPlayer,
@@ -297,11 +295,9 @@ impl Channel {
             delay_mask: cap as u64 - 1,
             delay_samples,
             detector: DtmfDetector::new(),
-            payload: [0; MAX_PACKET_SAMPLES],
             packet: [0; MAX_TX_PACKET],
             packet_len: 0,
             jb,
-            decoded: [0; MAX_PACKET_SAMPLES],
             last_out: 0,
             tone: None,
             digits: DigitPlayer {
@@ -418,7 +414,6 @@ impl Channel {
                     }
                 }
                 prefetch(&self.packet);
-                prefetch(&self.payload);
             }
         }
     }
@@ -683,11 +678,13 @@ impl Channel {
             return;
         };
         let n = s.ptime_samples as usize;
+        // Scratch on the stack (hot in L1), not per-channel memory.
+        let mut payload = [0u8; MAX_PACKET_SAMPLES];
         let idle = match s.p.codec {
             Codec::Pcma => g711::ALAW_IDLE,
             Codec::Pcmu => g711::ULAW_IDLE,
         };
-        for (i, out) in self.payload[..n].iter_mut().enumerate() {
+        for (i, out) in payload[..n].iter_mut().enumerate() {
             let t = s.pkt_start + i as u64;
             let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
             let a = self.delay[(t & self.delay_mask) as usize];
@@ -721,7 +718,7 @@ impl Channel {
         }
         // Cannot fail: the buffer holds the largest ptime and the payload
         // type was checked at connect.
-        self.packet_len = repr.emit(&self.payload[..n], &mut self.packet).unwrap_or(0);
+        self.packet_len = repr.emit(&payload[..n], &mut self.packet).unwrap_or(0);
         self.counters.packets_sent += 1;
         self.counters.octets_sent += n as u64;
     }
@@ -891,16 +888,13 @@ impl Channel {
             return;
         }
         let n = p.payload.len();
+        let mut decoded = [0i16; MAX_PACKET_SAMPLES];
         match s.p.codec {
-            Codec::Pcma => g711::decode_alaw(p.payload, &mut self.decoded),
-            Codec::Pcmu => g711::decode_ulaw(p.payload, &mut self.decoded),
+            Codec::Pcma => g711::decode_alaw(p.payload, &mut decoded),
+            Codec::Pcmu => g711::decode_ulaw(p.payload, &mut decoded),
         };
-        self.jb.insert(
-            self.now,
-            p.repr.timestamp,
-            p.repr.marker,
-            &self.decoded[..n],
-        );
+        self.jb
+            .insert(self.now, p.repr.timestamp, p.repr.marker, &decoded[..n]);
         s.max_jitter = s.max_jitter.max(self.jb.jitter_samples());
         self.counters.packets_received += 1;
         self.counters.octets_received += n as u64;
