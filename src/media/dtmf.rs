@@ -100,11 +100,12 @@ const N_COEF: usize = N_FREQ * 4;
 /// Goertzel DTMF detector; see the module doc for the contract.
 pub struct DtmfDetector {
     coef: [f32; N_COEF],
-    window: [f32; WIN_LEN],
+    /// The Hann window, shared by every detector (one copy in cache for a
+    /// thousand channels).
+    window: &'static [f32; WIN_LEN],
     win_sum: f32,
     win_sq_sum: f32,
     buf: [i16; WIN_LEN],
-    frame: [f32; WIN_LEN],
     buf_pos: usize,
     block_fill: usize,
     samples: u64,
@@ -153,11 +154,14 @@ impl DtmfDetector {
                 coef[i * 4 + j] = 2.0 * (2.0 * core::f32::consts::PI * g / 8000.0).cos();
             }
         }
-        let mut window = [0.0; WIN_LEN];
+        static WINDOW: std::sync::OnceLock<[f32; WIN_LEN]> = std::sync::OnceLock::new();
+        let window = WINDOW.get_or_init(|| {
+            core::array::from_fn(|i| {
+                0.5 - 0.5 * (2.0 * core::f32::consts::PI * (i as f32 + 0.5) / WIN_LEN as f32).cos()
+            })
+        });
         let (mut s, mut s2) = (0.0, 0.0);
-        for (i, w) in window.iter_mut().enumerate() {
-            *w =
-                0.5 - 0.5 * (2.0 * core::f32::consts::PI * (i as f32 + 0.5) / WIN_LEN as f32).cos();
+        for w in window {
             s += *w;
             s2 += *w * *w;
         }
@@ -167,7 +171,6 @@ impl DtmfDetector {
             win_sum: s,
             win_sq_sum: s2,
             buf: [0; WIN_LEN],
-            frame: [0.0; WIN_LEN],
             buf_pos: 0,
             block_fill: 0,
             samples: 0,
@@ -194,33 +197,86 @@ impl DtmfDetector {
 
     /// Feed samples; returns how many were consumed (all of them unless the
     /// event queue needs draining with [`Self::poll_event`]).
+    ///
+    /// Works in runs up to the next sub-block, block or ring boundary, and
+    /// analyses a window only when its result can matter (see
+    /// [`Self::window_matters`]); the results are those of doing it sample
+    /// by sample and analysing every window.
     pub fn handle_samples(&mut self, samples: &[i16]) -> usize {
-        for (i, &x) in samples.iter().enumerate() {
+        let mut i = 0;
+        while i < samples.len() {
+            // Events are only pushed at boundaries, which end a run.
             if self.ev_len + 2 > EVENT_CAP {
                 return i;
             }
-            self.buf[self.buf_pos] = x;
-            self.buf_pos = (self.buf_pos + 1) % WIN_LEN;
-            self.samples += 1;
-            let xf = x as f32;
-            self.sub_acc += xf * xf;
-            self.sub_fill += 1;
+            let n = (samples.len() - i)
+                .min(SUB_LEN - self.sub_fill)
+                .min(BLOCK_LEN - self.block_fill)
+                .min(WIN_LEN - self.buf_pos);
+            let run = &samples[i..i + n];
+            self.buf[self.buf_pos..self.buf_pos + n].copy_from_slice(run);
+            self.buf_pos = (self.buf_pos + n) % WIN_LEN;
+            let mut acc = self.sub_acc;
+            for &x in run {
+                let xf = x as f32;
+                acc += xf * xf;
+            }
+            self.sub_acc = acc;
+            self.samples += n as u64;
+            self.sub_fill += n;
+            self.block_fill += n;
+            i += n;
             if self.sub_fill == SUB_LEN {
                 let p = self.sub_acc / SUB_LEN as f32;
                 self.sub_acc = 0.0;
                 self.sub_fill = 0;
                 self.envelope(p);
             }
-            self.block_fill += 1;
             if self.block_fill == BLOCK_LEN {
                 self.block_fill = 0;
                 if self.samples >= WIN_LEN as u64 {
-                    let v = self.analyse();
+                    let v = if self.window_matters() {
+                        self.analyse()
+                    } else {
+                        None
+                    };
                     self.on_window(v);
                 }
             }
         }
         samples.len()
+    }
+
+    /// Whether [`Self::on_window`] can act on this window's analysis: only
+    /// when the window lies wholly inside an envelope run, or a digit is in
+    /// progress (a confirming window resets its miss count). Otherwise the
+    /// Goertzel work is skipped: in speech pauses and at the start of each
+    /// talkspurt the detector costs only the envelope.
+    fn window_matters(&self) -> bool {
+        let win_start = self.samples - WIN_LEN as u64;
+        self.current.is_some() || matches!(self.run_start, Some(s) if s <= win_start)
+    }
+
+    /// Fetches the lines of the fields every call reads (addresses only, no
+    /// loads; for the engine's one-channel-ahead prefetch).
+    #[inline]
+    pub fn prefetch_state(&self) {
+        use super::prefetch;
+        prefetch(&self.samples);
+        prefetch(&self.buf_pos);
+        prefetch(&self.sub_acc);
+        prefetch(&self.block_fill);
+        prefetch(&self.ev_len);
+        prefetch(&self.current);
+        prefetch(&self.run_start);
+    }
+
+    /// Fetches the part of the sample ring the next call writes.
+    #[inline]
+    pub fn prefetch_data(&self) {
+        if let Some(p) = self.buf.get(self.buf_pos) {
+            super::prefetch(p);
+        }
     }
 
     /// Next event, oldest first.
@@ -337,10 +393,10 @@ impl DtmfDetector {
         }
     }
 
-    fn power(&self, k: usize) -> f32 {
+    fn power(&self, frame: &[f32; WIN_LEN], k: usize) -> f32 {
         let c = self.coef[k];
         let (mut s1, mut s2) = (0.0f32, 0.0f32);
-        for &x in &self.frame {
+        for &x in frame {
             let s = x + c * s1 - s2;
             s2 = s1;
             s1 = s;
@@ -349,19 +405,52 @@ impl DtmfDetector {
         2.0 * m2 / (self.win_sum * self.win_sum)
     }
 
+    /// [`Self::power`] at the eight Q.23 frequencies in one pass: eight
+    /// independent Goertzel recurrences side by side, which the compiler
+    /// turns into SIMD lanes. Each lane does the scalar operations in the
+    /// same order, so the results are identical.
+    fn powers8(&self, frame: &[f32; WIN_LEN]) -> [f32; N_FREQ] {
+        let c: [f32; N_FREQ] = core::array::from_fn(|i| self.coef[i * 4]);
+        let mut s1 = [0.0f32; N_FREQ];
+        let mut s2 = [0.0f32; N_FREQ];
+        for &x in frame {
+            for k in 0..N_FREQ {
+                let s = x + c[k] * s1[k] - s2[k];
+                s2[k] = s1[k];
+                s1[k] = s;
+            }
+        }
+        let norm = self.win_sum * self.win_sum;
+        core::array::from_fn(|k| {
+            let m2 = s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k];
+            2.0 * m2 / norm
+        })
+    }
+
     /// Analyse the last 204 samples; `Some((digit, total power))` if valid.
     fn analyse(&mut self) -> Option<(u8, f32)> {
         let mut total = 0.0f32;
-        for i in 0..WIN_LEN {
-            let x = self.buf[(self.buf_pos + i) % WIN_LEN] as f32 * self.window[i];
-            self.frame[i] = x;
-            total += x * x;
+        // Scratch on the stack: hot in L1, not per-channel memory.
+        let mut frame = [0.0f32; WIN_LEN];
+        let (newer, older) = self.buf.split_at(self.buf_pos);
+        for ((f, &x), &w) in frame
+            .iter_mut()
+            .zip(older.iter().chain(newer))
+            .zip(self.window)
+        {
+            let y = x as f32 * w;
+            *f = y;
+            total += y * y;
         }
         let total = total / self.win_sq_sum;
-        let mut p = [0.0f32; N_FREQ];
-        for (i, v) in p.iter_mut().enumerate() {
-            *v = self.power(i * 4);
+        // Cauchy-Schwarz: a bin's power is at most `total` times
+        // 2 N sum(w^2) / sum(w)^2 (3 for this window); below that no tone
+        // can reach the minimum level.
+        let bound = 2.0 * WIN_LEN as f32 * self.win_sq_sum / (self.win_sum * self.win_sum);
+        if total * bound * 1.01 < self.tone_min_pow {
+            return None;
         }
+        let p = self.powers8(&frame);
         let best = |range: core::ops::Range<usize>| {
             let mut b = range.start;
             for i in range {
@@ -391,7 +480,7 @@ impl DtmfDetector {
         }
         // Frequency deviation: each tone nearer its nominal than +-5 %.
         for (t, pt) in [(r, pr), (c, pc)] {
-            if self.power(t * 4 + 1) > pt || self.power(t * 4 + 2) > pt {
+            if self.power(&frame, t * 4 + 1) > pt || self.power(&frame, t * 4 + 2) > pt {
                 return None;
             }
         }
@@ -402,9 +491,9 @@ impl DtmfDetector {
         // A row's 2nd harmonic lies 58..71 Hz from some column tones
         // (2 x 697 = 1394 vs 1336 Hz): skip it when the detected column is
         // that close, or its leakage would read as harmonic.
-        let mut h = self.power(c * 4 + 3);
+        let mut h = self.power(&frame, c * 4 + 3);
         if (2.0 * ROW_HZ[r] - COL_HZ[c - 4]).abs() > 150.0 {
-            h += self.power(r * 4 + 3);
+            h += self.power(&frame, r * 4 + 3);
         }
         if h > HARMONIC_RATIO * (pr + pc) {
             return None;

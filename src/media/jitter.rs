@@ -98,6 +98,8 @@ const LATE_STREAK_RESYNC: u32 = 4;
 /// At most one sample inserted or dropped per this many played (10 ms), so a
 /// correction is spread out and never audible as a step.
 const ADJUST_SPACING_SAMPLES: u32 = 80;
+/// The value of an empty ring slot.
+const EMPTY: i16 = i16::MIN;
 /// Extended timestamps start here so that extension never goes below zero.
 const EXT_BASE: u64 = 1 << 32;
 
@@ -105,7 +107,6 @@ const EXT_BASE: u64 = 1 << 32;
 pub struct JitterBuffer {
     cfg: JitterConfig,
     samples: Box<[i16]>,
-    present: Box<[bool]>,
     mask: u64,
     anchored: bool,
     /// Extended timestamp of the next sample to play.
@@ -131,8 +132,7 @@ impl JitterBuffer {
         let cap = (max + 3 * MAX_PACKET_SAMPLES).next_power_of_two();
         JitterBuffer {
             cfg,
-            samples: vec![0; cap].into_boxed_slice(),
-            present: vec![false; cap].into_boxed_slice(),
+            samples: vec![EMPTY; cap].into_boxed_slice(),
             mask: cap as u64 - 1,
             anchored: false,
             playout: 0,
@@ -150,11 +150,31 @@ impl JitterBuffer {
 
     /// Forgets the stream (new remote or SSRC), keeps the counters.
     pub fn reset(&mut self) {
-        self.present.fill(false);
+        self.samples.fill(EMPTY);
         self.anchored = false;
         self.ext_ref = EXT_BASE;
         self.jitter.reset();
         self.late_streak = 0;
+    }
+
+    /// New settings for the next stream, keeping the ring (no allocation):
+    /// `max_depth_ms` is capped at what the ring was sized for by
+    /// [`Self::new`]. Resets the stream; returns the settings applied.
+    pub fn reconfigure(&mut self, cfg: JitterConfig) -> JitterConfig {
+        let ring_ms = (self.capacity() as usize - 3 * MAX_PACKET_SAMPLES) / SAMPLES_PER_MS as usize;
+        let max_depth_ms = cfg.max_depth_ms.min(ring_ms.min(u16::MAX as usize) as u16);
+        self.cfg = JitterConfig {
+            max_depth_ms,
+            min_depth_ms: cfg.min_depth_ms.min(max_depth_ms),
+            ..cfg
+        };
+        self.reset();
+        self.cfg
+    }
+
+    /// Heap bytes of the ring (for the media memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.samples.len() * std::mem::size_of::<i16>()
     }
 
     /// RFC 3550 A.8 jitter of the stream, in samples.
@@ -210,17 +230,18 @@ impl JitterBuffer {
             return InsertOutcome::Late;
         }
         self.late_streak = 0;
-        if outcome == InsertOutcome::Stored && self.present[(ext & self.mask) as usize] {
+        if outcome == InsertOutcome::Stored && self.samples[(ext & self.mask) as usize] != EMPTY {
             let last = ((end - 1) & self.mask) as usize;
-            if self.present[last] {
+            if self.samples[last] != EMPTY {
                 self.counters.duplicates += 1;
                 return InsertOutcome::Duplicate;
             }
         }
         for (i, &s) in audio.iter().enumerate() {
             let slot = ((ext + i as u64) & self.mask) as usize;
-            self.samples[slot] = s;
-            self.present[slot] = true;
+            // -32768 marks an empty slot; G.711 never decodes to it, other
+            // sources lose 1/32768 of full scale.
+            self.samples[slot] = s.max(EMPTY + 1);
         }
         self.newest_end = self.newest_end.max(end);
         self.counters.packets_stored += 1;
@@ -233,7 +254,7 @@ impl JitterBuffer {
     /// Moves the playout point so that a packet starting at `ext` waits the
     /// target depth.
     fn anchor(&mut self, ext: u64) {
-        self.present.fill(false);
+        self.samples.fill(EMPTY);
         let target = self.target_depth_samples() as u64;
         self.playout = ext.saturating_sub(target);
         self.newest_end = ext;
@@ -245,10 +266,51 @@ impl JitterBuffer {
     /// Plays `out.len()` samples; `missing[i]` is set where there was no audio
     /// (the caller conceals those). `out` and `missing` have the same length.
     pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) {
+        let n = out.len().min(missing.len()) as u32;
+        if self.anchored
+            && (self.since_adjust.saturating_add(n) < ADJUST_SPACING_SAMPLES || !self.may_adjust())
+        {
+            // No sample of this call can be inserted or dropped: depth and
+            // target only change on an adjustment (or an insert, which does
+            // not happen during a pull), so the per-sample decision below
+            // would say "play" every time.
+            self.since_adjust = self.since_adjust.saturating_add(n);
+            for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
+                let (s, lost) = self.take_slot();
+                self.played(s, lost);
+                *o = s;
+                *m = lost;
+            }
+            return;
+        }
         for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
             let (s, lost) = self.next_sample();
             *o = s;
             *m = lost;
+        }
+    }
+
+    /// Whether the depth is outside the dead band or over the maximum, the
+    /// only states in which [`Self::next_sample`] inserts or drops.
+    fn may_adjust(&self) -> bool {
+        let excess = self.depth_samples() - self.target_depth_samples() as i64;
+        let hyst = self.cfg.hysteresis_samples as i64;
+        excess > hyst || excess < -hyst || self.over_max()
+    }
+
+    fn over_max(&self) -> bool {
+        self.depth_samples()
+            > self.cfg.max_depth_ms as i64 * SAMPLES_PER_MS as i64 + MAX_PACKET_SAMPLES as i64
+    }
+
+    /// Accounts one sample played from the ring.
+    fn played(&mut self, s: i16, lost: bool) {
+        if lost {
+            self.counters.samples_missing += 1;
+        } else {
+            self.last_played = s;
+            self.envelope += (s as i32).abs() - self.envelope / 32;
+            self.envelope = self.envelope.max(0);
         }
     }
 
@@ -261,8 +323,7 @@ impl JitterBuffer {
         let hyst = self.cfg.hysteresis_samples as i64;
         let quiet = self.envelope() < self.cfg.quiet_level as i32;
         let spaced = self.since_adjust >= ADJUST_SPACING_SAMPLES;
-        let over_max = self.depth_samples()
-            > self.cfg.max_depth_ms as i64 * SAMPLES_PER_MS as i64 + MAX_PACKET_SAMPLES as i64;
+        let over_max = self.over_max();
         let buffered = self.playout < self.newest_end;
         if spaced && buffered && ((excess > hyst && quiet) || over_max) {
             // Drop: skip one sample, the depth shrinks by one.
@@ -278,13 +339,7 @@ impl JitterBuffer {
             return (self.last_played, false);
         }
         let (s, lost) = self.take_slot();
-        if lost {
-            self.counters.samples_missing += 1;
-        } else {
-            self.last_played = s;
-            self.envelope += (s as i32).abs() - self.envelope / 32;
-            self.envelope = self.envelope.max(0);
-        }
+        self.played(s, lost);
         (s, lost)
     }
 
@@ -292,12 +347,36 @@ impl JitterBuffer {
     fn take_slot(&mut self) -> (i16, bool) {
         let slot = (self.playout & self.mask) as usize;
         self.playout += 1;
-        if self.present[slot] {
-            self.present[slot] = false;
-            (self.samples[slot], false)
-        } else {
-            (0, true)
+        let s = std::mem::replace(&mut self.samples[slot], EMPTY);
+        if s == EMPTY { (0, true) } else { (s, false) }
+    }
+
+    /// Asks the CPU to fetch the next samples to play into cache (the
+    /// engine calls it for the next channel while it works on this one:
+    /// with a thousand channels the ring lines are otherwise a DRAM miss
+    /// per pull). Reads the playout point: call [`Self::prefetch_state`]
+    /// a step earlier.
+    #[inline]
+    pub fn prefetch(&self) {
+        let slot = (self.playout & self.mask) as usize;
+        if let Some(p) = self.samples.get(slot) {
+            super::prefetch(p);
         }
+    }
+
+    /// Fetches the lines of the fields a pull reads (addresses only, no
+    /// loads).
+    #[inline]
+    pub fn prefetch_state(&self) {
+        use super::prefetch;
+        prefetch(&self.playout);
+        prefetch(&self.mask);
+        prefetch(&self.samples);
+        prefetch(&self.depth_q4);
+        prefetch(&self.since_adjust);
+        prefetch(&self.counters.samples_missing);
+        prefetch(&self.jitter);
+        prefetch(&self.cfg);
     }
 
     /// The envelope is kept scaled by 32; this is its value in sample units.

@@ -1,0 +1,1345 @@
+//! One B-channel's media pipeline between its E1 timeslot and its RTP
+//! stream. Sans-IO: the engine feeds it E1 audio and datagrams and drains
+//! packets and events; time is the channel's own sample count of the E1
+//! clock (8 per E1 millisecond), advanced by [`Channel::tick`].
+//!
+//! # Contract
+//!
+//! - [`Channel::tick`] once per E1 millisecond (8 frames): `rx` holds the 8
+//!   octets the timeslot received in it, `tx` gets the 8 octets to send in
+//!   the next one. Every packet, timeout and playout decision hangs off this
+//!   call, so the E1 line clock paces the stream (no timer).
+//! - [`Channel::handle_rtp`] for each datagram arriving on the channel's RTP
+//!   socket, with its source address.
+//! - [`Channel::poll_transmit`] after a tick: at most one RTP packet (the
+//!   channel's own preallocated buffer) and the address to send it to. A
+//!   packet not taken before the next one is built is counted as an overrun.
+//! - [`Channel::poll_event`] after either call: [`Event`]s for the control
+//!   plane (a queue of [`EVENT_QUEUE`], overflow counted).
+//! - [`Channel::command`] applies one [`Command`] addressed to it.
+//!
+//! All buffers are allocated by [`Channel::new`]; nothing after.
+//!
+//! # TDM → RTP
+//!
+//! The received octets go into a delay line of `dtmf_delay_ms` (default
+//! [`DEFAULT_DTMF_DELAY_MS`]) and, decoded, into the DTMF detector. When the
+//! detector reports a digit (ITU-T Q.24 limits take ~40 ms), the digit's
+//! samples still in the delay line are replaced by idle code in the voice
+//! stream until the digit ends; samples of it already sent are counted as
+//! leaked. Each `ptime` of audio leaving the delay line becomes one packet:
+//! A-law octets copied as they are (PCMA), or mapped by G.711 Table 4
+//! (PCMU). The RTP header (RFC 3550 §5.1) starts from a random sequence
+//! number, timestamp and SSRC (RFC 3550 §5.1, §8.1) drawn from the channel's
+//! seeded PRNG; the timestamp advances by the samples each packet carries
+//! and the marker bit is set on the first packet (RFC 3551 §4.1).
+//!
+//! # RTP → TDM
+//!
+//! Each datagram is checked ([`RtpPacket::parse`], the negotiated payload
+//! type, at most [`MAX_PACKET_SAMPLES`] octets), latched ([`Latch`],
+//! symmetric RTP), sequence-checked (RFC 3550 A.1), decoded to linear and put
+//! in the [`JitterBuffer`]. Every refusal is counted by kind. Each tick pulls
+//! 8 samples; samples the buffer flags missing are concealed; the result is
+//! A-law coded into `tx`. A tone or DTMF digits commanded by the control
+//! plane replace the far end's audio while they play. No valid packet for
+//! `rtp_timeout_ms` raises [`Event::RtpTimeout`] once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::control::{
+    CallSummary, ChannelId, Codec, Command, ConnectParams, DigitString, Event, PTIMES_MS,
+    RejectReason,
+};
+use super::dtmf::{DtmfDetector, DtmfEvent};
+use super::jitter::{JitterBuffer, JitterConfig, JitterCounters, MAX_PACKET_SAMPLES};
+use super::latch::{Latch, LatchVerdict};
+use super::rtp::{PayloadType, RTP_HEADER_LEN, RtpError, RtpErrorCounters, RtpPacket, RtpRepr};
+use super::seq::{SeqVerdict, SourceSeq};
+use super::tone::{ToneGenerator, ToneSpec};
+use crate::line::g711;
+
+/// Samples (E1 frames) per millisecond.
+pub const SAMPLES_PER_MS: u64 = 8;
+/// Milliseconds of E1 audio per [`Channel::tick`]. Working in blocks
+/// rather than frame by frame keeps each channel's state in cache for a
+/// block's worth of samples (the engine's cost is mostly cache misses on
+/// per-channel state); it adds at most `TICK_MS - 1/8` ms each way.
+pub const TICK_MS: usize = 2;
+/// Samples per tick.
+pub const TICK_SAMPLES: usize = 8 * TICK_MS;
+/// Events a channel holds between two drains by the engine.
+pub const EVENT_QUEUE: usize = 8;
+/// Voice held back so a detected digit can be cut out of it: the detector
+/// reports a digit 36..40 ms after its start (Q.24: 40 ms tones must be
+/// accepted), so 36 ms is the least that loses nothing at 10 ms ptime
+/// (measured over onset alignments); 40 ms leaves a margin.
+pub const DEFAULT_DTMF_DELAY_MS: u16 = 40;
+/// Largest RTP packet a channel builds: header + 40 ms of G.711.
+pub const MAX_TX_PACKET: usize = RTP_HEADER_LEN + MAX_PACKET_SAMPLES;
+
+/// A small seeded PRNG (SplitMix64, Steele et al. 2014): random initial
+/// sequence numbers, timestamps and SSRCs without allocation or syscalls.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Construction-time parameters (the engine's, not per call).
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelParams {
+    pub id: ChannelId,
+    /// Seeds the PRNG for sequence numbers, timestamps and SSRCs.
+    pub seed: u64,
+    /// Sizes the jitter buffer's ring: the largest `max_depth_ms` a connect
+    /// may ask for.
+    pub jitter_max_depth_ms: u16,
+    /// Voice delay for DTMF suppression (0: cut only after detection).
+    pub dtmf_delay_ms: u16,
+}
+
+impl ChannelParams {
+    pub fn new(id: ChannelId, seed: u64) -> Self {
+        ChannelParams {
+            id,
+            seed,
+            jitter_max_depth_ms: JitterConfig::default().max_depth_ms,
+            dtmf_delay_ms: DEFAULT_DTMF_DELAY_MS,
+        }
+    }
+}
+
+/// A channel's plain counters, cumulative since construction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelCounters {
+    pub packets_sent: u64,
+    pub octets_sent: u64,
+    pub packets_received: u64,
+    pub octets_received: u64,
+    pub rtp_errors: RtpErrorCounters,
+    /// Valid packets from the latched source held back by RFC 3550 A.1
+    /// (probation or an unconfirmed large sequence jump).
+    pub seq_rejected: u64,
+    /// Datagrams on the socket while no session is up.
+    pub rtp_while_idle: u64,
+    pub telephone_event_packets: u64,
+    pub comfort_noise_packets: u64,
+    pub dtmf_digits: u64,
+    /// Samples of a detected digit already sent before it was detected.
+    pub dtmf_leaked_samples: u64,
+    pub rtp_timeouts: u64,
+    pub ssrc_changes: u64,
+    pub sessions: u64,
+    /// Packets built before the previous one was taken.
+    pub tx_overruns: u64,
+    /// Events lost to a full per-channel queue.
+    pub events_dropped: u64,
+    pub jitter: JitterCounters,
+}
+
+/// The same counters as atomics, for telemetry to read while the media
+/// thread runs. Updated with Relaxed stores every [`STATS_EVERY_TICKS`].
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub packets_sent: AtomicU64,
+    pub octets_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub octets_received: AtomicU64,
+    /// Indexed like [`RtpError`] (`RtpError::X as usize`).
+    pub rtp_errors: [AtomicU64; RtpError::COUNT],
+    pub seq_rejected: AtomicU64,
+    pub rtp_while_idle: AtomicU64,
+    pub telephone_event_packets: AtomicU64,
+    pub dtmf_digits: AtomicU64,
+    pub dtmf_leaked_samples: AtomicU64,
+    pub rtp_timeouts: AtomicU64,
+    pub ssrc_changes: AtomicU64,
+    pub sessions: AtomicU64,
+    pub tx_overruns: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub late: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub samples_concealed: AtomicU64,
+    pub samples_inserted: AtomicU64,
+    pub samples_dropped: AtomicU64,
+    /// Gauge: RFC 3550 A.8 jitter, samples.
+    pub jitter_samples: AtomicU64,
+    /// Gauge: a session is up.
+    pub connected: AtomicBool,
+}
+
+/// Ticks between two copies of the counters into [`ChannelStats`] (100 ms).
+pub const STATS_EVERY_TICKS: u64 = 100 / TICK_MS as u64;
+
+impl ChannelStats {
+    fn store(&self, c: &ChannelCounters, jitter_samples: u32, connected: bool) {
+        let s = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        s(&self.packets_sent, c.packets_sent);
+        s(&self.octets_sent, c.octets_sent);
+        s(&self.packets_received, c.packets_received);
+        s(&self.octets_received, c.octets_received);
+        for (a, v) in self.rtp_errors.iter().zip(c.rtp_errors.by_kind) {
+            s(a, v);
+        }
+        s(&self.seq_rejected, c.seq_rejected);
+        s(&self.rtp_while_idle, c.rtp_while_idle);
+        s(&self.telephone_event_packets, c.telephone_event_packets);
+        s(&self.dtmf_digits, c.dtmf_digits);
+        s(&self.dtmf_leaked_samples, c.dtmf_leaked_samples);
+        s(&self.rtp_timeouts, c.rtp_timeouts);
+        s(&self.ssrc_changes, c.ssrc_changes);
+        s(&self.sessions, c.sessions);
+        s(&self.tx_overruns, c.tx_overruns);
+        s(&self.events_dropped, c.events_dropped);
+        s(&self.late, c.jitter.late);
+        s(&self.duplicates, c.jitter.duplicates);
+        s(&self.samples_concealed, c.jitter.samples_missing);
+        s(&self.samples_inserted, c.jitter.samples_inserted);
+        s(&self.samples_dropped, c.jitter.samples_dropped);
+        s(&self.jitter_samples, jitter_samples as u64);
+        self.connected.store(connected, Ordering::Relaxed);
+    }
+}
+
+/// Per-session state (inline: no allocation on connect).
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    p: ConnectParams,
+    ptime_samples: u64,
+    ssrc: u32,
+    seq: u16,
+    ts0: u32,
+    /// Channel sample at connect; also the first sample of the first packet.
+    start: u64,
+    /// First sample of the next packet to build.
+    pkt_start: u64,
+    marker_pending: bool,
+    latch: Latch,
+    src: Option<SourceSeq>,
+    last_valid_rx: u64,
+    timed_out: bool,
+    /// Channel sample at which the DTMF detector was restarted.
+    det_base: u64,
+    /// Samples `[mute_from, mute_to)` are cut from the voice stream.
+    mute_from: Option<u64>,
+    mute_to: Option<u64>,
+    at_connect: ChannelCounters,
+    max_jitter: u32,
+    ssrc_changes: u32,
+    dtmf_digits: u32,
+}
+
+/// DTMF digits being played into the timeslot.
+struct DigitPlayer {
+    queue: [u8; DigitString::MAX],
+    len: usize,
+    next: usize,
+    on_samples: u32,
+    off_samples: u32,
+    tone_gen: Option<ToneGenerator>,
+    /// Samples left of the current tone (then of its pause).
+    left: u32,
+    in_pause: bool,
+}
+
+/// See the module documentation.
+pub struct Channel {
+    id: ChannelId,
+    rng: SplitMix64,
+    now: u64,
+    session: Option<Session>,
+    counters: ChannelCounters,
+    // TDM -> RTP
+    delay: Box<[u8]>,
+    delay_mask: u64,
+    delay_samples: u64,
+    detector: DtmfDetector,
+    packet: [u8; MAX_TX_PACKET],
+    packet_len: usize,
+    // RTP -> TDM
+    jb: JitterBuffer,
+    last_out: i16,
+    tone: Option<ToneGenerator>,
+    digits: DigitPlayer,
+    events: [Option<Event>; EVENT_QUEUE],
+    ev_head: usize,
+    ev_len: usize,
+}
+
+impl Channel {
+    /// Allocates every buffer the channel will use.
+    pub fn new(p: ChannelParams) -> Self {
+        let delay_samples = p.dtmf_delay_ms as u64 * SAMPLES_PER_MS;
+        let cap =
+            (delay_samples as usize + MAX_PACKET_SAMPLES + 2 * TICK_SAMPLES).next_power_of_two();
+        let jb = JitterBuffer::new(JitterConfig {
+            max_depth_ms: p.jitter_max_depth_ms,
+            ..JitterConfig::default()
+        });
+        Channel {
+            id: p.id,
+            rng: SplitMix64(p.seed),
+            now: 0,
+            session: None,
+            counters: ChannelCounters::default(),
+            delay: vec![g711::ALAW_IDLE; cap].into_boxed_slice(),
+            delay_mask: cap as u64 - 1,
+            delay_samples,
+            detector: DtmfDetector::new(),
+            packet: [0; MAX_TX_PACKET],
+            packet_len: 0,
+            jb,
+            last_out: 0,
+            tone: None,
+            digits: DigitPlayer {
+                queue: [0; DigitString::MAX],
+                len: 0,
+                next: 0,
+                on_samples: 0,
+                off_samples: 0,
+                tone_gen: None,
+                left: 0,
+                in_pause: false,
+            },
+            events: [None; EVENT_QUEUE],
+            ev_head: 0,
+            ev_len: 0,
+        }
+    }
+
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Samples of the E1 clock since construction.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn counters(&self) -> &ChannelCounters {
+        &self.counters
+    }
+
+    /// Our SSRC, sequence number of the next packet and its timestamp.
+    pub fn tx_state(&self) -> Option<(u32, u16, u32)> {
+        self.session.as_ref().map(|s| {
+            let ts = s.ts0.wrapping_add((s.pkt_start - s.start) as u32);
+            (s.ssrc, s.seq, ts)
+        })
+    }
+
+    /// Copies the counters into `stats` (Relaxed stores).
+    pub fn publish(&self, stats: &ChannelStats) {
+        let mut c = self.counters;
+        c.jitter = self.jb.counters;
+        stats.store(&c, self.jb.jitter_samples(), self.session.is_some());
+    }
+
+    // ---- events ---------------------------------------------------------
+
+    fn emit(&mut self, e: Event) {
+        if self.ev_len == EVENT_QUEUE {
+            self.counters.events_dropped += 1;
+            return;
+        }
+        self.events[(self.ev_head + self.ev_len) % EVENT_QUEUE] = Some(e);
+        self.ev_len += 1;
+    }
+
+    /// The next event for the control plane, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.ev_len == 0 {
+            return None;
+        }
+        let e = self.events[self.ev_head].take();
+        self.ev_head = (self.ev_head + 1) % EVENT_QUEUE;
+        self.ev_len -= 1;
+        e
+    }
+
+    /// First of two prefetch steps for the next [`Self::tick`] (the engine
+    /// calls it two channels ahead): the lines of the fields a tick reads,
+    /// by address only, so it never waits on memory itself.
+    #[inline]
+    pub fn prefetch_state(&self) {
+        use super::prefetch;
+        prefetch(&self.session);
+        prefetch(&self.digits);
+        prefetch(&self.tone);
+        prefetch(&self.now);
+        prefetch(&self.packet_len);
+        prefetch(&self.last_out);
+        prefetch(&self.delay);
+        prefetch(&self.ev_len);
+        self.jb.prefetch_state();
+        self.detector.prefetch_state();
+    }
+
+    /// Second step (one channel ahead): what the state points at — the
+    /// jitter ring at the playout point, the delay line, the session's hot
+    /// fields, the detector's sample ring.
+    #[inline]
+    pub fn prefetch_data(&self) {
+        use super::prefetch;
+        self.jb.prefetch();
+        self.detector.prefetch_data();
+        if let Some(d) = self.delay.get((self.now & self.delay_mask) as usize) {
+            prefetch(d);
+        }
+        if let Some(s) = self.session.as_ref() {
+            prefetch(&s.p);
+            prefetch(&s.pkt_start);
+            prefetch(&s.last_valid_rx);
+            prefetch(&s.mute_from);
+            // The next tick builds a packet: its audio left the cache the
+            // delay line's length ago.
+            let end = self.now + TICK_SAMPLES as u64;
+            if end >= s.pkt_start + s.ptime_samples + self.delay_samples {
+                for t in (s.pkt_start..s.pkt_start + s.ptime_samples).step_by(64) {
+                    if let Some(d) = self.delay.get((t & self.delay_mask) as usize) {
+                        prefetch(d);
+                    }
+                }
+                prefetch(&self.packet);
+            }
+        }
+    }
+
+    /// A packet is waiting for [`Self::poll_transmit`].
+    pub fn has_packet(&self) -> bool {
+        self.packet_len != 0
+    }
+
+    /// Heap bytes this channel allocated at construction (memory budget):
+    /// the jitter ring and the DTMF delay line.
+    pub fn heap_bytes(&self) -> usize {
+        self.jb.heap_bytes() + self.delay.len()
+    }
+
+    pub fn has_events(&self) -> bool {
+        self.ev_len > 0
+    }
+
+    // ---- commands -------------------------------------------------------
+
+    /// Applies a command addressed to this channel (the engine has routed it).
+    pub fn command(&mut self, cmd: Command) {
+        let ch = self.id;
+        let rejected = match cmd {
+            Command::Connect { params, .. } => self.connect(params).err(),
+            Command::UpdateRemote {
+                remote,
+                restrict_to_sdp,
+                ..
+            } => match self.session.as_mut() {
+                Some(s) => {
+                    s.latch.reset(remote, restrict_to_sdp);
+                    s.p.remote = remote;
+                    s.p.restrict_to_sdp = restrict_to_sdp;
+                    None
+                }
+                None => Some(RejectReason::NotConnected),
+            },
+            Command::Disconnect { .. } => {
+                if self.session.is_some() {
+                    self.disconnect();
+                    None
+                } else {
+                    Some(RejectReason::NotConnected)
+                }
+            }
+            Command::PlayTone { tone, .. } => {
+                self.tone = Some(ToneGenerator::new(tone));
+                None
+            }
+            Command::StopTone { .. } => {
+                self.tone = None;
+                None
+            }
+            Command::SendDigits { digits, .. } => self.queue_digits(&digits).err(),
+        };
+        if let Some(reason) = rejected {
+            self.emit(Event::CommandRejected { ch, reason });
+        }
+    }
+
+    fn connect(&mut self, p: ConnectParams) -> Result<(), RejectReason> {
+        if !PTIMES_MS.contains(&p.ptime_ms) {
+            return Err(RejectReason::BadPtime);
+        }
+        if p.payload_type.0 > 127 || p.telephone_event_pt.is_some_and(|t| t.0 > 127) {
+            return Err(RejectReason::BadPayloadType);
+        }
+        if self.session.is_some() {
+            self.disconnect();
+        }
+        let r = self.rng.next_u64();
+        let ssrc = p.ssrc.unwrap_or(r as u32);
+        let r2 = self.rng.next_u64();
+        self.jb.reconfigure(p.jitter);
+        self.detector = DtmfDetector::new();
+        self.counters.sessions += 1;
+        let mut at_connect = self.counters;
+        at_connect.jitter = self.jb.counters;
+        self.session = Some(Session {
+            p,
+            ptime_samples: p.ptime_ms as u64 * SAMPLES_PER_MS,
+            ssrc,
+            // RFC 3550 §5.1: initial sequence number and timestamp random.
+            seq: (r >> 32) as u16,
+            ts0: (r2 >> 32) as u32,
+            start: self.now,
+            pkt_start: self.now,
+            marker_pending: true,
+            latch: Latch::new(p.remote, p.restrict_to_sdp),
+            src: None,
+            last_valid_rx: self.now,
+            timed_out: false,
+            det_base: self.now,
+            mute_from: None,
+            mute_to: None,
+            at_connect,
+            max_jitter: 0,
+            ssrc_changes: 0,
+            dtmf_digits: 0,
+        });
+        self.packet_len = 0;
+        // Hook (RTCP helper, src/media/rtcp/): start the session's RTCP
+        // timer here (RFC 3550 §6.2 initial interval).
+        Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        // Hook (RTCP helper): send BYE (RFC 3550 §6.6) before forgetting the
+        // session; (quality helper, src/media/quality.rs) fill the E-model
+        // fields of the summary.
+        let Some(s) = self.session.take() else {
+            return;
+        };
+        let c = &self.counters;
+        let j = &self.jb.counters;
+        let a = &s.at_connect;
+        let summary = CallSummary {
+            duration_ms: (self.now - s.start) / SAMPLES_PER_MS,
+            packets_sent: c.packets_sent - a.packets_sent,
+            octets_sent: c.octets_sent - a.octets_sent,
+            packets_received: c.packets_received - a.packets_received,
+            octets_received: c.octets_received - a.octets_received,
+            packets_expected: s.src.map_or(0, |q| q.expected()),
+            packets_lost: s.src.map_or(0, |q| q.cumulative_lost() as i64),
+            late: j.late - a.jitter.late,
+            duplicates: j.duplicates - a.jitter.duplicates,
+            malformed: c.rtp_errors.total() - a.rtp_errors.total(),
+            jitter_samples: self.jb.jitter_samples(),
+            max_jitter_samples: s.max_jitter.max(self.jb.jitter_samples()),
+            concealed_samples: j.samples_missing - a.jitter.samples_missing,
+            samples_inserted: j.samples_inserted - a.jitter.samples_inserted,
+            samples_dropped: j.samples_dropped - a.jitter.samples_dropped,
+            ssrc_changes: s.ssrc_changes,
+            dtmf_digits_detected: s.dtmf_digits,
+        };
+        self.packet_len = 0;
+        self.jb.reset();
+        self.emit(Event::CallSummary {
+            ch: self.id,
+            summary,
+        });
+    }
+
+    fn queue_digits(&mut self, d: &DigitString) -> Result<(), RejectReason> {
+        let p = &mut self.digits;
+        // Compact the queue: drop the digits already played.
+        if p.next > 0 {
+            p.queue.copy_within(p.next..p.len, 0);
+            p.len -= p.next;
+            p.next = 0;
+        }
+        let new = d.as_bytes();
+        if p.len + new.len() > DigitString::MAX {
+            return Err(RejectReason::DigitQueueFull);
+        }
+        p.queue[p.len..p.len + new.len()].copy_from_slice(new);
+        p.len += new.len();
+        p.on_samples = d.on_ms as u32 * SAMPLES_PER_MS as u32;
+        p.off_samples = d.off_ms as u32 * SAMPLES_PER_MS as u32;
+        Ok(())
+    }
+
+    // ---- the E1 millisecond ---------------------------------------------
+
+    /// One E1 millisecond; see the module documentation.
+    pub fn tick(&mut self, rx: &[u8; TICK_SAMPLES], tx: &mut [u8; TICK_SAMPLES]) {
+        if self.session.is_some() {
+            self.tdm_to_rtp(rx);
+        }
+        self.now += TICK_SAMPLES as u64;
+        self.playout(tx);
+        if let Some(s) = self.session.as_mut() {
+            // RTP inactivity (RFC 3550 leaves it to the application).
+            let silent = self.now - s.last_valid_rx;
+            if !s.timed_out && silent >= s.p.rtp_timeout_ms as u64 * SAMPLES_PER_MS {
+                s.timed_out = true;
+                self.counters.rtp_timeouts += 1;
+                let silent_ms = (silent / SAMPLES_PER_MS).min(u32::MAX as u64) as u32;
+                self.emit(Event::RtpTimeout {
+                    ch: self.id,
+                    silent_ms,
+                });
+            }
+            // Hook (RTCP helper): the RTCP report timer is checked here, in
+            // E1 time, and its packet queued like the RTP one.
+        }
+    }
+
+    fn tdm_to_rtp(&mut self, rx: &[u8; TICK_SAMPLES]) {
+        let t0 = self.now;
+        for (i, &o) in rx.iter().enumerate() {
+            self.delay[((t0 + i as u64) & self.delay_mask) as usize] = o;
+        }
+        let detect = self.session.as_ref().is_some_and(|s| s.p.dtmf_detect);
+        if detect {
+            let mut lin = [0i16; TICK_SAMPLES];
+            g711::decode_alaw(rx, &mut lin);
+            let mut fed = 0;
+            while fed < lin.len() {
+                fed += self.detector.handle_samples(&lin[fed..]);
+                while let Some(e) = self.detector.poll_event() {
+                    self.on_dtmf(e, t0 + TICK_SAMPLES as u64);
+                }
+            }
+        }
+        let Some(s) = self.session.as_ref() else {
+            return;
+        };
+        let end = t0 + TICK_SAMPLES as u64;
+        if end >= s.pkt_start + s.ptime_samples + self.delay_samples {
+            self.build_packet();
+        }
+    }
+
+    /// A detector event; `now` is the channel sample just after the block
+    /// that produced it.
+    fn on_dtmf(&mut self, e: DtmfEvent, now: u64) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let ch = self.id;
+        let ev = match e {
+            DtmfEvent::DigitStart { digit, at_sample } => {
+                let from = s.det_base + at_sample;
+                // Merge with a window whose end has not been sent yet.
+                let open = s.mute_from.is_some() && s.mute_to.is_none_or(|t| t > s.pkt_start);
+                if !open {
+                    s.mute_from = Some(from);
+                }
+                s.mute_to = None;
+                self.counters.dtmf_leaked_samples += s.pkt_start.saturating_sub(from);
+                self.counters.dtmf_digits += 1;
+                s.dtmf_digits += 1;
+                // Hook (RFC 4733 helper, src/media/rfc4733.rs): start sending
+                // telephone-events for `digit` with the RTP timestamp of
+                // `from` here (RFC 4733 §2.5.1.2), when `telephone_event_pt`
+                // is negotiated.
+                Event::DtmfStart { ch, digit }
+            }
+            DtmfEvent::DigitEnd {
+                digit,
+                duration_samples,
+            } => {
+                // The pause after the tone is silence: cut up to now.
+                s.mute_to = Some(now);
+                // Hook (RFC 4733 helper): end packets, sent three times
+                // (RFC 4733 §2.5.1.4).
+                Event::DtmfEnd {
+                    ch,
+                    digit,
+                    duration_ms: (duration_samples / SAMPLES_PER_MS).min(u32::MAX as u64) as u32,
+                }
+            }
+        };
+        self.emit(ev);
+    }
+
+    fn build_packet(&mut self) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let n = s.ptime_samples as usize;
+        // Scratch on the stack (hot in L1), not per-channel memory.
+        let mut payload = [0u8; MAX_PACKET_SAMPLES];
+        let idle = match s.p.codec {
+            Codec::Pcma => g711::ALAW_IDLE,
+            Codec::Pcmu => g711::ULAW_IDLE,
+        };
+        for (i, out) in payload[..n].iter_mut().enumerate() {
+            let t = s.pkt_start + i as u64;
+            let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
+            let a = self.delay[(t & self.delay_mask) as usize];
+            *out = if muted {
+                idle
+            } else if s.p.codec == Codec::Pcmu {
+                // G.711 Table 4: A-law to µ-law code conversion.
+                g711::alaw_to_ulaw(a)
+            } else {
+                a
+            };
+        }
+        let end = s.pkt_start + n as u64;
+        if s.mute_to.is_some_and(|e| e <= end) {
+            s.mute_from = None;
+            s.mute_to = None;
+        }
+        let repr = RtpRepr {
+            marker: s.marker_pending,
+            payload_type: s.p.payload_type,
+            sequence_number: s.seq,
+            // RFC 3550 §5.1: the sampling instant of the first octet.
+            timestamp: s.ts0.wrapping_add((s.pkt_start - s.start) as u32),
+            ssrc: s.ssrc,
+        };
+        s.marker_pending = false;
+        s.seq = s.seq.wrapping_add(1);
+        s.pkt_start = end;
+        if self.packet_len != 0 {
+            self.counters.tx_overruns += 1;
+        }
+        // Cannot fail: the buffer holds the largest ptime and the payload
+        // type was checked at connect.
+        self.packet_len = repr.emit(&payload[..n], &mut self.packet).unwrap_or(0);
+        self.counters.packets_sent += 1;
+        self.counters.octets_sent += n as u64;
+    }
+
+    /// The packet built by the last tick, if not yet taken, and where to send
+    /// it (the latched source, else the SDP address: symmetric RTP).
+    pub fn poll_transmit(&mut self) -> Option<(&[u8], SocketAddr)> {
+        if self.packet_len == 0 {
+            return None;
+        }
+        let to = self.session.as_ref()?.latch.send_to();
+        let n = std::mem::take(&mut self.packet_len);
+        Some((&self.packet[..n], to))
+    }
+
+    fn playout(&mut self, tx: &mut [u8; TICK_SAMPLES]) {
+        let mut lin = [0i16; TICK_SAMPLES];
+        if self.play_digits(&mut lin) {
+        } else if let Some(t) = self.tone.as_mut() {
+            t.fill(&mut lin);
+        } else if self.session.is_some() {
+            let mut missing = [false; TICK_SAMPLES];
+            self.jb.pull(&mut lin, &mut missing);
+            self.conceal(&mut lin, &missing);
+        } else {
+            *tx = [g711::ALAW_IDLE; TICK_SAMPLES];
+            return;
+        }
+        g711::encode_alaw(&lin, tx);
+    }
+
+    /// Hook (PLC helper, src/media/plc.rs): G.711 Appendix I concealment of
+    /// the samples the jitter buffer flags missing goes here. Until then the
+    /// last good sample fades out (-0.27 dB per sample, silent within ~30 ms).
+    fn conceal(&mut self, lin: &mut [i16; TICK_SAMPLES], missing: &[bool; TICK_SAMPLES]) {
+        for (x, &m) in lin.iter_mut().zip(missing) {
+            if m {
+                self.last_out = (self.last_out as i32 * 31 / 32) as i16;
+                *x = self.last_out;
+            } else {
+                self.last_out = *x;
+            }
+        }
+    }
+
+    /// Plays queued DTMF digits; false when none is playing.
+    fn play_digits(&mut self, lin: &mut [i16; TICK_SAMPLES]) -> bool {
+        let p = &mut self.digits;
+        let mut filled = 0;
+        while filled < TICK_SAMPLES {
+            if p.left == 0 {
+                if !p.in_pause && p.tone_gen.is_some() {
+                    p.in_pause = true;
+                    p.tone_gen = None;
+                    p.left = p.off_samples;
+                    continue;
+                }
+                if p.next >= p.len {
+                    p.in_pause = false;
+                    if filled == 0 {
+                        return false;
+                    }
+                    lin[filled..].fill(0);
+                    return true;
+                }
+                let d = p.queue[p.next];
+                p.next += 1;
+                p.in_pause = false;
+                p.tone_gen = ToneSpec::dtmf(d).map(ToneGenerator::new);
+                p.left = p.on_samples.max(1);
+                continue;
+            }
+            let n = (p.left as usize).min(TICK_SAMPLES - filled);
+            match p.tone_gen.as_mut() {
+                Some(g) => g.fill(&mut lin[filled..filled + n]),
+                None => lin[filled..filled + n].fill(0),
+            }
+            p.left -= n as u32;
+            filled += n;
+        }
+        true
+    }
+
+    // ---- RTP in -----------------------------------------------------------
+
+    /// One datagram from the channel's RTP socket.
+    pub fn handle_rtp(&mut self, datagram: &[u8], from: SocketAddr) {
+        let Some(s) = self.session.as_mut() else {
+            self.counters.rtp_while_idle += 1;
+            return;
+        };
+        let p = match RtpPacket::parse(datagram) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.rtp_errors.count(e);
+                return;
+            }
+        };
+        let pt = p.repr.payload_type;
+        let audio = pt == s.p.payload_type;
+        let event = s.p.telephone_event_pt == Some(pt);
+        if !audio && !event && pt != PayloadType::CN {
+            self.counters.rtp_errors.count(RtpError::UnknownPayloadType);
+            return;
+        }
+        if p.payload.len() > MAX_PACKET_SAMPLES {
+            self.counters.rtp_errors.count(RtpError::TooLong);
+            return;
+        }
+        match s.latch.check(from, p.repr.ssrc) {
+            LatchVerdict::Reject => {
+                self.counters.rtp_errors.count(RtpError::WrongSource);
+                return;
+            }
+            LatchVerdict::Accept => {}
+            LatchVerdict::Latched => {
+                s.src = None;
+                self.jb.reset();
+                self.emit(Event::FirstRtp {
+                    ch: self.id,
+                    from,
+                    ssrc: p.repr.ssrc,
+                });
+            }
+            LatchVerdict::SsrcChanged { old, new } => {
+                // RFC 3550 §8.2: a new SSRC is a new source: fresh sequence
+                // and jitter state.
+                s.src = None;
+                s.ssrc_changes += 1;
+                self.counters.ssrc_changes += 1;
+                self.jb.reset();
+                self.emit(Event::SsrcChanged {
+                    ch: self.id,
+                    old,
+                    new,
+                });
+            }
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let seq = p.repr.sequence_number;
+        let verdict = match s.src.as_mut() {
+            Some(q) => q.update(seq, 1),
+            None => {
+                let mut q = SourceSeq::new(seq, 1);
+                let v = q.update(seq, 1);
+                s.src = Some(q);
+                v
+            }
+        };
+        if verdict != SeqVerdict::Valid {
+            self.counters.seq_rejected += 1;
+            return;
+        }
+        s.last_valid_rx = self.now;
+        s.timed_out = false;
+        if event {
+            // Hook (RFC 4733 helper): received telephone-events are
+            // regenerated as DTMF into the timeslot (RFC 4733 §2.5.2).
+            self.counters.telephone_event_packets += 1;
+            return;
+        }
+        if !audio {
+            // RFC 3389 comfort noise: the gap it stands for is concealed.
+            self.counters.comfort_noise_packets += 1;
+            return;
+        }
+        let n = p.payload.len();
+        let mut decoded = [0i16; MAX_PACKET_SAMPLES];
+        match s.p.codec {
+            Codec::Pcma => g711::decode_alaw(p.payload, &mut decoded),
+            Codec::Pcmu => g711::decode_ulaw(p.payload, &mut decoded),
+        };
+        self.jb
+            .insert(self.now, p.repr.timestamp, p.repr.marker, &decoded[..n]);
+        s.max_jitter = s.max_jitter.max(self.jb.jitter_samples());
+        self.counters.packets_received += 1;
+        self.counters.octets_received += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::RtpPacket;
+
+    fn id() -> ChannelId {
+        ChannelId {
+            span: 1,
+            timeslot: 5,
+        }
+    }
+
+    fn remote() -> SocketAddr {
+        "192.0.2.7:40002".parse().unwrap()
+    }
+
+    fn channel(delay_ms: u16) -> Channel {
+        Channel::new(ChannelParams {
+            dtmf_delay_ms: delay_ms,
+            ..ChannelParams::new(id(), 42)
+        })
+    }
+
+    fn connect(ch: &mut Channel, f: impl FnOnce(&mut ConnectParams)) {
+        let mut p = ConnectParams::new(remote(), Codec::Pcma);
+        f(&mut p);
+        ch.command(Command::Connect {
+            ch: id(),
+            params: p,
+        });
+        assert!(ch.is_connected());
+    }
+
+    fn events(ch: &mut Channel) -> Vec<Event> {
+        std::iter::from_fn(|| ch.poll_event()).collect()
+    }
+
+    /// Ticks `ms` times with `rx(sample_index)` as the received octets;
+    /// returns the packets sent and the octets played to the timeslot.
+    fn run(
+        ch: &mut Channel,
+        ms: usize,
+        mut rx: impl FnMut(u64) -> u8,
+    ) -> (Vec<(RtpRepr, Vec<u8>)>, Vec<u8>) {
+        let mut pkts = Vec::new();
+        let mut played = Vec::new();
+        assert_eq!(ms % TICK_MS, 0);
+        for _ in 0..ms / TICK_MS {
+            let t0 = ch.now();
+            let r: [u8; TICK_SAMPLES] = core::array::from_fn(|i| rx(t0 + i as u64));
+            let mut tx = [0u8; TICK_SAMPLES];
+            ch.tick(&r, &mut tx);
+            played.extend_from_slice(&tx);
+            if let Some((buf, to)) = ch.poll_transmit() {
+                assert_eq!(to, remote());
+                let p = RtpPacket::parse(buf).unwrap();
+                pkts.push((p.repr, p.payload.to_vec()));
+            }
+        }
+        (pkts, played)
+    }
+
+    fn pattern(t: u64) -> u8 {
+        (t.wrapping_mul(37) % 251) as u8
+    }
+
+    #[test]
+    fn packetises_pcma_octets_untouched_with_continuous_seq_and_ts() {
+        for ptime in PTIMES_MS {
+            let mut ch = channel(0);
+            connect(&mut ch, |p| {
+                p.ptime_ms = ptime;
+                p.ssrc = Some(0x1234_5678);
+                p.dtmf_detect = false;
+            });
+            let (pkts, _) = run(&mut ch, 400, pattern);
+            let n = ptime as usize * 8;
+            assert_eq!(pkts.len(), 400 / ptime as usize, "ptime {ptime}");
+            for (i, (r, payload)) in pkts.iter().enumerate() {
+                let first = &pkts[0].0;
+                assert_eq!(r.marker, i == 0, "marker only on the first");
+                assert_eq!(r.payload_type, PayloadType::PCMA);
+                assert_eq!(r.ssrc, 0x1234_5678);
+                assert_eq!(
+                    r.sequence_number,
+                    first.sequence_number.wrapping_add(i as u16)
+                );
+                assert_eq!(r.timestamp, first.timestamp.wrapping_add((i * n) as u32));
+                let want: Vec<u8> = (0..n as u64)
+                    .map(|k| pattern(i as u64 * n as u64 + k))
+                    .collect();
+                assert_eq!(payload, &want, "ptime {ptime} packet {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn pcmu_goes_through_the_g711_table() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| {
+            *p = ConnectParams::new(remote(), Codec::Pcmu);
+            p.dtmf_detect = false;
+        });
+        let (pkts, _) = run(&mut ch, 40, pattern);
+        assert_eq!(pkts[0].0.payload_type, PayloadType::PCMU);
+        let want: Vec<u8> = (0..160).map(|k| g711::alaw_to_ulaw(pattern(k))).collect();
+        assert_eq!(pkts[0].1, want);
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        let s = ch.session.as_mut().unwrap();
+        s.seq = 0xFFFE;
+        s.ts0 = 0xFFFF_FF00;
+        let (pkts, _) = run(&mut ch, 80, pattern);
+        let seqs: Vec<u16> = pkts.iter().map(|p| p.0.sequence_number).collect();
+        let tss: Vec<u32> = pkts.iter().map(|p| p.0.timestamp).collect();
+        assert_eq!(seqs, [0xFFFE, 0xFFFF, 0, 1]);
+        assert_eq!(tss, [0xFFFF_FF00, 0xFFFF_FFA0, 0x40, 0xE0]);
+    }
+
+    #[test]
+    fn initial_seq_ts_ssrc_differ_per_seed_and_call() {
+        let mut a = channel(0);
+        connect(&mut a, |_| {});
+        let first = a.tx_state().unwrap();
+        connect(&mut a, |_| {});
+        let second = a.tx_state().unwrap();
+        let mut b = Channel::new(ChannelParams::new(id(), 43));
+        connect(&mut b, |_| {});
+        assert_ne!(first, second);
+        assert_ne!(first, b.tx_state().unwrap());
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 12 + payload.len()];
+        let r = RtpRepr {
+            marker: false,
+            payload_type: PayloadType(pt),
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc,
+        };
+        let n = r.emit(payload, &mut b).unwrap();
+        b.truncate(n);
+        b
+    }
+
+    #[test]
+    fn received_audio_is_played_after_the_jitter_depth() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        let mut played = Vec::new();
+        for k in 0..20u64 {
+            let payload: Vec<u8> = (0..160).map(|i| pattern(k * 160 + i)).collect();
+            ch.handle_rtp(&rtp(k as u16, k as u32 * 160, 9, 8, &payload), remote());
+            let (_, out) = run(&mut ch, 20, |_| 0xD5);
+            played.extend(out);
+        }
+        // The first packet waits the 20 ms minimum depth; then the octets
+        // come out as sent (A-law -> linear -> A-law is exact).
+        let want: Vec<u8> = (0..160 * 10).map(pattern).collect();
+        assert_eq!(&played[160..160 * 11], &want[..]);
+        assert_eq!(ch.counters().packets_received, 20);
+        let ev = events(&mut ch);
+        assert!(matches!(ev[0], Event::FirstRtp { ssrc: 9, .. }), "{ev:?}");
+    }
+
+    #[test]
+    fn ssrc_change_is_reported_and_resets_the_source() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| p.dtmf_detect = false);
+        ch.handle_rtp(&rtp(100, 0, 1, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(101, 160, 1, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(7, 99_999, 2, 8, &[0xD5; 160]), remote());
+        ch.handle_rtp(&rtp(8, 100_159, 2, 8, &[0xD5; 160]), remote());
+        let ev = events(&mut ch);
+        assert_eq!(
+            ev[1],
+            Event::SsrcChanged {
+                ch: id(),
+                old: 1,
+                new: 2
+            }
+        );
+        assert_eq!(ch.counters().ssrc_changes, 1);
+        assert_eq!(ch.counters().seq_rejected, 0, "new source, new sequence");
+        assert_eq!(ch.counters().packets_received, 4);
+        ch.command(Command::Disconnect { ch: id() });
+        let ev = events(&mut ch);
+        let Event::CallSummary { summary, .. } = ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(summary.ssrc_changes, 1);
+        assert_eq!(summary.packets_expected, 2, "counted from the new source");
+    }
+
+    #[test]
+    fn every_kind_of_bad_datagram_is_counted_never_a_panic() {
+        let mut ch = channel(0);
+        ch.handle_rtp(&rtp(1, 0, 1, 8, &[1]), remote());
+        assert_eq!(ch.counters().rtp_while_idle, 1);
+        connect(&mut ch, |p| {
+            p.dtmf_detect = false;
+            p.telephone_event_pt = Some(PayloadType(101));
+        });
+        let other: SocketAddr = "192.0.2.8:40002".parse().unwrap();
+        let good = rtp(1, 0, 1, 8, &[0xD5; 160]);
+        let cases: Vec<(Vec<u8>, RtpError)> = vec![
+            (vec![0x80, 8, 0], RtpError::TooShort),
+            (
+                vec![0x40, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                RtpError::BadVersion,
+            ),
+            (
+                vec![0x83, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                RtpError::HeadersTruncated,
+            ),
+            (
+                vec![0xA0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+                RtpError::BadPadding,
+            ),
+            (
+                vec![0x81, 0xC9, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+                RtpError::RtcpOnRtpPort,
+            ),
+            (rtp(1, 0, 1, 0, &[0xFF; 160]), RtpError::UnknownPayloadType),
+            (rtp(1, 0, 1, 8, &[]), RtpError::EmptyPayload),
+            (rtp(1, 0, 1, 8, &[0xD5; 321]), RtpError::TooLong),
+        ];
+        for (bytes, kind) in &cases {
+            ch.handle_rtp(bytes, remote());
+            assert_eq!(ch.counters().rtp_errors.get(*kind), 1, "{kind:?}");
+        }
+        ch.handle_rtp(&good, remote());
+        ch.handle_rtp(&good, other);
+        assert_eq!(ch.counters().rtp_errors.get(RtpError::WrongSource), 1);
+        assert_eq!(ch.counters().rtp_errors.total(), cases.len() as u64 + 1);
+        assert_eq!(ch.counters().packets_received, 1);
+        // Telephone-event and CN packets are accepted, not audio.
+        ch.handle_rtp(&rtp(2, 160, 1, 101, &[1, 0x8A, 0, 160]), remote());
+        ch.handle_rtp(&rtp(3, 320, 1, 13, &[40]), remote());
+        assert_eq!(ch.counters().telephone_event_packets, 1);
+        assert_eq!(ch.counters().comfort_noise_packets, 1);
+        assert_eq!(ch.counters().rtp_errors.total(), cases.len() as u64 + 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(dgrams in proptest::collection::vec(
+            proptest::collection::vec(proptest::num::u8::ANY, 0..400), 1..20)) {
+            let mut ch = channel(0);
+            connect(&mut ch, |p| p.telephone_event_pt = Some(PayloadType(101)));
+            for d in &dgrams {
+                ch.handle_rtp(d, remote());
+                let mut tx = [0; TICK_SAMPLES];
+                ch.tick(&[0xD5; TICK_SAMPLES], &mut tx);
+            }
+        }
+    }
+
+    #[test]
+    fn rtp_timeout_is_reported_once_and_rearmed_by_rtp() {
+        let mut ch = channel(0);
+        connect(&mut ch, |p| {
+            p.rtp_timeout_ms = 100;
+            p.dtmf_detect = false;
+        });
+        run(&mut ch, 100 - TICK_MS, |_| 0xD5);
+        assert!(events(&mut ch).is_empty());
+        run(&mut ch, TICK_MS, |_| 0xD5);
+        assert_eq!(
+            events(&mut ch),
+            [Event::RtpTimeout {
+                ch: id(),
+                silent_ms: 100
+            }]
+        );
+        run(&mut ch, 300, |_| 0xD5);
+        assert!(events(&mut ch).is_empty(), "once");
+        ch.handle_rtp(&rtp(1, 0, 1, 8, &[0xD5; 160]), remote());
+        run(&mut ch, 100, |_| 0xD5);
+        let ev = events(&mut ch);
+        assert!(
+            matches!(
+                ev[..],
+                [
+                    Event::FirstRtp { .. },
+                    Event::RtpTimeout { silent_ms: 100, .. }
+                ]
+            ),
+            "{ev:?}"
+        );
+        assert_eq!(ch.counters().rtp_timeouts, 2);
+    }
+
+    /// A-law of a DTMF digit (Q.23 levels) for samples in `[on, off)`, a
+    /// quiet 300 Hz tone elsewhere (stands for speech).
+    fn dtmf_line(digit: u8, on: u64, off: u64) -> impl FnMut(u64) -> u8 {
+        let mut g = ToneGenerator::new(ToneSpec::dtmf(digit).unwrap());
+        move |t| {
+            let mut x = [0i16; 1];
+            g.fill(&mut x);
+            if (on..off).contains(&t) {
+                g711::linear_to_alaw(x[0])
+            } else {
+                let v = 300.0 * (t as f32 * 300.0 / 8000.0 * std::f32::consts::TAU).sin();
+                g711::linear_to_alaw(v as i16)
+            }
+        }
+    }
+
+    #[test]
+    fn detected_digit_is_cut_from_the_voice_stream() {
+        let mut ch = channel(DEFAULT_DTMF_DELAY_MS);
+        connect(&mut ch, |_| {});
+        let (on, off) = (4000u64, 4000 + 8 * 80);
+        let (pkts, _) = run(&mut ch, 1000, dtmf_line(b'7', on, off));
+        let ev = events(&mut ch);
+        assert_eq!(
+            ev[0],
+            Event::DtmfStart {
+                ch: id(),
+                digit: b'7'
+            }
+        );
+        assert!(
+            matches!(
+                ev[1],
+                Event::DtmfEnd {
+                    digit: b'7',
+                    duration_ms: 76..=84,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        let stream: Vec<u8> = pkts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        // The stream starts at sample 0 (no packet lost to the delay line).
+        assert!(stream.len() >= off as usize + 400);
+        let digit_octets = (on..off)
+            .filter(|&t| stream[t as usize] != g711::ALAW_IDLE)
+            .count();
+        assert_eq!(digit_octets, 0, "every octet of the digit suppressed");
+        assert_eq!(ch.counters().dtmf_leaked_samples, 0);
+        // The voice before and after it goes through (bar the muted pause).
+        assert_eq!(
+            stream[..on as usize - 16],
+            (0..on - 16)
+                .map(dtmf_line(b'7', on, off))
+                .collect::<Vec<_>>()[..]
+        );
+        let after = (off + 8 * 60) as usize;
+        assert!(
+            stream[after..after + 160]
+                .iter()
+                .any(|&o| o != g711::ALAW_IDLE)
+        );
+    }
+
+    #[test]
+    fn without_delay_the_leaked_part_is_counted() {
+        let mut ch = channel(0);
+        connect(&mut ch, |_| {});
+        run(&mut ch, 1000, dtmf_line(b'#', 4000, 4800));
+        let leaked = ch.counters().dtmf_leaked_samples;
+        assert!((160..=480).contains(&leaked), "{leaked}");
+    }
+
+    #[test]
+    fn commanded_digits_and_tones_play_into_the_timeslot() {
+        let mut ch = channel(0);
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: DigitString::new(b"19#", 80, 80).unwrap(),
+        });
+        let (_, played) = run(&mut ch, 600, |_| 0xD5);
+        let mut det = DtmfDetector::new();
+        let lin: Vec<i16> = played.iter().map(|&a| g711::alaw_to_linear(a)).collect();
+        det.handle_samples(&lin);
+        let got: Vec<u8> = std::iter::from_fn(|| det.poll_event())
+            .filter_map(|e| match e {
+                DtmfEvent::DigitStart { digit, .. } => Some(digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, b"19#");
+        assert!(
+            played[8 * 500..].iter().all(|&o| o == g711::ALAW_IDLE),
+            "idle after"
+        );
+
+        ch.command(Command::PlayTone {
+            ch: id(),
+            tone: ToneSpec::UK_BUSY,
+        });
+        let (_, played) = run(&mut ch, 100, |_| 0xD5);
+        assert!(played.iter().filter(|&&o| o != g711::ALAW_IDLE).count() > 600);
+        ch.command(Command::StopTone { ch: id() });
+        let (_, played) = run(&mut ch, 10, |_| 0xD5);
+        assert!(played.iter().all(|&o| o == g711::ALAW_IDLE));
+    }
+
+    #[test]
+    fn bad_commands_are_rejected_with_a_reason() {
+        let mut ch = channel(0);
+        ch.command(Command::Disconnect { ch: id() });
+        let mut p = ConnectParams::new(remote(), Codec::Pcma);
+        p.ptime_ms = 25;
+        ch.command(Command::Connect {
+            ch: id(),
+            params: p,
+        });
+        let too_many = DigitString::new(b"0123456789", 40, 40).unwrap();
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: too_many,
+        });
+        ch.command(Command::SendDigits {
+            ch: id(),
+            digits: too_many,
+        });
+        let reasons: Vec<RejectReason> = events(&mut ch)
+            .into_iter()
+            .map(|e| match e {
+                Event::CommandRejected { reason, .. } => reason,
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                RejectReason::NotConnected,
+                RejectReason::BadPtime,
+                RejectReason::DigitQueueFull
+            ]
+        );
+        assert!(!ch.is_connected());
+    }
+}

@@ -1,0 +1,913 @@
+//! The media engine of one media thread (DESIGN.md §1): a fixed table of
+//! [`Channel`]s for a group of spans, their RTP/RTCP sockets, the command
+//! and event rings, and the mio loop that drives them from the E1 clock.
+//!
+//! # Layers
+//!
+//! - [`MediaCore`] is sans-IO: [`MediaCore::handle_tdm_frame`] per received
+//!   E1 frame (returns the frame to send), [`MediaCore::handle_rtp`] per
+//!   datagram, [`MediaCore::handle_commands`] to drain the command ring,
+//!   [`MediaCore::poll_transmit`] for the RTP packets to send. Every 8 frames
+//!   of a span (one E1 millisecond) each of its channels ticks once.
+//! - [`MediaLoop`] binds the sockets at start-up and runs a mio `Poll` over
+//!   them and the [`TdmPort`]'s descriptor: read datagrams, service the line,
+//!   send packets, drain commands, check in with the supervisor. The line's
+//!   frames are the only clock while it is up.
+//! - [`spawn`] starts the loop on its own thread, pinned, `SCHED_FIFO` and
+//!   `mlockall` when asked; their failure is logged as a warning.
+//!
+//! # Ports
+//!
+//! Deterministic, so firewall rules can be written: the RTP port of span
+//! number `s` (from 1), timeslot `t` is
+//! `rtp_port_base + 64 * (s - 1) + 2 * t`, and its RTCP port is that + 1
+//! (RFC 3550 §11). A span takes 64 ports (TS0 and TS16 leave theirs unused);
+//! the engine refuses a plan that passes 65535. A base of 0 binds every
+//! socket to an ephemeral port instead (tests and benches only; see
+//! [`MediaLoop::rtp_addr`]).
+//!
+//! # Memory budget
+//!
+//! Everything is allocated by [`MediaCore::new`] and [`MediaLoop::new`];
+//! [`MemoryBudget`] lists each consumer, one line each, and is logged at
+//! start-up. For `n` channels on `s` spans:
+//!
+//! | consumer | size |
+//! |---|---|
+//! | channel state (pipeline, DTMF detector, packet buffers) | `n × size_of::<Channel>()` |
+//! | jitter rings | `n × next_pow2(8 × jitter_max_depth_ms + 960) × 3 B` (i16 sample + flag) |
+//! | DTMF delay lines | `n × next_pow2(8 × dtmf_delay_ms + 336) B` |
+//! | span frame blocks | `s × 2 × 8 × 32 B` (rx and tx, one E1 ms) |
+//! | channel stats (telemetry atomics) | `n × size_of::<ChannelStats>()` |
+//! | transmit queue | `n × 4 B` |
+//! | command ring | `command_ring × size_of::<Command>()` |
+//! | event ring | `event_ring × size_of::<Event>()` |
+//! | receive buffer | 2048 B |
+//! | poll events | `(2n + 1) × size_of::<mio::event::Event>()` |
+//!
+//! With the defaults (200 ms jitter, 40 ms DTMF delay) a channel costs about
+//! 20 KiB: 60 channels (2 spans) about 1.2 MiB, 1,000 channels about 20 MiB.
+//! Kernel socket buffers are not counted (2 sockets per channel).
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::channel::{Channel, ChannelParams, ChannelStats, STATS_EVERY_TICKS, TICK_SAMPLES};
+use super::control::{ChannelId, Command, Event, RejectReason};
+use super::ring::{Consumer, Producer, ring};
+use super::tdm::{E1Frame, TdmPort};
+
+/// One span of the group: its number (from 1, as configured) and the
+/// timeslots that carry B-channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanParams {
+    pub number: u16,
+    pub timeslots: Vec<u8>,
+}
+
+impl SpanParams {
+    /// An ISDN PRI span: B-channels on TS1..15 and TS17..31.
+    pub fn pri(number: u16) -> Self {
+        SpanParams {
+            number,
+            timeslots: (1..=31).filter(|&t| t != 16).collect(),
+        }
+    }
+}
+
+/// Everything the engine is built from (plain values; `config` converts
+/// the site config and board profile into these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineParams {
+    pub spans: Vec<SpanParams>,
+    /// Address the RTP/RTCP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// See the module doc for the port formula.
+    pub rtp_port_base: u16,
+    /// Largest jitter depth a connect may ask for; sizes the rings.
+    pub jitter_max_depth_ms: u16,
+    /// Voice delay that lets detected DTMF be cut out (see `channel`).
+    pub dtmf_delay_ms: u16,
+    pub command_ring: usize,
+    pub event_ring: usize,
+    /// Seeds every channel's PRNG (SSRC, initial sequence and timestamp).
+    pub seed: u64,
+}
+
+impl EngineParams {
+    /// Defaults: 200 ms jitter ceiling, 40 ms DTMF delay, 1024-slot rings.
+    pub fn new(spans: Vec<SpanParams>, bind_ip: IpAddr, rtp_port_base: u16, seed: u64) -> Self {
+        EngineParams {
+            spans,
+            bind_ip,
+            rtp_port_base,
+            jitter_max_depth_ms: 200,
+            dtmf_delay_ms: super::channel::DEFAULT_DTMF_DELAY_MS,
+            command_ring: 1024,
+            event_ring: 1024,
+            seed,
+        }
+    }
+}
+
+/// The RTP port of span number `span` (from 1), timeslot `ts`; `None` if
+/// out of range. RTCP is this + 1.
+pub fn rtp_port(base: u16, span: u16, ts: u8) -> Option<u16> {
+    let p = base as u32 + 64 * (span as u32).checked_sub(1)? + 2 * ts as u32;
+    (p < u16::MAX as u32 && ts < 32).then_some(p as u16)
+}
+
+/// Why an engine cannot be built.
+#[derive(Debug)]
+pub enum EngineError {
+    /// A span number of 0, a timeslot outside 1..=31 or TS16, a duplicate.
+    BadSpan(String),
+    /// A port of the plan passes 65535.
+    PortRange {
+        span: u16,
+        timeslot: u8,
+    },
+    Io(io::Error),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::BadSpan(s) => write!(f, "media engine: {s}"),
+            EngineError::PortRange { span, timeslot } => write!(
+                f,
+                "media engine: RTP port of span {span} TS{timeslot} is past 65534 (lower rtp_port_base)"
+            ),
+            EngineError::Io(e) => write!(f, "media engine: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<io::Error> for EngineError {
+    fn from(e: io::Error) -> Self {
+        EngineError::Io(e)
+    }
+}
+
+/// One consumer of the memory budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetLine {
+    pub consumer: &'static str,
+    pub count: usize,
+    pub each_bytes: usize,
+}
+
+/// The media thread's memory, computed at start-up; see the module doc.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub lines: Vec<BudgetLine>,
+}
+
+impl MemoryBudget {
+    fn add(&mut self, consumer: &'static str, count: usize, each_bytes: usize) {
+        self.lines.push(BudgetLine {
+            consumer,
+            count,
+            each_bytes,
+        });
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.lines.iter().map(|l| l.count * l.each_bytes).sum()
+    }
+}
+
+impl fmt::Display for MemoryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in &self.lines {
+            writeln!(
+                f,
+                "{:<44} {:>6} x {:>7} B = {:>10} B",
+                l.consumer,
+                l.count,
+                l.each_bytes,
+                l.count * l.each_bytes
+            )?;
+        }
+        write!(f, "{:<44} {:>30} B", "total", self.total_bytes())
+    }
+}
+
+/// Per-channel telemetry shared with the control plane.
+#[derive(Debug)]
+pub struct StatsTable {
+    pub ids: Box<[ChannelId]>,
+    pub stats: Box<[ChannelStats]>,
+}
+
+/// The control plane's ends of a media thread.
+pub struct ControlHandle {
+    pub commands: Producer<Command>,
+    pub events: Consumer<Event>,
+    pub stats: Arc<StatsTable>,
+}
+
+const NO_CHANNEL: u32 = u32::MAX;
+
+struct SpanState {
+    number: u16,
+    channel_of_ts: [u32; 32],
+    frame_in_block: usize,
+    rx_block: [E1Frame; TICK_SAMPLES],
+    tx_block: [E1Frame; TICK_SAMPLES],
+}
+
+/// The sans-IO engine core; see the module doc.
+pub struct MediaCore {
+    channels: Box<[Channel]>,
+    ports: Box<[u16]>,
+    stats: Arc<StatsTable>,
+    spans: Box<[SpanState]>,
+    commands: Consumer<Command>,
+    events: Producer<Event>,
+    tx_queue: Box<[u32]>,
+    tx_len: usize,
+    ticks: u64,
+    ring_full_reported: u64,
+    bind_ip: IpAddr,
+    budget: MemoryBudget,
+}
+
+impl MediaCore {
+    /// Builds the channel table and the rings (every allocation the core
+    /// will make).
+    pub fn new(p: &EngineParams) -> Result<(MediaCore, ControlHandle), EngineError> {
+        let mut channels = Vec::new();
+        let mut ports = Vec::new();
+        let mut spans = Vec::new();
+        let mut rng = super::channel::SplitMix64(p.seed);
+        for sp in &p.spans {
+            if sp.number == 0 || spans.iter().any(|s: &SpanState| s.number == sp.number) {
+                return Err(EngineError::BadSpan(format!(
+                    "span number {} is 0 or repeated",
+                    sp.number
+                )));
+            }
+            let mut st = SpanState {
+                number: sp.number,
+                channel_of_ts: [NO_CHANNEL; 32],
+                frame_in_block: 0,
+                rx_block: [[crate::line::g711::ALAW_IDLE; 32]; TICK_SAMPLES],
+                tx_block: [[crate::line::g711::ALAW_IDLE; 32]; TICK_SAMPLES],
+            };
+            for &ts in &sp.timeslots {
+                if !(1..=31).contains(&ts)
+                    || ts == 16
+                    || st.channel_of_ts[ts as usize] != NO_CHANNEL
+                {
+                    return Err(EngineError::BadSpan(format!(
+                        "span {} timeslot {ts} is not a B-channel or repeated",
+                        sp.number
+                    )));
+                }
+                let port = match p.rtp_port_base {
+                    0 => 0,
+                    base => rtp_port(base, sp.number, ts).ok_or(EngineError::PortRange {
+                        span: sp.number,
+                        timeslot: ts,
+                    })?,
+                };
+                st.channel_of_ts[ts as usize] = channels.len() as u32;
+                let id = ChannelId {
+                    span: sp.number,
+                    timeslot: ts,
+                };
+                channels.push(Channel::new(ChannelParams {
+                    id,
+                    seed: rng.next_u64(),
+                    jitter_max_depth_ms: p.jitter_max_depth_ms,
+                    dtmf_delay_ms: p.dtmf_delay_ms,
+                }));
+                ports.push(port);
+            }
+            spans.push(st);
+        }
+        let n = channels.len();
+        let stats = Arc::new(StatsTable {
+            ids: channels.iter().map(|c| c.id()).collect(),
+            stats: (0..n).map(|_| ChannelStats::default()).collect(),
+        });
+        let (cmd_tx, cmd_rx) = ring(p.command_ring.max(1));
+        let (ev_tx, ev_rx) = ring(p.event_ring.max(1));
+        let mut budget = MemoryBudget::default();
+        budget.add(
+            "channel state (pipeline, DTMF, packet bufs)",
+            n,
+            std::mem::size_of::<Channel>(),
+        );
+        budget.add(
+            "jitter ring + DTMF delay line per channel",
+            n,
+            channels.first().map_or(0, |c| c.heap_bytes()),
+        );
+        budget.add(
+            "span frame blocks (rx + tx, 1 ms)",
+            spans.len(),
+            std::mem::size_of::<SpanState>(),
+        );
+        budget.add(
+            "channel stats (telemetry atomics)",
+            n,
+            std::mem::size_of::<ChannelStats>(),
+        );
+        budget.add("transmit queue", n, 4);
+        budget.add(
+            "command ring",
+            p.command_ring.max(1),
+            std::mem::size_of::<Command>(),
+        );
+        budget.add(
+            "event ring",
+            p.event_ring.max(1),
+            std::mem::size_of::<Event>(),
+        );
+        let core = MediaCore {
+            channels: channels.into_boxed_slice(),
+            ports: ports.into_boxed_slice(),
+            stats: stats.clone(),
+            spans: spans.into_boxed_slice(),
+            commands: cmd_rx,
+            events: ev_tx,
+            tx_queue: vec![0; n].into_boxed_slice(),
+            tx_len: 0,
+            ticks: 0,
+            ring_full_reported: 0,
+            bind_ip: p.bind_ip,
+            budget,
+        };
+        let handle = ControlHandle {
+            commands: cmd_tx,
+            events: ev_rx,
+            stats,
+        };
+        Ok((core, handle))
+    }
+
+    pub fn budget(&self) -> &MemoryBudget {
+        &self.budget
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Channel `index` (in span order, then timeslot order as given).
+    pub fn channel(&self, index: usize) -> Option<&Channel> {
+        self.channels.get(index)
+    }
+
+    /// The index of a channel, if this engine carries it.
+    pub fn channel_index(&self, id: ChannelId) -> Option<usize> {
+        let sp = self.spans.iter().find(|s| s.number == id.span)?;
+        let i = *sp.channel_of_ts.get(id.timeslot as usize)?;
+        (i != NO_CHANNEL).then_some(i as usize)
+    }
+
+    /// The local RTP address of channel `index` (RTCP: port + 1; with a
+    /// port base of 0, port 0 until [`MediaLoop::new`] has bound it).
+    pub fn rtp_addr(&self, index: usize) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.bind_ip, *self.ports.get(index)?))
+    }
+
+    /// One received E1 frame of span `span` (index in the params' list);
+    /// `tx` gets the frame to send in return (TS0/TS16 are the span's).
+    pub fn handle_tdm_frame(&mut self, span: usize, rx: &E1Frame, tx: &mut E1Frame) {
+        let Some(sp) = self.spans.get_mut(span) else {
+            return;
+        };
+        let k = sp.frame_in_block;
+        sp.rx_block[k] = *rx;
+        *tx = sp.tx_block[k];
+        if k + 1 < TICK_SAMPLES {
+            sp.frame_in_block = k + 1;
+            return;
+        }
+        sp.frame_in_block = 0;
+        self.ticks += 1;
+        self.tick_span(span);
+    }
+
+    /// One E1 millisecond of a span: every channel ticks on its column of
+    /// the 8-frame block.
+    fn tick_span(&mut self, span: usize) {
+        for ts in 1..32 {
+            let sp = &mut self.spans[span];
+            let idx = sp.channel_of_ts[ts];
+            if idx == NO_CHANNEL {
+                continue;
+            }
+            // Channels are numbered in span order: while this one works,
+            // fetch the state of the one after next and what the next one's
+            // state points at (each channel's lines are otherwise a DRAM
+            // miss, a thousand channels pushing each other out of cache).
+            if let Some(c) = self.channels.get(idx as usize + 2) {
+                c.prefetch_state();
+            }
+            if let Some(c) = self.channels.get(idx as usize + 1) {
+                c.prefetch_data();
+            }
+            let mut rx = [0u8; TICK_SAMPLES];
+            for (o, f) in rx.iter_mut().zip(&sp.rx_block) {
+                *o = f[ts];
+            }
+            let mut tx = [0u8; TICK_SAMPLES];
+            let ch = &mut self.channels[idx as usize];
+            let had_packet = ch.has_packet();
+            ch.tick(&rx, &mut tx);
+            for (f, o) in sp.tx_block.iter_mut().zip(tx) {
+                f[ts] = o;
+            }
+            if ch.has_packet() && !had_packet && self.tx_len < self.tx_queue.len() {
+                self.tx_queue[self.tx_len] = idx;
+                self.tx_len += 1;
+            }
+            // Spread the telemetry copies over the interval.
+            if (self.ticks + idx as u64).is_multiple_of(STATS_EVERY_TICKS) {
+                ch.publish(&self.stats.stats[idx as usize]);
+            }
+            self.flush_events(idx as usize);
+        }
+    }
+
+    /// One datagram received on channel `index`'s RTP socket.
+    pub fn handle_rtp(&mut self, index: usize, datagram: &[u8], from: SocketAddr) {
+        if let Some(ch) = self.channels.get_mut(index) {
+            ch.handle_rtp(datagram, from);
+            self.flush_events(index);
+        }
+    }
+
+    /// Drains the command ring; returns the number applied.
+    pub fn handle_commands(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(cmd) = self.commands.try_pop() {
+            n += 1;
+            let ch = cmd.channel();
+            match self.channel_index(ch) {
+                Some(i) => {
+                    self.channels[i].command(cmd);
+                    self.channels[i].publish(&self.stats.stats[i]);
+                    self.flush_events(i);
+                }
+                None => {
+                    self.events.push_or_count(Event::CommandRejected {
+                        ch,
+                        reason: RejectReason::UnknownChannel,
+                    });
+                }
+            }
+        }
+        let full = self.events.overflows();
+        if full != self.ring_full_reported
+            && self
+                .events
+                .try_push(Event::EventsDropped { ring_full: full })
+                .is_ok()
+        {
+            self.ring_full_reported = full;
+        }
+        n
+    }
+
+    fn flush_events(&mut self, index: usize) {
+        let ch = &mut self.channels[index];
+        while let Some(e) = ch.poll_event() {
+            self.events.push_or_count(e);
+        }
+    }
+
+    /// The next RTP packet to send: channel index, destination, datagram
+    /// (borrowed from the channel until the next call).
+    pub fn poll_transmit(&mut self) -> Option<(usize, SocketAddr, &[u8])> {
+        while self.tx_len > 0 {
+            self.tx_len -= 1;
+            let idx = self.tx_queue[self.tx_len] as usize;
+            if self.channels[idx].has_packet() && self.channels[idx].is_connected() {
+                let (pkt, to) = self.channels[idx].poll_transmit()?;
+                return Some((idx, to, pkt));
+            }
+        }
+        None
+    }
+}
+
+/// Counters of the loop itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoopCounters {
+    pub turns: u64,
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub rtcp_datagrams_in: u64,
+    pub recv_errors: u64,
+    /// Sends refused by the kernel (full buffer, unreachable): dropped.
+    pub send_errors: u64,
+    pub tdm_frames: u64,
+}
+
+const TDM_TOKEN: Token = Token(0);
+/// Largest datagram read (RTP over Ethernet fits).
+const RECV_BUF: usize = 2048;
+
+/// The mio shell around a [`MediaCore`]; see the module doc.
+pub struct MediaLoop {
+    core: MediaCore,
+    poll: Poll,
+    events: Events,
+    rtp: Box<[UdpSocket]>,
+    rtcp: Box<[UdpSocket]>,
+    buf: Box<[u8]>,
+    tdm_registered: bool,
+    pub counters: LoopCounters,
+}
+
+impl MediaLoop {
+    /// Binds every channel's RTP and RTCP socket (non-blocking) and
+    /// registers them; logs the memory budget.
+    pub fn new(mut core: MediaCore) -> Result<MediaLoop, EngineError> {
+        let poll = Poll::new()?;
+        let n = core.channels.len();
+        let mut rtp = Vec::with_capacity(n);
+        let mut rtcp = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = core.ports[i];
+            let mut s = UdpSocket::bind(SocketAddr::new(core.bind_ip, port))?;
+            let rtcp_port = if port == 0 { 0 } else { port + 1 };
+            let mut c = UdpSocket::bind(SocketAddr::new(core.bind_ip, rtcp_port))?;
+            core.ports[i] = s.local_addr()?.port();
+            poll.registry()
+                .register(&mut s, Token(1 + 2 * i), Interest::READABLE)?;
+            poll.registry()
+                .register(&mut c, Token(2 + 2 * i), Interest::READABLE)?;
+            rtp.push(s);
+            rtcp.push(c);
+        }
+        let cap = 2 * n + 1;
+        core.budget.add("receive buffer", 1, RECV_BUF);
+        core.budget
+            .add("poll events", cap, std::mem::size_of::<mio::event::Event>());
+        tracing::info!(
+            channels = n,
+            spans = core.spans.len(),
+            bytes = core.budget.total_bytes(),
+            "media engine memory budget\n{}",
+            core.budget
+        );
+        Ok(MediaLoop {
+            core,
+            poll,
+            events: Events::with_capacity(cap),
+            rtp: rtp.into_boxed_slice(),
+            rtcp: rtcp.into_boxed_slice(),
+            buf: vec![0; RECV_BUF].into_boxed_slice(),
+            tdm_registered: false,
+            counters: LoopCounters::default(),
+        })
+    }
+
+    pub fn core(&self) -> &MediaCore {
+        &self.core
+    }
+
+    /// The bound RTP and RTCP addresses of channel `index`.
+    pub fn rtp_addr(&self, index: usize) -> Option<(SocketAddr, SocketAddr)> {
+        let rtp = self.rtp.get(index)?.local_addr().ok()?;
+        let rtcp = self.rtcp.get(index)?.local_addr().ok()?;
+        Some((rtp, rtcp))
+    }
+
+    pub fn core_mut(&mut self) -> &mut MediaCore {
+        &mut self.core
+    }
+
+    /// Registers the line side's descriptor (once, before the first turn).
+    pub fn register_tdm(&mut self, fd: RawFd) -> io::Result<()> {
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), TDM_TOKEN, Interest::READABLE)?;
+        self.tdm_registered = true;
+        Ok(())
+    }
+
+    /// One turn: wait for readiness (at most `timeout`), read datagrams,
+    /// service the line if due, send packets, drain commands.
+    pub fn turn(&mut self, port: &mut dyn TdmPort, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.tdm_registered
+            && let Some(fd) = port.raw_fd()
+        {
+            self.register_tdm(fd)?;
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.counters.turns += 1;
+        let mut tdm_due = port.raw_fd().is_none();
+        let Self {
+            core,
+            events,
+            rtp,
+            rtcp,
+            buf,
+            counters,
+            ..
+        } = self;
+        for ev in events.iter() {
+            let t = ev.token().0;
+            if t == TDM_TOKEN.0 {
+                tdm_due = true;
+            } else if t % 2 == 1 {
+                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters);
+            } else if let Some(s) = rtcp.get((t - 2) / 2) {
+                // Hook (RTCP helper, src/media/rtcp/): received reports are
+                // parsed here; until then they are read and counted.
+                while let Ok((_n, _from)) = s.recv_from(buf) {
+                    counters.rtcp_datagrams_in += 1;
+                }
+            }
+        }
+        // Commands first: a connect applies before this turn's frames.
+        self.core.handle_commands();
+        if tdm_due {
+            let core = &mut self.core;
+            let n = port.service(&mut |span, rx, tx| core.handle_tdm_frame(span, rx, tx))?;
+            self.counters.tdm_frames += n as u64;
+        }
+        self.flush();
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        while let Some((idx, to, pkt)) = self.core.poll_transmit() {
+            match self.rtp[idx].send_to(pkt, to) {
+                Ok(_) => self.counters.datagrams_out += 1,
+                Err(_) => self.counters.send_errors += 1,
+            }
+        }
+    }
+
+    /// Turns until `stop` is set, calling `check_in` once per turn (the
+    /// supervisor's heartbeat).
+    pub fn run(
+        &mut self,
+        port: &mut dyn TdmPort,
+        stop: &AtomicBool,
+        check_in: &mut dyn FnMut(),
+    ) -> io::Result<()> {
+        // The line clocks the loop; the timeout only lets `stop` be seen
+        // (and the supervisor be told) on a dead line.
+        let idle = Some(Duration::from_millis(100));
+        while !stop.load(Ordering::Relaxed) {
+            self.turn(port, idle)?;
+            check_in();
+        }
+        Ok(())
+    }
+}
+
+fn drain_rtp(
+    core: &mut MediaCore,
+    idx: usize,
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    counters: &mut LoopCounters,
+) {
+    loop {
+        match sock.recv_from(buf) {
+            Ok((n, from)) => {
+                counters.datagrams_in += 1;
+                core.handle_rtp(idx, &buf[..n], from);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                // ICMP errors queued on the socket (RFC 1122 4.1.3.3);
+                // counted, the next read continues.
+                counters.recv_errors += 1;
+                if counters.recv_errors.is_multiple_of(1 << 20) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How the media thread runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadParams {
+    pub name: String,
+    /// Pin to this CPU (`sched_setaffinity`).
+    pub cpu: Option<usize>,
+    /// Run `SCHED_FIFO` at this priority (1..=99).
+    pub sched_fifo_priority: Option<i32>,
+    /// `mlockall(MCL_CURRENT | MCL_FUTURE)`.
+    pub mlockall: bool,
+}
+
+/// Applies the real-time settings to the calling thread; each failure is a
+/// warning (the gateway still carries calls, with more jitter).
+pub fn apply_thread_params(tp: &ThreadParams) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    if let Some(cpu) = tp.cpu {
+        let mut set = CpuSet::new();
+        let r = set
+            .set(cpu)
+            .and_then(|()| sched_setaffinity(Pid::from_raw(0), &set));
+        if let Err(e) = r {
+            tracing::warn!(thread = %tp.name, cpu, error = %e, "media thread: cannot pin to CPU, running unpinned");
+        }
+    }
+    if tp.mlockall {
+        use nix::sys::mman::{MlockAllFlags, mlockall};
+        if let Err(e) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+            tracing::warn!(thread = %tp.name, error = %e, "media thread: mlockall failed, memory may be paged out");
+        }
+    }
+    if let Some(prio) = tp.sched_fifo_priority {
+        let param = nix::libc::sched_param {
+            sched_priority: prio,
+        };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid
+        // sched_param.
+        let r = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) };
+        if r != 0 {
+            tracing::warn!(
+                thread = %tp.name,
+                priority = prio,
+                error = %io::Error::last_os_error(),
+                "media thread: SCHED_FIFO refused (needs CAP_SYS_NICE), running SCHED_OTHER"
+            );
+        }
+    }
+}
+
+/// Starts a media thread running `lp` over `port` until `stop` is set; it
+/// calls `check_in` every turn. Returns the loop and the port when it ends.
+pub fn spawn<P, H>(
+    mut lp: MediaLoop,
+    mut port: P,
+    tp: ThreadParams,
+    stop: Arc<AtomicBool>,
+    mut check_in: H,
+) -> io::Result<JoinHandle<io::Result<(MediaLoop, P)>>>
+where
+    P: TdmPort + Send + 'static,
+    H: FnMut() + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(tp.name.clone())
+        .spawn(move || {
+            apply_thread_params(&tp);
+            lp.run(&mut port, &stop, &mut check_in)?;
+            Ok((lp, port))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::control::{Codec, ConnectParams};
+    use crate::media::rtp::RtpPacket;
+
+    fn params(spans: &[u16]) -> EngineParams {
+        let spans = spans.iter().map(|&n| SpanParams::pri(n)).collect();
+        EngineParams::new(spans, "127.0.0.1".parse().unwrap(), 40_000, 7)
+    }
+
+    fn id(span: u16, timeslot: u8) -> ChannelId {
+        ChannelId { span, timeslot }
+    }
+
+    #[test]
+    fn port_plan_is_the_documented_formula() {
+        assert_eq!(rtp_port(40_000, 1, 1), Some(40_002));
+        assert_eq!(rtp_port(40_000, 1, 31), Some(40_062));
+        assert_eq!(rtp_port(40_000, 2, 1), Some(40_066));
+        assert_eq!(rtp_port(40_000, 0, 1), None);
+        assert_eq!(rtp_port(65_000, 9, 31), None);
+        let (core, _) = MediaCore::new(&params(&[1, 3])).unwrap();
+        assert_eq!(core.channel_count(), 60);
+        let i = core.channel_index(id(3, 17)).unwrap();
+        assert_eq!(core.rtp_addr(i).unwrap().port(), 40_000 + 128 + 34);
+        assert_eq!(core.channel_index(id(3, 16)), None);
+        assert_eq!(core.channel_index(id(2, 1)), None);
+        assert!(matches!(
+            MediaCore::new(&EngineParams::new(
+                vec![SpanParams::pri(9)],
+                "::1".parse().unwrap(),
+                65_000,
+                0
+            )),
+            Err(EngineError::PortRange { span: 9, .. })
+        ));
+        let mut bad = params(&[1]);
+        bad.spans[0].timeslots.push(16);
+        assert!(matches!(MediaCore::new(&bad), Err(EngineError::BadSpan(_))));
+        assert!(MediaCore::new(&params(&[1, 1])).is_err());
+    }
+
+    #[test]
+    fn budget_has_a_line_per_consumer_and_scales_with_channels() {
+        let (one, _) = MediaCore::new(&params(&[1])).unwrap();
+        let (two, _) = MediaCore::new(&params(&[1, 2])).unwrap();
+        assert_eq!(one.budget().lines.len(), 7);
+        let per_channel = |b: &MemoryBudget| b.lines[0].each_bytes + b.lines[1].each_bytes;
+        assert!(per_channel(one.budget()) > 10_000);
+        assert!(
+            two.budget().total_bytes()
+                > one.budget().total_bytes() + 30 * per_channel(one.budget())
+        );
+        assert!(one.budget().to_string().contains("jitter ring"));
+    }
+
+    /// TS5 of span 2 through the core: the octets of each frame's TS5 come
+    /// back out in an RTP packet, TS0/TS16 are not the core's business, and
+    /// unknown channels are refused by event.
+    #[test]
+    fn frames_to_packets_and_commands_by_ring() {
+        let (mut core, mut ctl) = MediaCore::new(&params(&[1, 2])).unwrap();
+        let remote: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut p = ConnectParams::new(remote, Codec::Pcma);
+        p.dtmf_detect = false;
+        ctl.commands
+            .try_push(Command::Connect {
+                ch: id(2, 5),
+                params: p,
+            })
+            .unwrap();
+        ctl.commands
+            .try_push(Command::Disconnect { ch: id(7, 5) })
+            .unwrap();
+        assert_eq!(core.handle_commands(), 2);
+        assert_eq!(
+            ctl.events.try_pop(),
+            Some(Event::CommandRejected {
+                ch: id(7, 5),
+                reason: RejectReason::UnknownChannel
+            })
+        );
+        let mut sent = Vec::new();
+        let mut tx = [0u8; 32];
+        for f in 0..8 * 80u32 {
+            let rx: E1Frame = core::array::from_fn(|ts| if ts == 5 { f as u8 } else { 0xD5 });
+            core.handle_tdm_frame(0, &[0x55; 32], &mut tx);
+            core.handle_tdm_frame(1, &rx, &mut tx);
+            let want_index = core.channel_index(id(2, 5)).unwrap();
+            while let Some((i, to, pkt)) = core.poll_transmit() {
+                assert_eq!(i, want_index);
+                assert_eq!(to, remote);
+                sent.push(RtpPacket::parse(pkt).unwrap().payload.to_vec());
+            }
+        }
+        // 80 ms of audio, 40 ms held by the DTMF delay line: 2 packets.
+        assert_eq!(sent.len(), 2);
+        let want: Vec<u8> = (0..160u32).map(|f| f as u8).collect();
+        assert_eq!(sent[0], want);
+        core.handle_tdm_frame(5, &[0; 32], &mut tx); // unknown span: ignored
+        assert_eq!(ctl.stats.ids.len(), 60);
+    }
+
+    #[test]
+    fn full_event_ring_is_counted_and_reported_when_room_returns() {
+        let mut p = params(&[1]);
+        p.event_ring = 2;
+        let (mut core, mut ctl) = MediaCore::new(&p).unwrap();
+        for _ in 0..5 {
+            ctl.commands
+                .try_push(Command::Disconnect { ch: id(1, 1) })
+                .unwrap();
+        }
+        core.handle_commands();
+        assert_eq!(ctl.events.overflows(), 3);
+        while ctl.events.try_pop().is_some() {}
+        core.handle_commands();
+        assert_eq!(
+            ctl.events.try_pop(),
+            Some(Event::EventsDropped { ring_full: 3 })
+        );
+        core.handle_commands();
+        assert_eq!(ctl.events.try_pop(), None, "reported once");
+    }
+}

@@ -1,0 +1,478 @@
+//! The media plane's promise (DESIGN.md §1, issue 5): after start-up the
+//! media thread never allocates. A counting global allocator counts every
+//! allocation and free made on this thread while the flag is up; the flag is
+//! up exactly while the engine's loop turns (mio poll, RTP sockets, E1
+//! frames, commands), and down while the test plays the control plane and
+//! the far end.
+//!
+//! 2 spans (60 channels), 10 simulated seconds (80,000 E1 frames per span),
+//! ~180 calls connecting and disconnecting, PCMA and PCMU at 10..40 ms,
+//! audio both ways through real loopback UDP sockets, loss / reordering /
+//! duplicates injected by the far end, in-band DTMF detected, DTMF digits
+//! and tones played into the timeslots, SSRC changes, remote updates and
+//! RTP timeouts.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tdmgw::line::g711;
+use tdmgw::media::control::{ChannelId, Codec, Command, ConnectParams, DigitString, Event};
+use tdmgw::media::dtmf::{DtmfDetector, DtmfEvent};
+use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
+use tdmgw::media::rtp::{PayloadType, RtpPacket, RtpRepr};
+use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
+use tdmgw::media::tone::{ToneGenerator, ToneSpec};
+
+struct Counting;
+
+thread_local! {
+    static TRACK: Cell<bool> = const { Cell::new(false) };
+}
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static FREES: AtomicU64 = AtomicU64::new(0);
+
+fn tracking() -> bool {
+    TRACK.try_with(|t| t.get()).unwrap_or(false)
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if tracking() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if tracking() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if tracking() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, n) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if tracking() {
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const CHANNELS: usize = 60;
+const SECONDS: u64 = 10;
+const CALL_EVERY_MS: u64 = 3000;
+const CALL_MS: u64 = 2500;
+const DIGITS: &[u8; 16] = b"0123456789*#ABCD";
+
+/// The call plan of channel `c`: call `k` starts at `start(c, k)`.
+fn start(c: usize, k: u64) -> u64 {
+    50 + (c as u64 * 53) % 500 + k * CALL_EVERY_MS
+}
+
+/// Where channel `c` is in its calls at `ms`: (call number, ms into it).
+fn in_call(c: usize, ms: u64) -> Option<(u64, u64)> {
+    let first = start(c, 0);
+    if ms < first {
+        return None;
+    }
+    let k = (ms - first) / CALL_EVERY_MS;
+    let off = ms - start(c, k);
+    (off < CALL_MS).then_some((k, off))
+}
+
+fn ptime(c: usize, k: u64) -> u8 {
+    [20, 20, 10, 30, 40][(c + k as usize) % 5]
+}
+
+fn codec(c: usize, k: u64) -> Codec {
+    if (c + k as usize).is_multiple_of(7) {
+        Codec::Pcmu
+    } else {
+        Codec::Pcma
+    }
+}
+
+fn inband_digit(c: usize, k: u64) -> u8 {
+    DIGITS[(c + k as usize) % 16]
+}
+
+/// The E1 side: a quiet tone per timeslot, an in-band DTMF digit 1000 ms
+/// into each call; the frames sent back are run through a DTMF detector on
+/// the channels the control plane sends digits to. Runs on the media
+/// thread, so it must not allocate either.
+struct Line {
+    voice: Vec<ToneGenerator>,
+    digit: Vec<Option<ToneGenerator>>,
+    tx_detectors: Vec<DtmfDetector>,
+    tx_digits: Vec<u32>,
+}
+
+fn channel_of(span: usize, ts: usize) -> Option<usize> {
+    let i = match ts {
+        1..=15 => ts - 1,
+        17..=31 => ts - 2,
+        _ => return None,
+    };
+    Some(span * 30 + i)
+}
+
+fn sends_digits(c: usize) -> bool {
+    c.is_multiple_of(4)
+}
+
+impl FrameSource for Line {
+    fn rx_frame(&mut self, span: usize, frame_no: u64, rx: &mut E1Frame) {
+        let ms = frame_no / 8;
+        for (ts, o) in rx.iter_mut().enumerate() {
+            let Some(c) = channel_of(span, ts) else {
+                *o = 0xD5;
+                continue;
+            };
+            let mut x = [0i16; 1];
+            match in_call(c, ms) {
+                Some((k, 1000..1100)) => {
+                    let g = self.digit[c].get_or_insert_with(|| {
+                        ToneGenerator::new(ToneSpec::dtmf(inband_digit(c, k)).unwrap())
+                    });
+                    g.fill(&mut x);
+                }
+                _ => {
+                    self.digit[c] = None;
+                    self.voice[c].fill(&mut x);
+                }
+            }
+            *o = g711::linear_to_alaw(x[0]);
+        }
+    }
+
+    fn tx_frame(&mut self, span: usize, _frame_no: u64, tx: &E1Frame) {
+        for (ts, &o) in tx.iter().enumerate() {
+            let Some(c) = channel_of(span, ts) else {
+                continue;
+            };
+            if !sends_digits(c) {
+                continue;
+            }
+            let d = &mut self.tx_detectors[c];
+            d.handle_samples(&[g711::alaw_to_linear(o)]);
+            while let Some(e) = d.poll_event() {
+                if matches!(e, DtmfEvent::DigitStart { digit: b'5', .. }) {
+                    self.tx_digits[c] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The far end of one channel: sends 1 kHz audio every ptime with loss,
+/// reordering and duplicates; checks what it receives.
+#[derive(Default)]
+struct Peer {
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    phase: f64,
+    held: Vec<(u64, Vec<u8>)>,
+    rx_ssrc: Option<u32>,
+    rx_next: Option<(u16, u32)>,
+    rx_packets: u64,
+    rx_discontinuities: u64,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+}
+
+fn audio(p: &mut Peer, n: usize, codec: Codec) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            let x = (8000.0 * (p.phase * std::f64::consts::TAU).sin()) as i16;
+            p.phase = (p.phase + 1000.0 / 8000.0).fract();
+            match codec {
+                Codec::Pcma => g711::linear_to_alaw(x),
+                Codec::Pcmu => g711::linear_to_ulaw(x),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn media_path_allocates_nothing() {
+    let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
+    let params = EngineParams::new(spans, "127.0.0.1".parse().unwrap(), 0, 0x5EED);
+    let (core, mut ctl) = MediaCore::new(&params).unwrap();
+    assert_eq!(core.channel_count(), CHANNELS);
+    let mut lp = MediaLoop::new(core).unwrap();
+    let engine_addr: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().0).collect();
+    let ids: Vec<ChannelId> = ctl.stats.ids.to_vec();
+    let socks: Vec<UdpSocket> = (0..CHANNELS)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let peer_addr: Vec<SocketAddr> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let mut peers: Vec<Peer> = (0..CHANNELS).map(|_| Peer::default()).collect();
+    let mut port = SimE1::manual(
+        2,
+        8,
+        Line {
+            voice: (0..CHANNELS)
+                .map(|c| {
+                    ToneGenerator::new(ToneSpec {
+                        freqs_hz: [300.0 + 3.0 * c as f32, 0.0],
+                        levels_dbm0: [-20.0, -99.0],
+                        ..ToneSpec::UK_NUMBER_UNOBTAINABLE
+                    })
+                })
+                .collect(),
+            digit: (0..CHANNELS).map(|_| None).collect(),
+            tx_detectors: (0..CHANNELS).map(|_| DtmfDetector::new()).collect(),
+            tx_digits: vec![0; CHANNELS],
+        },
+    );
+    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut events: Vec<Event> = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut expected_inband = 0u32;
+    let mut expected_timeouts = 0u32;
+    let mut commanded_digits = vec![0u32; CHANNELS];
+
+    // One turn before the clock starts: first-use work (epoll set-up) is
+    // start-up, not the media path.
+    lp.turn(&mut port, Some(Duration::ZERO)).unwrap();
+    let frames_before = port.frames();
+
+    for ms in 0..SECONDS * 1000 {
+        // ---- control plane: commands on the call plan ----
+        for c in 0..CHANNELS {
+            let ch = ids[c];
+            let first_of_call = in_call(c, ms).map(|(k, off)| (k, off));
+            let mut send = |cmd| ctl.commands.try_push(cmd).unwrap();
+            match first_of_call {
+                Some((k, 0)) => {
+                    let mut p = ConnectParams::new(peer_addr[c], codec(c, k));
+                    p.ptime_ms = ptime(c, k);
+                    if c % 15 == 7 {
+                        p.rtp_timeout_ms = 500;
+                    }
+                    send(Command::StopTone { ch });
+                    send(Command::Connect { ch, params: p });
+                    let peer = &mut peers[c];
+                    peer.ssrc = rng.next() as u32;
+                    peer.seq = rng.next() as u16;
+                    peer.ts = rng.next() as u32;
+                    peer.rx_ssrc = None;
+                    peer.rx_next = None;
+                    peer.held.clear();
+                }
+                Some((_, 1500)) if sends_digits(c) => {
+                    send(Command::SendDigits {
+                        ch,
+                        digits: DigitString::new(b"5", 80, 80).unwrap(),
+                    });
+                    commanded_digits[c] += 1;
+                }
+                Some((_, 2000)) if c % 20 == 9 => send(Command::UpdateRemote {
+                    ch,
+                    remote: peer_addr[c],
+                    restrict_to_sdp: true,
+                }),
+                Some((k, 2499)) => {
+                    send(Command::Disconnect { ch });
+                    if ms + 1 < SECONDS * 1000 {
+                        expected_inband += 1;
+                        if c % 15 == 7 {
+                            expected_timeouts += 1;
+                        }
+                    }
+                    let _ = k;
+                }
+                None if c % 6 == 1
+                    && ms > start(c, 0)
+                    && (ms - start(c, 0)) % CALL_EVERY_MS == CALL_MS + 100 =>
+                {
+                    send(Command::PlayTone {
+                        ch,
+                        tone: ToneSpec::UK_RINGBACK,
+                    })
+                }
+                _ => {}
+            }
+        }
+
+        // ---- far end: send with loss, reordering, duplicates; receive ----
+        for c in 0..CHANNELS {
+            let Some((k, off)) = in_call(c, ms) else {
+                continue;
+            };
+            let pt = ptime(c, k) as u64;
+            let silent = c % 15 == 7 && off >= 1800;
+            if off % pt == 0 && !silent {
+                let peer = &mut peers[c];
+                if c % 10 == 3 && off == 1200 {
+                    peer.ssrc = peer.ssrc.wrapping_add(1);
+                }
+                let payload = audio(peer, pt as usize * 8, codec(c, k));
+                let repr = RtpRepr {
+                    marker: off == 0,
+                    payload_type: codec(c, k).static_payload_type(),
+                    sequence_number: peer.seq,
+                    timestamp: peer.ts,
+                    ssrc: peer.ssrc,
+                };
+                peer.seq = peer.seq.wrapping_add(1);
+                peer.ts = peer.ts.wrapping_add(pt as u32 * 8);
+                let mut pkt = vec![0u8; 12 + payload.len()];
+                repr.emit(&payload, &mut pkt).unwrap();
+                if rng.chance(3) {
+                    // lost
+                } else if rng.chance(5) {
+                    let hold = pt * (1 + rng.next() % 2);
+                    peer.held.push((ms + hold, pkt));
+                } else {
+                    if rng.chance(3) {
+                        socks[c].send_to(&pkt, engine_addr[c]).unwrap();
+                    }
+                    socks[c].send_to(&pkt, engine_addr[c]).unwrap();
+                }
+            }
+            let peer = &mut peers[c];
+            let due: Vec<Vec<u8>> = {
+                let (due, keep): (Vec<_>, Vec<_>) = peer.held.drain(..).partition(|h| h.0 <= ms);
+                peer.held = keep;
+                due.into_iter().map(|h| h.1).collect()
+            };
+            for pkt in due {
+                socks[c].send_to(&pkt, engine_addr[c]).unwrap();
+            }
+        }
+        for c in 0..CHANNELS {
+            while let Ok((n, from)) = socks[c].recv_from(&mut buf) {
+                assert_eq!(
+                    from, engine_addr[c],
+                    "symmetric RTP: from the channel's port"
+                );
+                let p = RtpPacket::parse(&buf[..n]).unwrap();
+                let peer = &mut peers[c];
+                peer.rx_packets += 1;
+                if peer.rx_ssrc != Some(p.repr.ssrc) {
+                    peer.rx_ssrc = Some(p.repr.ssrc);
+                } else if peer.rx_next != Some((p.repr.sequence_number, p.repr.timestamp)) {
+                    peer.rx_discontinuities += 1;
+                }
+                let step = p.payload.len() as u32;
+                peer.rx_next = Some((
+                    p.repr.sequence_number.wrapping_add(1),
+                    p.repr.timestamp.wrapping_add(step),
+                ));
+            }
+        }
+
+        // ---- the media thread: one E1 millisecond, tracked ----
+        TRACK.with(|t| t.set(true));
+        let r = lp.turn(&mut port, Some(Duration::ZERO));
+        TRACK.with(|t| t.set(false));
+        r.unwrap();
+
+        while let Some(e) = ctl.events.try_pop() {
+            events.push(e);
+        }
+    }
+
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let frees = FREES.load(Ordering::Relaxed);
+    assert_eq!(
+        (allocs, frees),
+        (0, 0),
+        "allocations and frees on the media thread"
+    );
+    assert_eq!(
+        port.frames() - frames_before,
+        SECONDS * 8000,
+        "80,000 frames per span"
+    );
+
+    // The run did what it claims: check the traffic and the events.
+    let mut kinds: HashMap<&str, u32> = HashMap::new();
+    let mut lost = 0i64;
+    let mut dups = 0u64;
+    let mut received = 0u64;
+    for e in &events {
+        let k = match e {
+            Event::DtmfStart { .. } => "dtmf",
+            Event::DtmfEnd { .. } => "dtmf_end",
+            Event::FirstRtp { .. } => "first_rtp",
+            Event::RtpTimeout { .. } => "timeout",
+            Event::SsrcChanged { .. } => "ssrc",
+            Event::CallSummary { summary, .. } => {
+                lost += summary.packets_lost;
+                dups += summary.duplicates;
+                received += summary.packets_received;
+                "summary"
+            }
+            Event::CommandRejected { .. } => "rejected",
+            Event::EventsDropped { .. } => "dropped",
+        };
+        *kinds.entry(k).or_default() += 1;
+    }
+    let calls = expected_inband;
+    assert!(calls >= 150, "{calls} calls");
+    assert_eq!(kinds.get("summary").copied(), Some(calls), "{kinds:?}");
+    assert_eq!(
+        kinds.get("dtmf").copied(),
+        Some(expected_inband),
+        "in-band digits: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("timeout").copied(),
+        Some(expected_timeouts),
+        "{kinds:?}"
+    );
+    assert!(kinds.get("ssrc").copied().unwrap_or(0) >= 12, "{kinds:?}");
+    assert!(
+        kinds.get("first_rtp").copied().unwrap_or(0) >= calls,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.get("rejected"), None);
+    assert_eq!(kinds.get("dropped"), None);
+    assert!(
+        lost > 0 && dups > 0 && received > 100_000 / 20,
+        "lost {lost} dups {dups} rx {received}"
+    );
+    let sent_digits: u32 = commanded_digits.iter().sum();
+    let heard: u32 = port.source.tx_digits.iter().sum();
+    assert!(sent_digits >= 30);
+    assert_eq!(
+        heard, sent_digits,
+        "every commanded digit heard on the E1 side"
+    );
+    let to_far_end: u64 = peers.iter().map(|p| p.rx_packets).sum();
+    let gaps: u64 = peers.iter().map(|p| p.rx_discontinuities).sum();
+    assert!(to_far_end > 10_000, "{to_far_end}");
+    assert_eq!(gaps, 0, "seq and ts continuous within each call");
+    let _ = PayloadType::PCMA;
+}
