@@ -40,6 +40,8 @@
 //! through unchanged. The `Reason` header is parsed by
 //! `crate::call::cause_map::Reason`, not here.
 
+pub mod dialog;
+pub mod endpoint;
 pub mod error;
 pub mod framer;
 pub mod header;
@@ -52,6 +54,7 @@ pub mod response;
 pub mod sdp;
 pub mod text;
 pub mod transaction;
+pub mod ua;
 pub mod uri;
 
 pub use error::SipError;
