@@ -144,11 +144,16 @@ impl Dialog {
             local_seq: invite.cseq()?.seq,
             remote_seq: None,
             // §12.1.2: a 1xx without Contact leaves the target as the Request-URI.
-            remote_target: contact_uri(response)
-                .or_else(|_| invite.start_uri().cloned().ok_or(SipError::Syntax("no URI")))?,
+            remote_target: contact_uri(response).or_else(|_| {
+                invite
+                    .start_uri()
+                    .cloned()
+                    .ok_or(SipError::Syntax("no URI"))
+            })?,
             route_set,
             local_contact,
-            secure: is_sips(invite.start_uri()) && peer.transport == super::endpoint::Transport::Tls,
+            secure: is_sips(invite.start_uri())
+                && peer.transport == super::endpoint::Transport::Tls,
             peer,
         })
     }
@@ -184,7 +189,8 @@ impl Dialog {
             remote_target: contact_uri(invite)?,
             route_set: record_routes(invite)?,
             local_contact,
-            secure: is_sips(invite.start_uri()) && peer.transport == super::endpoint::Transport::Tls,
+            secure: is_sips(invite.start_uri())
+                && peer.transport == super::endpoint::Transport::Tls,
             peer,
         })
     }
@@ -252,7 +258,9 @@ impl Dialog {
             // §19.1.1 Table 1: method and header components are not allowed
             // in a Request-URI.
             u.headers = None;
-            u.params.0.retain(|p| !p.name.eq_ignore_ascii_case("method"));
+            u.params
+                .0
+                .retain(|p| !p.name.eq_ignore_ascii_case("method"));
         }
         let mut routes: Vec<String> = self.route_set[1..]
             .iter()
@@ -279,7 +287,14 @@ impl Dialog {
         m.push("From", self.local.to_string());
         m.push("To", self.remote.to_string());
         m.push("Call-ID", self.id.call_id.clone());
-        m.push("CSeq", CSeq { seq, method: method.clone() }.to_string());
+        m.push(
+            "CSeq",
+            CSeq {
+                seq,
+                method: method.clone(),
+            }
+            .to_string(),
+        );
         if matches!(method, Method::Invite | Method::Update | Method::Ack) {
             // §12.2.1.1: target refresh requests carry our Contact
             // (§13.2.2.4: the ACK may too).
@@ -350,21 +365,38 @@ Record-Route: <sip:p1.core;lr>, <sip:p2.core;lr>\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(d.id.local_tag, "L1");
         assert_eq!(d.id.remote_tag, "R1");
         let bye = d.request(Method::Bye);
-        assert_eq!(bye.start_uri().unwrap().to_string(), "sip:ua@192.0.2.9:5070");
+        assert_eq!(
+            bye.start_uri().unwrap().to_string(),
+            "sip:ua@192.0.2.9:5070"
+        );
         let routes: Vec<_> = bye.list("Route").unwrap();
         assert_eq!(routes, ["<sip:p2.core;lr>", "<sip:p1.core;lr>"]);
         assert_eq!(bye.cseq().unwrap().seq, 11);
         assert_eq!(bye.to().unwrap().tag(), Some("R1"));
         assert_eq!(bye.from().unwrap().tag(), Some("L1"));
         let ack = d.ack(10);
-        assert_eq!(ack.cseq().unwrap(), CSeq { seq: 10, method: Method::Ack });
-        assert_eq!(DialogId::of_response(&response(180, "")), Some(d.id.clone()));
+        assert_eq!(
+            ack.cseq().unwrap(),
+            CSeq {
+                seq: 10,
+                method: Method::Ack
+            }
+        );
+        assert_eq!(
+            DialogId::of_response(&response(180, "")),
+            Some(d.id.clone())
+        );
     }
 
     #[test]
     fn strict_route_puts_first_route_in_request_uri() {
-        let mut d = Dialog::uac(&parse(INVITE), &response(200, "<sip:strict.core>"), contact(), peer())
-            .unwrap();
+        let mut d = Dialog::uac(
+            &parse(INVITE),
+            &response(200, "<sip:strict.core>"),
+            contact(),
+            peer(),
+        )
+        .unwrap();
         let bye = d.request(Method::Bye);
         assert_eq!(bye.start_uri().unwrap().to_string(), "sip:strict.core");
         assert_eq!(bye.list("Route").unwrap(), ["<sip:ua@192.0.2.9:5070>"]);
@@ -397,7 +429,11 @@ Record-Route: <sip:p1.core;lr>, <sip:p2.core;lr>\r\nContent-Length: 0\r\n\r\n";
         // UAS keeps Record-Route order.
         assert_eq!(bye.list("Route").unwrap()[0], "<sip:p1.core;lr>");
         let mk = |seq: u32, m: &str| {
-            parse(&INVITE.replace("CSeq: 10 INVITE", &format!("CSeq: {seq} {m}")).replace("INVITE sip", &format!("{m} sip")))
+            parse(
+                &INVITE
+                    .replace("CSeq: 10 INVITE", &format!("CSeq: {seq} {m}"))
+                    .replace("INVITE sip", &format!("{m} sip")),
+            )
         };
         assert_eq!(d.check_remote_cseq(&mk(11, "BYE")), Ok(()));
         assert_eq!(d.check_remote_cseq(&mk(9, "INFO")), Err(500));

@@ -129,7 +129,10 @@ pub enum TxnEvent {
     Response { txn: TxnId, response: Box<Message> },
     /// A 2xx to an INVITE with no client transaction (§13.2.2.4): the dialog
     /// re-sends its ACK.
-    Stray2xx { response: Box<Message>, from: Remote },
+    Stray2xx {
+        response: Box<Message>,
+        from: Remote,
+    },
     /// Client transaction `txn` got no final response (Timer B or F; the TU
     /// treats it as 408, §8.1.3.1).
     Timeout { txn: TxnId },
@@ -566,7 +569,13 @@ impl Endpoint {
         self.start_client(now, request, branch, to)
     }
 
-    fn start_client(&mut self, now: Instant, request: Message, branch: String, to: Remote) -> TxnId {
+    fn start_client(
+        &mut self,
+        now: Instant,
+        request: Message,
+        branch: String,
+        to: Remote,
+    ) -> TxnId {
         let method = request.method().cloned().unwrap_or(Method::Options);
         let key = TransactionKey {
             branch,
@@ -621,7 +630,9 @@ impl Endpoint {
             headers: Vec::new(),
             body: Vec::new(),
         };
-        cancel.headers.extend(inv.headers_named("Via").take(1).cloned());
+        cancel
+            .headers
+            .extend(inv.headers_named("Via").take(1).cloned());
         cancel.headers.extend(inv.headers_named("Route").cloned());
         cancel.push("Max-Forwards", "70");
         for name in ["From", "To", "Call-ID"] {
@@ -852,7 +863,12 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         assert!(events(&mut e).is_empty());
         assert_eq!(e.stats().request_retransmissions, 1);
         // A non-2xx final: ACK matches the transaction and is absorbed.
-        let req = Message::parse(&request("INVITE", "z9hG4bKa"), Framing::Datagram, Limits::default()).unwrap();
+        let req = Message::parse(
+            &request("INVITE", "z9hG4bKa"),
+            Framing::Datagram,
+            Limits::default(),
+        )
+        .unwrap();
         assert!(e.respond(now, txn, response_to(&req, 486, None, Some("g1"))));
         assert_eq!(statuses(&mut e), [486]);
         e.handle_input(now, &request("ACK", "z9hG4bKa"), remote());
@@ -876,7 +892,9 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         };
         e.handle_input(now, &request("CANCEL", "z9hG4bKb"), remote());
         assert_eq!(statuses(&mut e), [200]);
-        assert!(matches!(&events(&mut e)[..], [TxnEvent::Cancelled { invite, .. }] if *invite == txn));
+        assert!(
+            matches!(&events(&mut e)[..], [TxnEvent::Cancelled { invite, .. }] if *invite == txn)
+        );
         run_out(&mut e, now);
         // The INVITE transaction still waits for the TU's 487; the CANCEL's ended.
         assert_eq!(e.len(), 1);
@@ -899,7 +917,15 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         e.handle_input(now, b"SIP/2.0 200 OK\r\n\r\n", remote());
         assert_eq!(statuses(&mut e), Vec::<u16>::new());
         let s = e.stats();
-        assert_eq!((s.prechecked, s.rejected_answered, s.rfc2543_dropped, s.rejected_dropped), (2, 1, 1, 1));
+        assert_eq!(
+            (
+                s.prechecked,
+                s.rejected_answered,
+                s.rfc2543_dropped,
+                s.rejected_dropped
+            ),
+            (2, 1, 1, 1)
+        );
         run_out(&mut e, now);
         assert!(e.is_empty());
     }
@@ -908,7 +934,12 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     fn client_transaction_matches_responses_and_drops_strays() {
         let now = Instant::now();
         let mut e = Endpoint::new(config());
-        let opts = Message::parse(&request("OPTIONS", "z9hG4bKignored"), Framing::Datagram, Limits::default()).unwrap();
+        let opts = Message::parse(
+            &request("OPTIONS", "z9hG4bKignored"),
+            Framing::Datagram,
+            Limits::default(),
+        )
+        .unwrap();
         let mut opts_out = opts.clone();
         opts_out.headers.retain(|h| !h.is("Via"));
         let txn = e.send_request(now, opts_out, remote());
@@ -921,7 +952,11 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         e.handle_input(now, &ok.to_bytes(), remote());
         assert!(matches!(&events(&mut e)[..], [TxnEvent::Response { txn: t, .. }] if *t == txn));
         // A response for no transaction: dropped and counted.
-        e.handle_input(now, &response_to(&opts, 200, None, None).to_bytes(), remote());
+        e.handle_input(
+            now,
+            &response_to(&opts, 200, None, None).to_bytes(),
+            remote(),
+        );
         assert_eq!(e.stats().stray_responses, 1);
         e.handle_timeout(now + Duration::from_secs(5));
         assert_eq!(events(&mut e), [TxnEvent::Terminated { txn }]);

@@ -111,6 +111,9 @@ pub enum UaEvent {
         digit: char,
         duration_ms: Option<u32>,
     },
+    /// Our re-INVITE was refused (§14.1: the session goes on unchanged;
+    /// 491 means glare, retry later).
+    ReinviteFailed { call: CallHandle, status: u16 },
     /// The outcome of `send_options`: the final status, 408 on timeout,
     /// 503 on a transport error.
     OptionsResult { handle: OptionsHandle, status: u16 },
@@ -219,6 +222,10 @@ enum Purpose {
     ForkBye,
     /// A request we answered inside the dialog (re-INVITE).
     InDialog,
+    /// Our re-INVITE (§14.1).
+    ReInvite,
+    /// Our INFO.
+    Info,
 }
 
 /// §13.3.1.4: a UAS resends its 2xx (T1 doubling to T2) until the ACK.
@@ -255,6 +262,10 @@ struct Call {
     pending_2xx: Option<Pending2xx>,
     /// UAS: hangup while waiting for the ACK (§15: BYE only after it).
     bye_after_ack: bool,
+    /// Our re-INVITE awaiting its final response: its CSeq and offer.
+    reinvite: Option<(u32, Sdp)>,
+    /// The ACK of our last re-INVITE's 2xx, by CSeq, for retransmitted 2xx.
+    reinvite_ack: Option<(u32, Vec<u8>)>,
     /// Live transactions of this call.
     txns: usize,
 }
@@ -362,7 +373,11 @@ fn contact_for(contact: &Uri, transport: Transport) -> Uri {
     let mut uri = contact.clone();
     if let (Uri::Sip(u), Transport::Tcp | Transport::Tls) = (&mut uri, transport) {
         if u.params.get("transport").is_none() {
-            let t = if transport == Transport::Tcp { "tcp" } else { "tls" };
+            let t = if transport == Transport::Tcp {
+                "tcp"
+            } else {
+                "tls"
+            };
             u.params.set("transport", Some(t));
         }
     }
@@ -373,7 +388,10 @@ fn contact_for(contact: &Uri, transport: Transport) -> Uri {
 /// description: same address, port and codecs, the next o= version; `None`
 /// when no audio stream can be accepted (the caller answers 488).
 fn answer_reoffer(local: &Sdp, offer: &Sdp) -> Option<Sdp> {
-    let audio = local.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
+    let audio = local
+        .media
+        .iter()
+        .find(|m| m.kind == "audio" && m.port != 0)?;
     let local_media = LocalMedia {
         origin: local.origin.next_version(),
         address: audio.connection.or(local.connection)?,
@@ -510,7 +528,11 @@ impl UserAgent {
     pub fn place_call(&mut self, now: Instant, params: OutgoingCall) -> CallHandle {
         let handle = CallHandle(self.new_handle());
         let local_tag = self.endpoint.random_token();
-        let call_id = format!("{}@{}", self.endpoint.random_token(), self.config.call_id_host);
+        let call_id = format!(
+            "{}@{}",
+            self.endpoint.random_token(),
+            self.config.call_id_host
+        );
         let mut from = params.from.clone();
         from.params.set("tag", Some(&local_tag));
         let mut invite = Message {
@@ -526,7 +548,10 @@ impl UserAgent {
         invite.push("To", params.to.to_string());
         invite.push("Call-ID", call_id);
         invite.push("CSeq", "1 INVITE");
-        invite.push("Contact", format!("<{}>", self.contact(params.peer.transport)));
+        invite.push(
+            "Contact",
+            format!("<{}>", self.contact(params.peer.transport)),
+        );
         invite.push("Allow", self.allow());
         self.push_common(&mut invite, true);
         invite.headers.extend(params.headers.iter().cloned());
@@ -550,12 +575,14 @@ impl UserAgent {
                 ack_bytes: None,
                 pending_2xx: None,
                 bye_after_ack: false,
+                reinvite: None,
+                reinvite_ack: None,
                 txns: 0,
             },
         );
         self.own(txn, handle, Purpose::Invite);
         tracing::info!(call = handle.0, peer = %params.peer.address, "sip INVITE sent");
-        self.process();
+        self.process_at(now);
         handle
     }
 
@@ -573,7 +600,10 @@ impl UserAgent {
         if status < 300 {
             r.headers
                 .extend(call.invite.headers_named("Record-Route").cloned());
-            r.push("Contact", format!("<{}>", self.contact(call.peer.transport)));
+            r.push(
+                "Contact",
+                format!("<{}>", self.contact(call.peer.transport)),
+            );
         }
         if (200..300).contains(&status) {
             r.push("Allow", self.allow());
@@ -607,7 +637,7 @@ impl UserAgent {
             c.local_sdp = Some(s.clone());
         }
         self.endpoint.respond(now, txn, r);
-        self.process();
+        self.process_at(now);
         Ok(())
     }
 
@@ -630,7 +660,12 @@ impl UserAgent {
 
     /// Answer an incoming call with 200 and our SDP (the answer, or our
     /// offer if the INVITE had none). The 2xx is resent until the ACK (§13.3.1.4).
-    pub fn accept(&mut self, now: Instant, call: CallHandle, sdp: Option<&Sdp>) -> Result<(), UaError> {
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        sdp: Option<&Sdp>,
+    ) -> Result<(), UaError> {
         let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Incoming {
             return Err(UaError::WrongState);
@@ -663,7 +698,7 @@ impl UserAgent {
             });
         }
         tracing::info!(call = call.0, "sip call answered");
-        self.process();
+        self.process_at(now);
         Ok(())
     }
 
@@ -690,7 +725,7 @@ impl UserAgent {
         }
         self.endpoint.respond(now, txn, r);
         self.end(call, EndedBy::Local, reason.map(str::to_owned));
-        self.process();
+        self.process_at(now);
         Ok(())
     }
 
@@ -699,7 +734,12 @@ impl UserAgent {
     /// provisional, so it waits for one; a 2xx crossing it gets ACK and
     /// BYE); 480 on an incoming call not answered yet. The call ends with
     /// [`UaEvent::Ended`] once the clearing completes.
-    pub fn hangup(&mut self, now: Instant, call: CallHandle, reason: Option<&str>) -> Result<(), UaError> {
+    pub fn hangup(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        reason: Option<&str>,
+    ) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         c.hangup_reason = reason.map(str::to_owned);
         match c.state {
@@ -712,7 +752,57 @@ impl UserAgent {
                 return Err(UaError::WrongState);
             }
         }
-        self.process();
+        self.process_at(now);
+        Ok(())
+    }
+
+    /// Send a re-INVITE with a new offer (§14.1), e.g. a new local media
+    /// address or hold. The answer comes as [`UaEvent::MediaUpdate`], a
+    /// refusal as [`UaEvent::ReinviteFailed`].
+    pub fn reinvite(&mut self, now: Instant, call: CallHandle, sdp: &Sdp) -> Result<(), UaError> {
+        let allow = self.allow();
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if c.state != CallState::Confirmed || c.reinvite.is_some() || c.pending_2xx.is_some() {
+            return Err(UaError::WrongState);
+        }
+        let d = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut m = d.request(Method::Invite);
+        let (seq, peer) = (d.local_seq, d.peer);
+        m.push("Allow", allow);
+        c.reinvite = Some((seq, sdp.clone()));
+        self.push_common(&mut m, true);
+        Self::set_sdp_body(&mut m, Some(sdp));
+        let txn = self.endpoint.send_request(now, m, peer);
+        self.own(txn, call, Purpose::ReInvite);
+        self.process_at(now);
+        Ok(())
+    }
+
+    /// Send a DTMF digit in an INFO (`application/dtmf-relay`), for cores
+    /// that take no RFC 4733 events.
+    pub fn send_dtmf_info(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        digit: char,
+        duration_ms: u32,
+    ) -> Result<(), UaError> {
+        if !(digit.is_ascii_digit() || "*#ABCD".contains(digit)) {
+            return Err(UaError::BadStatus);
+        }
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if c.state != CallState::Confirmed {
+            return Err(UaError::WrongState);
+        }
+        let d = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut m = d.request(Method::Info);
+        let peer = d.peer;
+        m.push("Content-Type", "application/dtmf-relay");
+        m.body = format!("Signal={digit}\r\nDuration={duration_ms}\r\n").into_bytes();
+        self.push_common(&mut m, true);
+        let txn = self.endpoint.send_request(now, m, peer);
+        self.own(txn, call, Purpose::Info);
+        self.process_at(now);
         Ok(())
     }
 
@@ -720,7 +810,11 @@ impl UserAgent {
     pub fn send_options(&mut self, now: Instant, request_uri: Uri, peer: Remote) -> OptionsHandle {
         let handle = OptionsHandle(self.new_handle());
         let tag = self.endpoint.random_token();
-        let call_id = format!("{}@{}", self.endpoint.random_token(), self.config.call_id_host);
+        let call_id = format!(
+            "{}@{}",
+            self.endpoint.random_token(),
+            self.config.call_id_host
+        );
         let mut m = Message {
             start: StartLine::Request {
                 method: Method::Options,
@@ -738,7 +832,7 @@ impl UserAgent {
         self.push_common(&mut m, true);
         let txn = self.endpoint.send_request(now, m, peer);
         self.options.insert(txn, handle);
-        self.process();
+        self.process_at(now);
         handle
     }
 
@@ -882,29 +976,11 @@ impl UserAgent {
         }
     }
 
-    fn process(&mut self) {
-        // API calls have no `now` for the transaction events they cause;
-        // none of those events needs one.
-        self.process_events(None);
-    }
-
     fn process_at(&mut self, now: Instant) {
-        self.process_events(Some(now));
-    }
-
-    fn process_events(&mut self, now: Option<Instant>) {
         while let Some(ev) = self.endpoint.poll_event() {
-            let now = now.unwrap_or_else(|| self.last_now());
             self.on_txn_event(now, ev);
         }
         self.reap();
-    }
-
-    /// Only used when an API call's transaction events need a time: the
-    /// events raised synchronously by an API call are responses to our own
-    /// sends, which never happen, so any instant serves.
-    fn last_now(&self) -> Instant {
-        self.poll_timeout().unwrap_or_else(Instant::now)
     }
 
     fn on_txn_event(&mut self, now: Instant, ev: TxnEvent) {
@@ -1039,6 +1115,8 @@ impl UserAgent {
                 ack_bytes: None,
                 pending_2xx: None,
                 bye_after_ack: false,
+                reinvite: None,
+                reinvite_ack: None,
                 txns: 0,
             },
         );
@@ -1072,6 +1150,10 @@ impl UserAgent {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
+        if is_invite && c.reinvite.is_some() {
+            // §14.2: glare with our own re-INVITE.
+            return self.respond(now, txn, request, 491);
+        }
         if is_invite && c.pending_2xx.is_some() {
             // §14.2: an INVITE while ours is unanswered/unacknowledged: 491... we
             // have no outstanding INVITE, but the last 2xx is not ACKed yet (§14.2: 500).
@@ -1184,7 +1266,10 @@ impl UserAgent {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.pending_2xx.as_ref().is_some_and(|p| Some(p.invite_seq) == seq) {
+        if c.pending_2xx
+            .as_ref()
+            .is_some_and(|p| Some(p.invite_seq) == seq)
+        {
             c.pending_2xx = None;
         }
         if c.state == CallState::AwaitingAck {
@@ -1224,7 +1309,8 @@ impl UserAgent {
     fn on_response(&mut self, now: Instant, txn: TxnId, response: Message) {
         if let Some(h) = self.options.get(&txn).copied() {
             if let Some(status @ 200..) = response.status() {
-                self.events.push_back(UaEvent::OptionsResult { handle: h, status });
+                self.events
+                    .push_back(UaEvent::OptionsResult { handle: h, status });
             }
             return;
         }
@@ -1245,18 +1331,38 @@ impl UserAgent {
                 let reason = self.calls.get(&call).and_then(|c| c.hangup_reason.clone());
                 self.end(call, EndedBy::Local, reason);
             }
-            Purpose::Bye | Purpose::Cancel | Purpose::ForkBye | Purpose::InDialog => {}
+            Purpose::ReInvite => self.on_reinvite_response(now, call, status, &response),
+            Purpose::Bye
+            | Purpose::Cancel
+            | Purpose::ForkBye
+            | Purpose::InDialog
+            | Purpose::Info => {}
         }
     }
 
-    fn on_invite_provisional(&mut self, now: Instant, call: CallHandle, status: u16, response: &Message) {
+    fn on_invite_provisional(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        response: &Message,
+    ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         if status > 100 && response.to().is_ok_and(|t| t.tag().is_some()) {
             let tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
-            if !c.early.iter().any(|d| Some(&d.id.remote_tag) == tag.as_ref()) {
-                if let Ok(d) = Dialog::uac(&c.invite, response, contact_for(&self.config.contact, c.peer.transport), c.peer) {
+            if !c
+                .early
+                .iter()
+                .any(|d| Some(&d.id.remote_tag) == tag.as_ref())
+            {
+                if let Ok(d) = Dialog::uac(
+                    &c.invite,
+                    response,
+                    contact_for(&self.config.contact, c.peer.transport),
+                    c.peer,
+                ) {
                     self.dialogs.insert(d.id.clone(), call);
                     c.early.push(d);
                 }
@@ -1279,7 +1385,8 @@ impl UserAgent {
             if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&call)) {
                 c.remote_sdp = Some(s.clone());
             }
-            self.events.push_back(UaEvent::Provisional { call, status, sdp });
+            self.events
+                .push_back(UaEvent::Provisional { call, status, sdp });
         }
     }
 
@@ -1307,7 +1414,12 @@ impl UserAgent {
                 let mut d = c.early.swap_remove(i);
                 d.confirm(response).map(|_| d)
             }
-            None => Dialog::uac(&c.invite, response, contact_for(&self.config.contact, c.peer.transport), c.peer),
+            None => Dialog::uac(
+                &c.invite,
+                response,
+                contact_for(&self.config.contact, c.peer.transport),
+                c.peer,
+            ),
         };
         let dialog = match dialog {
             Ok(d) => d,
@@ -1348,12 +1460,76 @@ impl UserAgent {
         }
     }
 
+    /// §14.1: the response to our re-INVITE.
+    fn on_reinvite_response(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        response: &Message,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.ended() || status < 200 {
+            return;
+        }
+        let seq = response.cseq().map(|s| s.seq).unwrap_or(0);
+        if status >= 300 {
+            if c.reinvite.take().is_none() {
+                return;
+            }
+            if status == 481 || status == 408 {
+                // §14.1: the dialog is gone.
+                self.send_bye(now, call);
+                let by = if status == 408 {
+                    EndedBy::Timeout
+                } else {
+                    EndedBy::Remote
+                };
+                self.end(call, by, None);
+            } else {
+                self.events
+                    .push_back(UaEvent::ReinviteFailed { call, status });
+            }
+            return;
+        }
+        let Some((offer_seq, offer)) = c.reinvite.take() else {
+            // A retransmitted 2xx: the same ACK again (§13.2.2.4).
+            if let Some((_, ack)) = c.reinvite_ack.clone().filter(|(s, _)| *s == seq) {
+                self.endpoint.retransmit(ack, c.peer);
+            }
+            return;
+        };
+        let Some(d) = &mut c.dialog else {
+            return;
+        };
+        d.refresh_target(response);
+        let mut ack = d.ack(offer_seq);
+        let peer = d.peer;
+        if !self.config.user_agent.is_empty() {
+            ack.push("User-Agent", self.config.user_agent.clone());
+        }
+        let bytes = self.endpoint.send_stateless(ack, peer);
+        c.reinvite_ack = Some((offer_seq, bytes));
+        c.local_sdp = Some(offer);
+        if let Some(sdp) = sdp_of(response) {
+            c.remote_sdp = Some(sdp.clone());
+            self.events.push_back(UaEvent::MediaUpdate { call, sdp });
+        }
+    }
+
     /// §13.2.2.4: a 2xx from a further fork: ACK it and send BYE.
     fn release_fork(&mut self, now: Instant, call: CallHandle, response: &Message) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        let Ok(mut d) = Dialog::uac(&c.invite, response, contact_for(&self.config.contact, c.peer.transport), c.peer) else {
+        let Ok(mut d) = Dialog::uac(
+            &c.invite,
+            response,
+            contact_for(&self.config.contact, c.peer.transport),
+            c.peer,
+        ) else {
             return;
         };
         let invite_seq = c.invite.cseq().map(|s| s.seq).unwrap_or(1);
@@ -1383,14 +1559,17 @@ impl UserAgent {
                 let reason = c.hangup_reason.clone();
                 self.end(call, EndedBy::Local, reason);
             }
-            CallState::Calling | CallState::Proceeding => self.fail(call, status, reason_of(response)),
+            CallState::Calling | CallState::Proceeding => {
+                self.fail(call, status, reason_of(response))
+            }
             _ => {}
         }
     }
 
     fn on_txn_failure(&mut self, now: Instant, txn: TxnId, status: u16) {
         if let Some(h) = self.options.get(&txn).copied() {
-            self.events.push_back(UaEvent::OptionsResult { handle: h, status });
+            self.events
+                .push_back(UaEvent::OptionsResult { handle: h, status });
             return;
         }
         let Some(&(call, purpose)) = self.owners.get(&txn) else {
@@ -1410,7 +1589,11 @@ impl UserAgent {
             {
                 self.fail(call, status, None)
             }
-            (Purpose::Invite, Role::Uac, CallState::Calling | CallState::Proceeding | CallState::Cancelling) => {
+            (
+                Purpose::Invite,
+                Role::Uac,
+                CallState::Calling | CallState::Proceeding | CallState::Cancelling,
+            ) => {
                 let reason = c.hangup_reason.clone();
                 self.end(call, EndedBy::Local, reason);
             }
@@ -1420,6 +1603,14 @@ impl UserAgent {
             (Purpose::Bye, _, _) => {
                 let reason = c.hangup_reason.clone();
                 self.end(call, EndedBy::Local, reason);
+            }
+            (Purpose::ReInvite, _, CallState::Confirmed) => {
+                // §14.1: no answer to our re-INVITE: the dialog is gone.
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.reinvite = None;
+                }
+                self.send_bye(now, call);
+                self.end(call, by, None);
             }
             (Purpose::InDialog, _, CallState::Confirmed) if status == 503 => {
                 // The peer is unreachable: the session is gone too.
@@ -1433,11 +1624,18 @@ impl UserAgent {
     /// §13.2.2.4: a 2xx with no transaction left: re-send the ACK of its dialog.
     fn on_stray_2xx(&mut self, response: Message) {
         let call = DialogId::of_response(&response).and_then(|id| self.dialogs.get(&id).copied());
-        match call.and_then(|h| self.calls.get(&h)) {
-            Some(c) if c.ack_bytes.is_some() => {
-                let (ack, peer) = (c.ack_bytes.clone().unwrap_or_default(), c.peer);
-                self.endpoint.retransmit(ack, peer);
-            }
+        let seq = response.cseq().map(|s| s.seq).ok();
+        let ack = call.and_then(|h| self.calls.get(&h)).and_then(|c| {
+            let initial = c.invite.cseq().ok().map(|s| s.seq);
+            let ack = match &c.reinvite_ack {
+                Some((s, bytes)) if Some(*s) == seq => Some(bytes.clone()),
+                _ if initial == seq => c.ack_bytes.clone(),
+                _ => None,
+            };
+            Some((ack?, c.peer))
+        });
+        match ack {
+            Some((ack, peer)) => self.endpoint.retransmit(ack, peer),
             _ => {
                 self.stats.stray_2xx += 1;
                 tracing::debug!("sip 2xx for no dialog dropped");
