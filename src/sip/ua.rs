@@ -266,6 +266,9 @@ struct Call {
     reinvite: Option<(u32, Sdp)>,
     /// The ACK of our last re-INVITE's 2xx, by CSeq, for retransmitted 2xx.
     reinvite_ack: Option<(u32, Vec<u8>)>,
+    /// UAC: the last provisional reported (status, To tag, body), so that
+    /// retransmitted or duplicated ones are reported once.
+    last_provisional: Option<(u16, Option<String>, Vec<u8>)>,
     /// Live transactions of this call.
     txns: usize,
 }
@@ -577,6 +580,7 @@ impl UserAgent {
                 bye_after_ack: false,
                 reinvite: None,
                 reinvite_ack: None,
+                last_provisional: None,
                 txns: 0,
             },
         );
@@ -1117,6 +1121,7 @@ impl UserAgent {
                 bye_after_ack: false,
                 reinvite: None,
                 reinvite_ack: None,
+                last_provisional: None,
                 txns: 0,
             },
         );
@@ -1380,7 +1385,13 @@ impl UserAgent {
             CallState::Proceeding => {}
             _ => return,
         }
-        if status > 100 {
+        let tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let seen = Some((status, tag, response.body.clone()));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if status > 100 && c.last_provisional != seen {
+            c.last_provisional = seen;
             let sdp = sdp_of(response);
             if let (Some(s), Some(c)) = (&sdp, self.calls.get_mut(&call)) {
                 c.remote_sdp = Some(s.clone());

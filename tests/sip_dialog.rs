@@ -1,0 +1,863 @@
+//! UAC ⇄ UAS over an in-memory network in simulated time, with seeded loss,
+//! delay (so reordering) and duplication: calls both ways, BYE both ways,
+//! CANCEL (ringing, before any provisional, racing the 200), forked 2xx,
+//! re-INVITE, 481, OPTIONS, INFO, Timer B, no ACK. After every scenario every
+//! user agent's tables are empty.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::Rng;
+use tdmgw::sip::endpoint::{Remote, Transport};
+use tdmgw::sip::sdp::{self, Direction, LocalMedia, Origin, Sdp};
+use tdmgw::sip::transaction::TimerValues;
+use tdmgw::sip::ua::{CallHandle, EndedBy, OutgoingCall, UaConfig, UaEvent, UserAgent};
+use tdmgw::sip::{Framing, Header, Limits, Message, Method, NameAddr, Uri};
+
+struct Node {
+    ua: UserAgent,
+    addr: SocketAddr,
+    events: VecDeque<UaEvent>,
+}
+
+struct Packet {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    transport: Transport,
+    bytes: Vec<u8>,
+}
+
+/// What crossed the network: (from, to, first line).
+type Log = Vec<(SocketAddr, SocketAddr, String)>;
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Node>,
+    packets: Vec<Packet>,
+    seq: u64,
+    rng: Rng,
+    loss_per_mille: u64,
+    dup_per_mille: u64,
+    max_delay_ms: u64,
+    /// Addresses that fork initial INVITEs to all nodes behind them and
+    /// route other requests by Request-URI host:port (a stateless proxy).
+    proxy: Option<SocketAddr>,
+    /// Packets for which this returns true are lost.
+    drop_if: Option<fn(&str) -> bool>,
+    log: Log,
+    transport: Transport,
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::from([10, 0, 0, i]), 5060)
+}
+
+fn config(i: u8, seed: u64) -> UaConfig {
+    UaConfig {
+        timers: TimerValues::default(),
+        limits: Limits::default(),
+        sent_by: format!("10.0.0.{i}:5060"),
+        sent_by_tls: None,
+        contact: Uri::parse(&format!("sip:ua{i}@10.0.0.{i}:5060")).unwrap(),
+        call_id_host: format!("10.0.0.{i}"),
+        user_agent: "tdmgw-test".into(),
+        seed,
+    }
+}
+
+fn first_line(bytes: &[u8]) -> String {
+    let end = bytes
+        .iter()
+        .position(|b| *b == b'\r')
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+impl Net {
+    fn new(nodes: u8, seed: u64) -> Net {
+        let now = Instant::now();
+        Net {
+            now,
+            nodes: (1..=nodes)
+                .map(|i| Node {
+                    ua: UserAgent::new(config(i, seed * 100 + u64::from(i))),
+                    addr: addr(i),
+                    events: VecDeque::new(),
+                })
+                .collect(),
+            packets: Vec::new(),
+            seq: 0,
+            rng: Rng(seed.max(1)),
+            loss_per_mille: 0,
+            dup_per_mille: 0,
+            max_delay_ms: 5,
+            proxy: None,
+            drop_if: None,
+            log: Vec::new(),
+            transport: Transport::Udp,
+        }
+    }
+
+    fn lossy(mut self, loss: u64, dup: u64, max_delay_ms: u64) -> Net {
+        self.loss_per_mille = loss;
+        self.dup_per_mille = dup;
+        self.max_delay_ms = max_delay_ms;
+        self
+    }
+
+    fn ua(&mut self, n: usize) -> &mut UserAgent {
+        &mut self.nodes[n].ua
+    }
+
+    fn remote(&self, n: usize) -> Remote {
+        Remote {
+            address: self.nodes[n].addr,
+            transport: self.transport,
+        }
+    }
+
+    /// Move every node's output into the network, and its events into its queue.
+    fn collect(&mut self) {
+        for n in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[n].ua.poll_transmit() {
+                let from = self.nodes[n].addr;
+                self.send(from, t.destination, t.transport, t.bytes);
+            }
+            while let Some(e) = self.nodes[n].ua.poll_event() {
+                self.nodes[n].events.push_back(e);
+            }
+        }
+    }
+
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, transport: Transport, bytes: Vec<u8>) {
+        let line = first_line(&bytes);
+        if self.drop_if.is_some_and(|f| f(&line)) {
+            return;
+        }
+        let reliable = transport.is_reliable();
+        if !reliable && self.rng.chance(self.loss_per_mille) {
+            return;
+        }
+        let copies = if !reliable && self.rng.chance(self.dup_per_mille) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            // Streams keep order: a fixed delay. Datagrams: 1..max ms, so they cross.
+            let delay = if reliable {
+                1
+            } else {
+                self.rng.range(1, self.max_delay_ms + 1)
+            };
+            self.seq += 1;
+            self.packets.push(Packet {
+                at: self.now + Duration::from_millis(delay),
+                seq: self.seq,
+                from,
+                to,
+                transport,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn deliver(&mut self, p: Packet) {
+        if Some(p.to) == self.proxy {
+            return self.forward(p);
+        }
+        self.log.push((p.from, p.to, first_line(&p.bytes)));
+        if let Some(n) = self.nodes.iter().position(|n| n.addr == p.to) {
+            let remote = Remote {
+                address: p.from,
+                transport: p.transport,
+            };
+            let now = self.now;
+            self.nodes[n].ua.handle_input(now, &p.bytes, remote);
+        }
+    }
+
+    /// The stateless forking proxy: an initial INVITE goes to every node but
+    /// the sender; other requests go by Request-URI; responses never come here
+    /// (nodes answer to the source, which stays the original sender).
+    fn forward(&mut self, p: Packet) {
+        let Ok(m) = Message::parse(&p.bytes, Framing::Datagram, Limits::default()) else {
+            return;
+        };
+        let initial_invite =
+            m.method() == Some(&Method::Invite) && m.to().is_ok_and(|t| t.tag().is_none());
+        let targets: Vec<SocketAddr> = if initial_invite || m.method() == Some(&Method::Cancel) {
+            self.nodes
+                .iter()
+                .map(|n| n.addr)
+                .filter(|a| *a != p.from)
+                .collect()
+        } else {
+            let uri = m.start_uri().and_then(|u| u.as_sip()).unwrap();
+            let host: IpAddr = uri.host.parse().unwrap();
+            vec![SocketAddr::new(host, uri.port.unwrap_or(5060))]
+        };
+        for to in targets {
+            self.deliver(Packet {
+                to,
+                ..Packet {
+                    bytes: p.bytes.clone(),
+                    ..p
+                }
+            });
+        }
+    }
+
+    /// Advance to the next thing that happens. False when nothing is pending.
+    fn step(&mut self) -> bool {
+        self.collect();
+        let next_packet = self.packets.iter().map(|p| (p.at, p.seq)).min();
+        let next_timer = self.nodes.iter().filter_map(|n| n.ua.poll_timeout()).min();
+        let at = match (next_packet.map(|p| p.0), next_timer) {
+            (None, None) => return false,
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap(),
+        };
+        self.now = self.now.max(at);
+        if let Some((pat, seq)) = next_packet.filter(|p| p.0 <= self.now) {
+            let _ = pat;
+            let i = self.packets.iter().position(|p| p.seq == seq).unwrap();
+            let p = self.packets.swap_remove(i);
+            self.deliver(p);
+        } else {
+            let now = self.now;
+            for n in &mut self.nodes {
+                if n.ua.poll_timeout().is_some_and(|t| t <= now) {
+                    n.ua.handle_timeout(now);
+                }
+            }
+        }
+        self.collect();
+        true
+    }
+
+    /// Run until node `n` reports an event matching `pred`; return it.
+    fn wait(&mut self, n: usize, what: &str, pred: impl Fn(&UaEvent) -> bool) -> UaEvent {
+        for _ in 0..100_000 {
+            if let Some(i) = self.nodes[n].events.iter().position(&pred) {
+                return self.nodes[n].events.remove(i).unwrap();
+            }
+            assert!(
+                self.step(),
+                "quiet before node {n} saw {what}: {:?}",
+                self.nodes[n].events
+            );
+        }
+        panic!("livelock waiting for {what}");
+    }
+
+    /// Run everything due in the next `d`.
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        for _ in 0..100_000 {
+            self.collect();
+            let next_packet = self.packets.iter().map(|p| p.at).min();
+            let next_timer = self.nodes.iter().filter_map(|n| n.ua.poll_timeout()).min();
+            match next_packet.into_iter().chain(next_timer).min() {
+                Some(t) if t <= until => {
+                    self.step();
+                }
+                _ => {
+                    self.now = until;
+                    return;
+                }
+            }
+        }
+        panic!("livelock in run_for");
+    }
+
+    /// Run until nothing is pending (bounded), then check no table leaked.
+    fn settle(&mut self) {
+        for _ in 0..200_000 {
+            if !self.step() {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    assert!(
+                        n.ua.is_idle(),
+                        "node {i} leaked: calls {} dialogs {} transactions {}",
+                        n.ua.call_count(),
+                        n.ua.dialog_count(),
+                        n.ua.transaction_count()
+                    );
+                }
+                return;
+            }
+        }
+        panic!("livelock: never settled");
+    }
+
+    fn events(&mut self, n: usize) -> Vec<UaEvent> {
+        self.nodes[n].events.drain(..).collect()
+    }
+
+    fn count(&self, from: usize, to: usize, line_start: &str) -> usize {
+        let (f, t) = (self.nodes[from].addr, self.nodes[to].addr);
+        self.log
+            .iter()
+            .filter(|(a, b, l)| *a == f && *b == t && l.starts_with(line_start))
+            .count()
+    }
+}
+
+fn media(i: u8, port: u16, codecs: &[&str]) -> LocalMedia {
+    LocalMedia {
+        origin: Origin {
+            username: "-".into(),
+            session_id: u64::from(i) * 1000,
+            version: 1,
+            address: IpAddr::from([10, 0, 0, i]),
+        },
+        address: IpAddr::from([10, 0, 0, i]),
+        port,
+        codecs: codecs.iter().map(|c| c.to_string()).collect(),
+        telephone_event: true,
+        ptime_ms: 20,
+        direction: Direction::SendRecv,
+    }
+}
+
+fn outgoing(net: &Net, to: SocketAddr, offer: Option<Sdp>) -> OutgoingCall {
+    OutgoingCall {
+        request_uri: Uri::parse(&format!("sip:999@{to}")).unwrap(),
+        from: NameAddr::parse("\"Gateway\" <sip:02079460000@gw.example>").unwrap(),
+        to: NameAddr::parse("<sip:999@core.example>").unwrap(),
+        headers: vec![
+            Header::new("P-Asserted-Identity", "<tel:+442079460000>"),
+            Header::new("Privacy", "none"),
+        ],
+        sdp: offer,
+        peer: Remote {
+            address: to,
+            transport: net.transport,
+        },
+    }
+}
+
+const CAUSE16: &str = "Q.850;cause=16;text=\"Normal call clearing\"";
+
+/// `caller` calls `callee`; the callee rings and answers. Returns both handles.
+fn establish(net: &mut Net, caller: usize, callee: usize) -> (CallHandle, CallHandle) {
+    let now = net.now;
+    let offer = sdp::offer(&media(caller as u8 + 1, 40_000, &["PCMA", "PCMU"]));
+    let to = net.nodes[callee].addr;
+    let params = outgoing(net, to, Some(offer.clone()));
+    let a = net.ua(caller).place_call(now, params);
+    let UaEvent::IncomingCall {
+        call: b,
+        request,
+        sdp,
+    } = net.wait(callee, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    })
+    else {
+        unreachable!()
+    };
+    assert_eq!(sdp.as_ref(), Some(&offer));
+    assert_eq!(request.single("Privacy"), Ok(Some("none")));
+    assert!(
+        request
+            .headers_named("P-Asserted-Identity")
+            .next()
+            .is_some()
+    );
+    let now = net.now;
+    net.ua(callee).send_provisional(now, b, 180, None).unwrap();
+    // A 180 is not retransmitted (§17.2.1): on a lossy network it may never come.
+    net.run_for(Duration::from_millis(300));
+    let ringing: Vec<UaEvent> = net.nodes[caller].events.drain(..).collect();
+    if net.loss_per_mille == 0 {
+        assert_eq!(
+            ringing,
+            [UaEvent::Provisional {
+                call: a,
+                status: 180,
+                sdp: None
+            }]
+        );
+    }
+    assert!(ringing.len() <= 1, "{ringing:?}");
+    let answer = sdp::answer(&offer, &media(callee as u8 + 1, 50_000, &["PCMA"]));
+    let now = net.now;
+    net.ua(callee).accept(now, b, Some(&answer)).unwrap();
+    let ev = net.wait(caller, "Answered", |e| {
+        matches!(e, UaEvent::Answered { .. })
+    });
+    assert_eq!(
+        ev,
+        UaEvent::Answered {
+            call: a,
+            sdp: Some(answer)
+        }
+    );
+    (a, b)
+}
+
+/// Exactly one terminal event per side, and nothing else left over.
+fn expect_ended(net: &mut Net, n: usize, call: CallHandle, by: EndedBy) -> Option<String> {
+    let ev = net.wait(n, "Ended", |e| {
+        matches!(e, UaEvent::Ended { .. } | UaEvent::Failed { .. })
+    });
+    let UaEvent::Ended {
+        call: c,
+        by: b,
+        reason,
+    } = ev
+    else {
+        panic!("node {n}: {ev:?}")
+    };
+    assert_eq!((c, b), (call, by), "node {n}");
+    reason
+}
+
+#[test]
+fn basic_calls_both_directions_bye_both_ways_under_loss() {
+    let mut absorbed = 0;
+    for seed in 1..=12 {
+        let mut net = Net::new(2, seed).lossy(150, 50, 60);
+        // 1 -> 2, the caller hangs up.
+        let (a, b) = establish(&mut net, 0, 1);
+        let now = net.now;
+        net.ua(0).hangup(now, a, Some(CAUSE16)).unwrap();
+        let r = expect_ended(&mut net, 1, b, EndedBy::Remote);
+        assert_eq!(r.as_deref(), Some(CAUSE16), "seed {seed}");
+        expect_ended(&mut net, 0, a, EndedBy::Local);
+        // 2 -> 1, the callee hangs up.
+        let (b2, a2) = establish(&mut net, 1, 0);
+        let now = net.now;
+        net.ua(0).hangup(now, a2, None).unwrap();
+        expect_ended(&mut net, 1, b2, EndedBy::Remote);
+        expect_ended(&mut net, 0, a2, EndedBy::Local);
+        net.settle();
+        // Retransmissions were absorbed: no duplicate events.
+        assert_eq!(net.events(0), [], "seed {seed}");
+        assert_eq!(net.events(1), [], "seed {seed}");
+        absorbed += (0..2)
+            .map(|n| net.ua(n).endpoint_stats().request_retransmissions)
+            .sum::<u64>();
+    }
+    // The loss and duplication did make the transaction layer work.
+    assert!(absorbed > 10, "{absorbed}");
+}
+
+#[test]
+fn calls_over_a_reliable_transport() {
+    let mut net = Net::new(2, 3);
+    net.transport = Transport::Tcp;
+    let (a, b) = establish(&mut net, 0, 1);
+    let now = net.now;
+    net.ua(1).hangup(now, b, None).unwrap();
+    expect_ended(&mut net, 0, a, EndedBy::Remote);
+    expect_ended(&mut net, 1, b, EndedBy::Local);
+    net.settle();
+    // No retransmission on a stream.
+    assert_eq!(net.count(0, 1, "INVITE"), 1);
+    assert_eq!(net.count(1, 0, "SIP/2.0 200"), 1);
+    assert_eq!(net.count(0, 1, "SIP/2.0 200"), 1);
+}
+
+#[test]
+fn cancel_of_a_ringing_call() {
+    let mut net = Net::new(2, 5);
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    }) else {
+        unreachable!()
+    };
+    let now = net.now;
+    net.ua(1).send_provisional(now, b, 180, None).unwrap();
+    net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+    let now = net.now;
+    net.ua(0).hangup(now, a, Some(CAUSE16)).unwrap();
+    let r = expect_ended(&mut net, 1, b, EndedBy::Remote);
+    assert_eq!(r.as_deref(), Some(CAUSE16));
+    let r = expect_ended(&mut net, 0, a, EndedBy::Local);
+    assert_eq!(r.as_deref(), Some(CAUSE16));
+    net.settle();
+    assert_eq!(net.count(0, 1, "CANCEL"), 1);
+    assert_eq!(net.count(1, 0, "SIP/2.0 487"), 1);
+    assert_eq!(net.count(0, 1, "ACK"), 1);
+    assert_eq!(net.count(0, 1, "BYE"), 0);
+    // The UAS's API refuses to answer a cancelled call.
+    let now = net.now;
+    assert!(net.ua(1).accept(now, b, None).is_err());
+}
+
+#[test]
+fn hangup_before_any_provisional_waits_for_one_then_cancels() {
+    let mut net = Net::new(2, 6);
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    // §9.1: no CANCEL before a provisional: it goes when the 100 Trying comes.
+    net.ua(0).hangup(now, a, None).unwrap();
+    assert_eq!(net.count(0, 1, "CANCEL"), 0);
+    let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    }) else {
+        unreachable!()
+    };
+    expect_ended(&mut net, 1, b, EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    net.settle();
+    assert_eq!(net.count(0, 1, "CANCEL"), 1);
+    assert_eq!(net.events(0), []);
+}
+
+#[test]
+fn cancel_racing_200_ends_with_ack_and_bye() {
+    for seed in 1..=6 {
+        let mut net = Net::new(2, seed).lossy(0, 0, 20);
+        let now = net.now;
+        let to = net.nodes[1].addr;
+        let params = outgoing(&net, to, None);
+        let a = net.ua(0).place_call(now, params);
+        let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+            matches!(e, UaEvent::IncomingCall { .. })
+        }) else {
+            unreachable!()
+        };
+        let now = net.now;
+        net.ua(1).send_provisional(now, b, 180, None).unwrap();
+        net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+        // The callee answers and the caller hangs up at the same instant:
+        // the 200 and the CANCEL cross on the wire.
+        let now = net.now;
+        let offer = sdp::offer(&media(2, 50_000, &["PCMA"]));
+        net.ua(1).accept(now, b, Some(&offer)).unwrap();
+        net.ua(0).hangup(now, a, Some(CAUSE16)).unwrap();
+        expect_ended(&mut net, 0, a, EndedBy::Local);
+        let r = expect_ended(&mut net, 1, b, EndedBy::Remote);
+        assert_eq!(r.as_deref(), Some(CAUSE16));
+        net.settle();
+        assert_eq!(net.count(0, 1, "CANCEL"), 1, "seed {seed}");
+        assert!(net.count(0, 1, "ACK") >= 1, "seed {seed}");
+        assert_eq!(net.count(0, 1, "BYE"), 1, "seed {seed}");
+        assert_eq!(net.count(1, 0, "SIP/2.0 487"), 0, "seed {seed}");
+        // Never reported as answered.
+        assert_eq!(net.events(0), [], "seed {seed}");
+        assert_eq!(net.events(1), [], "seed {seed}");
+    }
+}
+
+#[test]
+fn forked_2xx_first_confirms_the_others_get_ack_and_bye() {
+    let mut net = Net::new(3, 9);
+    let proxy = SocketAddr::new(IpAddr::from([10, 0, 0, 100]), 5060);
+    net.proxy = Some(proxy);
+    let now = net.now;
+    let offer = sdp::offer(&media(1, 40_000, &["PCMA"]));
+    let params = outgoing(&net, proxy, Some(offer.clone()));
+    let a = net.ua(0).place_call(now, params);
+    let mut callees = Vec::new();
+    for n in [1, 2] {
+        let UaEvent::IncomingCall { call, .. } = net.wait(n, "IncomingCall", |e| {
+            matches!(e, UaEvent::IncomingCall { .. })
+        }) else {
+            unreachable!()
+        };
+        callees.push(call);
+    }
+    // Both forks ring (two early dialogs), then both answer.
+    for (i, n) in [1usize, 2].into_iter().enumerate() {
+        let now = net.now;
+        net.ua(n)
+            .send_provisional(now, callees[i], 180, None)
+            .unwrap();
+    }
+    net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+    net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+    assert_eq!(net.ua(0).dialog_count(), 2, "two early dialogs");
+    let now = net.now;
+    for (i, n) in [1usize, 2].into_iter().enumerate() {
+        let answer = sdp::answer(&offer, &media(n as u8 + 1, 50_000, &["PCMA"]));
+        net.ua(n).accept(now, callees[i], Some(&answer)).unwrap();
+    }
+    net.wait(0, "Answered", |e| matches!(e, UaEvent::Answered { .. }));
+    // Exactly one of the two callees is released with BYE.
+    let mut released = None;
+    for _ in 0..10_000 {
+        if let Some(n) = [1usize, 2].into_iter().find(|n| {
+            net.nodes[*n]
+                .events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Ended { .. }))
+        }) {
+            released = Some(n);
+            break;
+        }
+        assert!(net.step());
+    }
+    let released = released.expect("a fork released");
+    let kept = 3 - released;
+    expect_ended(&mut net, released, callees[released - 1], EndedBy::Remote);
+    assert_eq!(net.ua(0).stats().forks_released, 1);
+    let now = net.now;
+    net.ua(0).hangup(now, a, None).unwrap();
+    expect_ended(&mut net, kept, callees[kept - 1], EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    net.settle();
+    assert_eq!(net.count(0, released, "ACK"), 1);
+    assert_eq!(net.count(0, released, "BYE"), 1);
+    assert_eq!(net.count(0, kept, "BYE"), 1);
+    for n in 0..3 {
+        assert_eq!(net.events(n), [], "node {n}");
+    }
+}
+
+#[test]
+fn reinvite_changes_remote_address_and_unsupported_offer_gets_488() {
+    let mut net = Net::new(2, 11).lossy(100, 0, 30);
+    let (a, b) = establish(&mut net, 0, 1);
+    // Let the ACK arrive (§14.1: no re-INVITE before it).
+    net.run_for(Duration::from_secs(2));
+    // The callee moves its media to a new address and puts us on hold.
+    let mut moved = media(2, 52_000, &["PCMA"]);
+    moved.address = IpAddr::from([10, 0, 0, 22]);
+    moved.origin.version = 2;
+    moved.direction = Direction::SendOnly;
+    let offer = sdp::offer(&moved);
+    let now = net.now;
+    net.ua(1).reinvite(now, b, &offer).unwrap();
+    let UaEvent::MediaUpdate { call, sdp } = net.wait(0, "MediaUpdate", |e| {
+        matches!(e, UaEvent::MediaUpdate { .. })
+    }) else {
+        unreachable!()
+    };
+    assert_eq!(call, a);
+    assert_eq!(
+        sdp.audio_address(),
+        Some((IpAddr::from([10, 0, 0, 22]), 52_000))
+    );
+    let UaEvent::MediaUpdate { sdp: answer, .. } = net.wait(1, "MediaUpdate", |e| {
+        matches!(e, UaEvent::MediaUpdate { .. })
+    }) else {
+        unreachable!()
+    };
+    assert_eq!(answer.media[0].direction, Some(Direction::RecvOnly));
+    assert_eq!(
+        answer.audio_address(),
+        Some((IpAddr::from([10, 0, 0, 1]), 40_000))
+    );
+    assert_eq!(answer.origin.version, 2, "o= version one up (RFC 3264 §8)");
+    // An offer with no codec we have: 488, the call goes on.
+    let mut g729 = media(2, 52_000, &["PCMA"]);
+    g729.telephone_event = false;
+    let mut bad = sdp::offer(&g729);
+    bad.media[0].formats[0].encoding = "G729".into();
+    bad.media[0].formats[0].payload_type = 18;
+    let now = net.now;
+    net.ua(1).reinvite(now, b, &bad).unwrap();
+    let ev = net.wait(1, "ReinviteFailed", |e| {
+        matches!(e, UaEvent::ReinviteFailed { .. })
+    });
+    assert_eq!(
+        ev,
+        UaEvent::ReinviteFailed {
+            call: b,
+            status: 488
+        }
+    );
+    let now = net.now;
+    net.ua(0).send_dtmf_info(now, a, '5', 160).unwrap();
+    let ev = net.wait(1, "InfoDtmf", |e| matches!(e, UaEvent::InfoDtmf { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::InfoDtmf {
+            call: b,
+            digit: '5',
+            duration_ms: Some(160)
+        }
+    );
+    let now = net.now;
+    net.ua(1).hangup(now, b, None).unwrap();
+    expect_ended(&mut net, 0, a, EndedBy::Remote);
+    expect_ended(&mut net, 1, b, EndedBy::Local);
+    net.settle();
+    assert_eq!(net.ua(0).stats().offers_rejected, 1);
+    assert_eq!(net.events(0), []);
+}
+
+#[test]
+fn bye_after_the_dialog_ended_gets_481() {
+    let mut net = Net::new(2, 12);
+    let (a, b) = establish(&mut net, 0, 1);
+    let mut stale = net.ua(1).dialog(b).cloned().unwrap();
+    let now = net.now;
+    net.ua(0).hangup(now, a, None).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    net.settle();
+    // A BYE in the dead dialog, as a confused peer would send it.
+    let mut bye = stale.request(Method::Bye);
+    bye.headers.insert(
+        0,
+        Header::new("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKstale1"),
+    );
+    let (from, to) = (net.nodes[1].addr, net.nodes[0].addr);
+    net.send(from, to, Transport::Udp, bye.to_bytes());
+    net.settle();
+    assert_eq!(net.count(0, 1, "SIP/2.0 481"), 1);
+    assert_eq!(net.ua(0).stats().no_dialog, 1);
+    // A BYE with no To tag at all: 481 too.
+    let mut bye = stale.request(Method::Bye);
+    bye.headers.retain(|h| !h.is("To"));
+    bye.push("To", "<sip:999@core.example>");
+    bye.headers.insert(
+        0,
+        Header::new("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKstale2"),
+    );
+    net.send(from, to, Transport::Udp, bye.to_bytes());
+    net.settle();
+    assert_eq!(net.count(0, 1, "SIP/2.0 481"), 2);
+}
+
+#[test]
+fn options_answered_200_then_503_while_draining() {
+    let mut net = Net::new(2, 13).lossy(200, 100, 50);
+    let now = net.now;
+    let core = net.remote(1);
+    let uri = Uri::parse("sip:10.0.0.2:5060").unwrap();
+    let h = net.ua(0).send_options(now, uri.clone(), core);
+    let ev = net.wait(0, "OptionsResult", |e| {
+        matches!(e, UaEvent::OptionsResult { .. })
+    });
+    assert_eq!(
+        ev,
+        UaEvent::OptionsResult {
+            handle: h,
+            status: 200
+        }
+    );
+    net.ua(1).set_draining(true);
+    let now = net.now;
+    let h = net.ua(0).send_options(now, uri, core);
+    let ev = net.wait(0, "OptionsResult", |e| {
+        matches!(e, UaEvent::OptionsResult { .. })
+    });
+    assert_eq!(
+        ev,
+        UaEvent::OptionsResult {
+            handle: h,
+            status: 503
+        }
+    );
+    // New calls are refused while draining.
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 503,
+            reason: None
+        }
+    );
+    net.settle();
+}
+
+#[test]
+fn options_200_carries_allow_accept_supported() {
+    let mut ua = UserAgent::new(config(1, 1));
+    let req = "OPTIONS sip:10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKo\r\n\
+Max-Forwards: 70\r\nFrom: <sip:core@10.0.0.2>;tag=x\r\nTo: <sip:10.0.0.1>\r\nCall-ID: o@x\r\n\
+CSeq: 5 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let now = Instant::now();
+    let from = Remote {
+        address: addr(2),
+        transport: Transport::Udp,
+    };
+    ua.handle_input(now, req.as_bytes(), from);
+    let t = ua.poll_transmit().unwrap();
+    let r = Message::parse(&t.bytes, Framing::Datagram, Limits::default()).unwrap();
+    assert_eq!(r.status(), Some(200));
+    let allow = r.list("Allow").unwrap();
+    for m in [
+        "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "UPDATE", "INFO",
+    ] {
+        assert!(allow.contains(&m), "{m}");
+    }
+    assert!(r.list("Accept").unwrap().contains(&"application/sdp"));
+    assert!(r.headers_named("Supported").next().is_some());
+    assert_eq!(t.destination, addr(2));
+}
+
+#[test]
+fn timer_b_surfaces_as_failed_408() {
+    let mut net = Net::new(1, 14);
+    let now = net.now;
+    let nowhere = SocketAddr::new(IpAddr::from([10, 0, 0, 99]), 5060);
+    let params = outgoing(&net, nowhere, None);
+    let a = net.ua(0).place_call(now, params);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 408,
+            reason: None
+        }
+    );
+    // 64*T1 after the INVITE, not before.
+    assert_eq!(net.now - now, Duration::from_millis(32_000));
+    net.settle();
+}
+
+#[test]
+fn no_ack_for_the_2xx_ends_the_call_with_bye() {
+    let mut net = Net::new(2, 15);
+    net.drop_if = Some(|line| line.starts_with("ACK"));
+    let (a, b) = establish(&mut net, 0, 1);
+    let start = net.now;
+    expect_ended(&mut net, 1, b, EndedBy::Timeout);
+    assert!(net.now - start >= Duration::from_millis(31_000));
+    expect_ended(&mut net, 0, a, EndedBy::Remote);
+    net.settle();
+    // The 2xx was resent (T1 doubling to T2) and each copy re-ACKed.
+    assert!(net.count(1, 0, "SIP/2.0 200") >= 8);
+}
+
+#[test]
+fn rejected_call_fails_with_status_and_reason() {
+    let mut net = Net::new(2, 16).lossy(150, 0, 40);
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    }) else {
+        unreachable!()
+    };
+    let now = net.now;
+    let busy = "Q.850;cause=17";
+    net.ua(1).reject(now, b, 486, Some(busy)).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Local);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 486,
+            reason: Some(busy.into())
+        }
+    );
+    net.settle();
+    assert_eq!(net.events(0), []);
+}
