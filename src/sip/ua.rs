@@ -374,15 +374,15 @@ pub fn parse_dtmf_info(content_type: &str, body: &[u8]) -> Option<(char, Option<
 /// Our Contact for `transport`: `;transport=tcp|tls` on streams (§19.1.1).
 fn contact_for(contact: &Uri, transport: Transport) -> Uri {
     let mut uri = contact.clone();
-    if let (Uri::Sip(u), Transport::Tcp | Transport::Tls) = (&mut uri, transport) {
-        if u.params.get("transport").is_none() {
-            let t = if transport == Transport::Tcp {
-                "tcp"
-            } else {
-                "tls"
-            };
-            u.params.set("transport", Some(t));
-        }
+    if let (Uri::Sip(u), Transport::Tcp | Transport::Tls) = (&mut uri, transport)
+        && u.params.get("transport").is_none()
+    {
+        let t = if transport == Transport::Tcp {
+            "tcp"
+        } else {
+            "tls"
+        };
+        u.params.set("transport", Some(t));
     }
     uri
 }
@@ -964,19 +964,23 @@ impl UserAgent {
             }
         }
         for h in give_up {
-            tracing::info!(call = h.0, "sip no ACK for 2xx, sending BYE");
-            let initial = self
-                .calls
-                .get(&h)
-                .is_some_and(|c| c.state == CallState::AwaitingAck);
-            if let Some(c) = self.calls.get_mut(&h) {
-                c.pending_2xx = None;
-                if !initial && c.state != CallState::Confirmed {
-                    continue;
-                }
+            let Some(c) = self.calls.get_mut(&h) else {
+                continue;
+            };
+            c.pending_2xx = None;
+            if !matches!(c.state, CallState::AwaitingAck | CallState::Confirmed) {
+                continue;
             }
+            tracing::info!(call = h.0, "sip no ACK for 2xx, sending BYE");
+            // A hangup that waited for the ACK completes now.
+            let by = if c.bye_after_ack {
+                EndedBy::Local
+            } else {
+                EndedBy::Timeout
+            };
+            let reason = c.hangup_reason.clone();
             self.send_bye(now, h);
-            self.end(h, EndedBy::Timeout, None);
+            self.end(h, by, reason);
         }
     }
 
@@ -999,12 +1003,12 @@ impl UserAgent {
             TxnEvent::AckTimeout { .. } => {}
             TxnEvent::Terminated { txn } => {
                 self.options.remove(&txn);
-                if let Some((call, _)) = self.owners.remove(&txn) {
-                    if let Some(c) = self.calls.get_mut(&call) {
-                        c.txns = c.txns.saturating_sub(1);
-                        if c.invite_txn == Some(txn) {
-                            c.invite_txn = None;
-                        }
+                if let Some((call, _)) = self.owners.remove(&txn)
+                    && let Some(c) = self.calls.get_mut(&call)
+                {
+                    c.txns = c.txns.saturating_sub(1);
+                    if c.invite_txn == Some(txn) {
+                        c.invite_txn = None;
                     }
                 }
             }
@@ -1140,11 +1144,11 @@ impl UserAgent {
         let pending = self.calls.get(&call).and_then(|c| {
             (c.role == Role::Uas && c.state == CallState::Incoming).then_some(c.invite_txn)?
         });
-        if let Some(inv) = pending {
-            if let Some(c) = self.calls.get(&call) {
-                let r = self.invite_response(c, 487, None);
-                self.endpoint.respond(now, inv, r);
-            }
+        if let Some(inv) = pending
+            && let Some(c) = self.calls.get(&call)
+        {
+            let r = self.invite_response(c, 487, None);
+            self.endpoint.respond(now, inv, r);
         }
         self.end(call, EndedBy::Remote, reason_of(request));
     }
@@ -1155,6 +1159,18 @@ impl UserAgent {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
+        if is_invite
+            && matches!(
+                c.state,
+                CallState::Incoming | CallState::Calling | CallState::Proceeding
+            )
+        {
+            // §14.2: a second INVITE before the final response to the first.
+            let mut r = response_to(request, 500, None, None);
+            r.push("Retry-After", "1");
+            self.endpoint.respond(now, txn, r);
+            return;
+        }
         if is_invite && c.reinvite.is_some() {
             // §14.2: glare with our own re-INVITE.
             return self.respond(now, txn, request, 491);
@@ -1357,20 +1373,14 @@ impl UserAgent {
         };
         if status > 100 && response.to().is_ok_and(|t| t.tag().is_some()) {
             let tag = response.to().ok().and_then(|t| t.tag().map(str::to_owned));
-            if !c
+            let known = c
                 .early
                 .iter()
-                .any(|d| Some(&d.id.remote_tag) == tag.as_ref())
-            {
-                if let Ok(d) = Dialog::uac(
-                    &c.invite,
-                    response,
-                    contact_for(&self.config.contact, c.peer.transport),
-                    c.peer,
-                ) {
-                    self.dialogs.insert(d.id.clone(), call);
-                    c.early.push(d);
-                }
+                .any(|d| Some(&d.id.remote_tag) == tag.as_ref());
+            let contact = contact_for(&self.config.contact, c.peer.transport);
+            if !known && let Ok(d) = Dialog::uac(&c.invite, response, contact, c.peer) {
+                self.dialogs.insert(d.id.clone(), call);
+                c.early.push(d);
             }
         }
         match c.state {
