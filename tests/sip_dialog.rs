@@ -861,3 +861,20 @@ fn rejected_call_fails_with_status_and_reason() {
     net.settle();
     assert_eq!(net.events(0), []);
 }
+
+#[test]
+fn sip_ua_fuzz_seeds_never_panic_and_never_leak() {
+    // Its own seeds, and the RFC 4475 torture messages of the parser's target.
+    for dir in [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sip_ua"),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/sip_message"),
+    ] {
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("corpus dir") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+            tdmgw::sip::ua::fuzz_sip_ua(&data);
+            n += 1;
+        }
+        assert!(n > 0, "no seeds in {dir}");
+    }
+}

@@ -1665,6 +1665,76 @@ impl UserAgent {
     }
 }
 
+/// Fuzz entry point: `data` split at NUL bytes is a sequence of messages
+/// from one peer, 10 ms apart; incoming calls are rung, answered and hung
+/// up; then every timer runs out. Must never panic, and must end idle
+/// (nothing leaks whatever the peer sends).
+#[doc(hidden)]
+pub fn fuzz_sip_ua(data: &[u8]) {
+    let mut ua = UserAgent::new(UaConfig {
+        timers: TimerValues::default(),
+        limits: Limits::default(),
+        sent_by: "192.0.2.1:5060".into(),
+        sent_by_tls: None,
+        contact: Uri::parse("sip:gw@192.0.2.1:5060").unwrap_or(Uri::Other {
+            scheme: "sip".into(),
+            rest: String::new(),
+        }),
+        call_id_host: "192.0.2.1".into(),
+        user_agent: String::new(),
+        seed: 1,
+    });
+    let peer = Remote {
+        address: std::net::SocketAddr::from(([192, 0, 2, 9], 5060)),
+        transport: Transport::Udp,
+    };
+    let local = LocalMedia {
+        origin: sdp::Origin {
+            username: "-".into(),
+            session_id: 1,
+            version: 1,
+            address: std::net::IpAddr::from([192, 0, 2, 1]),
+        },
+        address: std::net::IpAddr::from([192, 0, 2, 1]),
+        port: 40_000,
+        codecs: vec!["PCMA".into(), "PCMU".into()],
+        telephone_event: true,
+        ptime_ms: 20,
+        direction: Direction::SendRecv,
+    };
+    let mut now = Instant::now();
+    let mut calls = Vec::new();
+    for msg in data.split(|b| *b == 0) {
+        ua.handle_input(now, msg, peer);
+        while ua.poll_transmit().is_some() {}
+        while let Some(ev) = ua.poll_event() {
+            if let UaEvent::IncomingCall { call, sdp, .. } = ev {
+                let answer = sdp.map(|o| sdp::answer(&o, &local));
+                let _ = ua.send_provisional(now, call, 180, None);
+                let _ = ua.accept(now, call, answer.as_ref());
+                calls.push(call);
+            }
+        }
+        now += Duration::from_millis(10);
+        ua.handle_timeout(now);
+    }
+    for call in calls {
+        let _ = ua.hangup(now, call, None);
+    }
+    for _ in 0..10_000 {
+        while ua.poll_transmit().is_some() {}
+        while ua.poll_event().is_some() {}
+        match ua.poll_timeout() {
+            Some(t) => {
+                now = now.max(t);
+                ua.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    assert!(ua.is_idle(), "user agent leaked state");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
