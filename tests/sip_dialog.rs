@@ -878,3 +878,128 @@ fn sip_ua_fuzz_seeds_never_panic_and_never_leak() {
         assert!(n > 0, "no seeds in {dir}");
     }
 }
+
+/// What the callee does with the call, and when (ms after it arrives).
+#[derive(Debug, Clone, Copy)]
+enum CalleeAction {
+    Answer(u64),
+    Reject(u64),
+}
+
+/// One call under random loss, duplication, delay and timing of every
+/// action: each side ends with exactly one terminal event, the caller is
+/// answered only if the callee accepted, and both tables end empty.
+fn random_call(
+    seed: u64,
+    loss: u64,
+    dup: u64,
+    delay: u64,
+    ring_ms: u64,
+    action: CalleeAction,
+    caller_hangup_ms: Option<u64>,
+) {
+    let mut net = Net::new(2, seed).lossy(loss, dup, delay);
+    let start = net.now;
+    let offer = sdp::offer(&media(1, 40_000, &["PCMA", "PCMU"]));
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, Some(offer.clone()));
+    let a = net.ua(0).place_call(start, params);
+    let mut seen: [Vec<UaEvent>; 2] = [Vec::new(), Vec::new()];
+    let mut b: Option<(CallHandle, Instant)> = None;
+    let (mut rung, mut acted, mut hung) = (false, false, caller_hangup_ms.is_none());
+    let mut accepted = false;
+    let at = |base: Instant, ms: u64| base + Duration::from_millis(ms);
+    for _ in 0..200_000 {
+        for n in 0..2 {
+            seen[n].extend(net.nodes[n].events.drain(..));
+        }
+        if b.is_none() {
+            b = seen[1].iter().find_map(|e| match e {
+                UaEvent::IncomingCall { call, .. } => Some((*call, net.now)),
+                _ => None,
+            });
+        }
+        let now = net.now;
+        if let Some((bc, t0)) = b {
+            if !rung && now >= at(t0, ring_ms) {
+                rung = true;
+                let _ = net.ua(1).send_provisional(now, bc, 180, None);
+            }
+            match action {
+                CalleeAction::Answer(ms) if !acted && now >= at(t0, ms) => {
+                    acted = true;
+                    let answer = sdp::answer(&offer, &media(2, 50_000, &["PCMA"]));
+                    accepted = net.ua(1).accept(now, bc, Some(&answer)).is_ok();
+                }
+                CalleeAction::Reject(ms) if !acted && now >= at(t0, ms) => {
+                    acted = true;
+                    let _ = net.ua(1).reject(now, bc, 486, None);
+                }
+                _ => {}
+            }
+        }
+        if let Some(ms) = caller_hangup_ms.filter(|_| !hung)
+            && now >= at(start, ms)
+        {
+            hung = true;
+            let _ = net.ua(0).hangup(now, a, Some(CAUSE16));
+        }
+        if !net.step() {
+            if hung && (acted || b.is_none()) {
+                break;
+            }
+            // Nothing in flight: jump to the next scheduled action.
+            net.now += Duration::from_millis(10);
+        }
+    }
+    // Whoever still has a live, answered call hangs up.
+    let terminal = |e: &UaEvent| matches!(e, UaEvent::Ended { .. } | UaEvent::Failed { .. });
+    for n in 0..2 {
+        seen[n].extend(net.nodes[n].events.drain(..));
+        let handle = if n == 0 { Some(a) } else { b.map(|x| x.0) };
+        if let Some(h) = handle.filter(|_| !seen[n].iter().any(terminal)) {
+            let now = net.now;
+            let _ = net.ua(n).hangup(now, h, None);
+        }
+    }
+    net.settle();
+    for n in 0..2 {
+        seen[n].extend(net.nodes[n].events.drain(..));
+        let terminals = seen[n].iter().filter(|e| terminal(e)).count();
+        let expected = usize::from(n == 0 || b.is_some());
+        assert_eq!(terminals, expected, "node {n}: {:?}", seen[n]);
+    }
+    let answered = seen[0]
+        .iter()
+        .any(|e| matches!(e, UaEvent::Answered { .. }));
+    assert!(
+        !answered || accepted,
+        "answered without accept: {:?}",
+        seen[0]
+    );
+    assert!(
+        seen[0]
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Answered { .. }))
+            .count()
+            <= 1
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_calls_end_once_on_both_sides_and_leak_nothing(
+        seed in 1u64..1_000_000,
+        loss in 0u64..250,
+        dup in 0u64..150,
+        delay in 1u64..150,
+        ring_ms in 0u64..500,
+        answer in proptest::bool::ANY,
+        act_ms in 0u64..3_000,
+        caller_hangup_ms in proptest::option::of(0u64..4_000),
+    ) {
+        let action = if answer { CalleeAction::Answer(act_ms) } else { CalleeAction::Reject(act_ms) };
+        random_call(seed, loss, dup, delay, ring_ms, action, caller_hangup_ms);
+    }
+}
