@@ -67,6 +67,7 @@ fn config(i: u8, seed: u64) -> UaConfig {
         call_id_host: format!("10.0.0.{i}"),
         user_agent: "tdmgw-test".into(),
         seed,
+        rel100: true,
     }
 }
 
@@ -879,6 +880,119 @@ fn sip_ua_fuzz_seeds_never_panic_and_never_leak() {
     }
 }
 
+#[test]
+fn reliable_provisionals_are_pracked_in_order_under_loss() {
+    for seed in 1..=6 {
+        let mut net = Net::new(2, seed).lossy(200, 50, 40);
+        let now = net.now;
+        let offer = sdp::offer(&media(1, 40_000, &["PCMA"]));
+        let to = net.nodes[1].addr;
+        let mut params = outgoing(&net, to, Some(offer.clone()));
+        params.headers.push(Header::new("Require", "100rel"));
+        let a = net.ua(0).place_call(now, params);
+        let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+            matches!(e, UaEvent::IncomingCall { .. })
+        }) else {
+            unreachable!()
+        };
+        // 183 with early media, then 180 at once: the 180 waits for the
+        // 183's PRACK (RFC 3262 §3) and both arrive, once each, in order.
+        let early = sdp::answer(&offer, &media(2, 50_000, &["PCMA"]));
+        let now = net.now;
+        net.ua(1)
+            .send_provisional(now, b, 183, Some(&early))
+            .unwrap();
+        net.ua(1).send_provisional(now, b, 180, None).unwrap();
+        let ev = net.wait(0, "183", |e| matches!(e, UaEvent::Provisional { .. }));
+        assert_eq!(
+            ev,
+            UaEvent::Provisional {
+                call: a,
+                status: 183,
+                sdp: Some(early.clone())
+            }
+        );
+        let ev = net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+        assert_eq!(
+            ev,
+            UaEvent::Provisional {
+                call: a,
+                status: 180,
+                sdp: None
+            }
+        );
+        net.run_for(Duration::from_secs(1));
+        let now = net.now;
+        net.ua(1).accept(now, b, Some(&early)).unwrap();
+        net.wait(0, "Answered", |e| matches!(e, UaEvent::Answered { .. }));
+        net.run_for(Duration::from_secs(1));
+        let now = net.now;
+        net.ua(0).hangup(now, a, None).unwrap();
+        expect_ended(&mut net, 1, b, EndedBy::Remote);
+        expect_ended(&mut net, 0, a, EndedBy::Local);
+        net.settle();
+        assert!(net.count(0, 1, "PRACK") >= 2, "seed {seed}");
+        assert_eq!(net.count(1, 0, "SIP/2.0 481"), 0, "seed {seed}");
+        assert_eq!(net.events(0), [], "seed {seed}");
+    }
+}
+
+#[test]
+fn no_prack_rejects_the_invite_with_504() {
+    let mut net = Net::new(2, 21);
+    net.drop_if = Some(|line| line.starts_with("PRACK"));
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let mut params = outgoing(&net, to, None);
+    params.headers.push(Header::new("Require", "100rel"));
+    let a = net.ua(0).place_call(now, params);
+    let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    }) else {
+        unreachable!()
+    };
+    let now = net.now;
+    net.ua(1).send_provisional(now, b, 180, None).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Timeout);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 504,
+            reason: None
+        }
+    );
+    net.settle();
+    // Resent T1, 2T1, 4T1, ... until 64*T1: 7 copies in all.
+    assert_eq!(net.count(1, 0, "SIP/2.0 180"), 7);
+}
+
+#[test]
+fn without_100rel_an_invite_requiring_it_gets_420() {
+    let mut net = Net::new(2, 22);
+    net.nodes[1].ua = UserAgent::new(UaConfig {
+        rel100: false,
+        ..config(2, 22)
+    });
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let mut params = outgoing(&net, to, None);
+    params.headers.push(Header::new("Require", "100rel"));
+    let a = net.ua(0).place_call(now, params);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 420,
+            reason: None
+        }
+    );
+    net.settle();
+    assert_eq!(net.events(1), []);
+}
+
 /// What the callee does with the call, and when (ms after it arrives).
 #[derive(Debug, Clone, Copy)]
 enum CalleeAction {
@@ -897,12 +1011,16 @@ fn random_call(
     ring_ms: u64,
     action: CalleeAction,
     caller_hangup_ms: Option<u64>,
+    rel100: bool,
 ) {
     let mut net = Net::new(2, seed).lossy(loss, dup, delay);
     let start = net.now;
     let offer = sdp::offer(&media(1, 40_000, &["PCMA", "PCMU"]));
     let to = net.nodes[1].addr;
-    let params = outgoing(&net, to, Some(offer.clone()));
+    let mut params = outgoing(&net, to, Some(offer.clone()));
+    if rel100 {
+        params.headers.push(Header::new("Require", "100rel"));
+    }
     let a = net.ua(0).place_call(start, params);
     let mut seen: [Vec<UaEvent>; 2] = [Vec::new(), Vec::new()];
     let mut b: Option<(CallHandle, Instant)> = None;
@@ -998,8 +1116,9 @@ proptest::proptest! {
         answer in proptest::bool::ANY,
         act_ms in 0u64..3_000,
         caller_hangup_ms in proptest::option::of(0u64..4_000),
+        rel100 in proptest::bool::ANY,
     ) {
         let action = if answer { CalleeAction::Answer(act_ms) } else { CalleeAction::Reject(act_ms) };
-        random_call(seed, loss, dup, delay, ring_ms, action, caller_hangup_ms);
+        random_call(seed, loss, dup, delay, ring_ms, action, caller_hangup_ms, rel100);
     }
 }

@@ -159,14 +159,19 @@ pub struct UaConfig {
     pub user_agent: String,
     /// Seed for tags, branches and Call-IDs (OS randomness in production).
     pub seed: u64,
+    /// RFC 3262: advertise `100rel`, PRACK reliable provisionals that
+    /// require it, and send ours reliably when an INVITE requires it.
+    pub rel100: bool,
 }
 
 /// What we accept in INVITE/UPDATE/INFO bodies (§20.1 Accept).
 const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 
 /// The methods we implement (§20.5 Allow).
-fn allowed_methods() -> Vec<Method> {
-    vec![
+/// The methods we implement (§20.5 Allow) and option tags we support
+/// (§20.37): PRACK and `100rel` (RFC 3262) when enabled.
+fn capabilities(rel100: bool) -> UasCapabilities {
+    let mut allow = vec![
         Method::Invite,
         Method::Ack,
         Method::Cancel,
@@ -174,7 +179,31 @@ fn allowed_methods() -> Vec<Method> {
         Method::Options,
         Method::Update,
         Method::Info,
-    ]
+    ];
+    let mut supported = Vec::new();
+    if rel100 {
+        allow.push(Method::Prack);
+        supported.push("100rel".to_owned());
+    }
+    UasCapabilities { allow, supported }
+}
+
+/// Whether `msg` lists `tag` in header `name` (Require, Supported).
+fn lists_tag(msg: &Message, name: &str, tag: &str) -> bool {
+    msg.list(name)
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// RFC 3262 §7.2: `RAck: response-num CSeq-num Method`.
+fn parse_rack(msg: &Message) -> Option<(u32, u32, Method)> {
+    let v = msg.single("RAck").ok()??;
+    let mut it = v.split_whitespace();
+    let rseq = it.next()?.parse().ok()?;
+    let cseq = it.next()?.parse().ok()?;
+    let method = Method::parse(it.next()?).ok()?;
+    Some((rseq, cseq, method))
 }
 
 /// Parameters of an outgoing INVITE.
@@ -226,6 +255,8 @@ enum Purpose {
     ReInvite,
     /// Our INFO.
     Info,
+    /// Our PRACK (RFC 3262).
+    Prack,
 }
 
 /// §13.3.1.4: a UAS resends its 2xx (T1 doubling to T2) until the ACK.
@@ -233,6 +264,16 @@ enum Purpose {
 struct Pending2xx {
     bytes: Vec<u8>,
     invite_seq: u32,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// RFC 3262 §3: a reliable provisional, resent (T1 doubling) until PRACKed.
+#[derive(Debug, Clone)]
+struct Reliable1xx {
+    bytes: Vec<u8>,
+    rseq: u32,
     next: Instant,
     interval: Duration,
     give_up: Instant,
@@ -269,6 +310,13 @@ struct Call {
     /// UAC: the last provisional reported (status, To tag, body), so that
     /// retransmitted or duplicated ones are reported once.
     last_provisional: Option<(u16, Option<String>, Vec<u8>)>,
+    /// UAC: the last RSeq PRACKed per remote tag (RFC 3262 §4).
+    rseq_seen: Vec<(String, u32)>,
+    /// UAS: the reliable provisional awaiting PRACK, and those queued
+    /// behind it (RFC 3262 §3: one at a time).
+    reliable: Option<Reliable1xx>,
+    reliable_queue: VecDeque<Message>,
+    next_rseq: u32,
     /// Live transactions of this call.
     txns: usize,
 }
@@ -422,10 +470,7 @@ impl UserAgent {
         let endpoint = Endpoint::new(EndpointConfig {
             timers: config.timers,
             limits: config.limits,
-            capabilities: UasCapabilities {
-                allow: allowed_methods(),
-                supported: Vec::new(),
-            },
+            capabilities: capabilities(config.rel100),
             sent_by: config.sent_by.clone(),
             sent_by_tls: config.sent_by_tls.clone(),
             seed: config.seed,
@@ -556,6 +601,7 @@ impl UserAgent {
             format!("<{}>", self.contact(params.peer.transport)),
         );
         invite.push("Allow", self.allow());
+        invite.push("Supported", self.supported());
         self.push_common(&mut invite, true);
         invite.headers.extend(params.headers.iter().cloned());
         Self::set_sdp_body(&mut invite, params.sdp.as_ref());
@@ -581,6 +627,10 @@ impl UserAgent {
                 reinvite: None,
                 reinvite_ack: None,
                 last_provisional: None,
+                rseq_seen: Vec::new(),
+                reliable: None,
+                reliable_queue: VecDeque::new(),
+                next_rseq: 1,
                 txns: 0,
             },
         );
@@ -591,10 +641,11 @@ impl UserAgent {
     }
 
     fn allow(&self) -> String {
-        allow_value(&UasCapabilities {
-            allow: allowed_methods(),
-            supported: Vec::new(),
-        })
+        allow_value(&capabilities(self.config.rel100))
+    }
+
+    fn supported(&self) -> String {
+        capabilities(self.config.rel100).supported.join(", ")
     }
 
     /// A response to the incoming INVITE of `call`, with our tag, Contact and
@@ -611,7 +662,7 @@ impl UserAgent {
         }
         if (200..300).contains(&status) {
             r.push("Allow", self.allow());
-            r.push("Supported", "");
+            r.push("Supported", self.supported());
         }
         self.push_common(&mut r, false);
         Self::set_sdp_body(&mut r, sdp);
@@ -634,15 +685,77 @@ impl UserAgent {
         if c.state != CallState::Incoming {
             return Err(UaError::WrongState);
         }
-        let r = self.invite_response(c, status, sdp);
+        // RFC 3262 §3: the INVITE requires reliable provisionals.
+        let reliable = self.config.rel100 && lists_tag(&c.invite, "Require", "100rel");
+        let mut r = self.invite_response(c, status, sdp);
         let txn = c.invite_txn.ok_or(UaError::WrongState)?;
         self.ensure_uas_dialog(call);
         if let (Some(s), Some(c)) = (sdp, self.calls.get_mut(&call)) {
             c.local_sdp = Some(s.clone());
         }
-        self.endpoint.respond(now, txn, r);
+        if !reliable {
+            self.endpoint.respond(now, txn, r);
+        } else if let Some(c) = self.calls.get_mut(&call) {
+            r.push("Require", "100rel");
+            if c.reliable.is_some() {
+                // §3: one unacknowledged reliable provisional at a time.
+                c.reliable_queue.push_back(r);
+            } else {
+                self.send_reliable(now, call, r);
+            }
+        }
         self.process_at(now);
         Ok(())
+    }
+
+    /// RFC 3262 §3: send a reliable provisional with the next RSeq and
+    /// resend it until its PRACK.
+    fn send_reliable(&mut self, now: Instant, call: CallHandle, mut r: Message) {
+        let t1 = Duration::from_millis(self.config.timers.t1_ms);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(txn) = c.invite_txn else {
+            return;
+        };
+        let rseq = c.next_rseq;
+        c.next_rseq = c.next_rseq.wrapping_add(1);
+        r.push("RSeq", rseq.to_string());
+        let bytes = r.to_bytes();
+        c.reliable = Some(Reliable1xx {
+            bytes,
+            rseq,
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+        });
+        self.endpoint.respond(now, txn, r);
+    }
+
+    /// RFC 3262 §3: a PRACK for our reliable provisional stops its
+    /// retransmission and lets the next one go; anything else gets 481.
+    fn on_prack(&mut self, now: Instant, txn: TxnId, call: CallHandle, request: &Message) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let invite_seq = c.invite.cseq().map(|s| s.seq).ok();
+        let matched = match (parse_rack(request), &c.reliable) {
+            (Some((rseq, cseq, Method::Invite)), Some(rel)) => {
+                rseq == rel.rseq && Some(cseq) == invite_seq
+            }
+            _ => false,
+        };
+        if !matched {
+            return self.respond(now, txn, request, 481);
+        }
+        c.reliable = None;
+        let next = (c.state == CallState::Incoming)
+            .then(|| c.reliable_queue.pop_front())
+            .flatten();
+        self.respond(now, txn, request, 200);
+        if let Some(r) = next {
+            self.send_reliable(now, call, r);
+        }
     }
 
     fn ensure_uas_dialog(&mut self, call: CallHandle) {
@@ -693,6 +806,9 @@ impl UserAgent {
                 c.local_sdp = Some(s.clone());
             }
             c.state = CallState::AwaitingAck;
+            // The final response ends the reliable provisionals (RFC 3262 §3).
+            c.reliable = None;
+            c.reliable_queue.clear();
             c.pending_2xx = Some(Pending2xx {
                 bytes,
                 invite_seq,
@@ -887,6 +1003,8 @@ impl UserAgent {
             }
             c.state = CallState::Ended;
             c.pending_2xx = None;
+            c.reliable = None;
+            c.reliable_queue.clear();
             tracing::info!(call = call.0, ?by, "sip call ended");
             self.events.push_back(UaEvent::Ended { call, by, reason });
         }
@@ -924,12 +1042,22 @@ impl UserAgent {
             .calls
             .values()
             .filter_map(|c| c.pending_2xx.as_ref().map(|p| p.next.min(p.give_up)));
-        self.endpoint.poll_timeout().into_iter().chain(calls).min()
+        let reliable = self
+            .calls
+            .values()
+            .filter_map(|c| c.reliable.as_ref().map(|r| r.next.min(r.give_up)));
+        self.endpoint
+            .poll_timeout()
+            .into_iter()
+            .chain(calls)
+            .chain(reliable)
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.retransmit_2xx(now);
+        self.retransmit_reliable(now);
         self.process_at(now);
     }
 
@@ -939,6 +1067,44 @@ impl UserAgent {
 
     pub fn poll_event(&mut self) -> Option<UaEvent> {
         self.events.pop_front()
+    }
+
+    /// RFC 3262 §3: resend each unPRACKed reliable provisional (T1
+    /// doubling); after 64*T1 reject the INVITE with a 5xx.
+    fn retransmit_reliable(&mut self, now: Instant) {
+        let mut give_up = Vec::new();
+        for (h, c) in self.calls.iter_mut() {
+            let Some(r) = &mut c.reliable else {
+                continue;
+            };
+            if r.give_up <= now {
+                give_up.push(*h);
+            } else if r.next <= now {
+                self.endpoint.retransmit(r.bytes.clone(), c.peer);
+                r.interval *= 2;
+                r.next = now + r.interval;
+            }
+        }
+        for h in give_up {
+            let Some(c) = self.calls.get_mut(&h) else {
+                continue;
+            };
+            c.reliable = None;
+            c.reliable_queue.clear();
+            let txn = c.invite_txn;
+            let Some(c) = self.calls.get(&h) else {
+                continue;
+            };
+            tracing::info!(
+                call = h.0,
+                "sip no PRACK for reliable provisional, rejecting"
+            );
+            let r = self.invite_response(c, 504, None);
+            if let Some(txn) = txn {
+                self.endpoint.respond(now, txn, r);
+            }
+            self.end(h, EndedBy::Timeout, None);
+        }
     }
 
     /// §13.3.1.4: resend each unacknowledged 2xx; give up after 64*T1 and
@@ -955,10 +1121,9 @@ impl UserAgent {
                 continue;
             }
             if p.next <= now {
-                // Reliable transports deliver the 2xx once; only UDP resends.
-                if !c.peer.transport.is_reliable() {
-                    self.endpoint.retransmit(p.bytes.clone(), c.peer);
-                }
+                // §13.3.1.4: "independent of the transport protocol" (a
+                // proxy may forward over UDP what we sent over TCP).
+                self.endpoint.retransmit(p.bytes.clone(), c.peer);
                 p.interval = (p.interval * 2).min(t2);
                 p.next = now + p.interval;
             }
@@ -1072,6 +1237,7 @@ impl UserAgent {
             Method::Bye => self.on_bye(now, txn, call, &request),
             Method::Invite | Method::Update => self.on_reoffer(now, txn, call, &request),
             Method::Info => self.on_info(now, txn, call, &request),
+            Method::Prack => self.on_prack(now, txn, call, &request),
             _ => self.respond(now, txn, &request, 405),
         }
     }
@@ -1087,7 +1253,7 @@ impl UserAgent {
         let mut r = response_to(request, 200, None, Some(&tag));
         r.push("Allow", self.allow());
         r.push("Accept", ACCEPT);
-        r.push("Supported", "");
+        r.push("Supported", self.supported());
         self.push_common(&mut r, false);
         self.endpoint.respond(now, txn, r);
     }
@@ -1126,6 +1292,10 @@ impl UserAgent {
                 reinvite: None,
                 reinvite_ack: None,
                 last_provisional: None,
+                rseq_seen: Vec::new(),
+                reliable: None,
+                reliable_queue: VecDeque::new(),
+                next_rseq: 1,
                 txns: 0,
             },
         );
@@ -1226,7 +1396,7 @@ impl UserAgent {
         let mut r = response_to(request, 200, None, None);
         r.push("Contact", format!("<{contact}>"));
         r.push("Allow", self.allow());
-        r.push("Supported", "");
+        r.push("Supported", self.supported());
         self.push_common(&mut r, false);
         Self::set_sdp_body(&mut r, body.as_ref());
         let bytes = r.to_bytes();
@@ -1357,7 +1527,8 @@ impl UserAgent {
             | Purpose::Cancel
             | Purpose::ForkBye
             | Purpose::InDialog
-            | Purpose::Info => {}
+            | Purpose::Info
+            | Purpose::Prack => {}
         }
     }
 
@@ -1383,6 +1554,16 @@ impl UserAgent {
                 c.early.push(d);
             }
         }
+        if status > 100 && self.config.rel100 && lists_tag(response, "Require", "100rel") {
+            match self.send_prack(now, call, response) {
+                Some(txn) => self.own(txn, call, Purpose::Prack),
+                // A retransmission, out of order, or without RSeq: discarded.
+                None => return,
+            }
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         match c.state {
             CallState::Calling => {
                 c.state = CallState::Proceeding;
@@ -1409,6 +1590,33 @@ impl UserAgent {
             self.events
                 .push_back(UaEvent::Provisional { call, status, sdp });
         }
+    }
+
+    /// RFC 3262 §4: PRACK a reliable provisional that is the next in RSeq
+    /// order for its early dialog; `None` for retransmissions (RSeq not
+    /// above the last), gaps (wait for the missing one) and malformed ones.
+    fn send_prack(&mut self, now: Instant, call: CallHandle, response: &Message) -> Option<TxnId> {
+        let rseq: u32 = response.single("RSeq").ok()??.trim().parse().ok()?;
+        let tag = response.to().ok()?.tag()?.to_owned();
+        let c = self.calls.get_mut(&call)?;
+        let last = c.rseq_seen.iter().find(|(t, _)| *t == tag).map(|(_, r)| *r);
+        match last {
+            Some(l) if rseq <= l || rseq != l.wrapping_add(1) => return None,
+            Some(_) => {}
+            None => c.rseq_seen.push((tag.clone(), rseq)),
+        }
+        if let Some(e) = c.rseq_seen.iter_mut().find(|(t, _)| *t == tag) {
+            e.1 = rseq;
+        }
+        let invite_seq = c.invite.cseq().ok()?.seq;
+        let d = c.early.iter_mut().find(|d| d.id.remote_tag == tag)?;
+        let mut prack = d.request(Method::Prack);
+        prack.push("RAck", format!("{rseq} {invite_seq} INVITE"));
+        let peer = d.peer;
+        if !self.config.user_agent.is_empty() {
+            prack.push("User-Agent", self.config.user_agent.clone());
+        }
+        Some(self.endpoint.send_request(now, prack, peer))
     }
 
     fn on_invite_2xx(&mut self, now: Instant, call: CallHandle, response: &Message) {
@@ -1683,6 +1891,7 @@ pub fn fuzz_sip_ua(data: &[u8]) {
         call_id_host: "192.0.2.1".into(),
         user_agent: String::new(),
         seed: 1,
+        rel100: true,
     });
     let peer = Remote {
         address: std::net::SocketAddr::from(([192, 0, 2, 9], 5060)),
