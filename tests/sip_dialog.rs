@@ -1003,7 +1003,8 @@ enum CalleeAction {
 /// One call under random loss, duplication, delay and timing of every
 /// action: each side ends with exactly one terminal event, the caller is
 /// answered only if the callee accepted, and both tables end empty.
-fn random_call(
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
     seed: u64,
     loss: u64,
     dup: u64,
@@ -1012,7 +1013,19 @@ fn random_call(
     action: CalleeAction,
     caller_hangup_ms: Option<u64>,
     rel100: bool,
-) {
+}
+
+fn random_call(sc: Scenario) {
+    let Scenario {
+        seed,
+        loss,
+        dup,
+        delay,
+        ring_ms,
+        action,
+        caller_hangup_ms,
+        rel100,
+    } = sc;
     let mut net = Net::new(2, seed).lossy(loss, dup, delay);
     let start = net.now;
     let offer = sdp::offer(&media(1, 40_000, &["PCMA", "PCMU"]));
@@ -1028,8 +1041,8 @@ fn random_call(
     let mut accepted = false;
     let at = |base: Instant, ms: u64| base + Duration::from_millis(ms);
     for _ in 0..200_000 {
-        for n in 0..2 {
-            seen[n].extend(net.nodes[n].events.drain(..));
+        for (n, s) in seen.iter_mut().enumerate() {
+            s.extend(net.nodes[n].events.drain(..));
         }
         if b.is_none() {
             b = seen[1].iter().find_map(|e| match e {
@@ -1072,20 +1085,20 @@ fn random_call(
     }
     // Whoever still has a live, answered call hangs up.
     let terminal = |e: &UaEvent| matches!(e, UaEvent::Ended { .. } | UaEvent::Failed { .. });
-    for n in 0..2 {
-        seen[n].extend(net.nodes[n].events.drain(..));
+    for (n, s) in seen.iter_mut().enumerate() {
+        s.extend(net.nodes[n].events.drain(..));
         let handle = if n == 0 { Some(a) } else { b.map(|x| x.0) };
-        if let Some(h) = handle.filter(|_| !seen[n].iter().any(terminal)) {
+        if let Some(h) = handle.filter(|_| !s.iter().any(terminal)) {
             let now = net.now;
             let _ = net.ua(n).hangup(now, h, None);
         }
     }
     net.settle();
-    for n in 0..2 {
-        seen[n].extend(net.nodes[n].events.drain(..));
-        let terminals = seen[n].iter().filter(|e| terminal(e)).count();
+    for (n, s) in seen.iter_mut().enumerate() {
+        s.extend(net.nodes[n].events.drain(..));
+        let terminals = s.iter().filter(|e| terminal(e)).count();
         let expected = usize::from(n == 0 || b.is_some());
-        assert_eq!(terminals, expected, "node {n}: {:?}", seen[n]);
+        assert_eq!(terminals, expected, "node {n}: {s:?}");
     }
     let answered = seen[0]
         .iter()
@@ -1119,6 +1132,6 @@ proptest::proptest! {
         rel100 in proptest::bool::ANY,
     ) {
         let action = if answer { CalleeAction::Answer(act_ms) } else { CalleeAction::Reject(act_ms) };
-        random_call(seed, loss, dup, delay, ring_ms, action, caller_hangup_ms, rel100);
+        random_call(Scenario { seed, loss, dup, delay, ring_ms, action, caller_hangup_ms, rel100 });
     }
 }
