@@ -497,6 +497,31 @@ fn cancel_of_a_ringing_call() {
 }
 
 #[test]
+fn cancelled_invite_without_final_response_is_given_up_after_64_t1() {
+    let mut net = Net::new(2, 7);
+    // The 487 never arrives.
+    net.drop_if = Some(|line| line.starts_with("SIP/2.0 487"));
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    let UaEvent::IncomingCall { call: b, .. } = net.wait(1, "IncomingCall", |e| {
+        matches!(e, UaEvent::IncomingCall { .. })
+    }) else {
+        unreachable!()
+    };
+    let now = net.now;
+    net.ua(1).send_provisional(now, b, 180, None).unwrap();
+    net.wait(0, "180", |e| matches!(e, UaEvent::Provisional { .. }));
+    let cancelled_at = net.now;
+    net.ua(0).hangup(cancelled_at, a, None).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    assert_eq!(net.now - cancelled_at, Duration::from_secs(32));
+    net.settle();
+}
+
+#[test]
 fn hangup_before_any_provisional_waits_for_one_then_cancels() {
     let mut net = Net::new(2, 6);
     let now = net.now;

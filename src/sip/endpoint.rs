@@ -678,6 +678,25 @@ impl Endpoint {
         true
     }
 
+    /// §9.1: destroy INVITE client transaction `txn` if it still waits for
+    /// a final response (64*T1 after its CANCEL). True if it was removed;
+    /// [`TxnEvent::Terminated`] follows.
+    pub fn abandon_invite(&mut self, txn: TxnId) -> bool {
+        let pending = matches!(
+            self.txns.get(&txn).map(|t| &t.machine),
+            Some(Machine::InviteClient(m))
+                if matches!(m.state(), InviteClientState::Calling | InviteClientState::Proceeding)
+        );
+        if !pending {
+            return false;
+        }
+        if let Some(t) = self.txns.remove(&txn) {
+            self.client_index.remove(&t.key);
+            self.events.push_back(TxnEvent::Terminated { txn });
+        }
+        true
+    }
+
     /// Whether server transaction `txn` is an INVITE still waiting for its
     /// final response.
     pub fn invite_pending(&self, txn: TxnId) -> bool {

@@ -317,6 +317,8 @@ struct Call {
     reliable: Option<Reliable1xx>,
     reliable_queue: VecDeque<Message>,
     next_rseq: u32,
+    /// UAC: when to give up on the final response to a CANCELled INVITE.
+    cancel_guard: Option<Instant>,
     /// Live transactions of this call.
     txns: usize,
 }
@@ -324,6 +326,12 @@ struct Call {
 impl Call {
     fn ended(&self) -> bool {
         self.state == CallState::Ended
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let ok = self.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
+        let rel = self.reliable.as_ref().map(|r| r.next.min(r.give_up));
+        ok.into_iter().chain(rel).chain(self.cancel_guard).min()
     }
 }
 
@@ -631,6 +639,7 @@ impl UserAgent {
                 reliable: None,
                 reliable_queue: VecDeque::new(),
                 next_rseq: 1,
+                cancel_guard: None,
                 txns: 0,
             },
         );
@@ -965,8 +974,13 @@ impl UserAgent {
             .iter()
             .map(|r| Header::new("Reason", r.clone()))
             .collect();
-        c.state = CallState::Cancelling;
+        if !c.ended() {
+            c.state = CallState::Cancelling;
+        }
         c.cancel_wanted = false;
+        // §9.1: no final response 64*T1 after the CANCEL: the INVITE
+        // transaction is destroyed.
+        c.cancel_guard = Some(now + Duration::from_millis(self.config.timers.t1_ms) * 64);
         let invite = c.invite_txn;
         match invite.and_then(|t| self.endpoint.cancel(now, t, extra)) {
             Some(txn) => self.own(txn, call, Purpose::Cancel),
@@ -988,7 +1002,9 @@ impl UserAgent {
         if let Some(r) = &c.hangup_reason {
             bye.push("Reason", r.clone());
         }
-        c.state = CallState::Terminating;
+        if !c.ended() {
+            c.state = CallState::Terminating;
+        }
         c.pending_2xx = None;
         self.push_common(&mut bye, true);
         let txn = self.endpoint.send_request(now, bye, peer);
@@ -1037,27 +1053,18 @@ impl UserAgent {
         self.process_at(now);
     }
 
+    /// The earliest deadline: transactions (min-scan), and per call the 2xx
+    /// and reliable provisional retransmissions and the CANCEL guard.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let calls = self
-            .calls
-            .values()
-            .filter_map(|c| c.pending_2xx.as_ref().map(|p| p.next.min(p.give_up)));
-        let reliable = self
-            .calls
-            .values()
-            .filter_map(|c| c.reliable.as_ref().map(|r| r.next.min(r.give_up)));
-        self.endpoint
-            .poll_timeout()
-            .into_iter()
-            .chain(calls)
-            .chain(reliable)
-            .min()
+        let calls = self.calls.values().filter_map(Call::next_deadline);
+        self.endpoint.poll_timeout().into_iter().chain(calls).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
         self.retransmit_2xx(now);
         self.retransmit_reliable(now);
+        self.expire_cancel_guards(now);
         self.process_at(now);
     }
 
@@ -1067,6 +1074,33 @@ impl UserAgent {
 
     pub fn poll_event(&mut self) -> Option<UaEvent> {
         self.events.pop_front()
+    }
+
+    /// §9.1: a CANCELled INVITE with no final response after 64*T1 is
+    /// given up: its transaction is destroyed and the call ends.
+    fn expire_cancel_guards(&mut self, now: Instant) {
+        let due: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.cancel_guard.is_some_and(|g| g <= now))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            let Some(c) = self.calls.get_mut(&h) else {
+                continue;
+            };
+            c.cancel_guard = None;
+            let reason = c.hangup_reason.clone();
+            if let Some(txn) = c.invite_txn
+                && self.endpoint.abandon_invite(txn)
+            {
+                tracing::info!(
+                    call = h.0,
+                    "sip no final response after CANCEL, INVITE abandoned"
+                );
+            }
+            self.end(h, EndedBy::Local, reason);
+        }
     }
 
     /// RFC 3262 §3: resend each unPRACKed reliable provisional (T1
@@ -1296,6 +1330,7 @@ impl UserAgent {
                 reliable: None,
                 reliable_queue: VecDeque::new(),
                 next_rseq: 1,
+                cancel_guard: None,
                 txns: 0,
             },
         );
@@ -1310,6 +1345,15 @@ impl UserAgent {
 
     fn on_bye(&mut self, now: Instant, txn: TxnId, call: CallHandle, request: &Message) {
         self.respond(now, txn, request, 200);
+        // A BYE in an early dialog of our INVITE: the INVITE is cancelled
+        // too (a 2xx crossing it gets ACK and BYE).
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.role == Role::Uac && c.state == CallState::Proceeding)
+        {
+            self.send_cancel(now, call);
+        }
         // §15.1.2: a BYE ends the session; a pending INVITE gets 487.
         let pending = self.calls.get(&call).and_then(|c| {
             (c.role == Role::Uas && c.state == CallState::Incoming).then_some(c.invite_txn)?
