@@ -68,6 +68,8 @@ fn config(i: u8, seed: u64) -> UaConfig {
         user_agent: "tdmgw-test".into(),
         seed,
         rel100: true,
+        session_expires_s: Some(1800),
+        min_se_s: 90,
     }
 }
 
@@ -1018,6 +1020,80 @@ fn without_100rel_an_invite_requiring_it_gets_420() {
     assert_eq!(net.events(1), []);
 }
 
+fn with_session_timer(net: &mut Net, secs: u32) {
+    for i in 0..net.nodes.len() {
+        let c = config(i as u8 + 1, 30 + i as u64);
+        net.nodes[i].ua = UserAgent::new(UaConfig {
+            session_expires_s: Some(secs),
+            ..c
+        });
+    }
+}
+
+#[test]
+fn session_timer_refreshes_keep_the_call_up() {
+    let mut net = Net::new(2, 31).lossy(100, 0, 30);
+    with_session_timer(&mut net, 90);
+    let (a, b) = establish(&mut net, 0, 1);
+    net.run_for(Duration::from_secs(600));
+    // The caller refreshes with UPDATE every 45 s (RFC 4028 §7.4, §9:
+    // refresher=uac as it supports timers); nothing to report.
+    assert!(
+        net.count(0, 1, "UPDATE") >= 12,
+        "{}",
+        net.count(0, 1, "UPDATE")
+    );
+    assert_eq!(net.events(0), []);
+    assert_eq!(net.events(1), []);
+    let now = net.now;
+    net.ua(0).hangup(now, a, None).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    net.settle();
+}
+
+#[test]
+fn session_expires_without_refreshes() {
+    let mut net = Net::new(2, 32);
+    with_session_timer(&mut net, 90);
+    net.drop_if = Some(|line| line.starts_with("UPDATE"));
+    let (a, b) = establish(&mut net, 0, 1);
+    let start = net.now;
+    // §10: the callee gives up at 90 - min(32, 90/3) = 60 s.
+    expect_ended(&mut net, 1, b, EndedBy::Timeout);
+    let waited = net.now - start;
+    assert!(
+        waited > Duration::from_secs(59) && waited <= Duration::from_secs(61),
+        "{waited:?}"
+    );
+    expect_ended(&mut net, 0, a, EndedBy::Remote);
+    net.settle();
+}
+
+#[test]
+fn session_interval_below_min_se_gets_422() {
+    let mut net = Net::new(2, 33);
+    net.nodes[0].ua = UserAgent::new(UaConfig {
+        session_expires_s: Some(60),
+        min_se_s: 30,
+        ..config(1, 33)
+    });
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 422,
+            reason: None
+        }
+    );
+    net.settle();
+}
+
 /// What the callee does with the call, and when (ms after it arrives).
 #[derive(Debug, Clone, Copy)]
 enum CalleeAction {
@@ -1100,13 +1176,27 @@ fn random_call(sc: Scenario) {
             hung = true;
             let _ = net.ua(0).hangup(now, a, Some(CAUSE16));
         }
+        let caller_done = seen[0]
+            .iter()
+            .any(|e| matches!(e, UaEvent::Ended { .. } | UaEvent::Failed { .. }));
+        if hung && (acted || caller_done) {
+            break;
+        }
         if !net.step() {
-            if hung && (acted || b.is_none()) {
-                break;
-            }
             // Nothing in flight: jump to the next scheduled action.
             net.now += Duration::from_millis(10);
         }
+    }
+    // Let retransmissions and in-flight messages play out.
+    net.run_for(Duration::from_secs(70));
+    for (n, s) in seen.iter_mut().enumerate() {
+        s.extend(net.nodes[n].events.drain(..));
+    }
+    if b.is_none() {
+        b = seen[1].iter().find_map(|e| match e {
+            UaEvent::IncomingCall { call, .. } => Some((*call, net.now)),
+            _ => None,
+        });
     }
     // Whoever still has a live, answered call hangs up.
     let terminal = |e: &UaEvent| matches!(e, UaEvent::Ended { .. } | UaEvent::Failed { .. });

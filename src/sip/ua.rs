@@ -162,6 +162,11 @@ pub struct UaConfig {
     /// RFC 3262: advertise `100rel`, PRACK reliable provisionals that
     /// require it, and send ours reliably when an INVITE requires it.
     pub rel100: bool,
+    /// RFC 4028 session timers: the interval we ask for (`Session-Expires`,
+    /// e.g. 1800 s); `None` turns them off (no `timer` in Supported).
+    pub session_expires_s: Option<u32>,
+    /// RFC 4028 `Min-SE`: the smallest interval we accept (at least 90 s).
+    pub min_se_s: u32,
 }
 
 /// What we accept in INVITE/UPDATE/INFO bodies (§20.1 Accept).
@@ -170,7 +175,7 @@ const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf"
 /// The methods we implement (§20.5 Allow).
 /// The methods we implement (§20.5 Allow) and option tags we support
 /// (§20.37): PRACK and `100rel` (RFC 3262) when enabled.
-fn capabilities(rel100: bool) -> UasCapabilities {
+fn capabilities(config: &UaConfig) -> UasCapabilities {
     let mut allow = vec![
         Method::Invite,
         Method::Ack,
@@ -181,9 +186,12 @@ fn capabilities(rel100: bool) -> UasCapabilities {
         Method::Info,
     ];
     let mut supported = Vec::new();
-    if rel100 {
+    if config.rel100 {
         allow.push(Method::Prack);
         supported.push("100rel".to_owned());
+    }
+    if config.session_expires_s.is_some() {
+        supported.push("timer".to_owned());
     }
     UasCapabilities { allow, supported }
 }
@@ -194,6 +202,56 @@ fn lists_tag(msg: &Message, name: &str, tag: &str) -> bool {
         .unwrap_or_default()
         .iter()
         .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// RFC 4028 §4: `Session-Expires: delta-seconds [;refresher=uac|uas]`.
+fn session_expires(msg: &Message) -> Option<(u32, Option<Role>)> {
+    let v = msg.single("Session-Expires").ok()??;
+    let (num, params) = v.split_once(';').unwrap_or((v, ""));
+    let secs: u32 = num.trim().parse().ok()?;
+    let refresher = match super::text::Params::parse(params).ok()?.value("refresher") {
+        Some(r) if r.eq_ignore_ascii_case("uac") => Some(Role::Uac),
+        Some(r) if r.eq_ignore_ascii_case("uas") => Some(Role::Uas),
+        _ => None,
+    };
+    Some((secs, refresher))
+}
+
+fn refresher_name(role: Role) -> &'static str {
+    match role {
+        Role::Uac => "uac",
+        Role::Uas => "uas",
+    }
+}
+
+/// RFC 4028 timers of a confirmed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionTimer {
+    interval_s: u32,
+    /// When we (the refresher) send the next refresh (§7.4: half the interval).
+    refresh_at: Option<Instant>,
+    /// When the session expires without a refresh (§10: the refresher's
+    /// peer waits interval - min(32 s, interval/3)).
+    expires_at: Instant,
+    we_refresh: bool,
+}
+
+impl SessionTimer {
+    fn start(now: Instant, interval_s: u32, we_refresh: bool) -> SessionTimer {
+        let interval = Duration::from_secs(u64::from(interval_s));
+        let (refresh_at, expires_at) = if we_refresh {
+            (Some(now + interval / 2), now + interval)
+        } else {
+            let margin = Duration::from_secs(32).min(interval / 3);
+            (None, now + interval - margin)
+        };
+        SessionTimer {
+            interval_s,
+            refresh_at,
+            expires_at,
+            we_refresh,
+        }
+    }
 }
 
 /// RFC 3262 §7.2: `RAck: response-num CSeq-num Method`.
@@ -257,6 +315,8 @@ enum Purpose {
     Info,
     /// Our PRACK (RFC 3262).
     Prack,
+    /// Our session refresh UPDATE (RFC 4028).
+    Refresh,
 }
 
 /// §13.3.1.4: a UAS resends its 2xx (T1 doubling to T2) until the ACK.
@@ -319,6 +379,10 @@ struct Call {
     next_rseq: u32,
     /// UAC: when to give up on the final response to a CANCELled INVITE.
     cancel_guard: Option<Instant>,
+    /// RFC 4028 session timer, once confirmed.
+    session: Option<SessionTimer>,
+    /// The peer allows UPDATE (its Allow), so refreshes use it (RFC 4028 §7.4).
+    peer_allows_update: bool,
     /// Live transactions of this call.
     txns: usize,
 }
@@ -331,7 +395,14 @@ impl Call {
     fn next_deadline(&self) -> Option<Instant> {
         let ok = self.pending_2xx.as_ref().map(|p| p.next.min(p.give_up));
         let rel = self.reliable.as_ref().map(|r| r.next.min(r.give_up));
-        ok.into_iter().chain(rel).chain(self.cancel_guard).min()
+        let session = self
+            .session
+            .map(|s| s.refresh_at.map_or(s.expires_at, |r| r.min(s.expires_at)));
+        ok.into_iter()
+            .chain(rel)
+            .chain(self.cancel_guard)
+            .chain(session)
+            .min()
     }
 }
 
@@ -469,7 +540,15 @@ fn answer_reoffer(local: &Sdp, offer: &Sdp) -> Option<Sdp> {
         // The gateway can always send and receive; the offer narrows it.
         direction: Direction::SendRecv,
     };
-    let answer = sdp::answer(offer, &local_media);
+    let mut answer = sdp::answer(offer, &local_media);
+    // RFC 3264 §8: the version goes up only when the description changes.
+    let unchanged = Sdp {
+        origin: local.origin.clone(),
+        ..answer.clone()
+    } == *local;
+    if unchanged {
+        answer.origin = local.origin.clone();
+    }
     answer.audio_address().is_some().then_some(answer)
 }
 
@@ -478,7 +557,7 @@ impl UserAgent {
         let endpoint = Endpoint::new(EndpointConfig {
             timers: config.timers,
             limits: config.limits,
-            capabilities: capabilities(config.rel100),
+            capabilities: capabilities(&config),
             sent_by: config.sent_by.clone(),
             sent_by_tls: config.sent_by_tls.clone(),
             seed: config.seed,
@@ -610,6 +689,11 @@ impl UserAgent {
         );
         invite.push("Allow", self.allow());
         invite.push("Supported", self.supported());
+        if let Some(se) = self.config.session_expires_s {
+            // RFC 4028 §7.1: no refresher: the UAS picks.
+            invite.push("Session-Expires", se.to_string());
+            invite.push("Min-SE", self.config.min_se_s.to_string());
+        }
         self.push_common(&mut invite, true);
         invite.headers.extend(params.headers.iter().cloned());
         Self::set_sdp_body(&mut invite, params.sdp.as_ref());
@@ -640,6 +724,8 @@ impl UserAgent {
                 reliable_queue: VecDeque::new(),
                 next_rseq: 1,
                 cancel_guard: None,
+                session: None,
+                peer_allows_update: false,
                 txns: 0,
             },
         );
@@ -650,11 +736,11 @@ impl UserAgent {
     }
 
     fn allow(&self) -> String {
-        allow_value(&capabilities(self.config.rel100))
+        allow_value(&capabilities(&self.config))
     }
 
     fn supported(&self) -> String {
-        capabilities(self.config.rel100).supported.join(", ")
+        capabilities(&self.config).supported.join(", ")
     }
 
     /// A response to the incoming INVITE of `call`, with our tag, Contact and
@@ -676,6 +762,46 @@ impl UserAgent {
         self.push_common(&mut r, false);
         Self::set_sdp_body(&mut r, sdp);
         r
+    }
+
+    /// RFC 4028 §9: as UAS of `request` (an INVITE, re-INVITE or UPDATE),
+    /// pick the interval and refresher, write them into our 2xx `response`
+    /// (with `Require: timer` if the peer supports it) and start the timer.
+    /// `None` when session timers are off.
+    fn negotiate_session(
+        &self,
+        now: Instant,
+        request: &Message,
+        response: &mut Message,
+    ) -> Option<SessionTimer> {
+        let ours = self.config.session_expires_s?;
+        let peer_supports =
+            lists_tag(request, "Supported", "timer") || lists_tag(request, "Require", "timer");
+        let (secs, refresher) = session_expires(request).unwrap_or((ours, None));
+        // §9: without a refresher in the request, the UAC refreshes if it
+        // supports the extension, else we do.
+        let refresher = refresher.unwrap_or(if peer_supports { Role::Uac } else { Role::Uas });
+        response.push(
+            "Session-Expires",
+            format!("{secs};refresher={}", refresher_name(refresher)),
+        );
+        if peer_supports {
+            response.push("Require", "timer");
+        }
+        Some(SessionTimer::start(now, secs, refresher == Role::Uas))
+    }
+
+    /// RFC 4028 §8.1: 422 for a Session-Expires below our Min-SE.
+    fn interval_too_small(&mut self, now: Instant, txn: TxnId, request: &Message) -> bool {
+        let small = self.config.session_expires_s.is_some()
+            && session_expires(request).is_some_and(|(s, _)| s < self.config.min_se_s);
+        if small {
+            let mut r = response_to(request, 422, Some("Session Interval Too Small"), None);
+            r.push("Min-SE", self.config.min_se_s.to_string());
+            self.push_common(&mut r, false);
+            self.endpoint.respond(now, txn, r);
+        }
+        small
     }
 
     /// Send 180/183 (any 101-199) on an incoming call, with early media SDP
@@ -798,7 +924,8 @@ impl UserAgent {
         }
         let txn = c.invite_txn.ok_or(UaError::WrongState)?;
         let invite_seq = c.invite.cseq().map(|s| s.seq).unwrap_or(0);
-        let r = self.invite_response(c, 200, sdp);
+        let mut r = self.invite_response(c, 200, sdp);
+        let session = self.negotiate_session(now, &c.invite, &mut r);
         self.ensure_uas_dialog(call);
         if self.calls.get(&call).is_some_and(|c| c.dialog.is_none()) {
             // No dialog possible (no Contact or From tag): refuse the call.
@@ -815,6 +942,7 @@ impl UserAgent {
                 c.local_sdp = Some(s.clone());
             }
             c.state = CallState::AwaitingAck;
+            c.session = session;
             // The final response ends the reliable provisionals (RFC 3262 §3).
             c.reliable = None;
             c.reliable_queue.clear();
@@ -894,10 +1022,16 @@ impl UserAgent {
         if c.state != CallState::Confirmed || c.reinvite.is_some() || c.pending_2xx.is_some() {
             return Err(UaError::WrongState);
         }
+        let session = c.session.map(|s| s.interval_s);
         let d = c.dialog.as_mut().ok_or(UaError::WrongState)?;
         let mut m = d.request(Method::Invite);
         let (seq, peer) = (d.local_seq, d.peer);
         m.push("Allow", allow);
+        if let Some(secs) = session {
+            // RFC 4028 §7.4: a re-INVITE refreshes; we offer to keep refreshing.
+            m.push("Session-Expires", format!("{secs};refresher=uac"));
+            m.push("Supported", "timer");
+        }
         c.reinvite = Some((seq, sdp.clone()));
         self.push_common(&mut m, true);
         Self::set_sdp_body(&mut m, Some(sdp));
@@ -1065,6 +1199,7 @@ impl UserAgent {
         self.retransmit_2xx(now);
         self.retransmit_reliable(now);
         self.expire_cancel_guards(now);
+        self.run_session_timers(now);
         self.process_at(now);
     }
 
@@ -1074,6 +1209,95 @@ impl UserAgent {
 
     pub fn poll_event(&mut self) -> Option<UaEvent> {
         self.events.pop_front()
+    }
+
+    /// RFC 4028 §7.4, §10: send due refreshes (UPDATE if the peer allows
+    /// it, else a re-INVITE with our current description); end expired
+    /// sessions with BYE.
+    fn run_session_timers(&mut self, now: Instant) {
+        let mut refresh = Vec::new();
+        let mut expired = Vec::new();
+        for (h, c) in self.calls.iter_mut() {
+            let Some(st) = &mut c.session else {
+                continue;
+            };
+            if st.expires_at <= now {
+                c.session = None;
+                if c.state == CallState::Confirmed {
+                    expired.push(*h);
+                }
+            } else if st.refresh_at.is_some_and(|r| r <= now) {
+                st.refresh_at = None;
+                if c.state == CallState::Confirmed && c.reinvite.is_none() {
+                    refresh.push(*h);
+                }
+            }
+        }
+        for h in refresh {
+            let Some(c) = self.calls.get_mut(&h) else {
+                continue;
+            };
+            if !c.peer_allows_update {
+                if let Some(sdp) = c.local_sdp.clone() {
+                    let _ = self.reinvite(now, h, &sdp);
+                }
+                continue;
+            }
+            let secs = c.session.map(|s| s.interval_s);
+            let Some(d) = c.dialog.as_mut() else {
+                continue;
+            };
+            let mut m = d.request(Method::Update);
+            let peer = d.peer;
+            if let Some(secs) = secs {
+                m.push("Session-Expires", format!("{secs};refresher=uac"));
+            }
+            m.push("Supported", self.supported());
+            self.push_common(&mut m, true);
+            let txn = self.endpoint.send_request(now, m, peer);
+            self.own(txn, h, Purpose::Refresh);
+        }
+        for h in expired {
+            tracing::info!(call = h.0, "sip session expired (RFC 4028), sending BYE");
+            self.send_bye(now, h);
+            self.end(h, EndedBy::Timeout, None);
+        }
+    }
+
+    /// RFC 4028 §7.4: the response to our refresh UPDATE.
+    fn on_refresh_response(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        response: &Message,
+    ) {
+        if status < 200 {
+            return;
+        }
+        if status == 481 || status == 408 {
+            // §12.2.1.2: the dialog is gone.
+            self.send_bye(now, call);
+            self.end(call, EndedBy::Remote, None);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if (200..300).contains(&status) {
+            let old = c.session.map(|s| s.interval_s);
+            let (secs, r) = session_expires(response)
+                .map(|(s, r)| (Some(s), r))
+                .unwrap_or((old, Some(Role::Uac)));
+            if let Some(secs) = secs {
+                c.session = Some(SessionTimer::start(
+                    now,
+                    secs,
+                    r.unwrap_or(Role::Uac) == Role::Uac,
+                ));
+            }
+        }
+        // Other failures: the session expires at its deadline unless refreshed.
     }
 
     /// §9.1: a CANCELled INVITE with no final response after 64*T1 is
@@ -1302,9 +1526,13 @@ impl UserAgent {
             self.endpoint.respond(now, txn, r);
             return;
         }
+        if self.interval_too_small(now, txn, &request) {
+            return;
+        }
         let handle = CallHandle(self.new_handle());
         let local_tag = self.endpoint.random_token();
         let sdp = sdp_of(&request);
+        let peer_allows_update = lists_tag(&request, "Allow", "UPDATE");
         self.calls.insert(
             handle,
             Call {
@@ -1331,10 +1559,15 @@ impl UserAgent {
                 reliable_queue: VecDeque::new(),
                 next_rseq: 1,
                 cancel_guard: None,
+                session: None,
+                peer_allows_update: false,
                 txns: 0,
             },
         );
         self.own(txn, handle, Purpose::Invite);
+        if let Some(c) = self.calls.get_mut(&handle) {
+            c.peer_allows_update = peer_allows_update;
+        }
         tracing::info!(call = handle.0, remote = %from.address, "sip INVITE received");
         self.events.push_back(UaEvent::IncomingCall {
             call: handle,
@@ -1397,13 +1630,16 @@ impl UserAgent {
             self.endpoint.respond(now, txn, r);
             return;
         }
+        let local = c.local_sdp.clone();
+        if self.interval_too_small(now, txn, request) {
+            return;
+        }
         let offer = sdp_of(request);
         if has_sdp_body(request) && offer.is_none() {
             let r = response_to(request, 400, Some("Bad SDP"), None);
             self.endpoint.respond(now, txn, r);
             return;
         }
-        let local = c.local_sdp.clone();
         let body = match (&offer, &local) {
             (Some(o), Some(l)) => match answer_reoffer(l, o) {
                 Some(a) => Some(a),
@@ -1412,12 +1648,9 @@ impl UserAgent {
                     return self.respond(now, txn, request, 488);
                 }
             },
-            // No offer: ours, one version up (RFC 3264 §8: unchanged session
-            // with a new version is allowed), answer in the ACK.
-            (None, Some(l)) => Some(Sdp {
-                origin: l.origin.next_version(),
-                ..l.clone()
-            }),
+            // No offer: ours as it is (RFC 3264 §8: unchanged, same
+            // version), the answer comes in the ACK.
+            (None, Some(l)) => Some(l.clone()),
             (Some(_), None) => {
                 self.stats.offers_rejected += 1;
                 return self.respond(now, txn, request, 488);
@@ -1433,6 +1666,12 @@ impl UserAgent {
         if let Some(b) = &body {
             c.local_sdp = Some(b.clone());
         }
+        // Only a changed description is news for the call module (a
+        // session refresh repeats the same one).
+        let changed = offer
+            .as_ref()
+            .filter(|o| c.remote_sdp.as_ref() != Some(*o))
+            .cloned();
         if let Some(o) = &offer {
             c.remote_sdp = Some(o.clone());
         }
@@ -1441,6 +1680,13 @@ impl UserAgent {
         r.push("Contact", format!("<{contact}>"));
         r.push("Allow", self.allow());
         r.push("Supported", self.supported());
+        // RFC 4028 §9: every re-INVITE/UPDATE refreshes the session.
+        let session = self.negotiate_session(now, request, &mut r);
+        if let Some(c) = self.calls.get_mut(&call)
+            && session.is_some()
+        {
+            c.session = session;
+        }
         self.push_common(&mut r, false);
         Self::set_sdp_body(&mut r, body.as_ref());
         let bytes = r.to_bytes();
@@ -1458,7 +1704,7 @@ impl UserAgent {
                 });
             }
         }
-        if let Some(sdp) = offer {
+        if let Some(sdp) = changed {
             self.events.push_back(UaEvent::MediaUpdate { call, sdp });
         }
     }
@@ -1573,6 +1819,7 @@ impl UserAgent {
             | Purpose::InDialog
             | Purpose::Info
             | Purpose::Prack => {}
+            Purpose::Refresh => self.on_refresh_response(now, call, status, &response),
         }
     }
 
@@ -1725,6 +1972,14 @@ impl UserAgent {
         match c.state {
             CallState::Calling | CallState::Proceeding if !c.cancel_wanted => {
                 c.state = CallState::Confirmed;
+                c.peer_allows_update = lists_tag(response, "Allow", "UPDATE");
+                // RFC 4028 §7.2: the 2xx says whether and who refreshes;
+                // without a refresher the UAC does.
+                if self.config.session_expires_s.is_some() {
+                    c.session = session_expires(response).map(|(secs, r)| {
+                        SessionTimer::start(now, secs, r.unwrap_or(Role::Uac) == Role::Uac)
+                    });
+                }
                 tracing::info!(call = call.0, "sip call answered");
                 self.events.push_back(UaEvent::Answered { call, sdp });
             }
@@ -1786,7 +2041,19 @@ impl UserAgent {
         let bytes = self.endpoint.send_stateless(ack, peer);
         c.reinvite_ack = Some((offer_seq, bytes));
         c.local_sdp = Some(offer);
-        if let Some(sdp) = sdp_of(response) {
+        if self.config.session_expires_s.is_some()
+            && let Some((secs, r)) = session_expires(response)
+        {
+            // We were the UAC of this re-INVITE (RFC 4028 §7.2).
+            c.session = Some(SessionTimer::start(
+                now,
+                secs,
+                r.unwrap_or(Role::Uac) == Role::Uac,
+            ));
+        }
+        if let Some(sdp) = sdp_of(response)
+            && c.remote_sdp.as_ref() != Some(&sdp)
+        {
             c.remote_sdp = Some(sdp.clone());
             self.events.push_back(UaEvent::MediaUpdate { call, sdp });
         }
@@ -1936,6 +2203,8 @@ pub fn fuzz_sip_ua(data: &[u8]) {
         user_agent: String::new(),
         seed: 1,
         rel100: true,
+        session_expires_s: Some(1800),
+        min_se_s: 90,
     });
     let peer = Remote {
         address: std::net::SocketAddr::from(([192, 0, 2, 9], 5060)),
