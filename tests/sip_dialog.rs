@@ -1071,26 +1071,21 @@ fn session_expires_without_refreshes() {
 }
 
 #[test]
-fn session_interval_below_min_se_gets_422() {
+fn session_interval_below_min_se_gets_422_and_a_retry() {
     let mut net = Net::new(2, 33);
     net.nodes[0].ua = UserAgent::new(UaConfig {
         session_expires_s: Some(60),
         min_se_s: 30,
         ..config(1, 33)
     });
+    // RFC 4028 §7.3: the caller INVITEs again with the callee's Min-SE.
+    let (a, b) = establish(&mut net, 0, 1);
+    assert_eq!(net.count(1, 0, "SIP/2.0 422"), 1);
+    assert_eq!(net.count(0, 1, "INVITE"), 2);
     let now = net.now;
-    let to = net.nodes[1].addr;
-    let params = outgoing(&net, to, None);
-    let a = net.ua(0).place_call(now, params);
-    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
-    assert_eq!(
-        ev,
-        UaEvent::Failed {
-            call: a,
-            status: 422,
-            reason: None
-        }
-    );
+    net.ua(1).hangup(now, b, None).unwrap();
+    expect_ended(&mut net, 0, a, EndedBy::Remote);
+    expect_ended(&mut net, 1, b, EndedBy::Local);
     net.settle();
 }
 

@@ -336,6 +336,11 @@ impl Endpoint {
         self.txns.is_empty() && self.client_index.is_empty() && self.server_index.is_empty()
     }
 
+    /// A fresh random number (e.g. the first RSeq, RFC 3262 §3).
+    pub fn random(&mut self) -> u64 {
+        self.rng.next()
+    }
+
     /// A fresh random token (16 hex digits) for tags and Call-IDs.
     pub fn random_token(&mut self) -> String {
         self.rng.token()

@@ -381,6 +381,8 @@ struct Call {
     cancel_guard: Option<Instant>,
     /// RFC 4028 session timer, once confirmed.
     session: Option<SessionTimer>,
+    /// RFC 4028 §7.3: we already INVITEd again after a 422.
+    retried_422: bool,
     /// The peer allows UPDATE (its Allow), so refreshes use it (RFC 4028 §7.4).
     peer_allows_update: bool,
     /// Live transactions of this call.
@@ -725,6 +727,7 @@ impl UserAgent {
                 next_rseq: 1,
                 cancel_guard: None,
                 session: None,
+                retried_422: false,
                 peer_allows_update: false,
                 txns: 0,
             },
@@ -1560,13 +1563,17 @@ impl UserAgent {
                 next_rseq: 1,
                 cancel_guard: None,
                 session: None,
+                retried_422: false,
                 peer_allows_update: false,
                 txns: 0,
             },
         );
         self.own(txn, handle, Purpose::Invite);
+        // RFC 3262 §3: the first RSeq is uniform in 1..2**31-1.
+        let first_rseq = (self.endpoint.random() % 0x7FFF_FFFE) as u32 + 1;
         if let Some(c) = self.calls.get_mut(&handle) {
             c.peer_allows_update = peer_allows_update;
+            c.next_rseq = first_rseq;
         }
         tracing::info!(call = handle.0, remote = %from.address, "sip INVITE received");
         self.events.push_back(UaEvent::IncomingCall {
@@ -1805,7 +1812,7 @@ impl UserAgent {
             Purpose::Invite => match status {
                 100..=199 => self.on_invite_provisional(now, call, status, &response),
                 200..=299 => self.on_invite_2xx(now, call, &response),
-                _ => self.on_invite_failure(call, status, &response),
+                _ => self.on_invite_failure(now, call, status, &response),
             },
             Purpose::Bye if status >= 200 => {
                 // §15.1.1: whatever the final response (even 481), the session is over.
@@ -2083,7 +2090,70 @@ impl UserAgent {
         tracing::info!(call = call.0, tag = %d.id.remote_tag, "sip forked 2xx released");
     }
 
-    fn on_invite_failure(&mut self, call: CallHandle, status: u16, response: &Message) {
+    /// RFC 4028 §7.3 (§6): after a 422, INVITE again (same dialog
+    /// identifiers, CSeq one up) with Session-Expires raised to its Min-SE.
+    /// Once per call. True if the retry went out.
+    fn retry_after_422(&mut self, now: Instant, call: CallHandle, response: &Message) -> bool {
+        let Some(min_se) = response
+            .single("Min-SE")
+            .ok()
+            .flatten()
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            return false;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        let asked = session_expires(&c.invite).map(|(s, _)| s);
+        if c.retried_422 || self.config.session_expires_s.is_none() || asked >= Some(min_se) {
+            return false;
+        }
+        let Ok(cseq) = c.invite.cseq() else {
+            return false;
+        };
+        let mut invite = c.invite.clone();
+        invite
+            .headers
+            .retain(|h| !h.is("CSeq") && !h.is("Session-Expires") && !h.is("Min-SE"));
+        invite.push("CSeq", format!("{} INVITE", cseq.seq.wrapping_add(1)));
+        invite.push("Session-Expires", min_se.to_string());
+        invite.push("Min-SE", min_se.to_string());
+        c.invite = invite.clone();
+        c.retried_422 = true;
+        c.state = CallState::Calling;
+        c.last_provisional = None;
+        c.rseq_seen.clear();
+        let peer = c.peer;
+        let txn = self.endpoint.send_request(now, invite, peer);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.invite_txn = Some(txn);
+        }
+        self.own(txn, call, Purpose::Invite);
+        tracing::info!(
+            call = call.0,
+            min_se,
+            "sip 422: INVITE again with a longer session interval"
+        );
+        true
+    }
+
+    fn on_invite_failure(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        response: &Message,
+    ) {
+        if status == 422
+            && self.calls.get(&call).is_some_and(|c| {
+                matches!(c.state, CallState::Calling | CallState::Proceeding) && !c.cancel_wanted
+            })
+            && self.retry_after_422(now, call, response)
+        {
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
