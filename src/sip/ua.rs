@@ -9,10 +9,14 @@
 //!   remote)` for failed sends, `handle_timeout(now)` when `poll_timeout()`
 //!   passes, and sends every [`Transmit`] from `poll_transmit()`.
 //! - The call module drives calls by [`CallHandle`]: `place_call`,
-//!   `send_provisional`, `accept`, `reject`, `hangup`; and reads
-//!   [`UaEvent`]s from `poll_event()`. Every call ends with exactly one
-//!   terminal event, [`UaEvent::Failed`] (our INVITE got no 2xx) or
-//!   [`UaEvent::Ended`], after which its handle is dead.
+//!   `send_provisional`, `accept`, `reject`, `hangup`, `reinvite`,
+//!   `send_dtmf_info`; and reads [`UaEvent`]s from `poll_event()`. Every
+//!   call ends with exactly one terminal event, [`UaEvent::Failed`] (our
+//!   INVITE got no 2xx) or [`UaEvent::Ended`], after which its handle is dead.
+//! - A ringing outgoing call does not time out by itself (RFC 3261
+//!   §17.1.1.2: Timer B stops at the first provisional): the call module's
+//!   no-answer timer calls `hangup`, which CANCELs (§9.1) and, if no final
+//!   response comes within 64*T1, gives the INVITE up.
 //! - `send_options` pings a peer (core peer health); the result comes as
 //!   [`UaEvent::OptionsResult`].
 //! - Reason headers (RFC 3326) pass as their text: the caller writes them
@@ -29,13 +33,25 @@
 //! retransmissions of a UAS until the ACK (§13.3.1.4), forked 2xx (ACK then
 //! BYE, §13.2.2.4), and a CANCEL crossed by a 2xx (ACK then BYE, §9.1).
 //!
-//! Not done: RFC 3262 reliable provisionals (100rel is not in Supported, so
-//! an INVITE that Requires it gets 420 from the precheck), RFC 4028 session
-//! timers, sending re-INVITE/UPDATE ourselves (the [`Dialog`] builds them),
-//! authentication.
+//! Options ([`UaConfig`]):
+//! - `rel100` (RFC 3262): `100rel` in Supported; reliable provisionals that
+//!   require it are PRACKed in RSeq order (retransmissions and gaps
+//!   discarded, §4); when an INVITE requires 100rel our provisionals are
+//!   sent reliably, one at a time, resent T1-doubling until PRACKed, and the
+//!   INVITE is rejected 504 after 64*T1 without PRACK (§3). Not done: an
+//!   offer in a reliable provisional answered in the PRACK, PRACK bodies.
+//! - `session_expires_s` (RFC 4028): Session-Expires/Min-SE on our INVITE,
+//!   422 below our Min-SE and one retry after a 422 (§7.3); the refresher
+//!   chosen per §9; refreshes at half the interval by UPDATE when the peer
+//!   allows it, else re-INVITE with our current SDP; the other side sends
+//!   BYE at interval - min(32 s, interval/3) without a refresh (§10).
 //!
-//! A call leaves the tables when it has ended and none of its transactions
-//! or 2xx retransmissions is still running.
+//! Not done: authentication (401/407), 3xx redirection (reported as
+//! Failed), RFC 3263 DNS (the next hop is the peer given), an INVITE
+//! without offer answered in a reliable provisional.
+//!
+//! A call leaves the tables when it has ended and none of its transactions,
+//! retransmissions or guards is still running.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
