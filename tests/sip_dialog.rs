@@ -32,8 +32,8 @@ struct Packet {
     bytes: Vec<u8>,
 }
 
-/// What crossed the network: (from, to, first line).
-type Log = Vec<(SocketAddr, SocketAddr, String)>;
+/// What crossed the network: (from, to, first line, bytes).
+type Log = Vec<(SocketAddr, SocketAddr, String, Vec<u8>)>;
 
 struct Net {
     now: Instant,
@@ -174,7 +174,8 @@ impl Net {
         if Some(p.to) == self.proxy {
             return self.forward(p);
         }
-        self.log.push((p.from, p.to, first_line(&p.bytes)));
+        self.log
+            .push((p.from, p.to, first_line(&p.bytes), p.bytes.clone()));
         if let Some(n) = self.nodes.iter().position(|n| n.addr == p.to) {
             let remote = Remote {
                 address: p.from,
@@ -306,7 +307,7 @@ impl Net {
         let (f, t) = (self.nodes[from].addr, self.nodes[to].addr);
         self.log
             .iter()
-            .filter(|(a, b, l)| *a == f && *b == t && l.starts_with(line_start))
+            .filter(|(a, b, l, _)| *a == f && *b == t && l.starts_with(line_start))
             .count()
     }
 }
@@ -1086,6 +1087,55 @@ fn session_interval_below_min_se_gets_422_and_a_retry() {
     net.ua(1).hangup(now, b, None).unwrap();
     expect_ended(&mut net, 0, a, EndedBy::Remote);
     expect_ended(&mut net, 1, b, EndedBy::Local);
+    net.settle();
+}
+
+#[test]
+fn a_2xx_after_the_invite_transaction_ended_is_acked_again() {
+    let mut net = Net::new(2, 41);
+    let (a, b) = establish(&mut net, 0, 1);
+    // Timer M (64*T1) has ended the caller's INVITE transaction.
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.ua(0).transaction_count(), 0);
+    let ok = net
+        .log
+        .iter()
+        .find(|(_, _, l, _)| l.starts_with("SIP/2.0 200"))
+        .map(|(f, t, _, bytes)| (*f, *t, bytes.clone()))
+        .unwrap();
+    let acks = net.count(0, 1, "ACK");
+    net.send(ok.0, ok.1, Transport::Udp, ok.2);
+    net.run_for(Duration::from_secs(1));
+    // §13.2.2.4: the dialog re-sends its ACK (the Stray2xx path).
+    assert_eq!(net.count(0, 1, "ACK"), acks + 1);
+    let now = net.now;
+    net.ua(0).hangup(now, a, None).unwrap();
+    expect_ended(&mut net, 1, b, EndedBy::Remote);
+    expect_ended(&mut net, 0, a, EndedBy::Local);
+    net.settle();
+}
+
+#[test]
+fn transport_error_fails_the_invite_with_503() {
+    let mut net = Net::new(2, 42);
+    net.transport = Transport::Tcp;
+    let now = net.now;
+    let to = net.nodes[1].addr;
+    let params = outgoing(&net, to, None);
+    let a = net.ua(0).place_call(now, params);
+    // The connection broke: the INVITE never left.
+    while net.ua(0).poll_transmit().is_some() {}
+    let peer = net.remote(1);
+    net.ua(0).handle_transport_error(now, peer);
+    let ev = net.wait(0, "Failed", |e| matches!(e, UaEvent::Failed { .. }));
+    assert_eq!(
+        ev,
+        UaEvent::Failed {
+            call: a,
+            status: 503,
+            reason: None
+        }
+    );
     net.settle();
 }
 
