@@ -248,6 +248,7 @@ impl Net {
     /// Run until node `n` reports an event matching `pred`; return it.
     fn wait(&mut self, n: usize, what: &str, pred: impl Fn(&UaEvent) -> bool) -> UaEvent {
         for _ in 0..100_000 {
+            self.collect();
             if let Some(i) = self.nodes[n].events.iter().position(&pred) {
                 return self.nodes[n].events.remove(i).unwrap();
             }
