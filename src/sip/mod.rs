@@ -38,7 +38,8 @@
 //! - [`ua::UserAgent`]: calls for the call module by [`ua::CallHandle`]
 //!   (`place_call`, `send_provisional`, `accept`, `reject`, `hangup`,
 //!   `reinvite`, `send_dtmf_info`, `send_options`) and [`ua::UaEvent`]s;
-//!   the SIP task feeds it bytes and time and sends its transmits.
+//!   the SIP task feeds it bytes and time and sends its transmits. Options:
+//!   RFC 3262 100rel/PRACK and RFC 4028 session timers ([`ua::UaConfig`]).
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
