@@ -81,7 +81,7 @@ fn one_call(a: &mut UserAgent, b: &mut UserAgent, now: Instant) -> usize {
             from: NameAddr::parse("<sip:0207@gw>").expect("from"),
             to: NameAddr::parse("<sip:999@core>").expect("to"),
             headers: Vec::new(),
-            sdp: Some(offer.clone()),
+            sdp: offer.clone(),
             peer: remote(2),
         },
     );

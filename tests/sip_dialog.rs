@@ -331,6 +331,7 @@ fn media(i: u8, port: u16, codecs: &[&str]) -> LocalMedia {
 }
 
 fn outgoing(net: &Net, to: SocketAddr, offer: Option<Sdp>) -> OutgoingCall {
+    let offer = offer.unwrap_or_else(|| sdp::offer(&media(1, 40_000, &["PCMA", "PCMU"])));
     OutgoingCall {
         request_uri: Uri::parse(&format!("sip:999@{to}")).unwrap(),
         from: NameAddr::parse("\"Gateway\" <sip:02079460000@gw.example>").unwrap(),

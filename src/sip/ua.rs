@@ -289,8 +289,10 @@ pub struct OutgoingCall {
     pub to: NameAddr,
     /// Extra headers, e.g. P-Asserted-Identity, Privacy (RFC 3325).
     pub headers: Vec<Header>,
-    /// The SDP offer; `None` asks for an offer in the 2xx.
-    pub sdp: Option<Sdp>,
+    /// The SDP offer (RFC 3264). Always made by us: an offer in the 2xx
+    /// would need our answer in the ACK (§13.2.2.4), which only the call
+    /// module could give.
+    pub sdp: Sdp,
     /// The next hop: a core peer's address and transport.
     pub peer: Remote,
 }
@@ -714,7 +716,7 @@ impl UserAgent {
         }
         self.push_common(&mut invite, true);
         invite.headers.extend(params.headers.iter().cloned());
-        Self::set_sdp_body(&mut invite, params.sdp.as_ref());
+        Self::set_sdp_body(&mut invite, Some(&params.sdp));
         let txn = self.endpoint.send_request(now, invite.clone(), params.peer);
         self.calls.insert(
             handle,
@@ -727,7 +729,7 @@ impl UserAgent {
                 local_tag,
                 dialog: None,
                 early: Vec::new(),
-                local_sdp: params.sdp,
+                local_sdp: Some(params.sdp),
                 remote_sdp: None,
                 cancel_wanted: false,
                 hangup_reason: None,
