@@ -111,7 +111,11 @@ impl InviteClient {
         use InviteClientState::*;
         match (self.state, status) {
             (Calling | Proceeding, 100..=199) => {
+                // §17.1.1.2: no retransmissions in Proceeding, and Timer B
+                // only times out Calling: a ringing call waits for its final
+                // response as long as the TU lets it.
                 self.deadlines.stop(InviteClientTimer::A as usize);
+                self.deadlines.stop(InviteClientTimer::B as usize);
                 if self.state == Calling {
                     self.set_state(Proceeding);
                 }
@@ -175,7 +179,7 @@ impl InviteClient {
                 match timer {
                     InviteClientTimer::A => self.on_timer_a(now),
                     InviteClientTimer::B => {
-                        // §17.1.1.2: Timer B in Calling (or Proceeding, which keeps B) informs the TU.
+                        // §17.1.1.2: Timer B in Calling informs the TU.
                         self.events.push_back(ClientEvent::Timeout);
                         self.set_state(InviteClientState::Terminated);
                     }
@@ -331,6 +335,19 @@ Call-ID: i1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(32)));
         t.handle_timeout(now + Duration::from_secs(32));
         assert_eq!(t.state(), InviteClientState::Terminated);
+    }
+
+    #[test]
+    fn ringing_longer_than_timer_b_does_not_time_out() {
+        let now = Instant::now();
+        let mut t = InviteClient::new(now, invite(), false, TimerValues::default());
+        drain(&mut t);
+        t.handle_response(now, response(180));
+        assert_eq!(t.poll_timeout(), None);
+        t.handle_timeout(now + Duration::from_secs(120));
+        assert_eq!(t.state(), InviteClientState::Proceeding);
+        t.handle_response(now + Duration::from_secs(120), response(200));
+        assert_eq!(t.state(), InviteClientState::Accepted);
     }
 
     #[test]

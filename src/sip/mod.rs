@@ -27,6 +27,19 @@
 //!   timer J; `handle_request` for retransmissions, `send_response` for the TU.
 //! - [`matching`]: `server_key`, `client_key`, `cancelled_invite_key`
 //!   (§17.1.3, §17.2.3, §9.2) to find the transaction for a message.
+//! - [`endpoint::Endpoint`]: the transaction layer (§17) over those
+//!   machines: `handle_input(now, bytes, Remote)`, `send_request`, `cancel`,
+//!   `respond`, `send_stateless`; out come [`endpoint::Transmit`]
+//!   (destination, transport, bytes) and [`endpoint::TxnEvent`]s; one
+//!   `poll_timeout`/`handle_timeout` for all transactions. Answers parse
+//!   rejections, prechecks, 100 Trying and CANCEL (§9.2) itself.
+//! - [`dialog::Dialog`]: §12 UAC/UAS INVITE dialogs (route set, remote
+//!   target, CSeq, in-dialog requests, ACK for 2xx).
+//! - [`ua::UserAgent`]: calls for the call module by [`ua::CallHandle`]
+//!   (`place_call`, `send_provisional`, `accept`, `reject`, `hangup`,
+//!   `reinvite`, `send_dtmf_info`, `send_options`) and [`ua::UaEvent`]s;
+//!   the SIP task feeds it bytes and time and sends its transmits. Options:
+//!   RFC 3262 100rel/PRACK and RFC 4028 session timers ([`ua::UaConfig`]).
 //! - [`StreamFramer`] cuts TCP/TLS byte streams into messages and keep-alives.
 //! - [`Message::emit`] / [`Message::to_bytes`] write a message; Content-Length
 //!   is always computed from the body.
@@ -55,6 +68,8 @@
 //! through unchanged. The `Reason` header is parsed by
 //! `crate::call::cause_map::Reason`, not here.
 
+pub mod dialog;
+pub mod endpoint;
 pub mod error;
 pub mod framer;
 pub mod header;
@@ -69,6 +84,7 @@ pub mod sdp;
 pub mod text;
 pub mod transaction;
 pub mod transport;
+pub mod ua;
 pub mod uri;
 
 pub use error::SipError;
