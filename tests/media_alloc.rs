@@ -270,7 +270,7 @@ fn media_path_allocates_nothing() {
         // ---- control plane: commands on the call plan ----
         for c in 0..CHANNELS {
             let ch = ids[c];
-            let first_of_call = in_call(c, ms).map(|(k, off)| (k, off));
+            let first_of_call = in_call(c, ms);
             let mut send = |cmd| ctl.commands.try_push(cmd).unwrap();
             match first_of_call {
                 Some((k, 0)) => {
