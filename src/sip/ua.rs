@@ -2442,6 +2442,23 @@ Call-ID: late@core\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Le
         assert!(ua.calls.get(&call).is_some_and(|c| c.pending_2xx.is_none()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn dtmf_info_never_panics_and_reads_what_we_send(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            digit in proptest::sample::select(&['0', '5', '9', '*', '#', 'A', 'D'][..]),
+            duration in 0u32..100_000,
+        ) {
+            let _ = parse_dtmf_info("application/dtmf-relay", &body);
+            let _ = parse_dtmf_info("application/dtmf", &body);
+            let ours = format!("Signal={digit}\r\nDuration={duration}\r\n");
+            proptest::prop_assert_eq!(
+                parse_dtmf_info("application/dtmf-relay", ours.as_bytes()),
+                Some((digit, Some(duration)))
+            );
+        }
+    }
+
     #[test]
     fn dtmf_info_bodies() {
         assert_eq!(
