@@ -1553,6 +1553,10 @@ impl UserAgent {
         if self.interval_too_small(now, txn, &request) {
             return;
         }
+        if self.is_merged(&request) {
+            // §8.2.2.2: the same request reached us by another path.
+            return self.respond(now, txn, &request, 482);
+        }
         let handle = CallHandle(self.new_handle());
         let local_tag = self.endpoint.random_token();
         let sdp = sdp_of(&request);
@@ -1603,6 +1607,24 @@ impl UserAgent {
             sdp,
             peer: from,
         });
+    }
+
+    /// §8.2.2.2: an INVITE without To tag whose From tag, Call-ID and CSeq
+    /// are those of an INVITE we are still handling, in another transaction.
+    fn is_merged(&self, request: &Message) -> bool {
+        let key = |m: &Message| {
+            Some((
+                m.call_id().ok()?.to_owned(),
+                m.from().ok()?.tag()?.to_owned(),
+                m.cseq().ok()?.seq,
+            ))
+        };
+        let Some(k) = key(request) else {
+            return false;
+        };
+        self.calls.values().any(|c| {
+            c.role == Role::Uas && c.invite_txn.is_some() && key(&c.invite).as_ref() == Some(&k)
+        })
     }
 
     fn on_bye(&mut self, now: Instant, txn: TxnId, call: CallHandle, request: &Message) {
@@ -2457,6 +2479,35 @@ Call-ID: late@core\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Le
                 Some((digit, Some(duration)))
             );
         }
+    }
+
+    #[test]
+    fn merged_invite_gets_482() {
+        let mut ua = ua();
+        let now = Instant::now();
+        let peer = Remote {
+            address: PEER.parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let invite = |branch: &str| {
+            format!(
+                "INVITE sip:gw@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:core@192.0.2.9>;tag=c9\r\nTo: <sip:gw@192.0.2.1>\r\nCall-ID: m@core\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:core@192.0.2.9:5060>\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        ua.handle_input(now, invite("z9hG4bKp1").as_bytes(), peer);
+        assert!(matches!(
+            ua.poll_event(),
+            Some(UaEvent::IncomingCall { .. })
+        ));
+        ua.handle_input(now, invite("z9hG4bKp2").as_bytes(), peer);
+        assert_eq!(ua.poll_event(), None);
+        let statuses: Vec<u16> = std::iter::from_fn(|| ua.poll_transmit())
+            .filter_map(|t| Message::parse(&t.bytes, Framing::Datagram, Limits::default()).ok())
+            .filter_map(|m| m.status())
+            .collect();
+        assert_eq!(statuses, [100, 100, 482]);
     }
 
     #[test]
