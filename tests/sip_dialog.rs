@@ -361,6 +361,7 @@ fn establish(net: &mut Net, caller: usize, callee: usize) -> (CallHandle, CallHa
         call: b,
         request,
         sdp,
+        peer,
     } = net.wait(callee, "IncomingCall", |e| {
         matches!(e, UaEvent::IncomingCall { .. })
     })
@@ -368,6 +369,7 @@ fn establish(net: &mut Net, caller: usize, callee: usize) -> (CallHandle, CallHa
         unreachable!()
     };
     assert_eq!(sdp.as_ref(), Some(&offer));
+    assert_eq!(peer.address, net.nodes[caller].addr);
     assert_eq!(request.single("Privacy"), Ok(Some("none")));
     assert!(
         request

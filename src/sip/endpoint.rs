@@ -404,6 +404,12 @@ impl Endpoint {
     }
 
     fn on_response(&mut self, now: Instant, response: Message, from: Remote) {
+        // §8.1.3.3: a response with more than one Via was not meant for us.
+        if response.vias().map_or(true, |v| v.len() != 1) {
+            self.stats.stray_responses += 1;
+            tracing::debug!(remote = %from.address, "sip response with several Vias dropped");
+            return;
+        }
         let key = client_key(&response);
         if let Some(id) = key.and_then(|k| self.client_index.get(&k).copied()) {
             if let Some(t) = self.txns.get_mut(&id) {
@@ -982,6 +988,15 @@ Call-ID: e1@core\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
             remote(),
         );
         assert_eq!(e.stats().stray_responses, 1);
+        // §8.1.3.3: one with two Vias too, even if its top Via matches.
+        let mut two = response_to(&sent, 200, None, Some("t"));
+        two.headers.insert(
+            1,
+            Header::new("Via", "SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKz"),
+        );
+        e.handle_input(now, &two.to_bytes(), remote());
+        assert_eq!(e.stats().stray_responses, 2);
+        assert!(events(&mut e).is_empty());
         e.handle_timeout(now + Duration::from_secs(5));
         assert_eq!(events(&mut e), [TxnEvent::Terminated { txn }]);
         assert!(e.is_empty());

@@ -90,11 +90,14 @@ pub enum EndedBy {
 /// What the user agent reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UaEvent {
-    /// A new INVITE (100 Trying already sent). `sdp` is its offer, if any.
+    /// A new INVITE (100 Trying already sent) from `peer`. `sdp` is its
+    /// offer; `None` asks for our offer in the 2xx (the answer then comes
+    /// as [`UaEvent::MediaUpdate`] with the ACK).
     IncomingCall {
         call: CallHandle,
         request: Box<Message>,
         sdp: Option<Sdp>,
+        peer: Remote,
     },
     /// A 101-199 to our INVITE.
     Provisional {
@@ -1550,6 +1553,10 @@ impl UserAgent {
         if self.interval_too_small(now, txn, &request) {
             return;
         }
+        if self.is_merged(&request) {
+            // §8.2.2.2: the same request reached us by another path.
+            return self.respond(now, txn, &request, 482);
+        }
         let handle = CallHandle(self.new_handle());
         let local_tag = self.endpoint.random_token();
         let sdp = sdp_of(&request);
@@ -1598,7 +1605,26 @@ impl UserAgent {
             call: handle,
             request: Box::new(request),
             sdp,
+            peer: from,
         });
+    }
+
+    /// §8.2.2.2: an INVITE without To tag whose From tag, Call-ID and CSeq
+    /// are those of an INVITE we are still handling, in another transaction.
+    fn is_merged(&self, request: &Message) -> bool {
+        let key = |m: &Message| {
+            Some((
+                m.call_id().ok()?.to_owned(),
+                m.from().ok()?.tag()?.to_owned(),
+                m.cseq().ok()?.seq,
+            ))
+        };
+        let Some(k) = key(request) else {
+            return false;
+        };
+        self.calls.values().any(|c| {
+            c.role == Role::Uas && c.invite_txn.is_some() && key(&c.invite).as_ref() == Some(&k)
+        })
     }
 
     fn on_bye(&mut self, now: Instant, txn: TxnId, call: CallHandle, request: &Message) {
@@ -2348,6 +2374,141 @@ pub fn fuzz_sip_ua(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::message::Framing;
+
+    fn ua() -> UserAgent {
+        UserAgent::new(UaConfig {
+            timers: TimerValues::default(),
+            limits: Limits::default(),
+            sent_by: "192.0.2.1:5060".into(),
+            sent_by_tls: None,
+            contact: Uri::parse("sip:gw@192.0.2.1:5060").unwrap(),
+            call_id_host: "192.0.2.1".into(),
+            user_agent: String::new(),
+            seed: 3,
+            rel100: false,
+            session_expires_s: None,
+            min_se_s: 90,
+        })
+    }
+
+    const PEER: &str = "192.0.2.9:5060";
+
+    fn media() -> LocalMedia {
+        LocalMedia {
+            origin: sdp::Origin {
+                username: "-".into(),
+                session_id: 7,
+                version: 1,
+                address: "192.0.2.1".parse().unwrap(),
+            },
+            address: "192.0.2.1".parse().unwrap(),
+            port: 40_000,
+            codecs: vec!["PCMA".into()],
+            telephone_event: false,
+            ptime_ms: 20,
+            direction: Direction::SendRecv,
+        }
+    }
+
+    #[test]
+    fn late_offer_invite_gets_our_offer_and_the_answer_comes_with_the_ack() {
+        let mut ua = ua();
+        let now = Instant::now();
+        let peer = Remote {
+            address: PEER.parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let invite = "INVITE sip:gw@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKlate\r\n\
+Max-Forwards: 70\r\nFrom: <sip:core@192.0.2.9>;tag=c9\r\nTo: <sip:gw@192.0.2.1>\r\nCall-ID: late@core\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:core@192.0.2.9:5060>\r\nContent-Length: 0\r\n\r\n";
+        ua.handle_input(now, invite.as_bytes(), peer);
+        let Some(UaEvent::IncomingCall {
+            call, sdp: None, ..
+        }) = ua.poll_event()
+        else {
+            panic!("no offerless IncomingCall")
+        };
+        let offer = sdp::offer(&media());
+        ua.accept(now, call, Some(&offer)).unwrap();
+        let ok = std::iter::from_fn(|| ua.poll_transmit())
+            .filter_map(|t| Message::parse(&t.bytes, Framing::Datagram, Limits::default()).ok())
+            .find(|m| m.status() == Some(200))
+            .unwrap();
+        assert_eq!(sdp_of(&ok), Some(offer.clone()));
+        let tag = ok.to().unwrap().tag().unwrap().to_owned();
+        let answer = sdp::answer(
+            &offer,
+            &LocalMedia {
+                port: 30_000,
+                ..media()
+            },
+        );
+        let body = answer.to_text();
+        let ack = format!(
+            "ACK sip:gw@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKack\r\n\
+Max-Forwards: 70\r\nFrom: <sip:core@192.0.2.9>;tag=c9\r\nTo: <sip:gw@192.0.2.1>;tag={tag}\r\n\
+Call-ID: late@core\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        ua.handle_input(now, ack.as_bytes(), peer);
+        assert_eq!(
+            ua.poll_event(),
+            Some(UaEvent::MediaUpdate { call, sdp: answer })
+        );
+        // The ACK stopped the 2xx retransmissions: only session-less waits remain.
+        assert_eq!(
+            ua.calls.get(&call).map(|c| c.state),
+            Some(CallState::Confirmed)
+        );
+        assert!(ua.calls.get(&call).is_some_and(|c| c.pending_2xx.is_none()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dtmf_info_never_panics_and_reads_what_we_send(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            digit in proptest::sample::select(&['0', '5', '9', '*', '#', 'A', 'D'][..]),
+            duration in 0u32..100_000,
+        ) {
+            let _ = parse_dtmf_info("application/dtmf-relay", &body);
+            let _ = parse_dtmf_info("application/dtmf", &body);
+            let ours = format!("Signal={digit}\r\nDuration={duration}\r\n");
+            proptest::prop_assert_eq!(
+                parse_dtmf_info("application/dtmf-relay", ours.as_bytes()),
+                Some((digit, Some(duration)))
+            );
+        }
+    }
+
+    #[test]
+    fn merged_invite_gets_482() {
+        let mut ua = ua();
+        let now = Instant::now();
+        let peer = Remote {
+            address: PEER.parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let invite = |branch: &str| {
+            format!(
+                "INVITE sip:gw@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9:5060;branch={branch}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:core@192.0.2.9>;tag=c9\r\nTo: <sip:gw@192.0.2.1>\r\nCall-ID: m@core\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:core@192.0.2.9:5060>\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        ua.handle_input(now, invite("z9hG4bKp1").as_bytes(), peer);
+        assert!(matches!(
+            ua.poll_event(),
+            Some(UaEvent::IncomingCall { .. })
+        ));
+        ua.handle_input(now, invite("z9hG4bKp2").as_bytes(), peer);
+        assert_eq!(ua.poll_event(), None);
+        let statuses: Vec<u16> = std::iter::from_fn(|| ua.poll_transmit())
+            .filter_map(|t| Message::parse(&t.bytes, Framing::Datagram, Limits::default()).ok())
+            .filter_map(|m| m.status())
+            .collect();
+        assert_eq!(statuses, [100, 100, 482]);
+    }
 
     #[test]
     fn dtmf_info_bodies() {
