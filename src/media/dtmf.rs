@@ -216,7 +216,7 @@ impl DtmfDetector {
     ///
     /// Works in runs up to the next sub-block, block or ring boundary, and
     /// analyses a window only when its result can matter (see
-    /// [`Self::window_matters`]); the results are those of doing it sample
+    /// `window_matters`); the results are those of doing it sample
     /// by sample and analysing every window.
     pub fn handle_samples(&mut self, samples: &[i16]) -> usize {
         let mut i = 0;
