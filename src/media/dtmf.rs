@@ -216,8 +216,9 @@ impl DtmfDetector {
     ///
     /// Works in runs up to the next sub-block, block or ring boundary, and
     /// analyses a window only when its result can matter (see
-    /// `window_matters`); the results are those of doing it sample
-    /// by sample and analysing every window.
+    /// `window_matters`); the events are those of doing it sample by
+    /// sample and analysing every window (the split Goertzel differs from
+    /// the sequential one only by float rounding).
     pub fn handle_samples(&mut self, samples: &[i16]) -> usize {
         let mut i = 0;
         while i < samples.len() {
