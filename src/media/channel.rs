@@ -1,14 +1,15 @@
 //! One B-channel's media pipeline between its E1 timeslot and its RTP
 //! stream. Sans-IO: the engine feeds it E1 audio and datagrams and drains
 //! packets and events; time is the channel's own sample count of the E1
-//! clock (8 per E1 millisecond), advanced by [`Channel::tick`].
+//! clock (8 per millisecond), advanced by [`Channel::tick`].
 //!
 //! # Contract
 //!
-//! - [`Channel::tick`] once per E1 millisecond (8 frames): `rx` holds the 8
-//!   octets the timeslot received in it, `tx` gets the 8 octets to send in
-//!   the next one. Every packet, timeout and playout decision hangs off this
-//!   call, so the E1 line clock paces the stream (no timer).
+//! - [`Channel::tick`] once per [`TICK_MS`] of E1 ([`TICK_SAMPLES`]
+//!   frames): `rx` holds the octets the timeslot received in it, `tx` gets
+//!   the octets to send in the next one. Every packet, timeout and playout
+//!   decision hangs off this call, so the E1 line clock paces the stream (no
+//!   timer).
 //! - [`Channel::handle_rtp`] for each datagram arriving on the channel's RTP
 //!   socket, with its source address.
 //! - [`Channel::poll_transmit`] after a tick: at most one RTP packet (the
@@ -40,7 +41,7 @@
 //! type, at most [`MAX_PACKET_SAMPLES`] octets), latched ([`Latch`],
 //! symmetric RTP), sequence-checked (RFC 3550 A.1), decoded to linear and put
 //! in the [`JitterBuffer`]. Every refusal is counted by kind. Each tick pulls
-//! 8 samples; samples the buffer flags missing are concealed; the result is
+//! its samples; samples the buffer flags missing are concealed; the result is
 //! A-law coded into `tx`. A tone or DTMF digits commanded by the control
 //! plane replace the far end's audio while they play. No valid packet for
 //! `rtp_timeout_ms` raises [`Event::RtpTimeout`] once.
@@ -578,9 +579,9 @@ impl Channel {
         Ok(())
     }
 
-    // ---- the E1 millisecond ---------------------------------------------
+    // ---- the tick ---------------------------------------------------------
 
-    /// One E1 millisecond; see the module documentation.
+    /// One tick of E1 audio; see the module documentation.
     pub fn tick(&mut self, rx: &[u8; TICK_SAMPLES], tx: &mut [u8; TICK_SAMPLES]) {
         if self.session.is_some() {
             self.tdm_to_rtp(rx);

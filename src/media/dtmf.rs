@@ -39,6 +39,8 @@
 /// Samples per internal block.
 pub const BLOCK_LEN: usize = 102;
 const WIN_LEN: usize = 2 * BLOCK_LEN;
+/// Half a window: the split of [`DtmfDetector::powers8`].
+const HALF: usize = WIN_LEN / 2;
 /// Envelope sub-block (2 ms).
 const SUB_LEN: usize = 16;
 /// Minimum tone duration in samples (36 ms; Q.24: 40 ms accepted).
@@ -100,6 +102,9 @@ const N_COEF: usize = N_FREQ * 4;
 /// Goertzel DTMF detector; see the module doc for the contract.
 pub struct DtmfDetector {
     coef: [f32; N_COEF],
+    /// Per Q.23 frequency, `M^HALF` of its Goertzel recurrence as
+    /// `[m11, m12, m21, m22]` (see [`Self::powers8`]).
+    half_step: [[f32; 4]; N_FREQ],
     /// The Hann window, shared by every detector (one copy in cache for a
     /// thousand channels).
     window: &'static [f32; WIN_LEN],
@@ -165,8 +170,19 @@ impl DtmfDetector {
             s += *w;
             s2 += *w * *w;
         }
+        let half_step = core::array::from_fn(|i| {
+            // The lanes' own (f32) coefficient, so both halves agree.
+            let c = coef[i * 4] as f64;
+            // M^HALF by repeated multiplication, in f64.
+            let mut m = [1.0f64, 0.0, 0.0, 1.0];
+            for _ in 0..HALF {
+                m = [c * m[0] - m[2], c * m[1] - m[3], m[0], m[1]];
+            }
+            m.map(|v| v as f32)
+        });
         Self {
             coef,
+            half_step,
             window,
             win_sum: s,
             win_sq_sum: s2,
@@ -200,8 +216,9 @@ impl DtmfDetector {
     ///
     /// Works in runs up to the next sub-block, block or ring boundary, and
     /// analyses a window only when its result can matter (see
-    /// [`Self::window_matters`]); the results are those of doing it sample
-    /// by sample and analysing every window.
+    /// `window_matters`); the events are those of doing it sample by
+    /// sample and analysing every window (the split Goertzel differs from
+    /// the sequential one only by float rounding).
     pub fn handle_samples(&mut self, samples: &[i16]) -> usize {
         let mut i = 0;
         while i < samples.len() {
@@ -406,23 +423,34 @@ impl DtmfDetector {
     }
 
     /// [`Self::power`] at the eight Q.23 frequencies in one pass: eight
-    /// independent Goertzel recurrences side by side, which the compiler
-    /// turns into SIMD lanes. Each lane does the scalar operations in the
-    /// same order, so the results are identical.
+    /// independent Goertzel recurrences side by side (SIMD lanes), and the
+    /// window cut in two halves run at the same time from a zero state, so
+    /// four vector chains are in flight instead of two. The recurrence is
+    /// linear, `v_n = M v_(n-1) + (x_n, 0)` with `M = [[c, -1], [1, 0]]`, so
+    /// the state after the whole window is `M^H v_first + v_second`
+    /// ([`Self::half_step`] holds `M^H`). Equal to the sequential Goertzel up
+    /// to float rounding.
     fn powers8(&self, frame: &[f32; WIN_LEN]) -> [f32; N_FREQ] {
         let c: [f32; N_FREQ] = core::array::from_fn(|i| self.coef[i * 4]);
-        let mut s1 = [0.0f32; N_FREQ];
-        let mut s2 = [0.0f32; N_FREQ];
-        for &x in frame {
+        let (a1, b1) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
+        let (a2, b2) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
+        let (first, second) = frame.split_at(HALF);
+        for (&xa, &xb) in first.iter().zip(second) {
             for k in 0..N_FREQ {
-                let s = x + c[k] * s1[k] - s2[k];
-                s2[k] = s1[k];
-                s1[k] = s;
+                let sa = xa + c[k] * a1[k] - a2[k];
+                a2[k] = a1[k];
+                a1[k] = sa;
+                let sb = xb + c[k] * b1[k] - b2[k];
+                b2[k] = b1[k];
+                b1[k] = sb;
             }
         }
+        let m = &self.half_step;
         let norm = self.win_sum * self.win_sum;
         core::array::from_fn(|k| {
-            let m2 = s1[k] * s1[k] + s2[k] * s2[k] - c[k] * s1[k] * s2[k];
+            let s1 = m[k][0] * a1[k] + m[k][1] * a2[k] + b1[k];
+            let s2 = m[k][2] * a1[k] + m[k][3] * a2[k] + b2[k];
+            let m2 = s1 * s1 + s2 * s2 - c[k] * s1 * s2;
             2.0 * m2 / norm
         })
     }
@@ -571,6 +599,23 @@ mod tests {
         push_digit(&mut v, d, dev, lr, lc, ms);
         silence(&mut v, 100);
         digits(&run(&v))
+    }
+
+    #[test]
+    fn split_goertzel_matches_the_sequential_one() {
+        let det = DtmfDetector::new();
+        let mut x = 99u32;
+        for _ in 0..50 {
+            let frame: [f32; WIN_LEN] = core::array::from_fn(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                ((x >> 16) as i16 / 2) as f32
+            });
+            let p = det.powers8(&frame);
+            for (k, &pk) in p.iter().enumerate() {
+                let q = det.power(&frame, k * 4);
+                assert!((pk - q).abs() <= 1e-3 * q.max(1.0), "lane {k}: {pk} vs {q}");
+            }
+        }
     }
 
     #[test]

@@ -275,12 +275,35 @@ impl JitterBuffer {
             // not happen during a pull), so the per-sample decision below
             // would say "play" every time.
             self.since_adjust = self.since_adjust.saturating_add(n);
+            // The same as take_slot + played per sample, with the state in
+            // locals (the ring writes would otherwise force a store and a
+            // reload of every field each sample).
+            let (mut playout, mask) = (self.playout, self.mask);
+            let (mut envelope, mut last) = (self.envelope, self.last_played);
+            let mut lost_n = 0;
+            let ring = &mut self.samples[..];
             for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
-                let (s, lost) = self.take_slot();
-                self.played(s, lost);
-                *o = s;
+                let slot = (playout & mask) as usize;
+                playout += 1;
+                let s = ring
+                    .get_mut(slot)
+                    .map_or(EMPTY, |x| std::mem::replace(x, EMPTY));
+                let lost = s == EMPTY;
+                if lost {
+                    lost_n += 1;
+                    *o = 0;
+                } else {
+                    last = s;
+                    envelope += (s as i32).abs() - envelope / 32;
+                    envelope = envelope.max(0);
+                    *o = s;
+                }
                 *m = lost;
             }
+            self.playout = playout;
+            self.envelope = envelope;
+            self.last_played = last;
+            self.counters.samples_missing += lost_n;
             return;
         }
         for (o, m) in out.iter_mut().zip(missing.iter_mut()) {

@@ -3,7 +3,6 @@
 //!
 //! Nothing here allocates after construction, takes a lock or reads a clock:
 //! time is passed in as a sample count of the E1 clock (8 kHz, `u64`).
-//! The engine (mio loop, sockets, rings) is built on top later.
 //!
 //! # Public API (what the engine calls)
 //!
@@ -18,7 +17,7 @@
 //!   receive statistics RTCP reports; [`seq::extend_seq`] / [`seq::extend_ts`]
 //!   do wrap-around.
 //! - [`jitter::JitterBuffer::insert`] per received audio packet (decoded to
-//!   linear), [`jitter::JitterBuffer::pull`] per E1 tick (8 samples);
+//!   linear), [`jitter::JitterBuffer::pull`] per channel tick;
 //!   missing samples are flagged for concealment; counters in
 //!   [`jitter::JitterCounters`].
 //!
@@ -42,8 +41,35 @@
 //! - [`quality::CallQuality::from_stats`] once at call end: the summary with
 //!   the G.107 R-factor and MOS.
 //!
-//! The engine ([`engine`], [`channel`], [`ring`], [`control`], [`tdm`]) is
-//! documented in its own modules.
+//!
+//! # The engine (what the control plane and the line side see)
+//!
+//! - [`engine::MediaCore::new`] builds, from plain [`engine::EngineParams`]
+//!   (spans × timeslots, bind address, RTP port base, jitter ceiling, DTMF
+//!   delay, ring sizes, seed), the channel table and the rings, and returns
+//!   the control plane's [`engine::ControlHandle`]: a
+//!   [`ring::Producer`] of [`control::Command`]s, a [`ring::Consumer`] of
+//!   [`control::Event`]s and the per-channel [`channel::ChannelStats`]
+//!   atomics telemetry reads. Port of span `s` timeslot `t`:
+//!   `base + 64 (s - 1) + 2 t`, RTCP + 1. The memory budget is computed here.
+//! - Sans-IO core: [`engine::MediaCore::handle_tdm_frame`] per received E1
+//!   frame (gives the frame to send: loop timing), `handle_rtp`,
+//!   `handle_commands`, `poll_transmit`. Every [`channel::TICK_MS`] ms a
+//!   [`channel::Channel`] ticks: E1 audio → delay line + DTMF detector →
+//!   RTP packets every ptime; RTP → latch → jitter buffer → concealment →
+//!   tones/digits → E1.
+//! - [`engine::MediaLoop`] binds the sockets and runs the mio poll, clocked
+//!   by a [`tdm::TdmPort`] (the span drivers; [`tdm::SimE1`] for tests and
+//!   benches); [`engine::spawn`] runs it on its own thread (pinning,
+//!   `SCHED_FIFO`, `mlockall` as asked, warnings on failure) with a
+//!   supervisor check-in callback per turn.
+//! - Hook points left for the other media pieces, marked `Hook (...)` in
+//!   `channel.rs` and `engine.rs`: PLC (`Channel::conceal`), RFC 4733
+//!   send/receive (`on_dtmf`, `handle_rtp`), RTCP timer/reports/BYE
+//!   (`connect`, `tick`, `disconnect`, `MediaLoop::turn`), the E-model in the
+//!   call summary (`disconnect`).
+//!
+//! The pieces above exist; wiring them into those hook points is next.
 
 pub mod channel;
 pub mod control;
