@@ -33,6 +33,7 @@ use tdmgw::media::engine::{
 use tdmgw::media::lines::{
     LineDriverParams, LineHandle, LinePort, LinePortParams, LineSpanParams, PairParams, pair_line,
 };
+use tdmgw::media::span_status::SpanStatus;
 
 /// A media thread over one `LinePort`, and the control plane's ends.
 struct Running {
@@ -119,6 +120,18 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("no {what} within {secs} s");
+}
+
+/// No alignment lost since `before` but for gaps the driver itself made
+/// (a media thread scheduled later than the playout on a loaded machine):
+/// each such loss is explained by at least one gap.
+fn assert_alignment_kept(before: &SpanStatus, now: &SpanStatus) {
+    let losses = now.counters.deframer.alignment_losses - before.counters.deframer.alignment_losses;
+    let gaps = now.driver_gaps - before.driver_gaps;
+    assert!(
+        losses <= gaps,
+        "{losses} alignment losses, {gaps} driver gaps: {now:?}"
+    );
 }
 
 fn task_config(role: q931::Role) -> TaskConfig {
@@ -208,11 +221,7 @@ async fn dchannel_tasks_over_a_pair_line_bring_the_link_up_and_complete_a_call()
     for (r, b) in [&gw, &ex].into_iter().zip(&before) {
         let s = r.lines.status[0].read();
         assert!(s.in_frame, "{s:?}");
-        let d = &s.counters.deframer;
-        assert_eq!(
-            d.alignment_losses, b.counters.deframer.alignment_losses,
-            "{s:?}"
-        );
+        assert_alignment_kept(b, &s);
         assert!(
             s.counters.hdlc_rx.frames >= b.counters.hdlc_rx.frames + 3,
             "{s:?}"
@@ -338,10 +347,7 @@ fn two_engines_over_satop_carry_dchannel_frames_and_rtp_audio() {
         }
         let s = r.lines.status[0].read();
         assert!(s.in_frame && !s.driver_los, "{s:?}");
-        assert_eq!(
-            s.counters.deframer.alignment_losses, before.counters.deframer.alignment_losses,
-            "alignment kept: {s:?}"
-        );
+        assert_alignment_kept(before, &s);
     }
     let (_, pa) = a.stop();
     let sa = pa.satop(0).unwrap().stats();

@@ -234,12 +234,13 @@ pub struct PairParams {
 }
 
 impl Default for PairParams {
-    /// 64 ms rings, 4 ms playout.
+    /// 128 ms rings, 8 ms playout (the far end runs on another thread
+    /// whose scheduling the playout absorbs).
     fn default() -> Self {
         PairParams {
             line: PairConfig::default(),
-            ring_frames: 512,
-            prefill_frames: 32,
+            ring_frames: 1024,
+            prefill_frames: 64,
         }
     }
 }
@@ -364,6 +365,8 @@ impl PairNear {
             }
             self.priming = true;
             self.underruns += 1;
+            // Repeat from the older of the two, so FAS/NFAS keep alternating.
+            self.slip_phase = 0;
         }
         let f = self.last[self.slip_phase];
         self.slip_phase ^= 1;
@@ -400,11 +403,17 @@ impl PairNear {
     }
 }
 
+/// Silence from our side after which the far end free-runs with no
+/// signal: our media thread has stopped, not merely been scheduled late
+/// (a late thread's octets still arrive, in order, and must not be split
+/// by inserted no-signal time).
+const FAR_SILENCE_US: u64 = 100_000;
+
 struct PairFar {
     end: PairFarEnd,
     rx_phase: usize,
-    last_rx_us: u64,
     next_tick_us: u64,
+    free_run_ms: u64,
 }
 
 impl PairFar {
@@ -412,9 +421,13 @@ impl PairFar {
         PairFar {
             end,
             rx_phase: 0,
-            last_rx_us: now_us,
-            next_tick_us: now_us + 1500,
+            next_tick_us: now_us + FAR_SILENCE_US,
+            free_run_ms: 0,
         }
+    }
+
+    fn gaps(&self) -> u64 {
+        self.free_run_ms + self.end.from_near.overflows()
     }
 
     fn recv_ready(&mut self, now_us: u64, exchange: &mut impl FnMut(&[u8], &mut [u8])) {
@@ -423,8 +436,7 @@ impl PairFar {
         let mut tx = [0u8; 3 * FRAME_OCTETS];
         while let Some(c) = self.end.from_near.try_pop() {
             let n = usize::from(c.len).min(RX_OCTETS_MAX);
-            self.last_rx_us = now_us;
-            self.next_tick_us = now_us + 1500;
+            self.next_tick_us = now_us + FAR_SILENCE_US;
             let total = self.rx_phase + n;
             self.rx_phase = total % FRAME_OCTETS;
             let len = (total / FRAME_OCTETS) * FRAME_OCTETS;
@@ -441,8 +453,9 @@ impl PairFar {
         self.next_tick_us
     }
 
-    /// Free-run: nothing from our side for 1.5 ms (its media thread
-    /// stopped): a millisecond of no signal, and frames sent regardless.
+    /// Free-run: nothing from our side for [`FAR_SILENCE_US`] (its media
+    /// thread stopped): each millisecond one of no signal in, and 8
+    /// frames out regardless.
     fn handle_timeout(&mut self, now_us: u64, exchange: &mut impl FnMut(&[u8], &mut [u8])) {
         const ZEROS: [u8; OCTETS_PER_MS] = [0; OCTETS_PER_MS];
         let mut ticks = 0;
@@ -454,6 +467,7 @@ impl PairFar {
                 break;
             }
         }
+        self.free_run_ms += ticks;
         for _ in 0..ticks {
             let mut tx = [0u8; OCTETS_PER_MS];
             exchange(&ZEROS, &mut tx);
@@ -674,6 +688,8 @@ impl LineSpan {
                     });
                 }
                 st.driver_los = p.los();
+                let pl = p.stats().playout;
+                st.driver_gaps = pl.played_idle + pl.missing + pl.overrun_dropped;
             }
             Driver::Serial(p) => {
                 while let Some(e) = p.poll_event() {
@@ -684,8 +700,11 @@ impl LineSpan {
                 }
                 st.driver_los = p.los();
             }
-            Driver::Pair(p) => st.far_underruns = p.underruns,
-            Driver::PairFar(_) => {}
+            Driver::Pair(p) => {
+                st.far_underruns = p.underruns;
+                st.driver_gaps = p.underruns;
+            }
+            Driver::PairFar(p) => st.driver_gaps = p.gaps(),
         }
         st.dchannel_ring_overflows = self.dchannel.rx_overflows();
         st.tx_idle_frames = self.backlog.idle;

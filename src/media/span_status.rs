@@ -40,6 +40,11 @@ pub struct SpanStatus {
     pub tx_backlog_drops: u64,
     /// Pair far end: frames the far end had not supplied in time.
     pub far_underruns: u64,
+    /// Gaps in the received stream that the driver made, each a possible
+    /// loss of alignment that is not the line's: SAToP packets played as
+    /// idle, missing or dropped on overrun; pair underruns (near end), and
+    /// dropped or free-run stretches (far end).
+    pub driver_gaps: u64,
 }
 
 const WORDS: usize = 38;
@@ -101,7 +106,7 @@ impl SpanStatus {
             self.tx_idle_frames,
             self.tx_backlog_drops,
             self.far_underruns,
-            0,
+            self.driver_gaps,
             0,
             0,
         ]
@@ -153,6 +158,7 @@ impl SpanStatus {
             tx_idle_frames: w[32],
             tx_backlog_drops: w[33],
             far_underruns: w[34],
+            driver_gaps: w[35],
         }
     }
 }
