@@ -213,9 +213,9 @@ impl From<io::Error> for LineError {
 
 /// The control plane's ends of a [`LinePort`], spans in the port's order.
 pub struct LineHandle {
-    /// Per span: the control side of its D-channel rings (take each one
-    /// out, e.g. with `std::mem::take` on an `Option` wrapper, and call
-    /// `into_port()`).
+    /// Per span: the control side of its D-channel rings; take it
+    /// (`dchannels[i].take()`) and call `into_port()` inside the tokio
+    /// runtime, or use it directly as [`crate::isdn::port::FrameRings`].
     pub dchannels: Vec<Option<DChannelRings>>,
     pub events: Consumer<LineEventRecord>,
     pub status: Vec<Arc<SpanTelemetry>>,
