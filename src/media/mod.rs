@@ -63,20 +63,28 @@
 //!   benches); [`engine::spawn`] runs it on its own thread (pinning,
 //!   `SCHED_FIFO`, `mlockall` as asked, warnings on failure) with a
 //!   supervisor check-in callback per turn.
+//! - [`lines::LinePort`]: the engine's [`tdm::TdmPort`] over raw E1 spans
+//!   (`line::span::RawSpan` + `satop` / `serial` / `pair` driver per span),
+//!   one frame out per frame in; its [`lines::LineHandle`] gives the control
+//!   plane each span's D-channel rings ([`dchannel_ring::DChannelRings`],
+//!   `into_port()` for `isdn::task::spawn`), a ring of line events and a
+//!   lock-free [`span_status::SpanTelemetry`] per span;
+//!   [`lines::pair_line`]'s far end is the simulated exchange's span.
 //! - Hook points left for the other media pieces, marked `Hook (...)` in
 //!   `channel.rs` and `engine.rs`: PLC (`Channel::conceal`), RFC 4733
 //!   send/receive (`on_dtmf`, `handle_rtp`), RTCP timer/reports/BYE
 //!   (`connect`, `tick`, `disconnect`, `MediaLoop::turn`), the E-model in the
 //!   call summary (`disconnect`).
-//!
-//! The pieces above exist; wiring them into those hook points is next.
+//!   The pieces above exist; wiring them into those hook points is next.
 
 pub mod channel;
 pub mod control;
+pub mod dchannel_ring;
 pub mod dtmf;
 pub mod engine;
 pub mod jitter;
 pub mod latch;
+pub mod lines;
 pub mod plc;
 pub mod quality;
 pub mod rfc4733;
@@ -84,6 +92,7 @@ pub mod ring;
 pub mod rtcp;
 pub mod rtp;
 pub mod seq;
+pub mod span_status;
 pub mod tdm;
 pub mod tone;
 
