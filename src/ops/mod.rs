@@ -8,6 +8,7 @@ pub mod dchannel;
 pub mod events;
 pub mod http;
 pub mod hwdog;
+pub mod layer_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
