@@ -654,6 +654,17 @@ impl PeerRow {
     }
 }
 
+/// What the SIP task publishes for telemetry and `tdmgw status` (through a
+/// `tokio::sync::watch`, replaced after each peer change or ping result and
+/// at least every few seconds): its peers and the counters of its user agent
+/// and transaction layer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SipSnapshot {
+    pub peers: Vec<PeerRow>,
+    pub ua: UaStats,
+    pub endpoint: EndpointStats,
+}
+
 /// Core peers: up/down, OPTIONS round trip, ping and call failure counters.
 pub fn collect_peers(out: &mut Exposition, peers: &[PeerRow]) {
     let labelled = |out: &mut Exposition,
