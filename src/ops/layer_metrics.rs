@@ -52,6 +52,9 @@ use crate::sip::ua::UaStats;
 /// G.711 sampling rate: media counters in samples become seconds.
 const SAMPLES_PER_SECOND: f64 = 8000.0;
 
+/// A family written from one field of a snapshot: name, HELP, accessor.
+type FieldOf<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
 /// Writes one family with one sample per row, labelled by `label`.
 fn rows<T>(
     out: &mut Exposition,
@@ -132,7 +135,7 @@ pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
         &r,
         |s| f64::from(u8::from(s.unavailable)),
     );
-    let totals: [(&str, &str, fn(&PerfCounts) -> u64); 6] = [
+    let totals: [FieldOf<PerfCounts, u64>; 6] = [
         (
             "tdmgw_span_fas_errors_total",
             "Errored frame alignment signals received (G.706 §4.1).",
@@ -169,7 +172,7 @@ pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
             f(&s.total) as f64
         });
     }
-    let seconds: [(&str, &str, fn(&PerfCounts) -> u32); 3] = [
+    let seconds: [FieldOf<PerfCounts, u32>; 3] = [
         (
             "errored_seconds",
             "G.826 errored seconds (SES included), available time only",
@@ -217,7 +220,7 @@ pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
 }
 
 fn collect_span_counters(out: &mut Exposition, r: &[(String, &SpanSnapshot)]) {
-    let simple: [(&str, &str, fn(&SpanCounters) -> u64); 8] = [
+    let simple: [FieldOf<SpanCounters, u64>; 8] = [
         (
             "tdmgw_span_frames_received_total",
             "E1 frame periods received.",
@@ -379,7 +382,7 @@ pub fn collect_dchannels(out: &mut Exposition, dchannels: &[DChannelStatus]) {
 }
 
 fn collect_q921_counters(out: &mut Exposition, r: &[(String, &DChannelStatus)]) {
-    let simple: [(&str, &str, fn(&q921::Counters) -> u64); 9] = [
+    let simple: [FieldOf<q921::Counters, u64>; 9] = [
         (
             "tdmgw_q921_frames_received_total",
             "Q.921 frames received.",
@@ -974,7 +977,7 @@ fn media_sums(tables: &[&StatsTable]) -> Vec<(String, MediaSums)> {
 /// CDRs carry per-call quality.
 pub fn collect_media(out: &mut Exposition, tables: &[&StatsTable]) {
     let r = media_sums(tables);
-    let counters: [(&str, &str, fn(&MediaSums) -> f64); 14] = [
+    let counters: [FieldOf<MediaSums, f64>; 14] = [
         ("tdmgw_rtp_packets_sent_total", "RTP packets sent.", |m| {
             m.packets_sent as f64
         }),
@@ -1414,5 +1417,228 @@ impl CallMetrics {
                 1e3,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::channel::ChannelStats;
+    use crate::media::control::ChannelId;
+    use crate::ops::status_view::tests_support::{dchannels, peer_table, peers, spans};
+
+    /// `promtool check metrics` on `text`: None when promtool is missing.
+    fn promtool(text: &str) -> Option<(bool, String)> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        c.stdin.take()?.write_all(text.as_bytes()).ok()?;
+        let out = c.wait_with_output().ok()?;
+        Some((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    }
+
+    fn assert_lint_clean(text: &str) {
+        match promtool(text) {
+            Some((ok, msg)) => assert!(ok && msg.trim().is_empty(), "promtool:\n{msg}\n{text}"),
+            None => eprintln!("SKIPPED promtool: not installed; .ci/run installs prometheus"),
+        }
+    }
+
+    /// Every family has HELP and TYPE; no family appears twice.
+    fn assert_families_whole(text: &str) {
+        let mut seen = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(seen.insert(name.clone()), "{name} twice:\n{text}");
+                assert!(
+                    text.contains(&format!("# HELP {name} ")),
+                    "{name} without HELP"
+                );
+                current = name;
+            } else if !line.starts_with('#') {
+                assert!(
+                    line.starts_with(current.as_str()),
+                    "{line} outside its family {current}"
+                );
+            }
+        }
+    }
+
+    fn media_table() -> StatsTable {
+        let ids: Vec<ChannelId> = [(1, 1), (1, 2), (2, 1)]
+            .iter()
+            .map(|&(span, timeslot)| ChannelId { span, timeslot })
+            .collect();
+        let stats: Vec<ChannelStats> = ids.iter().map(|_| ChannelStats::default()).collect();
+        let set = |a: &AtomicU64, v| a.store(v, Ordering::Relaxed);
+        set(&stats[0].packets_received, 3000);
+        set(&stats[0].octets_received, 3000 * 172);
+        set(&stats[0].packets_sent, 3001);
+        set(&stats[0].jitter_samples, 80);
+        set(&stats[0].samples_concealed, 1600);
+        set(&stats[0].late, 4);
+        set(&stats[0].rtp_errors[RtpError::WrongSource as usize], 7);
+        stats[0].connected.store(true, Ordering::Relaxed);
+        set(&stats[1].jitter_samples, 240);
+        stats[1].connected.store(true, Ordering::Relaxed);
+        set(&stats[2].jitter_samples, 999);
+        StatsTable {
+            ids: ids.into(),
+            stats: stats.into(),
+        }
+    }
+
+    fn render_all() -> String {
+        let mut e = Exposition::new();
+        collect_spans(&mut e, &spans());
+        collect_dchannels(&mut e, &dchannels());
+        let transport = TransportCountersAll::default();
+        transport.udp.received.store(120, Ordering::Relaxed);
+        transport.udp.sent.store(118, Ordering::Relaxed);
+        transport.tcp.connections_opened.store(3, Ordering::Relaxed);
+        transport.tcp.connections_closed.store(1, Ordering::Relaxed);
+        collect_sip_transport(&mut e, &transport);
+        collect_peers(&mut e, &peers());
+        collect_peers(&mut e, &[]);
+        let ua = UaStats {
+            no_dialog: 2,
+            ..UaStats::default()
+        };
+        let ep = EndpointStats {
+            request_retransmissions: 5,
+            ..EndpointStats::default()
+        };
+        collect_sip_stats(&mut e, &ua, &ep);
+        let m = SipMessageMetrics::new();
+        m.request(MessageDirection::Out, &Method::Invite);
+        m.request(MessageDirection::In, &Method::Extension("FOO".into()));
+        m.response(MessageDirection::In, &Method::Invite, 180);
+        m.response(MessageDirection::In, &Method::Invite, 200);
+        m.response(MessageDirection::Out, &Method::Options, 200);
+        m.collect(&mut e);
+        let table = media_table();
+        collect_media(&mut e, &[&table]);
+        let l = MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US);
+        for us in [30, 120, 900, 2_500] {
+            l.record_turn(us);
+        }
+        l.publish(&LoopCounters {
+            turns: 4,
+            datagrams_in: 10,
+            ..LoopCounters::default()
+        });
+        l.store_ring_overflows(0, 3);
+        collect_media_loops(&mut e, &[&l]);
+        let c = CallMetrics::new();
+        c.started(Direction::ExchangeToCore);
+        c.started(Direction::ExchangeToCore);
+        c.started(Direction::CoreToExchange);
+        c.setup_latency(Direction::ExchangeToCore, Duration::from_millis(340));
+        c.ended(Direction::ExchangeToCore, true, 16);
+        c.ended(Direction::CoreToExchange, false, 17);
+        c.collect(&mut e);
+        e.finish()
+    }
+
+    #[test]
+    fn every_collector_passes_promtool() {
+        let text = render_all();
+        assert_families_whole(&text);
+        assert_lint_clean(&text);
+    }
+
+    #[test]
+    fn samples_carry_the_snapshot_values() {
+        let text = render_all();
+        for line in [
+            "tdmgw_span_alarm{span=\"2\",alarm=\"LOS\"} 1\n",
+            "tdmgw_span_alarm{span=\"1\",alarm=\"LOS\"} 0\n",
+            "tdmgw_span_crc4_errors_total{span=\"1\"} 40\n",
+            "tdmgw_span_interval_errored_seconds{span=\"1\"} 1\n",
+            "tdmgw_span_unavailable_seconds_total{span=\"1\"} 12\n",
+            "tdmgw_span_hdlc_errors_total{span=\"1\",reason=\"fcs\"} 2\n",
+            "tdmgw_dchannel_up{span=\"2\"} 0\n",
+            "tdmgw_dchannel_q921_state{span=\"1\",state=\"multiple_frame_established\"} 1\n",
+            "tdmgw_channels{span=\"1\",state=\"busy\"} 2\n",
+            "tdmgw_channels{span=\"1\",state=\"idle\"} 26\n",
+            "tdmgw_q921_mdl_errors_total{span=\"1\",code=\"F\"} 1\n",
+            "tdmgw_q921_timer_expiries_total{span=\"1\",timer=\"T200\"} 2\n",
+            "tdmgw_sip_messages_received_total{transport=\"udp\"} 120\n",
+            "tdmgw_sip_connections_open{transport=\"tcp\"} 2\n",
+            "tdmgw_sip_peer_up{group=\"core\",peer=\"192.0.2.11:5060\",transport=\"udp\"} 0\n",
+            "tdmgw_sip_peer_rtt_seconds{group=\"core\",peer=\"192.0.2.10:5060\",transport=\"udp\"} 0.0042\n",
+            "tdmgw_sip_request_retransmissions_total 5\n",
+            "tdmgw_sip_requests_total{direction=\"in\",method=\"other\"} 1\n",
+            "tdmgw_sip_responses_total{direction=\"in\",method=\"INVITE\",code=\"180\"} 1\n",
+            "tdmgw_rtp_packets_received_total{span=\"1\"} 3000\n",
+            "tdmgw_rtp_concealed_seconds_total{span=\"1\"} 0.2\n",
+            "tdmgw_rtp_packets_discarded_total{span=\"1\",reason=\"wrong_source\"} 7\n",
+            "tdmgw_rtp_sessions_active{span=\"1\"} 2\n",
+            "tdmgw_rtp_jitter_max_seconds{span=\"1\"} 0.03\n",
+            "tdmgw_rtp_jitter_mean_seconds{span=\"1\"} 0.02\n",
+            "tdmgw_rtp_jitter_max_seconds{span=\"2\"} 0\n",
+            "tdmgw_media_loop_duration_seconds_bucket{thread=\"media-0\",le=\"0.001\"} 3\n",
+            "tdmgw_media_loop_overruns_total{thread=\"media-0\"} 1\n",
+            "tdmgw_media_ring_overflows_total{thread=\"media-0\",ring=\"events\"} 3\n",
+            "tdmgw_calls_started_total{direction=\"exchange_to_core\"} 2\n",
+            "tdmgw_calls_in_progress{direction=\"exchange_to_core\"} 1\n",
+            "tdmgw_calls_in_progress{direction=\"core_to_exchange\"} 0\n",
+            "tdmgw_calls_ended_total{direction=\"core_to_exchange\",result=\"unanswered\",cause=\"17\"} 1\n",
+            "tdmgw_call_setup_seconds_bucket{direction=\"exchange_to_core\",le=\"0.5\"} 1\n",
+            "tdmgw_call_setup_seconds_bucket{direction=\"exchange_to_core\",le=\"0.2\"} 0\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn peer_rows_come_from_the_table() {
+        let t = peer_table();
+        let rows = PeerRow::all(&t, std::time::Instant::now());
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].group, "core");
+        assert_eq!(rows[1].address, "192.0.2.11:5060");
+        assert!(rows.iter().all(|r| r.up && r.rtt.is_none()));
+    }
+
+    #[test]
+    fn span_snapshot_of_a_raw_span() {
+        use crate::line::span::SpanConfig;
+        let span = RawSpan::new(SpanConfig {
+            span_id: 4,
+            ..SpanConfig::default()
+        });
+        let s = SpanSnapshot::of(&span);
+        assert_eq!(s.span, 4);
+        assert_eq!(s.counters, span.counters());
+    }
+
+    #[test]
+    fn causes_above_127_count_as_127() {
+        let c = CallMetrics::new();
+        c.started(Direction::ExchangeToCore);
+        c.ended(Direction::ExchangeToCore, false, 200);
+        let mut e = Exposition::new();
+        c.collect(&mut e);
+        assert!(
+            e.finish()
+                .contains("result=\"unanswered\",cause=\"127\"} 1\n")
+        );
+        assert_eq!(c.in_progress(Direction::ExchangeToCore), 0);
     }
 }

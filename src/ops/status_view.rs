@@ -460,12 +460,14 @@ pub(crate) mod tests_support {
     use crate::sip::transport::Transport;
 
     pub fn spans() -> Vec<SpanSnapshot> {
-        let mut counters = SpanCounters::default();
-        counters.frame_periods = 8000 * 420;
-        counters.frames_sent = 8000 * 420;
+        let mut counters = SpanCounters {
+            frame_periods: 8000 * 420,
+            frames_sent: 8000 * 420,
+            hdlc_tx_frames: 1230,
+            ..SpanCounters::default()
+        };
         counters.hdlc_rx.frames = 1234;
         counters.hdlc_rx.fcs_errors = 2;
-        counters.hdlc_tx_frames = 1230;
         let ok = SpanSnapshot {
             span: 1,
             alarms: Alarms::NONE,
