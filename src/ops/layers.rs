@@ -140,3 +140,114 @@ pub fn register_calls(
         calls_json(&calls(), Instant::now(), redact_numbers)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::cdr::Direction;
+    use crate::isdn::q921;
+    use crate::ops::daemon::Lifecycle;
+    use crate::ops::status_view::tests_support::{dchannels, peers, spans};
+    use crate::ops::supervisor::Supervisor;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    fn failing(board: &OpsBoard) -> Vec<String> {
+        board
+            .readiness()
+            .into_iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// Registered layers show in /readyz, `tdmgw status` and /metrics, and
+    /// follow their sources as they change.
+    #[test]
+    fn registered_layers_feed_readiness_status_and_metrics() {
+        let board = OpsBoard::new(Supervisor::new(), Arc::new(Lifecycle::default()));
+        let line = Arc::new(Mutex::new(spans()));
+        let (dc1_tx, dc1) = watch::channel(dchannels()[0].clone());
+        let (dc2_tx, dc2) = watch::channel(dchannels()[1].clone());
+        {
+            let line = line.clone();
+            register_spans(&board, move || line.lock().unwrap().clone(), vec![dc1, dc2]);
+        }
+        let (sip_tx, sip_rx) = watch::channel(SipSnapshot {
+            peers: peers(),
+            ..SipSnapshot::default()
+        });
+        register_sip(
+            &board,
+            Arc::new(Counters::default()),
+            Arc::new(SipMessageMetrics::new()),
+            sip_rx,
+        );
+        register_media(
+            &board,
+            vec![],
+            vec![Arc::new(MediaLoopMetrics::new("media-0", 2_000))],
+        );
+        let calls = Arc::new(CallMetrics::new());
+        calls.started(Direction::ExchangeToCore);
+        let started = Instant::now() - Duration::from_secs(5);
+        register_calls(
+            &board,
+            calls.clone(),
+            move || {
+                vec![CallView {
+                    id: "c-1".into(),
+                    direction: Direction::ExchangeToCore,
+                    calling: "02079460123".into(),
+                    called: "999".into(),
+                    span: 1,
+                    timeslot: 3,
+                    peer: Some("192.0.2.10:5060".into()),
+                    state: "active".into(),
+                    started,
+                }]
+            },
+            true,
+        );
+
+        // Span 2 is red with its D-channel down; the core group has one peer up.
+        assert_eq!(failing(&board), vec!["span 2 alarms", "span 2 D-channel"]);
+
+        // Span 2 recovers; every core peer goes down.
+        line.lock().unwrap()[1].alarms = crate::line::e1_alarm::Alarms::NONE;
+        dc2_tx.send_modify(|d| {
+            d.link_up = true;
+            d.q921_state = q921::State::MultipleFrameEstablished;
+        });
+        sip_tx.send_modify(|s| s.peers.iter_mut().for_each(|p| p.up = false));
+        assert_eq!(failing(&board), vec!["core peers core"]);
+        sip_tx.send_modify(|s| s.peers[1].up = true);
+        assert!(failing(&board).is_empty());
+
+        let status = crate::ops::admin::status(&board, &serde_json::json!({"version": "t"}));
+        assert_eq!(status["spans"][1]["dchannel"]["up"], true);
+        assert_eq!(
+            status["channels"][0]["grid"],
+            "..B..B.........-...R..........r"
+        );
+        assert_eq!(status["calls"][0]["calling"], "********123");
+        assert_eq!(status["peers"][1]["state"], "up");
+        let text = crate::ops::admin::render_status(&status);
+        assert!(text.contains("span 2  OK"), "{text}");
+        assert!(text.contains("ts  1-15 |..B..B.........|"), "{text}");
+        assert!(
+            text.contains("exchange->core  ********123 -> 999"),
+            "{text}"
+        );
+        assert!(text.contains("peer core 192.0.2.11:5060 udp  UP"), "{text}");
+
+        dc1_tx.send_modify(|d| d.calls = 4);
+        let m = board.metrics.render();
+        assert!(m.contains("tdmgw_dchannel_calls{span=\"1\"} 4\n"), "{m}");
+        assert!(m.contains("tdmgw_calls_in_progress{direction=\"exchange_to_core\"} 1\n"));
+        assert!(m.contains(
+            "tdmgw_sip_peer_up{group=\"core\",peer=\"192.0.2.10:5060\",transport=\"udp\"} 0\n"
+        ));
+        assert!(m.contains("# TYPE tdmgw_media_loop_duration_seconds histogram\n"));
+    }
+}
