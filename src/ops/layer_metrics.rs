@@ -105,11 +105,6 @@ impl SpanSnapshot {
     }
 }
 
-/// Label value of an alarm (`LOS` ...).
-pub fn alarm_label(a: Alarm) -> &'static str {
-    a.name()
-}
-
 /// The line layer of every span: alarms (0/1 per alarm), G.826 counters for
 /// the current interval and since start, framer and HDLC counters.
 pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
