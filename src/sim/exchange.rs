@@ -341,7 +341,16 @@ pub struct ExchangeControl {
     rtt_sum: u64,
     rtt_n: u64,
     shutting_down: bool,
+    /// The E1 has been free of defects since then (None: it is not).
+    line_up_since: Option<Instant>,
+    /// The D-channel stack runs (the line was up for `line_settle`).
+    dch_running: bool,
 }
+
+/// How long the E1 must be free of defects before the D-channel starts:
+/// a SABME sent before the far end sees our frames is lost and costs a
+/// T200 and a re-establishment.
+const LINE_SETTLE: Duration = Duration::from_millis(20);
 
 impl ExchangeControl {
     /// The control side over the rings from [`ExchangeLine::new`].
@@ -372,6 +381,8 @@ impl ExchangeControl {
             rtt_sum: 0,
             rtt_n: 0,
             shutting_down: false,
+            line_up_since: None,
+            dch_running: false,
             cfg,
         }
     }
@@ -391,14 +402,21 @@ impl ExchangeControl {
 
     /// Everything due at `now`.
     pub fn step(&mut self, now: Instant) {
-        while let Some(f) = self.rings.dframes_in.pop() {
-            self.dch.handle_frame(now, f.as_bytes());
+        while let Some(r) = self.rings.reports.pop() {
+            self.line_report(now, r);
         }
-        if self.dch.poll_timeout().is_some_and(|t| t <= now) {
+        if !self.dch_running && self.line_up_since.is_some_and(|t| now - t >= LINE_SETTLE) {
+            // Q.921 §5.5.1 establishment at start-up, once layer 1 is up.
+            self.dch_running = true;
             self.dch.handle_timeout(now);
         }
-        while let Some(r) = self.rings.reports.pop() {
-            self.line_report(r);
+        while let Some(f) = self.rings.dframes_in.pop() {
+            if self.dch_running {
+                self.dch.handle_frame(now, f.as_bytes());
+            }
+        }
+        if self.dch_running && self.dch.poll_timeout().is_some_and(|t| t <= now) {
+            self.dch.handle_timeout(now);
         }
         self.drain_events(now);
         if !self.shutting_down {
@@ -413,7 +431,7 @@ impl ExchangeControl {
     /// and at least every millisecond for the rings.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
         let mut t = now + Duration::from_millis(1);
-        if let Some(d) = self.dch.poll_timeout() {
+        if let Some(d) = self.dch.poll_timeout().filter(|_| self.dch_running) {
             t = t.min(d);
         }
         t.max(now)
@@ -441,7 +459,7 @@ impl ExchangeControl {
     /// The report (call once, at the end).
     pub fn finish(&mut self, now: Instant, timed_out: bool) -> ExchangeReport {
         while let Some(r) = self.rings.reports.pop() {
-            self.line_report(r);
+            self.line_report(now, r);
         }
         let mut rep = std::mem::take(&mut self.report);
         rep.timed_out = timed_out;
@@ -495,8 +513,12 @@ impl ExchangeControl {
         rep.line.crc4_errors = s.deframer.crc4_errors;
     }
 
-    fn line_report(&mut self, r: LineReport) {
+    fn line_report(&mut self, now: Instant, r: LineReport) {
         match r {
+            LineReport::LineUp(up) => {
+                self.line_up_since = up.then_some(now);
+                debug!(span = self.cfg.span, up, "sim exchange: E1 defects cleared/raised");
+            }
             LineReport::Audio { tag, stats, .. } => self.audio_report(tag, stats),
             LineReport::Dtmf { tag, digit, .. } => {
                 self.report.dtmf.digits_received += 1;
@@ -952,7 +974,10 @@ impl ExchangeControl {
     }
 
     /// Sends what the stack queued and the commands, as far as the rings take.
-    fn flush(&mut self, _now: Instant) {
+    fn flush(&mut self, now: Instant) {
+        // Q.931 commands queue their messages; move them to Q.921.
+        self.dch.pump(now);
+        self.drain_events(now);
         while let Some(f) = self.dch.poll_transmit() {
             match DFrame::new(&f) {
                 Some(d) => self.pending_out.push_back(d),

@@ -11,7 +11,9 @@
 //! them at any offset, so it needs no alignment and sees a slip as a gap.
 //! Per call it counts blocks sent, received, lost (gaps in the block
 //! numbers between the first and the last received), mismatched (header
-//! right, payload wrong: corrupted audio) and the round trip of each block
+//! right, payload wrong, and a good block after it: corrupted audio; a
+//! wrong block after the last good one is only `truncated`, the far end
+//! having stopped its echo mid-block) and the round trip of each block
 //! in E1 frames (1 frame = 125 µs), from the frame its last octet went out
 //! to the frame it came back.
 //!
@@ -24,8 +26,10 @@
 //! receiver hears clean tones. Everything received goes through a
 //! [`DtmfDetector`]; each digit it finds is reported.
 //!
-//! In [`AudioMode::Echo`] (the test peer's side) nothing is generated: each
-//! received octet is sent back in the next frame, and DTMF is detected.
+//! In [`AudioMode::Echo`] (the test peer's side) nothing is generated: the
+//! received octets go back in order through a delay line (a driver hands
+//! over several frames received before it asks for as many to send), and
+//! DTMF is detected.
 
 use serde::Serialize;
 
@@ -46,6 +50,8 @@ pub const DTMF_OFF_FRAMES: u32 = 480;
 pub const MAX_DIGITS: usize = 16;
 const IDLE: u8 = 0xD5;
 const DETECT_CHUNK: usize = 16;
+/// Echo delay line: 64 ms, far more than any driver hands over at once.
+const ECHO_OCTETS: usize = 512;
 
 /// What a channel does with its audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +122,9 @@ pub struct AudioStats {
     pub blocks_mismatched: u64,
     /// Blocks that came back out of order or twice.
     pub blocks_out_of_order: u64,
+    /// Wrong blocks after the last good one: the far end stopped echoing
+    /// mid-block (it cleared first). Not counted as mismatched.
+    pub blocks_truncated: u64,
     pub rtt_frames_min: u32,
     pub rtt_frames_max: u32,
     pub rtt_frames_sum: u64,
@@ -182,7 +191,11 @@ pub struct AudioChannel {
     digit_next: usize,
     dtmf_delay_frames: u32,
     dtmf: Option<DtmfTx>,
-    echo: u8,
+    /// Echo mode: received octets waiting to go back (drivers hand over
+    /// several frames at once, received before they are sent).
+    echo: [u8; ECHO_OCTETS],
+    echo_head: usize,
+    echo_len: usize,
     // Receive.
     hist: [u8; BLOCK_OCTETS],
     hist_pos: usize,
@@ -216,7 +229,9 @@ impl AudioChannel {
             digit_next: 0,
             dtmf_delay_frames: 0,
             dtmf: None,
-            echo: IDLE,
+            echo: [IDLE; ECHO_OCTETS],
+            echo_head: 0,
+            echo_len: 0,
             hist: [IDLE; BLOCK_OCTETS],
             hist_pos: 0,
             hist_fill: 0,
@@ -261,7 +276,13 @@ impl AudioChannel {
         }
         self.now += 1;
         if self.mode == AudioMode::Echo {
-            return self.echo;
+            if self.echo_len == 0 {
+                return IDLE;
+            }
+            let o = self.echo[self.echo_head];
+            self.echo_head = (self.echo_head + 1) % ECHO_OCTETS;
+            self.echo_len -= 1;
+            return o;
         }
         if let Some(o) = self.dtmf_octet() {
             return o;
@@ -323,9 +344,17 @@ impl AudioChannel {
         if !self.active {
             return None;
         }
-        self.echo = o;
-        if self.mode == AudioMode::Test {
-            self.check(o);
+        match self.mode {
+            AudioMode::Test => self.check(o),
+            AudioMode::Echo => {
+                if self.echo_len == ECHO_OCTETS {
+                    // Sending stopped keeping up: drop the oldest.
+                    self.echo_head = (self.echo_head + 1) % ECHO_OCTETS;
+                    self.echo_len -= 1;
+                }
+                self.echo[(self.echo_head + self.echo_len) % ECHO_OCTETS] = o;
+                self.echo_len += 1;
+            }
         }
         self.pcm[self.pcm_len] = alaw_to_linear(o);
         self.pcm_len += 1;
@@ -365,9 +394,12 @@ impl AudioChannel {
         make_block(self.tag, idx, &mut self.expect);
         let good = (HEADER_OCTETS..BLOCK_OCTETS).all(|k| self.hist_at(k) == self.expect[k]);
         if !good {
-            self.stats.blocks_mismatched += 1;
+            // Judged when the next good block shows the echo went on.
+            self.stats.blocks_truncated += 1;
             return;
         }
+        self.stats.blocks_mismatched += self.stats.blocks_truncated;
+        self.stats.blocks_truncated = 0;
         self.block_received(idx);
     }
 
@@ -439,18 +471,35 @@ mod tests {
         assert!(s.blocks_received > 0 && s.blocks_sent >= s.blocks_received);
         assert_eq!(s.blocks_lost, 0);
         assert_eq!(s.blocks_mismatched, 0);
-        // Delay 10 each way plus the echo's one frame and our own.
-        assert_eq!((s.rtt_frames_min, s.rtt_frames_max), (22, 22));
+        // Delay 10 each way plus the echo's one frame.
+        assert_eq!((s.rtt_frames_min, s.rtt_frames_max), (21, 21));
         // Every block but those still in flight came back.
         assert!(s.blocks_sent - s.blocks_received <= 1, "{s:?}");
     }
 
     #[test]
     fn a_corrupted_octet_is_a_mismatch() {
-        // Frame 100 is in block 3's payload (no DTMF before frame 400).
-        let (s, _, _) = run(2_000, 3, Some(100));
+        // Frame 110 is octet 14 of block 3, in its payload (no DTMF before
+        // frame 400).
+        let (s, _, _) = run(2_000, 3, Some(110));
         assert_eq!(s.blocks_mismatched, 1);
         assert_eq!(s.blocks_lost, 1, "the mismatched block is a gap too");
+    }
+
+    #[test]
+    fn an_echo_stopping_mid_block_is_a_truncation_not_a_mismatch() {
+        let mut a = AudioChannel::new();
+        a.start(9, AudioMode::Test, Digits::default(), 0);
+        for i in 0..(3 * BLOCK_OCTETS + 20) {
+            let o = a.tx_octet();
+            a.rx_octet(if i < 3 * BLOCK_OCTETS + 12 { o } else { IDLE });
+        }
+        for _ in 0..BLOCK_OCTETS {
+            a.tx_octet();
+            a.rx_octet(IDLE);
+        }
+        let s = a.stop();
+        assert_eq!((s.blocks_received, s.blocks_mismatched, s.blocks_truncated), (3, 0, 1));
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub enum LineReport {
         digit: u8,
     },
     Line(LineEvent),
+    /// The line is free of defects (LOS, AIS, LOF, LOMF, RAI) both ways
+    /// (`true`), or no longer is; sent on each change.
+    LineUp(bool),
 }
 
 /// Drops on full rings, counted on the line side.
@@ -103,6 +106,7 @@ pub struct ExchangeLine {
     reports: Producer<LineReport>,
     counters: LineSideCounters,
     scratch: [u8; MAX_FRAME_OCTETS],
+    line_up: bool,
 }
 
 impl ExchangeLine {
@@ -122,6 +126,7 @@ impl ExchangeLine {
             reports: rep_tx,
             counters: LineSideCounters::default(),
             scratch: [0; MAX_FRAME_OCTETS],
+            line_up: false,
         };
         let rings = ControlRings {
             dframes_in,
@@ -218,6 +223,12 @@ impl ExchangeLine {
         while let Some(ev) = self.span.poll_event() {
             self.report(LineReport::Line(ev));
         }
+        // RAI in the defects means the far end does not see us yet.
+        let up = self.span.defects().is_empty();
+        if up != self.line_up {
+            self.line_up = up;
+            self.report(LineReport::LineUp(up));
+        }
     }
 
     fn command(&mut self, c: LineCommand) {
@@ -255,5 +266,62 @@ impl ExchangeLine {
         if self.reports.push(r).is_err() {
             self.counters.reports_dropped += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two line sides back to back, one frame each way per step.
+    fn back_to_back(frames: usize, a_cmds: &[LineCommand], b_cmds: &[LineCommand]) -> Vec<LineReport> {
+        let (mut a, mut ra) = ExchangeLine::new(SpanConfig::default());
+        let (mut b, mut rb) = ExchangeLine::new(SpanConfig::default());
+        let mut fa = [0xFFu8; FRAME_OCTETS];
+        let mut fb = [0xFFu8; FRAME_OCTETS];
+        for i in 0..frames {
+            if i == 4000 {
+                for c in a_cmds {
+                    ra.commands.push(*c).unwrap();
+                }
+                for c in b_cmds {
+                    rb.commands.push(*c).unwrap();
+                }
+            }
+            let (ina, inb) = (fb, fa);
+            a.exchange(&ina, &mut fa);
+            b.exchange(&inb, &mut fb);
+        }
+        ra.commands.push(LineCommand::Stop { ts: 5 }).unwrap();
+        a.exchange(&fb.clone(), &mut fa);
+        let mut out = Vec::new();
+        while let Some(r) = ra.reports.pop() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn test_signal_comes_back_from_an_echoing_line_side() {
+        let start = |mode, digits| LineCommand::Start {
+            ts: 5,
+            tag: 42,
+            mode,
+            digits,
+            dtmf_delay_frames: 800,
+        };
+        let reps = back_to_back(
+            16_000,
+            &[start(AudioMode::Test, Digits::new("5"))],
+            &[start(AudioMode::Echo, Digits::default())],
+        );
+        let audio = reps.iter().find_map(|r| match r {
+            LineReport::Audio { stats, .. } => Some(*stats),
+            _ => None,
+        });
+        let s = audio.expect("an audio report");
+        assert!(s.blocks_received > 0, "{s:?}");
+        assert_eq!((s.blocks_lost, s.blocks_mismatched), (0, 0), "{s:?}");
+        assert!(reps.iter().any(|r| matches!(r, LineReport::Dtmf { digit: b'5', tag: 42, .. })), "{reps:?}");
     }
 }
