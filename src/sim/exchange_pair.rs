@@ -6,8 +6,8 @@
 //! line octets to each end, 32-octet frames from each end. The wire is the
 //! line clock (the exchange's clock, as on a real PRI): [`PairWire::run`]
 //! makes 8 frame periods per millisecond of real time. It takes an end's
-//! frames once 4 ms of them are queued (jitter between the threads); an
-//! end that then runs dry sends all ones (AIS) until it has queued 4 ms
+//! frames once 8 ms of them are queued (jitter between the threads); an
+//! end that then runs dry sends all ones (AIS) until it has queued 8 ms
 //! again (an underrun, counted: the far end sees a framing hit).
 //! Each end is loop-timed like the raw drivers: [`PairEndPort::poll`]
 //! hands what arrived to the same `exchange(rx, tx)` callback as
@@ -31,8 +31,9 @@ const TX_RING_FRAMES: usize = 512;
 /// Octets handed to `exchange` at most per call (1 ms).
 const CHUNK_OCTETS: usize = 256;
 /// Frames an end must have queued before the wire starts (or, after an
-/// underrun, restarts) taking them: 4 ms of jitter between the threads.
-const PREFILL_FRAMES: usize = 32;
+/// underrun, restarts) taking them: 8 ms of jitter between the threads
+/// (on a loaded machine a thread may be held off the CPU for a few ms).
+const PREFILL_FRAMES: usize = 64;
 /// Most frame periods [`PairWire::run`] catches up at once after a stall.
 const MAX_CATCH_UP_PERIODS: u64 = 8 * 20;
 

@@ -30,6 +30,7 @@
 
 pub mod exchange;
 pub mod exchange_audio;
+pub mod exchange_cli;
 pub mod exchange_line;
 pub mod exchange_pair;
 pub mod ring;
