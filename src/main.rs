@@ -99,7 +99,7 @@ enum SimCommand {
     /// A simulated exchange: the network side of a PRI on a raw E1 (SAToP
     /// or serial) that places, answers or rejects calls, checks the audio
     /// of each and prints the results.
-    Exchange(tdmgw::sim::exchange_cli::SimExchangeArgs),
+    Exchange(Box<tdmgw::sim::exchange_cli::SimExchangeArgs>),
 }
 
 const DEFAULT_ADMIN_SOCKET: &str = "/run/tdmgw/admin.sock";

@@ -8,24 +8,36 @@ use std::time::{Duration, Instant};
 
 use tdmgw::line::driver::pair::PairConfig;
 use tdmgw::line::driver::satop::SatopParams;
+use tdmgw::line::driver::serial::{SerialParams, SerialPort};
+use tdmgw::line::driver::timing::Timing;
 use tdmgw::sim::{
     AudioMode, ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario, pair_wire,
-    run_pair_end, run_satop,
+    run_pair_end, run_satop, run_serial_port,
 };
 
-/// The exchange: five calls (999 and 101 from 0207946000), every second
+/// The exchange: six calls (999 and 101 from 0207946000), every second
 /// one left for the peer to clear, every second connected one with DTMF,
-/// the fifth to a number the peer rejects with 17 (user busy); it rejects
-/// the peer's calls to 118 with 21 (call rejected).
+/// the fifth to a number the peer rejects with 17 (user busy), the sixth
+/// abandoned while the peer rings; it rejects the peer's calls to 118 with
+/// 21 (call rejected).
 fn exchange_cfg() -> ExchangeConfig {
     let mut c = ExchangeConfig::network(Scenario {
-        calls: 5,
+        calls: 6,
         rate_per_s: 20.0,
         hold: Duration::from_millis(600),
-        called: vec!["999".into(), "101".into(), "999".into(), "101".into(), "123".into()],
+        called: vec![
+            "999".into(),
+            "101".into(),
+            "999".into(),
+            "101".into(),
+            "123".into(),
+            "999".into(),
+        ],
         calling: Some("0207946000".into()),
         far_clear_every: 2,
         far_clear_grace: Duration::from_secs(3),
+        abandon_every: 6,
+        abandon_after: Duration::from_millis(40),
         dtmf_every: 2,
         dtmf_digits: "12#".into(),
         incoming: Incoming::Answer {
@@ -58,8 +70,9 @@ fn peer_cfg() -> ExchangeConfig {
         },
         reject_numbers: vec![("123".into(), 17)],
         incoming_hold: Some(Duration::from_millis(900)),
-        expect_incoming: 5,
-        expected_causes: vec![21],
+        expect_incoming: 6,
+        // 21: our call to 118; 16: the exchange's call it abandoned.
+        expected_causes: vec![21, 16],
         audio: AudioMode::Echo,
         ..Scenario::default()
     });
@@ -87,25 +100,11 @@ fn controls() -> (RunControl, RunControl) {
     (c(), c())
 }
 
+/// Everything: calls both ways, audio, DTMF, the JSON.
 fn check(ex: &ExchangeReport, peer: &ExchangeReport) {
+    check_calls(ex, peer);
     let ex_json = serde_json::to_string_pretty(ex).unwrap();
     let peer_json = serde_json::to_string_pretty(peer).unwrap();
-    assert!(ex.ok, "exchange: {ex_json}");
-    assert!(peer.ok, "peer: {peer_json}");
-    // Exchange -> peer: five placed, four answered and completed, one
-    // rejected by the peer with its cause.
-    assert_eq!(ex.outgoing.calls, 5);
-    assert_eq!(ex.outgoing.answered, 4, "{ex_json}");
-    assert_eq!(ex.outgoing.completed, 4, "{ex_json}");
-    assert_eq!(ex.outgoing.failed_by_cause.get("17"), Some(&1), "{ex_json}");
-    assert_eq!(ex.outgoing.cleared_by_far_end, 2 + 1, "two far-clear calls and the rejection");
-    // Peer -> exchange: two answered and completed, 118 rejected with 21.
-    assert_eq!(ex.incoming.calls, 3);
-    assert_eq!(ex.incoming.rejected, 1);
-    assert_eq!(ex.incoming.completed, 2, "{ex_json}");
-    assert_eq!(peer.outgoing.failed_by_cause.get("21"), Some(&1), "{peer_json}");
-    assert_eq!(peer.incoming.calls, 5);
-    assert_eq!(peer.incoming.rejected, 1);
     // Every connected call's audio checked and passed on the exchange.
     assert_eq!(ex.audio.checks, 6, "{ex_json}");
     assert_eq!(ex.audio.passed, 6, "{ex_json}");
@@ -115,15 +114,57 @@ fn check(ex: &ExchangeReport, peer: &ExchangeReport) {
     assert_eq!(ex.dtmf.calls_sending, 3, "{ex_json}");
     assert_eq!(ex.dtmf.calls_matched, 3, "{ex_json}");
     assert_eq!(peer.dtmf.digits_received, 9, "{peer_json}");
-    assert!(ex.channels_idle_at_end && peer.channels_idle_at_end);
-    assert_eq!(ex.calls.len(), 8);
     // The JSON carries what the CLI prints.
     let v: serde_json::Value = serde_json::from_str(&ex_json).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["role"], "network");
     assert_eq!(v["outgoing"]["failed_by_cause"]["17"], 1);
     assert_eq!(v["audio"]["passed"], 6);
-    assert!(v["calls"].as_array().unwrap().iter().all(|c| c["failure"].is_null()));
+    assert!(
+        v["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["failure"].is_null())
+    );
+}
+
+/// Both runs held and the calls went as the scenarios say.
+fn check_calls(ex: &ExchangeReport, peer: &ExchangeReport) {
+    let ex_json = serde_json::to_string_pretty(ex).unwrap();
+    let peer_json = serde_json::to_string_pretty(peer).unwrap();
+    assert!(ex.ok, "exchange: {ex_json}");
+    assert!(peer.ok, "peer: {peer_json}");
+    // Exchange -> peer: six placed, four answered and completed, one
+    // rejected by the peer with its cause, one abandoned while ringing.
+    assert_eq!(ex.outgoing.calls, 6);
+    assert_eq!(ex.outgoing.abandoned, 1, "{ex_json}");
+    assert_eq!(ex.outgoing.answered, 4, "{ex_json}");
+    assert_eq!(ex.outgoing.completed, 4, "{ex_json}");
+    assert_eq!(ex.outgoing.failed_by_cause.get("17"), Some(&1), "{ex_json}");
+    assert_eq!(
+        ex.outgoing.cleared_by_far_end,
+        2 + 1,
+        "two far-clear calls and the rejection"
+    );
+    // Peer -> exchange: two answered and completed, 118 rejected with 21.
+    assert_eq!(ex.incoming.calls, 3);
+    assert_eq!(ex.incoming.rejected, 1);
+    assert_eq!(ex.incoming.completed, 2, "{ex_json}");
+    assert_eq!(
+        peer.outgoing.failed_by_cause.get("21"),
+        Some(&1),
+        "{peer_json}"
+    );
+    assert_eq!(peer.incoming.calls, 6);
+    assert_eq!(
+        peer.incoming.failed_by_cause.get("16"),
+        Some(&1),
+        "the abandoned one"
+    );
+    assert_eq!(peer.incoming.rejected, 1);
+    assert!(ex.channels_idle_at_end && peer.channels_idle_at_end);
+    assert_eq!(ex.calls.len(), 9);
 }
 
 #[test]
@@ -166,6 +207,46 @@ fn exchange_and_peer_over_satop_on_loopback() {
     check(&ex.unwrap(), &peer.unwrap());
 }
 
+/// Run by hand (`cargo test --test sim_exchange -- --ignored`): real time
+/// over a pty between two threads, where the serial driver takes 1.5 ms
+/// without octets as no signal and feeds the span zeros; on a busy 2-core
+/// box that garbles D-channel frames now and then (Q.921 recovers, Q.931
+/// §5.9 clears the calls not yet active).
+#[test]
+#[ignore = "real-time pty between threads: the serial driver's 1.5 ms no-signal rule makes it flaky on a loaded box"]
+fn exchange_and_peer_over_a_pty_serial_line() {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let name = nix::unistd::ttyname(&pty.slave).unwrap();
+    let mut ex_params = SerialParams::new(name.clone(), 2_048_000);
+    ex_params.timing = Timing::Internal;
+    // The peer clocks itself too (both ends on this host's clock): a
+    // loop-timed serial end free-runs whenever its thread sees nothing for
+    // 1.5 ms, which a busy test box causes, and then sends frames the
+    // exchange never clocked.
+    let mut peer_params = SerialParams::new(name, 2_048_000);
+    peer_params.timing = Timing::Internal;
+    let ex_port = SerialPort::from_fd(pty.master, &ex_params, 0).unwrap();
+    let peer_port = SerialPort::from_fd(pty.slave, &peer_params, 0).unwrap();
+    // A serial driver takes 1.5 ms without octets as no signal and feeds
+    // the span zeros: two threads over a pty on a busy test box get that
+    // now and then, so the media checks are loose here (the pair and
+    // SAToP tests hold them tight) and DTMF is not required back.
+    let mut ex_cfg = exchange_cfg();
+    ex_cfg.scenario.max_loss_percent = 50.0;
+    ex_cfg.scenario.min_received_percent = 20.0;
+    ex_cfg.scenario.dtmf_expect_echo = false;
+    let (ca, cb) = controls();
+    let (ex, peer) = std::thread::scope(|s| {
+        let ex = s.spawn(|| run_serial_port(&ex_cfg, ex_port, &ca));
+        let peer = s.spawn(|| run_serial_port(&peer_cfg(), peer_port, &cb));
+        stop_when_both_done(&ca, &cb);
+        (ex.join().unwrap(), peer.join().unwrap())
+    });
+    let (ex, peer) = (ex.unwrap(), peer.unwrap());
+    check_calls(&ex, &peer);
+    assert_eq!(ex.audio.passed, 6, "{ex:?}");
+}
+
 #[test]
 fn no_far_end_times_out_and_reports_it() {
     let (wire, a, _b) = pair_wire(PairConfig::default());
@@ -178,5 +259,9 @@ fn no_far_end_times_out_and_reports_it() {
     assert!(!rep.ok);
     assert!(rep.timed_out);
     assert!(!rep.link_up);
-    assert!(rep.failures.iter().any(|f| f.contains("never came up")), "{:?}", rep.failures);
+    assert!(
+        rep.failures.iter().any(|f| f.contains("never came up")),
+        "{:?}",
+        rep.failures
+    );
 }

@@ -22,16 +22,11 @@
 //! (or echoes, [`AudioMode::Echo`]) and is checked
 //! ([`super::exchange_audio`]).
 //!
-//! The run shells put the line side on its own thread behind a raw driver
-//! ([`run_satop`], [`run_serial`], [`run_pair_end`]) and the control loop on
-//! the caller's, until the scenario is done (and [`RunControl::stop`] is
-//! set, when the caller asked to stop it itself) or `run_for` has passed;
-//! then live calls are cleared and an [`ExchangeReport`] is returned.
+//! The run shells are in [`super::exchange_run`].
 
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -42,14 +37,10 @@ use crate::isdn::dchannel::DChannel;
 use crate::isdn::q921::{self, LinkConfig};
 use crate::isdn::q931::{self, CallId, ClearedBy, Event, PlaceCall, Role};
 use crate::isdn::timers::TimerValues;
-use crate::line::driver::satop::{SatopParams, SatopPort};
-use crate::line::driver::serial::{SerialParams, SerialPort};
-use crate::line::driver::timing::Timing;
 use crate::line::span::{LineEvent, SpanConfig};
 
 use super::exchange_audio::{AudioMode, AudioStats, Digits};
 use super::exchange_line::{ControlRings, DFrame, ExchangeLine, LineCommand, LineReport};
-use super::exchange_pair::PairEndPort;
 
 /// What the simulated exchange does with incoming calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -280,6 +271,8 @@ pub struct DriverSummary {
     pub late: u64,
     /// Timer ticks given up because the thread was held off the CPU.
     pub timer_slips: u64,
+    /// Serial: octets dropped on a full transmit buffer.
+    pub tx_overrun_octets: u64,
 }
 
 /// The JSON result of a run.
@@ -365,8 +358,6 @@ pub struct ExchangeControl {
 /// a SABME sent before the far end sees our frames is lost and costs a
 /// T200 and a re-establishment.
 const LINE_SETTLE: Duration = Duration::from_millis(20);
-/// How long a run keeps its line going after it is done.
-const LINGER: Duration = Duration::from_millis(300);
 
 impl ExchangeControl {
     /// The control side over the rings from [`ExchangeLine::new`].
@@ -377,7 +368,11 @@ impl ExchangeControl {
             Role::User => "user",
         };
         ExchangeControl {
-            tag_base: if cfg.role == Role::Network { 0 } else { 1 << 31 },
+            tag_base: if cfg.role == Role::Network {
+                0
+            } else {
+                1 << 31
+            },
             dch,
             rings,
             pending_out: VecDeque::new(),
@@ -497,10 +492,16 @@ impl ExchangeControl {
             fail.push("the D-channel never came up".to_string());
         }
         if timed_out {
-            fail.push(format!("not done within {} s", self.cfg.run_for.as_secs_f64()));
+            fail.push(format!(
+                "not done within {} s",
+                self.cfg.run_for.as_secs_f64()
+            ));
         }
         if rep.outgoing.calls < u64::from(s.calls) {
-            fail.push(format!("placed {} of {} calls", rep.outgoing.calls, s.calls));
+            fail.push(format!(
+                "placed {} of {} calls",
+                rep.outgoing.calls, s.calls
+            ));
         }
         if rep.incoming.calls < u64::from(s.expect_incoming) {
             fail.push(format!(
@@ -539,7 +540,10 @@ impl ExchangeControl {
         match r {
             LineReport::LineUp(up) => {
                 self.line_up_since = up.then_some(now);
-                debug!(span = self.cfg.span, up, "sim exchange: E1 defects cleared/raised");
+                debug!(
+                    span = self.cfg.span,
+                    up, "sim exchange: E1 defects cleared/raised"
+                );
             }
             LineReport::Audio { tag, stats, .. } => self.audio_report(tag, stats),
             LineReport::Dtmf { tag, digit, .. } => {
@@ -574,12 +578,20 @@ impl ExchangeControl {
                     self.report.link_up_after_ms = Some(ms(now - self.started));
                     self.next_call_at = Some(now + self.cfg.scenario.start_delay);
                 }
-                info!(span = self.cfg.span, role = self.report.role, "sim exchange: D-channel up");
+                info!(
+                    span = self.cfg.span,
+                    role = self.report.role,
+                    "sim exchange: D-channel up"
+                );
             }
             Event::LinkDown => {
                 self.link_up = false;
                 self.report.link_downs += 1;
-                warn!(span = self.cfg.span, role = self.report.role, "sim exchange: D-channel down");
+                warn!(
+                    span = self.cfg.span,
+                    role = self.report.role,
+                    "sim exchange: D-channel down"
+                );
             }
             Event::IncomingCall {
                 id,
@@ -628,9 +640,13 @@ impl ExchangeControl {
             return;
         }
         let n = self.placed;
-        let called = s.called.get(n as usize % s.called.len().max(1)).cloned().unwrap_or_default();
+        let called = s
+            .called
+            .get(n as usize % s.called.len().max(1))
+            .cloned()
+            .unwrap_or_default();
         let calling = s.calling.clone();
-        let every = |k: u32| k > 0 && (n + 1) % k == 0;
+        let every = |k: u32| k > 0 && (n + 1).is_multiple_of(k);
         let far_clear = every(s.far_clear_every);
         let abandon = every(s.abandon_every);
         let interval = Duration::from_secs_f64(1.0 / s.rate_per_s.max(0.001));
@@ -754,7 +770,7 @@ impl ExchangeControl {
     fn connected(&mut self, now: Instant, id: CallId) {
         let s = &self.cfg.scenario;
         self.connected_count += 1;
-        let dtmf = s.dtmf_every > 0 && self.connected_count % s.dtmf_every == 0;
+        let dtmf = s.dtmf_every > 0 && self.connected_count.is_multiple_of(s.dtmf_every);
         let digits = if dtmf && s.audio == AudioMode::Test {
             Digits::new(&s.dtmf_digits)
         } else {
@@ -822,7 +838,9 @@ impl ExchangeControl {
                     warn!(call = ?id, error = ?e, "sim exchange: cannot answer");
                 }
             } else {
-                let Some(c) = self.calls.get_mut(&id) else { continue };
+                let Some(c) = self.calls.get_mut(&id) else {
+                    continue;
+                };
                 c.clear_at = None;
                 if c.connected_at.is_none() && c.abandon {
                     c.rec.abandoned = true;
@@ -841,7 +859,9 @@ impl ExchangeControl {
 
     /// Clears a call from our side (whatever its state).
     fn clear(&mut self, now: Instant, id: CallId, cause: Cause) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.rec.cleared_by.is_empty() {
             c.rec.cleared_by = "us";
         }
@@ -858,7 +878,11 @@ impl ExchangeControl {
         };
         note_clearing(&mut c.rec, cause, by);
         c.released = true;
-        c.rec.cause = if c.rec.cause == 0 { cause.value() } else { c.rec.cause };
+        c.rec.cause = if c.rec.cause == 0 {
+            cause.value()
+        } else {
+            c.rec.cause
+        };
         if let Some(t) = c.connected_at {
             c.rec.connected_ms = Some(ms(now - t));
         }
@@ -887,7 +911,8 @@ impl ExchangeControl {
             _ => {}
         }
         let cause = c.rec.cause;
-        let normal = cause == Cause::NORMAL_CLEARING.value() || cause == Cause::NORMAL_UNSPECIFIED.value();
+        let normal =
+            cause == Cause::NORMAL_CLEARING.value() || cause == Cause::NORMAL_UNSPECIFIED.value();
         if c.rec.answered {
             if normal && c.rec.failure.is_none() {
                 counts.completed += 1;
@@ -921,7 +946,9 @@ impl ExchangeControl {
         else {
             return;
         };
-        let Some(mut c) = self.calls.remove(&id) else { return };
+        let Some(mut c) = self.calls.remove(&id) else {
+            return;
+        };
         c.rec.audio = Some(stats);
         if self.cfg.scenario.audio == AudioMode::Test {
             let verdict = self.check_audio(&stats);
@@ -932,8 +959,14 @@ impl ExchangeControl {
             a.blocks_lost += stats.blocks_lost;
             a.blocks_mismatched += stats.blocks_mismatched;
             if stats.blocks_received > 0 {
-                a.rtt_frames_min = Some(a.rtt_frames_min.map_or(stats.rtt_frames_min, |m| m.min(stats.rtt_frames_min)));
-                a.rtt_frames_max = Some(a.rtt_frames_max.map_or(stats.rtt_frames_max, |m| m.max(stats.rtt_frames_max)));
+                a.rtt_frames_min = Some(
+                    a.rtt_frames_min
+                        .map_or(stats.rtt_frames_min, |m| m.min(stats.rtt_frames_min)),
+                );
+                a.rtt_frames_max = Some(
+                    a.rtt_frames_max
+                        .map_or(stats.rtt_frames_max, |m| m.max(stats.rtt_frames_max)),
+                );
                 self.rtt_sum += stats.rtt_frames_sum;
                 self.rtt_n += stats.blocks_received;
             }
@@ -1008,7 +1041,10 @@ impl ExchangeControl {
         while let Some(f) = self.dch.poll_transmit() {
             match DFrame::new(&f) {
                 Some(d) => self.pending_out.push_back(d),
-                None => warn!(len = f.len(), "sim exchange: D-channel frame too long, dropped"),
+                None => warn!(
+                    len = f.len(),
+                    "sim exchange: D-channel frame too long, dropped"
+                ),
             }
         }
         while let Some(d) = self.pending_out.pop_front() {
@@ -1044,241 +1080,3 @@ fn note_clearing(rec: &mut CallRecord, cause: Cause, by: ClearedBy) {
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
-
-/// Why a run could not start or went wrong locally.
-#[derive(Debug)]
-pub enum SimError {
-    Satop(crate::line::driver::satop::SatopError),
-    Serial(crate::line::driver::serial::SerialError),
-    Io(std::io::Error),
-}
-
-impl std::fmt::Display for SimError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SimError::Satop(e) => write!(f, "{e}"),
-            SimError::Serial(e) => write!(f, "{e}"),
-            SimError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for SimError {}
-
-/// A raw port the line thread drives.
-trait LinePort: Send {
-    /// Readable fd to wait on, if any.
-    fn fd(&self) -> Option<BorrowedFd<'_>>;
-    /// Next deadline in the port's microseconds (`None`: poll every ms).
-    fn deadline_us(&self) -> Option<u64>;
-    /// Reads what is there and handles timeouts.
-    fn drive(&mut self, now_us: u64, line: &mut ExchangeLine) -> Result<(), SimError>;
-    fn summary(&self) -> DriverSummary {
-        DriverSummary::default()
-    }
-}
-
-impl LinePort for SatopPort {
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.as_fd())
-    }
-    fn deadline_us(&self) -> Option<u64> {
-        Some(self.poll_timeout())
-    }
-    fn drive(&mut self, now_us: u64, line: &mut ExchangeLine) -> Result<(), SimError> {
-        while !self
-            .recv_ready(now_us, |rx, tx| line.exchange(rx, tx))
-            .map_err(SimError::Satop)?
-        {}
-        if now_us >= self.poll_timeout() {
-            self.handle_timeout(now_us, |rx, tx| line.exchange(rx, tx))
-                .map_err(SimError::Satop)?;
-        }
-        while self.poll_event().is_some() {}
-        Ok(())
-    }
-    fn summary(&self) -> DriverSummary {
-        let s = self.stats();
-        DriverSummary {
-            missing: s.playout.missing,
-            underruns: s.playout.underruns,
-            late: s.playout.late,
-            timer_slips: s.timer_slips,
-        }
-    }
-}
-
-impl LinePort for SerialPort {
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.as_fd())
-    }
-    fn deadline_us(&self) -> Option<u64> {
-        Some(self.poll_timeout())
-    }
-    fn drive(&mut self, now_us: u64, line: &mut ExchangeLine) -> Result<(), SimError> {
-        while !self
-            .recv_ready(now_us, |rx, tx| line.exchange(rx, tx))
-            .map_err(SimError::Serial)?
-        {}
-        if now_us >= self.poll_timeout() {
-            self.handle_timeout(now_us, |rx, tx| line.exchange(rx, tx))
-                .map_err(SimError::Serial)?;
-        }
-        if self.has_pending() {
-            self.write_ready().map_err(SimError::Serial)?;
-        }
-        while self.poll_event().is_some() {}
-        Ok(())
-    }
-}
-
-impl LinePort for PairEndPort {
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-    fn deadline_us(&self) -> Option<u64> {
-        None
-    }
-    fn drive(&mut self, _now_us: u64, line: &mut ExchangeLine) -> Result<(), SimError> {
-        self.poll(|rx, tx| line.exchange(rx, tx));
-        Ok(())
-    }
-}
-
-/// The line thread: waits on the port's fd (or 1 ms) until its deadline,
-/// drives the port, until `stop`.
-fn line_thread<P: LinePort>(
-    mut port: P,
-    mut line: ExchangeLine,
-    epoch: Instant,
-    stop: Arc<AtomicBool>,
-) -> Result<(ExchangeLine, DriverSummary), SimError> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    while !stop.load(Ordering::Relaxed) {
-        let now_us = epoch.elapsed().as_micros() as u64;
-        let wait_us = port
-            .deadline_us()
-            .map_or(1000, |d| d.saturating_sub(now_us))
-            .min(5000);
-        let wait_ms = u16::try_from(wait_us.div_ceil(1000)).unwrap_or(5);
-        match port.fd() {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-                match poll(&mut fds, PollTimeout::from(wait_ms)) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(SimError::Io(e.into())),
-                }
-            }
-            None => std::thread::sleep(Duration::from_micros(wait_us.max(200))),
-        }
-        let now_us = epoch.elapsed().as_micros() as u64;
-        port.drive(now_us, &mut line)?;
-    }
-    Ok((line, port.summary()))
-}
-
-/// Runs the control loop on this thread with the line on its own.
-fn run_with<P: LinePort + 'static>(
-    cfg: &ExchangeConfig,
-    ctl: &RunControl,
-    epoch: Instant,
-    make_port: impl FnOnce() -> Result<P, SimError>,
-) -> Result<ExchangeReport, SimError> {
-    let port = make_port()?;
-    let (line, rings) = ExchangeLine::new(cfg.span_config());
-    let stop_line = Arc::new(AtomicBool::new(false));
-    let s = stop_line.clone();
-    let handle = std::thread::Builder::new()
-        .name(format!("sim-e1-{}", cfg.span))
-        .spawn(move || line_thread(port, line, epoch, s))
-        .map_err(SimError::Io)?;
-    let started = Instant::now();
-    let mut control = ExchangeControl::new(cfg.clone(), rings, started);
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        control.step(now);
-        if control.is_done() {
-            ctl.done.store(true, Ordering::Relaxed);
-        }
-        let done = control.is_done() && !ctl.wait_for_stop;
-        if done || ctl.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if now - started >= cfg.run_for {
-            timed_out = !control.is_done();
-            break;
-        }
-        if handle.is_finished() {
-            break;
-        }
-        let next = control.poll_timeout(now);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-    }
-    // Linger a little so that our last messages (a RELEASE COMPLETE) and
-    // their acknowledgements cross before the line stops.
-    let linger = Instant::now() + LINGER;
-    while Instant::now() < linger && !handle.is_finished() {
-        control.step(Instant::now());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    // Wind down: clear what is live and give it up to 2 s to end.
-    control.shut_down(Instant::now());
-    let wind_down = Instant::now() + Duration::from_secs(2);
-    while control.live_calls() > 0 && Instant::now() < wind_down && !handle.is_finished() {
-        control.step(Instant::now());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    stop_line.store(true, Ordering::Relaxed);
-    let (line, driver) = handle
-        .join()
-        .map_err(|_| SimError::Io(std::io::Error::other("line thread panicked")))??;
-    let mut rep = control.finish(Instant::now(), timed_out);
-    ExchangeControl::add_line_counters(&mut rep, &line);
-    rep.line.driver = driver;
-    Ok(rep)
-}
-
-/// Runs the simulated exchange on a SAToP pseudowire. The exchange is the
-/// clock master, so `params.timing` is forced to [`Timing::Internal`] for
-/// the network role (the gateway end stays loop-timed).
-pub fn run_satop(
-    cfg: &ExchangeConfig,
-    mut params: SatopParams,
-    ctl: &RunControl,
-) -> Result<ExchangeReport, SimError> {
-    if cfg.role == Role::Network {
-        params.timing = Timing::Internal;
-    }
-    let epoch = Instant::now();
-    run_with(cfg, ctl, epoch, || {
-        SatopPort::open(params, 0).map_err(SimError::Satop)
-    })
-}
-
-/// Runs it on a serial tty carrying the raw E1 (internal timing for the
-/// network role, as for satop).
-pub fn run_serial(
-    cfg: &ExchangeConfig,
-    mut params: SerialParams,
-    ctl: &RunControl,
-) -> Result<ExchangeReport, SimError> {
-    if cfg.role == Role::Network {
-        params.timing = Timing::Internal;
-    }
-    let epoch = Instant::now();
-    run_with(cfg, ctl, epoch, || {
-        SerialPort::open(&params, 0).map_err(SimError::Serial)
-    })
-}
-
-/// Runs it on one end of a [`super::exchange_pair::PairWire`] (the wire
-/// runs on its own thread, the far end on another).
-pub fn run_pair_end(
-    cfg: &ExchangeConfig,
-    port: PairEndPort,
-    ctl: &RunControl,
-) -> Result<ExchangeReport, SimError> {
-    run_with(cfg, ctl, Instant::now(), || Ok(port))
-}
-

@@ -404,16 +404,13 @@ impl AudioChannel {
     }
 
     fn block_received(&mut self, idx: u16) {
-        match self.last_idx {
-            Some(last) => {
-                let step = idx.wrapping_sub(last);
-                if step == 0 || step > u16::MAX / 2 {
-                    self.stats.blocks_out_of_order += 1;
-                    return;
-                }
-                self.stats.blocks_lost += u64::from(step - 1);
+        if let Some(last) = self.last_idx {
+            let step = idx.wrapping_sub(last);
+            if step == 0 || step > u16::MAX / 2 {
+                self.stats.blocks_out_of_order += 1;
+                return;
             }
-            None => {}
+            self.stats.blocks_lost += u64::from(step - 1);
         }
         self.last_idx = Some(idx);
         self.stats.blocks_received += 1;
@@ -438,7 +435,11 @@ mod tests {
 
     /// Runs `a` (test) against `b` (echo) through a delay of `delay` frames
     /// each way for `frames`; returns a's stats and the digits each heard.
-    fn run(frames: usize, delay: usize, corrupt_at: Option<usize>) -> (AudioStats, Vec<u8>, Vec<u8>) {
+    fn run(
+        frames: usize,
+        delay: usize,
+        corrupt_at: Option<usize>,
+    ) -> (AudioStats, Vec<u8>, Vec<u8>) {
         let mut a = AudioChannel::new();
         let mut b = AudioChannel::new();
         a.start(0x1234_5678, AudioMode::Test, Digits::new("19#"), 400);
@@ -499,7 +500,10 @@ mod tests {
             a.rx_octet(IDLE);
         }
         let s = a.stop();
-        assert_eq!((s.blocks_received, s.blocks_mismatched, s.blocks_truncated), (3, 0, 1));
+        assert_eq!(
+            (s.blocks_received, s.blocks_mismatched, s.blocks_truncated),
+            (3, 0, 1)
+        );
     }
 
     #[test]
@@ -509,7 +513,10 @@ mod tests {
         for i in 0..8000u32 {
             a.tx_octet();
             // Noise that is not ours: the other tag's blocks.
-            assert_eq!(a.rx_octet((i.wrapping_mul(2_654_435_761) >> 24) as u8), None);
+            assert_eq!(
+                a.rx_octet((i.wrapping_mul(2_654_435_761) >> 24) as u8),
+                None
+            );
         }
         let s = a.stop();
         assert_eq!(s.blocks_received + s.blocks_mismatched, 0);

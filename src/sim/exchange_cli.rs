@@ -17,10 +17,9 @@ use clap::{Args, ValueEnum};
 use crate::line::driver::satop::SatopParams;
 use crate::line::driver::serial::SerialParams;
 
-use super::exchange::{
-    ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario, run_satop, run_serial,
-};
+use super::exchange::{ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario};
 use super::exchange_audio::AudioMode;
+use super::exchange_run::{run_satop, run_serial};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOff {
@@ -178,11 +177,11 @@ pub fn run_cli(args: &SimExchangeArgs) -> ExitCode {
             p.playout_ms = args.playout_ms;
             run_satop(&cfg, p, &ctl)
         }
-        (None, None, Some(dev)) => run_serial(&cfg, SerialParams::new(dev.clone(), args.baud), &ctl),
+        (None, None, Some(dev)) => {
+            run_serial(&cfg, SerialParams::new(dev.clone(), args.baud), &ctl)
+        }
         _ => {
-            eprintln!(
-                "tdmgw sim exchange: give --satop-local and --satop-remote, or --serial"
-            );
+            eprintln!("tdmgw sim exchange: give --satop-local and --satop-remote, or --serial");
             return ExitCode::from(2);
         }
     };

@@ -207,10 +207,7 @@ impl ExchangeLine {
                 self.counters.dframes_dropped += 1;
             }
         }
-        loop {
-            let Some(d) = self.pending_tx.take().or_else(|| self.d_tx.pop()) else {
-                break;
-            };
+        while let Some(d) = self.pending_tx.take().or_else(|| self.d_tx.pop()) {
             if self.span.send_dchannel_frame(d.as_bytes()).is_err() {
                 // The span's queue is full: keep it for the next frame.
                 self.pending_tx = Some(d);
@@ -274,7 +271,11 @@ mod tests {
     use super::*;
 
     /// Two line sides back to back, one frame each way per step.
-    fn back_to_back(frames: usize, a_cmds: &[LineCommand], b_cmds: &[LineCommand]) -> Vec<LineReport> {
+    fn back_to_back(
+        frames: usize,
+        a_cmds: &[LineCommand],
+        b_cmds: &[LineCommand],
+    ) -> Vec<LineReport> {
         let (mut a, mut ra) = ExchangeLine::new(SpanConfig::default());
         let (mut b, mut rb) = ExchangeLine::new(SpanConfig::default());
         let mut fa = [0xFFu8; FRAME_OCTETS];
@@ -322,6 +323,16 @@ mod tests {
         let s = audio.expect("an audio report");
         assert!(s.blocks_received > 0, "{s:?}");
         assert_eq!((s.blocks_lost, s.blocks_mismatched), (0, 0), "{s:?}");
-        assert!(reps.iter().any(|r| matches!(r, LineReport::Dtmf { digit: b'5', tag: 42, .. })), "{reps:?}");
+        assert!(
+            reps.iter().any(|r| matches!(
+                r,
+                LineReport::Dtmf {
+                    digit: b'5',
+                    tag: 42,
+                    ..
+                }
+            )),
+            "{reps:?}"
+        );
     }
 }

@@ -236,7 +236,7 @@ mod tests {
         let (mut wire, mut a, mut b) = pair_wire(PairConfig::default());
         let mut sa = RawSpan::new(SpanConfig::default());
         let mut sb = RawSpan::new(SpanConfig::default());
-        let mut drive = |span: &mut RawSpan, rx: &[u8], tx: &mut [u8]| {
+        let drive = |span: &mut RawSpan, rx: &[u8], tx: &mut [u8]| {
             span.handle_rx(rx, |_| {});
             for f in tx.chunks_exact_mut(FRAME_OCTETS) {
                 let mut fr = [0xD5; FRAME_OCTETS];
@@ -258,9 +258,9 @@ mod tests {
 #[cfg(test)]
 mod line_tests {
     use super::*;
+    use crate::line::span::SpanConfig;
     use crate::sim::exchange_audio::{AudioMode, Digits};
     use crate::sim::exchange_line::{ExchangeLine, LineCommand, LineReport};
-    use crate::line::span::SpanConfig;
 
     #[test]
     fn echo_across_the_wire() {
@@ -269,7 +269,13 @@ mod line_tests {
         let (mut lb, mut rb) = ExchangeLine::new(SpanConfig::default());
         for i in 0..16_000 {
             if i == 4000 {
-                let st = |mode| LineCommand::Start { ts: 5, tag: 42, mode, digits: Digits::default(), dtmf_delay_frames: 0 };
+                let st = |mode| LineCommand::Start {
+                    ts: 5,
+                    tag: 42,
+                    mode,
+                    digits: Digits::default(),
+                    dtmf_delay_frames: 0,
+                };
                 ra.commands.push(st(AudioMode::Test)).unwrap();
                 rb.commands.push(st(AudioMode::Echo)).unwrap();
             }
@@ -281,6 +287,9 @@ mod line_tests {
         wire.run_period();
         a.poll(|rx, tx| la.exchange(rx, tx));
         let r = ra.reports.pop();
-        assert!(matches!(r, Some(LineReport::Audio { stats, .. }) if stats.blocks_received > 0), "{r:?}");
+        assert!(
+            matches!(r, Some(LineReport::Audio { stats, .. }) if stats.blocks_received > 0),
+            "{r:?}"
+        );
     }
 }

@@ -19,9 +19,9 @@
 //!   D-channel frames both ways, audio commands in, audio and DTMF reports
 //!   out.
 //!
-//! Shells: [`exchange::run_satop`] (the exchange is the clock master:
-//! internal timing), [`exchange::run_serial`], and
-//! [`exchange::run_pair_end`] on one end of an in-process
+//! Shells ([`exchange_run`]): [`run_satop`] (the exchange is the clock
+//! master: internal timing), [`run_serial`] / [`run_serial_port`], and
+//! [`run_pair_end`] on one end of an in-process
 //! [`exchange_pair::PairWire`] whose other end a gateway (or the test peer)
 //! drives from its own thread. Each returns an [`exchange::ExchangeReport`]
 //! (serde JSON). The same pieces in the user role with
@@ -33,11 +33,12 @@ pub mod exchange_audio;
 pub mod exchange_cli;
 pub mod exchange_line;
 pub mod exchange_pair;
+pub mod exchange_run;
 pub mod ring;
 
 pub use exchange::{
     CallRecord, ExchangeConfig, ExchangeControl, ExchangeReport, Incoming, RunControl, Scenario,
-    SimError, run_pair_end, run_satop, run_serial,
 };
 pub use exchange_audio::AudioMode;
 pub use exchange_pair::{PairEndPort, PairWire, pair_wire};
+pub use exchange_run::{SimError, run_pair_end, run_satop, run_serial, run_serial_port};
