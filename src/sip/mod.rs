@@ -83,6 +83,7 @@ pub mod response;
 pub mod sdp;
 pub mod text;
 pub mod transaction;
+pub mod task;
 pub mod transport;
 pub mod ua;
 pub mod uri;
