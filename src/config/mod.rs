@@ -7,6 +7,7 @@
 mod board;
 mod duration;
 mod site;
+pub mod sip;
 mod source;
 
 use std::fmt;
