@@ -222,13 +222,22 @@ async fn baresip_calls_us(transport: Transport) {
         .wait("Ended", |e| matches!(e, SipEvent::Ended { .. }))
         .await;
     assert!(
-        matches!(ev, SipEvent::Ended { by: EndedBy::Local, .. }),
+        matches!(
+            ev,
+            SipEvent::Ended {
+                by: EndedBy::Local,
+                ..
+            }
+        ),
         "{ev:?}\nbaresip log:\n{}",
         bs.log()
     );
     gw.wait_idle().await;
     let log = bs.log();
-    assert!(log.contains("established") || log.contains("Call established"), "{log}");
+    assert!(
+        log.contains("established") || log.contains("Call established"),
+        "{log}"
+    );
     gw.stop().await;
 }
 
@@ -263,7 +272,16 @@ async fn we_call_baresip(transport: Transport) {
     let ev = gw
         .wait("Ended", |e| matches!(e, SipEvent::Ended { .. }))
         .await;
-    assert!(matches!(ev, SipEvent::Ended { by: EndedBy::Local, .. }), "{ev:?}");
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Ended {
+                by: EndedBy::Local,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
     gw.wait_idle().await;
     gw.stop().await;
 }

@@ -81,7 +81,11 @@ async fn pair(transport: Transport) -> (Node, Node) {
     let gw = node(
         1,
         &listen(gp),
-        vec![group("core", RARE, vec![peer(addr(cp), transport, 1, cname)])],
+        vec![group(
+            "core",
+            RARE,
+            vec![peer(addr(cp), transport, 1, cname)],
+        )],
         pki.as_ref().map(|p| p.material("gw.test")),
     )
     .await;
@@ -108,10 +112,15 @@ async fn connected_call(
         .await
         .unwrap();
     let ev = callee
-        .wait("IncomingCall", |e| matches!(e, SipEvent::IncomingCall { .. }))
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
         .await;
     let SipEvent::IncomingCall {
-        call, sdp: offered, peer, ..
+        call,
+        sdp: offered,
+        peer,
+        ..
     } = ev
     else {
         unreachable!()
@@ -119,7 +128,11 @@ async fn connected_call(
     assert_eq!(peer, Some(PeerId(0)), "the caller is a configured peer");
     let offered = offered.expect("INVITE carries an offer");
     assert_eq!(offered.audio_address(), Some((LOOPBACK, 40_000)));
-    callee.handle.send_provisional(call, 180, None).await.unwrap();
+    callee
+        .handle
+        .send_provisional(call, 180, None)
+        .await
+        .unwrap();
     let answer = sdp::answer(&offered, &media(41_000));
     callee.handle.accept(call, Some(answer)).await.unwrap();
     let ev = caller
@@ -197,9 +210,15 @@ async fn calls_both_ways_over_mutual_tls() {
 #[tokio::test]
 async fn cancel_of_a_ringing_call() {
     let (mut gw, mut core) = pair(Transport::Tcp).await;
-    let id = gw.handle.place_call(call_to("core", "999", 40_000)).await.unwrap();
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
     let SipEvent::IncomingCall { call, .. } = core
-        .wait("IncomingCall", |e| matches!(e, SipEvent::IncomingCall { .. }))
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
         .await
     else {
         unreachable!()
@@ -207,14 +226,20 @@ async fn cancel_of_a_ringing_call() {
     core.handle.send_provisional(call, 180, None).await.unwrap();
     gw.wait("Provisional", |e| matches!(e, SipEvent::Provisional { .. }))
         .await;
-    gw.handle
-        .hangup(id, Some("Q.850;cause=16"))
-        .await
-        .unwrap();
+    gw.handle.hangup(id, Some("Q.850;cause=16")).await.unwrap();
     let ev = core
         .wait("Ended", |e| matches!(e, SipEvent::Ended { .. }))
         .await;
-    assert!(matches!(ev, SipEvent::Ended { by: EndedBy::Remote, .. }), "{ev:?}");
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Ended {
+                by: EndedBy::Remote,
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
     // Our INVITE ends with the 487 of the CANCELled INVITE: no failover.
     let ev = gw
         .wait("the call's end", |e| {
@@ -241,7 +266,10 @@ async fn failover(dead: Transport) {
     let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     let mut gw = node(
         1,
-        &[(Transport::Udp, addr(free_port())), (Transport::Tcp, addr(free_port()))],
+        &[
+            (Transport::Udp, addr(free_port())),
+            (Transport::Tcp, addr(free_port())),
+        ],
         vec![group(
             "core",
             RARE,
@@ -253,9 +281,17 @@ async fn failover(dead: Transport) {
         None,
     )
     .await;
-    let id = gw.handle.place_call(call_to("core", "999", 40_000)).await.unwrap();
-    let SipEvent::IncomingCall { call, sdp: offered, .. } = core
-        .wait("IncomingCall", |e| matches!(e, SipEvent::IncomingCall { .. }))
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    let SipEvent::IncomingCall {
+        call, sdp: offered, ..
+    } = core
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
         .await
     else {
         unreachable!()
@@ -305,7 +341,11 @@ async fn a_group_of_dead_peers_fails_the_call_with_503_or_408() {
         None,
     )
     .await;
-    let id = gw.handle.place_call(call_to("core", "999", 40_000)).await.unwrap();
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
     let ev = gw
         .wait("Failed", |e| matches!(e, SipEvent::Failed { .. }))
         .await;
@@ -314,7 +354,12 @@ async fn a_group_of_dead_peers_fails_the_call_with_503_or_408() {
         "{ev:?}"
     );
     assert_eq!(gw.handle.status().borrow().task.calls_failed_all_peers, 1);
-    assert!(gw.handle.place_call(call_to("nope", "999", 1)).await.is_err());
+    assert!(
+        gw.handle
+            .place_call(call_to("nope", "999", 1))
+            .await
+            .is_err()
+    );
     gw.wait_idle().await;
     gw.stop().await;
 }
@@ -343,7 +388,8 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
     assert_eq!(gw.handle.status().borrow().peers[0].state, PeerState::Down);
     // The core comes up on that port: the next answered ping brings it back.
     let core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
-    gw.wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_))).await;
+    gw.wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_)))
+        .await;
     let s = gw.handle.status().borrow().clone();
     assert_eq!(s.peers[0].state, PeerState::Up);
     assert!(s.peers[0].srtt.is_some(), "the ping round trip is measured");

@@ -6,8 +6,8 @@
 
 mod board;
 mod duration;
-mod site;
 pub mod sip;
+mod site;
 mod source;
 
 use std::fmt;

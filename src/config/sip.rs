@@ -145,9 +145,8 @@ impl SiteConfig {
             limits: Limits::default(),
             sent_by,
             sent_by_tls: tls.map(|l| l.address.to_string()),
-            contact: contact.unwrap_or_else(|| {
-                Uri::parse("sip:tdmgw@127.0.0.1").expect("a valid literal URI")
-            }),
+            contact: contact
+                .unwrap_or_else(|| Uri::parse("sip:tdmgw@127.0.0.1").expect("a valid literal URI")),
             call_id_host: host,
             user_agent: format!("tdmgw/{}", env!("CARGO_PKG_VERSION")),
             seed,
@@ -203,13 +202,13 @@ impl SiteConfig {
         if min_se < Duration::from_secs(90) || min_se > Duration::from_secs(86_400) {
             errs.push(src.error("sip.min_se", "expected 90s..=24h (RFC 4028 §4)"));
         }
-        if let Some(se) = s.session_expires {
-            if se.get() < min_se || se.get() > Duration::from_secs(86_400) {
-                errs.push(src.error(
-                    "sip.session_expires",
-                    "expected at least min_se (90s by default), at most 24h",
-                ));
-            }
+        if let Some(se) = s.session_expires
+            && (se.get() < min_se || se.get() > Duration::from_secs(86_400))
+        {
+            errs.push(src.error(
+                "sip.session_expires",
+                "expected at least min_se (90s by default), at most 24h",
+            ));
         }
         for (i, l) in s.listen.iter().enumerate() {
             if l.address.ip().is_unspecified() {
@@ -289,7 +288,13 @@ transport = "tcp"
         );
         assert!(t.tls.is_none());
         assert_eq!(t.keepalive_interval, None);
-        assert_eq!(t.rate_limit, RateLimit { per_second: 50, burst: 80 });
+        assert_eq!(
+            t.rate_limit,
+            RateLimit {
+                per_second: 50,
+                burst: 80
+            }
+        );
     }
 
     #[test]
@@ -310,7 +315,12 @@ transport = "tcp"
         let g = s.sip_peer_groups();
         assert_eq!(g.len(), 2);
         assert_eq!(
-            (g[0].name.as_str(), g[0].options_interval, g[0].down_after, g[0].up_after),
+            (
+                g[0].name.as_str(),
+                g[0].options_interval,
+                g[0].down_after,
+                g[0].up_after
+            ),
             ("mcvp", Duration::from_secs(5), 4, 3)
         );
         assert_eq!(g[0].peers[0].transport, Transport::Tls);
@@ -343,6 +353,9 @@ transport = "tcp"
         assert_eq!(ua.timers, TimerValues::default());
         assert!(ua.rel100);
         assert_eq!(ua.session_expires_s, None);
-        assert!(ua.sent_by.is_empty(), "filled by the task from what it binds");
+        assert!(
+            ua.sent_by.is_empty(),
+            "filled by the task from what it binds"
+        );
     }
 }

@@ -612,8 +612,6 @@ struct Outgoing {
     call_id: Option<String>,
     /// Failover deadline while the peer has sent nothing; `None` once heard.
     deadline: Option<std::time::Instant>,
-    /// A final answer or a provisional came: no more failover by timer.
-    heard: bool,
     /// The attempt's transport failed (already reported to the peer table).
     transport_failed: bool,
     /// The call module hung up: no further attempts.
@@ -731,14 +729,13 @@ impl Task {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(o) = self
-                .calls
-                .get_mut(&id)
-                .and_then(|c| c.outgoing.as_mut())
-            {
+            if let Some(o) = self.calls.get_mut(&id).and_then(|c| c.outgoing.as_mut()) {
                 o.deadline = None;
             }
-            info!(call = id.0, "sip INVITE unanswered by the peer: failing over");
+            info!(
+                call = id.0,
+                "sip INVITE unanswered by the peer: failing over"
+            );
             self.fail_over(now, id, 408, None, true);
         }
     }
@@ -760,11 +757,10 @@ impl Task {
             return;
         };
         for c in self.calls.values_mut() {
-            if let Some(o) = &mut c.outgoing {
-                if o.call_id.as_deref() == Some(call_id) {
-                    o.deadline = None;
-                    o.heard = true;
-                }
+            if let Some(o) = &mut c.outgoing
+                && o.call_id.as_deref() == Some(call_id)
+            {
+                o.deadline = None;
             }
         }
     }
@@ -776,10 +772,11 @@ impl Task {
             warn!(peer = %destination, transport = t.name(), "sip transport error toward a core peer");
             self.peers.report_failure(now, peer);
             for c in self.calls.values_mut() {
-                if let Some(o) = &mut c.outgoing {
-                    if o.peer == peer && !o.answered {
-                        o.transport_failed = true;
-                    }
+                if let Some(o) = &mut c.outgoing
+                    && o.peer == peer
+                    && !o.answered
+                {
+                    o.transport_failed = true;
                 }
             }
         }
@@ -823,9 +820,8 @@ impl Task {
                 reason,
                 reply,
             } => {
-                let r = self.with_handle(call, |ua, h| {
-                    ua.reject(now, h, status, reason.as_deref())
-                });
+                let r =
+                    self.with_handle(call, |ua, h| ua.reject(now, h, status, reason.as_deref()));
                 reply.send(r).is_ok()
             }
             Command::Hangup {
@@ -843,9 +839,8 @@ impl Task {
                 duration_ms,
                 reply,
             } => {
-                let r = self.with_handle(call, |ua, h| {
-                    ua.send_dtmf_info(now, h, digit, duration_ms)
-                });
+                let r =
+                    self.with_handle(call, |ua, h| ua.send_dtmf_info(now, h, digit, duration_ms));
                 reply.send(r).is_ok()
             }
             Command::SetDraining { draining, reply } => {
@@ -901,7 +896,6 @@ impl Task {
             peer: first,
             call_id: None,
             deadline: None,
-            heard: false,
             transport_failed: false,
             hung_up: false,
             answered: false,
@@ -943,6 +937,10 @@ impl Task {
             },
         };
         info!(call = id.0, peer = %pp.address, transport = pp.transport.name(), "sip INVITE to core peer");
+        if let Some(o) = self.calls.get_mut(&id).and_then(|c| c.outgoing.as_mut()) {
+            // Before sending: a send refused at once marks the attempt.
+            o.transport_failed = false;
+        }
         let handle = self.ua.place_call(now, call);
         // The INVITE is queued now: note its Call-ID to match responses.
         let call_id = self.send_transmits_noting_invite();
@@ -952,8 +950,6 @@ impl Task {
             if let Some(o) = &mut c.outgoing {
                 o.call_id = call_id;
                 o.deadline = Some(deadline);
-                o.heard = false;
-                o.transport_failed = false;
             }
         }
         self.by_handle.insert(handle, id);
@@ -999,7 +995,10 @@ impl Task {
             None => {
                 self.calls.remove(&id);
                 self.counters.calls_failed_all_peers += 1;
-                warn!(call = id.0, status, "sip call failed on every core peer tried");
+                warn!(
+                    call = id.0,
+                    status, "sip call failed on every core peer tried"
+                );
                 self.emit(SipEvent::Failed {
                     call: id,
                     status,
@@ -1017,7 +1016,10 @@ impl Task {
     ) -> Result<(), SipTaskError> {
         let c = self.calls.get_mut(&id).ok_or(SipTaskError::NoSuchCall)?;
         if let Some(o) = &mut c.outgoing {
+            // No further attempts, and no failover timer: the call module's
+            // hangup decides how this one ends.
             o.hung_up = true;
+            o.deadline = None;
         }
         let h = c.handle;
         self.ua
@@ -1258,7 +1260,6 @@ impl Task {
     fn mark_heard(&mut self, id: SipCallId) -> Option<PeerId> {
         let o = self.calls.get_mut(&id)?.outgoing.as_mut()?;
         o.deadline = None;
-        o.heard = true;
         Some(o.peer)
     }
 
@@ -1283,7 +1284,10 @@ impl Task {
         };
         let retry = (status == 503 || status == 408) && !o.hung_up;
         if retry {
-            info!(call = id.0, status, "sip INVITE failed on a core peer: failing over");
+            info!(
+                call = id.0,
+                status, "sip INVITE failed on a core peer: failing over"
+            );
             return self.fail_over(now, id, status, reason, false);
         }
         if status != 503 && status != 408 {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tdmgw::sip::Limits;
 use tdmgw::sip::NameAddr;
 use tdmgw::sip::Uri;
 use tdmgw::sip::peer::{GroupParams, PeerParams};
@@ -14,7 +15,6 @@ use tdmgw::sip::task::{self, PlaceCall, SipEvent, SipHandle, SipStatus, SipTaskC
 use tdmgw::sip::transaction::TimerValues;
 use tdmgw::sip::transport::{TlsMaterial, Transport, TransportConfig};
 use tdmgw::sip::ua::UaConfig;
-use tdmgw::sip::Limits;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -66,7 +66,12 @@ pub fn ua_config(seed: u64) -> UaConfig {
     }
 }
 
-pub fn peer(address: SocketAddr, transport: Transport, priority: u16, tls_name: Option<&str>) -> PeerParams {
+pub fn peer(
+    address: SocketAddr,
+    transport: Transport,
+    priority: u16,
+    tls_name: Option<&str>,
+) -> PeerParams {
     PeerParams {
         address,
         transport,
