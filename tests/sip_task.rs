@@ -392,10 +392,93 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
         .await;
     let s = gw.handle.status().borrow().clone();
     assert_eq!(s.peers[0].state, PeerState::Up);
+    assert_eq!((s.calls, s.ua_calls, s.dialogs), (0, 0, 0));
     assert!(s.peers[0].srtt.is_some(), "the ping round trip is measured");
     assert!(s.peers[0].ping_failures >= 2);
     let stopped = gw.stop().await;
     assert_eq!((stopped.ua.call_count(), stopped.ua.dialog_count()), (0, 0));
     core.wait_idle().await;
     core.stop().await;
+}
+
+/// A draining core answers OPTIONS and INVITE with 503 (RFC 3261 §11.2,
+/// §21.5.4): the gateway's pings take it down, a new call fails over to the
+/// second core, and the pings bring the first back when it stops draining.
+#[tokio::test]
+async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
+    let (c1, c2) = (free_port(), free_port());
+    let mut core1 = node(2, &[(Transport::Udp, addr(c1))], vec![], None).await;
+    let mut core2 = node(3, &[(Transport::Udp, addr(c2))], vec![], None).await;
+    core1.handle.set_draining(true).await.unwrap();
+    assert!(core1.handle.status().borrow().draining);
+    let mut gw = node(
+        1,
+        &[(Transport::Udp, addr(free_port()))],
+        vec![group(
+            "core",
+            Duration::from_millis(100),
+            vec![
+                peer(addr(c1), Transport::Udp, 1, None),
+                peer(addr(c2), Transport::Udp, 2, None),
+            ],
+        )],
+        None,
+    )
+    .await;
+    let SipEvent::PeerDown(info) = gw
+        .wait("PeerDown", |e| matches!(e, SipEvent::PeerDown(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.address, addr(c1));
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    let SipEvent::IncomingCall { call, sdp: o, .. } = core2
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    core2
+        .handle
+        .accept(call, Some(sdp::answer(&o.unwrap(), &media(41_000))))
+        .await
+        .unwrap();
+    let ev = gw
+        .wait("Answered", |e| matches!(e, SipEvent::Answered { .. }))
+        .await;
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Answered {
+                peer: PeerId(1),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    bye(&mut gw, id, &mut core2).await;
+    gw.wait_no_calls().await;
+    core1.handle.set_draining(false).await.unwrap();
+    let SipEvent::PeerUp(info) = gw
+        .wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.address, addr(c1));
+    let stopped = gw.stop().await;
+    assert_eq!((stopped.ua.call_count(), stopped.ua.dialog_count()), (0, 0));
+    core2.wait_idle().await;
+    // core1 saw only pings: none of its tables hold a call.
+    let s = core1.handle.status().borrow().clone();
+    assert_eq!((s.calls, s.ua_calls, s.dialogs), (0, 0, 0));
+    core1.stop().await;
+    core2.stop().await;
 }
