@@ -407,7 +407,7 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
 #[tokio::test]
 async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
     let (c1, c2) = (free_port(), free_port());
-    let mut core1 = node(2, &[(Transport::Udp, addr(c1))], vec![], None).await;
+    let core1 = node(2, &[(Transport::Udp, addr(c1))], vec![], None).await;
     let mut core2 = node(3, &[(Transport::Udp, addr(c2))], vec![], None).await;
     core1.handle.set_draining(true).await.unwrap();
     assert!(core1.handle.status().borrow().draining);
