@@ -176,7 +176,29 @@ async fn bye(from: &mut Node, id: tdmgw::sip::task::SipCallId, to: &mut Node) {
 async fn both_ways(transport: Transport) {
     let (mut gw, mut core) = pair(transport).await;
     // Gateway -> core, the caller clears.
-    let (g, _c) = connected_call(&mut gw, &mut core, "core").await;
+    let (g, c) = connected_call(&mut gw, &mut core, "core").await;
+    // In the call: a new offer (re-INVITE) and a DTMF INFO.
+    let moved = sdp::offer(&sip_common::media(40_100));
+    gw.handle.reinvite(g, moved).await.unwrap();
+    let ev = core
+        .wait("MediaUpdate", |e| matches!(e, SipEvent::MediaUpdate { .. }))
+        .await;
+    let SipEvent::MediaUpdate { call, sdp } = ev else {
+        unreachable!()
+    };
+    assert_eq!((call, sdp.audio_address()), (c, Some((LOOPBACK, 40_100))));
+    gw.handle.send_dtmf_info(g, '9', 160).await.unwrap();
+    let ev = core
+        .wait("InfoDtmf", |e| matches!(e, SipEvent::InfoDtmf { .. }))
+        .await;
+    assert_eq!(
+        ev,
+        SipEvent::InfoDtmf {
+            call: c,
+            digit: '9',
+            duration_ms: Some(160)
+        }
+    );
     bye(&mut gw, g, &mut core).await;
     // Core -> gateway, the callee (gateway) clears.
     let (_c, g) = connected_call(&mut core, &mut gw, "gw").await;
@@ -481,4 +503,51 @@ async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
     assert_eq!((s.calls, s.ua_calls, s.dialogs), (0, 0, 0));
     core1.stop().await;
     core2.stop().await;
+}
+
+/// The call module hangs up while the first peer is still silent: no
+/// failover to the second peer, and the call ends once.
+#[tokio::test]
+async fn hangup_during_a_silent_attempt_does_not_fail_over() {
+    let cp = free_port();
+    let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
+    let mut gw = node(
+        1,
+        &[(Transport::Udp, addr(free_port()))],
+        vec![group(
+            "core",
+            RARE,
+            vec![
+                peer(addr(closed_port()), Transport::Udp, 1, None),
+                peer(addr(cp), Transport::Udp, 2, None),
+            ],
+        )],
+        None,
+    )
+    .await;
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    gw.handle.hangup(id, Some("Q.850;cause=16")).await.unwrap();
+    let ev = gw
+        .wait("the call's end", |e| {
+            matches!(e, SipEvent::Failed { .. } | SipEvent::Ended { .. })
+        })
+        .await;
+    assert!(
+        matches!(ev, SipEvent::Failed { call, .. } | SipEvent::Ended { call, .. } if call == id),
+        "{ev:?}"
+    );
+    gw.wait_idle().await;
+    let s = gw.handle.status().borrow().clone();
+    assert_eq!(s.task.failovers, 0);
+    assert!(
+        core.events.try_recv().is_err(),
+        "the second peer got no call"
+    );
+    assert_eq!(core.handle.status().borrow().task.calls_incoming, 0);
+    gw.stop().await;
+    core.stop().await;
 }
