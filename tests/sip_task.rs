@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sip_common::*;
-use tdmgw::sip::peer::{PeerId, PeerState};
+use tdmgw::sip::peer::{GroupParams, PeerId, PeerState};
 use tdmgw::sip::sdp;
 use tdmgw::sip::task::SipEvent;
 use tdmgw::sip::transport::{TlsMaterial, Transport};
@@ -550,4 +550,77 @@ async fn hangup_during_a_silent_attempt_does_not_fail_over() {
     assert_eq!(core.handle.status().borrow().task.calls_incoming, 0);
     gw.stop().await;
     core.stop().await;
+}
+
+/// The best peer answers our INVITE with 503 (it is draining, RFC 3261
+/// §21.5.4): the call moves to the next peer at once.
+#[tokio::test]
+async fn failover_on_a_503_answer() {
+    let (c1, c2) = (free_port(), free_port());
+    // TCP to the draining core: on UDP its 503'd INVITE would linger for
+    // Timer D (32 s) before the test could see the gateway idle.
+    let core1 = node(2, &[(Transport::Tcp, addr(c1))], vec![], None).await;
+    let mut core2 = node(3, &[(Transport::Udp, addr(c2))], vec![], None).await;
+    core1.handle.set_draining(true).await.unwrap();
+    let mut gw = node(
+        1,
+        &[
+            (Transport::Udp, addr(free_port())),
+            (Transport::Tcp, addr(free_port())),
+        ],
+        vec![GroupParams {
+            // One failed ping is not enough to take a peer down.
+            down_after: 5,
+            ..group(
+                "core",
+                RARE,
+                vec![
+                    peer(addr(c1), Transport::Tcp, 1, None),
+                    peer(addr(c2), Transport::Udp, 2, None),
+                ],
+            )
+        }],
+        None,
+    )
+    .await;
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    let SipEvent::IncomingCall { call, sdp: o, .. } = core2
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    core2
+        .handle
+        .accept(call, Some(sdp::answer(&o.unwrap(), &media(41_000))))
+        .await
+        .unwrap();
+    let ev = gw
+        .wait("Answered", |e| matches!(e, SipEvent::Answered { .. }))
+        .await;
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Answered {
+                peer: PeerId(1),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    let s = gw.handle.status().borrow().clone();
+    assert_eq!((s.task.failovers, s.peers[0].call_failures), (1, 1));
+    bye(&mut gw, id, &mut core2).await;
+    gw.wait_idle().await;
+    core1.wait_idle().await;
+    core2.wait_idle().await;
+    for n in [gw, core1, core2] {
+        n.stop().await;
+    }
 }

@@ -743,6 +743,15 @@ impl Task {
     /// A 1xx-6xx to the current INVITE of an attempt: the peer is alive, so
     /// the failover timer stops (its outcome now comes from the UA).
     fn note_response(&mut self, bytes: &[u8], transport: Transport) {
+        // Parse again only what can matter: a response while an attempt
+        // still waits for its first one.
+        let waiting = self
+            .calls
+            .values()
+            .any(|c| c.outgoing.as_ref().is_some_and(|o| o.deadline.is_some()));
+        if !waiting || !bytes.starts_with(b"SIP/2.0 ") {
+            return;
+        }
         let framing = match transport {
             Transport::Udp => Framing::Datagram,
             _ => Framing::Stream,
