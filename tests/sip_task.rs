@@ -284,7 +284,12 @@ async fn cancel_of_a_ringing_call() {
 /// whose second peer is the live core: the call lands on the core.
 async fn failover(dead: Transport) {
     let cp = free_port();
-    let dead_addr = addr(closed_port());
+    // UDP: a socket that never answers; TCP: a closed port (refused).
+    let (_silent, silent_addr) = silent_udp_peer();
+    let dead_addr = match dead {
+        Transport::Udp => silent_addr,
+        _ => addr(closed_port()),
+    };
     let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     let mut gw = node(
         1,
@@ -388,7 +393,10 @@ async fn a_group_of_dead_peers_fails_the_call_with_503_or_408() {
 
 #[tokio::test]
 async fn peer_goes_down_without_options_answers_and_comes_back() {
-    let cp = free_port();
+    // Silent first: a socket of ours that never answers, on the port where
+    // the core comes up later.
+    let (silent, silent_addr) = silent_udp_peer();
+    let cp = silent_addr.port();
     let mut gw = node(
         1,
         &[(Transport::Udp, addr(free_port()))],
@@ -409,6 +417,7 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
     assert_eq!((info.address, info.group.as_str()), (addr(cp), "core"));
     assert_eq!(gw.handle.status().borrow().peers[0].state, PeerState::Down);
     // The core comes up on that port: the next answered ping brings it back.
+    drop(silent);
     let core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     gw.wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_)))
         .await;
@@ -510,6 +519,7 @@ async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
 #[tokio::test]
 async fn hangup_during_a_silent_attempt_does_not_fail_over() {
     let cp = free_port();
+    let (_silent, silent_addr) = silent_udp_peer();
     let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     let mut gw = node(
         1,
@@ -518,7 +528,7 @@ async fn hangup_during_a_silent_attempt_does_not_fail_over() {
             "core",
             RARE,
             vec![
-                peer(addr(closed_port()), Transport::Udp, 1, None),
+                peer(silent_addr, Transport::Udp, 1, None),
                 peer(addr(cp), Transport::Udp, 2, None),
             ],
         )],
