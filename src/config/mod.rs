@@ -7,6 +7,7 @@
 mod board;
 mod duration;
 mod media_plan;
+pub mod sip;
 mod site;
 mod source;
 

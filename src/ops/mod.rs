@@ -14,5 +14,6 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pcap;
+pub mod sip;
 pub mod status_view;
 pub mod supervisor;
