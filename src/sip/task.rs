@@ -515,7 +515,6 @@ pub async fn spawn(
         draining: false,
         counters: TaskCounters::default(),
         events_closed: false,
-        last_source: None,
         status: None,
     };
     let (status_tx, status_rx) = watch::channel(task.snapshot());
@@ -639,8 +638,6 @@ struct Task {
     draining: bool,
     counters: TaskCounters,
     events_closed: bool,
-    /// The source of the message fed in this round.
-    last_source: Option<Remote>,
     status: Option<watch::Sender<SipStatus>>,
 }
 
@@ -667,7 +664,6 @@ impl Task {
                 () = sleep_until(deadline) => Wake::Timer,
             };
             let now = Instant::now().into_std();
-            self.last_source = None;
             match wake {
                 Wake::Command(Some(Command::Shutdown)) => break StopReason::Shutdown,
                 Wake::Command(None) => break StopReason::HandlesDropped,
@@ -679,7 +675,6 @@ impl Task {
                         address: m.source,
                         transport: to_endpoint(m.transport),
                     };
-                    self.last_source = Some(from);
                     self.ua.handle_input(now, &m.bytes, from);
                 }
                 Wake::Transport(Some(TransportEvent::Error(e))) => {
@@ -1153,13 +1148,15 @@ impl Task {
                     self.peers.handle_ping_result(now, peer, result);
                 }
             }
-            UaEvent::IncomingCall { call, request, sdp } => {
+            UaEvent::IncomingCall {
+                call,
+                request,
+                sdp,
+                peer: from,
+            } => {
                 let id = self.new_id();
                 self.counters.calls_incoming += 1;
-                // The INVITE is the input of this round (one input per round).
-                let peer = self
-                    .last_source
-                    .and_then(|r| self.find_peer(r.address.ip(), from_endpoint(r.transport)));
+                let peer = self.find_peer(from.address.ip(), from_endpoint(from.transport));
                 self.calls.insert(
                     id,
                     TaskCall {
