@@ -339,6 +339,8 @@ struct Call {
     spans_left: Vec<u8>,
     remote_sdp: Option<Sdp>,
     local_sdp: Option<Sdp>,
+    /// Our SDP was the offer (so the remote one is the answer).
+    local_is_offer: bool,
     /// Exchange side told of alerting / early media; core side told of 18x.
     isdn_alerted: bool,
     isdn_progress: bool,
@@ -513,7 +515,6 @@ impl CallManager {
                 self.counters.summaries_missing += 1;
                 warn!(call = key, channel = %ch, "no media summary: CDR without quality");
                 c.media = MediaLeg::Done;
-                self.by_channel.remove(&ch);
                 self.maybe_finish(now, key);
             }
         }
@@ -561,6 +562,7 @@ impl CallManager {
                 spans_left: Vec::new(),
                 remote_sdp: None,
                 local_sdp: None,
+                local_is_offer: false,
                 isdn_alerted: false,
                 isdn_progress: false,
                 sip_ringing: false,
@@ -821,6 +823,7 @@ impl CallManager {
             c.called = called_digits;
             c.group = group.clone();
             c.local_sdp = Some(offer);
+            c.local_is_offer = true;
             c.invite = Some(invite.clone());
             c.sip = SipLeg::Placing(token);
             c.no_answer_at = Some(now + self.cfg.no_answer_timeout);
@@ -900,14 +903,15 @@ impl CallManager {
         }
         let ts = c.timeslot?;
         let local = self.local_media(c.span, ts, key)?;
-        let answer = match &c.remote_sdp {
-            Some(offer) => sdp::answer(offer, &local),
+        let (answer, is_offer) = match &c.remote_sdp {
+            Some(offer) => (sdp::answer(offer, &local), false),
             // No offer in the INVITE: ours goes in the 2xx (answer in the ACK).
-            None => sdp::offer(&local),
+            None => (sdp::offer(&local), true),
         };
         answer.audio_address()?;
         if let Some(c) = self.calls.get_mut(&key) {
             c.local_sdp = Some(answer.clone());
+            c.local_is_offer = is_offer;
         }
         self.connect_media(key);
         Some(answer)
@@ -1220,7 +1224,9 @@ impl CallManager {
         };
         let early = c.remote_sdp.is_some() && c.media != MediaLeg::Idle;
         let mut out = Vec::new();
-        // RFC 3398 §8.2.3/§7.2.?: 180 -> ALERTING; 183 with SDP -> PROGRESS PI 8.
+        // RFC 3398 §7 (SIP to ISUP, the ACM/CPG mapping): 180-182 alert the
+        // caller; a provisional with SDP is early media: PROGRESS with
+        // progress description 8 (in-band information now available).
         if (status == 180 || status == 181 || status == 182) && !c.isdn_alerted {
             c.isdn_alerted = true;
             c.alerting_at.get_or_insert(now);
@@ -1323,7 +1329,8 @@ impl CallManager {
             c.sip = SipLeg::Gone;
         }
         let (cause, why) = match by {
-            // RFC 3398 §8.2.?: BYE or CANCEL -> cause 16 unless a Reason says.
+            // RFC 3398 §7 (SIP to ISUP): BYE and CANCEL release with cause 16
+            // (normal call clearing); a Q.850 Reason (RFC 3326) is used as is.
             EndedBy::Remote | EndedBy::Local => {
                 match reason.as_deref().and_then(|r| q850_from_reasons([r])) {
                     Some(c) => (c, Rule::ReasonHeader),
@@ -1415,7 +1422,7 @@ impl CallManager {
             }
             MediaLeg::Idle => {
                 // The negotiated codec: the answer's first G.711 format.
-                let answer = if c.direction == Direction::ExchangeToCore {
+                let answer = if c.local_is_offer {
                     remote_sdp
                 } else {
                     c.local_sdp.as_ref().unwrap_or(remote_sdp)
@@ -1444,7 +1451,6 @@ impl CallManager {
                 if let MediaLeg::AwaitingSummary(..) = c.media {
                     c.quality = Some(quality(&summary));
                     c.media = MediaLeg::Done;
-                    self.by_channel.remove(&ch);
                     self.maybe_finish(now, key);
                 }
             }
