@@ -12,11 +12,11 @@ use tdmgw::call::manager::{
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
+use tdmgw::isdn::q931::CommandError;
 use tdmgw::isdn::q931::{
     CallId, ChannelState, ChannelTable, ClearedBy, Event, PartyNumber, RestartClass,
 };
 use tdmgw::isdn::task::TaskError;
-use tdmgw::isdn::q931::CommandError;
 use tdmgw::media::control::{self as media, CallSummary, ChannelId};
 use tdmgw::sip::message::{Framing, Limits, Message};
 use tdmgw::sip::sdp::{self, LocalMedia, Origin, Sdp};
@@ -110,7 +110,10 @@ impl H {
         self.m.handle_media(
             self.now,
             media::Event::CallSummary {
-                ch: ChannelId { span: 1, timeslot: ts },
+                ch: ChannelId {
+                    span: 1,
+                    timeslot: ts,
+                },
                 summary: CallSummary {
                     packets_received: 500,
                     packets_expected: 500,
@@ -168,7 +171,7 @@ fn place_token(acts: &[Action]) -> (Token, tdmgw::call::manager::InviteParams) {
         |a| matches!(a, Action::Sip(SipAction::PlaceCall { .. })),
         "INVITE",
     ) {
-        Action::Sip(SipAction::PlaceCall { token, invite, .. }) => (token, invite),
+        Action::Sip(SipAction::PlaceCall { token, invite, .. }) => (token, *invite),
         _ => unreachable!(),
     }
 }
@@ -260,8 +263,17 @@ fn emergency_call_exchange_to_core_end_to_end() {
     let Action::Media(media::Command::Connect { ch, params }) = connect else {
         unreachable!()
     };
-    assert_eq!(ch, ChannelId { span: 1, timeslot: 5 });
-    assert_eq!(params.remote, "192.0.2.7:30000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        ch,
+        ChannelId {
+            span: 1,
+            timeslot: 5
+        }
+    );
+    assert_eq!(
+        params.remote,
+        "192.0.2.7:30000".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(params.codec, media::Codec::Pcma);
     assert!(params.telephone_event_pt.is_some());
     assert_eq!(
@@ -276,10 +288,13 @@ fn emergency_call_exchange_to_core_end_to_end() {
         call: SIP_CALL,
         sdp: Some(ans),
     });
-    assert_eq!(acts, [Action::Isdn {
-        span: 1,
-        command: IsdnCommand::Connect { id: CallId(1) }
-    }]);
+    assert_eq!(
+        acts,
+        [Action::Isdn {
+            span: 1,
+            command: IsdnCommand::Connect { id: CallId(1) }
+        }]
+    );
     h.now += Duration::from_secs(60);
     // BYE from the core with a Reason: used as is.
     let acts = h.sip(UaEvent::Ended {
@@ -295,13 +310,14 @@ fn emergency_call_exchange_to_core_end_to_end() {
         }]
     );
     assert!(acts.contains(&Action::Media(media::Command::Disconnect { ch })));
-    assert!(h
-        .isdn(Event::Released {
+    assert!(
+        h.isdn(Event::Released {
             id: CallId(1),
             cause: Cause(31),
             by: ClearedBy::Local,
         })
-        .is_empty());
+        .is_empty()
+    );
     let acts = h.summary(TS);
     let r = cdr(&acts);
     assert_eq!(r.direction, Direction::ExchangeToCore);
@@ -359,7 +375,13 @@ fn core_call_proceeding(h: &mut H) {
     assert_eq!(calling.presentation, Some((0, 0)));
     h.m.handle_isdn_placed(h.now, token, Ok(CallId(9)));
     assert!(h.drain().is_empty());
-    assert!(h.isdn(Event::Proceeding { id: CallId(9), channel: TS }).is_empty());
+    assert!(
+        h.isdn(Event::Proceeding {
+            id: CallId(9),
+            channel: TS
+        })
+        .is_empty()
+    );
 }
 
 #[test]
@@ -367,16 +389,22 @@ fn core_to_exchange_mirror() {
     let mut h = H::new();
     core_call_proceeding(&mut h);
     let acts = h.isdn(Event::Alerting { id: CallId(9) });
-    assert_eq!(acts, [Action::Sip(SipAction::Provisional {
-        call: SIP_CALL,
-        status: 180,
-        sdp: None
-    })]);
+    assert_eq!(
+        acts,
+        [Action::Sip(SipAction::Provisional {
+            call: SIP_CALL,
+            status: 180,
+            sdp: None
+        })]
+    );
     let acts = h.isdn(Event::Progress {
         id: CallId(9),
         description: 8,
     });
-    assert!(acts.iter().any(|a| matches!(a, Action::Media(media::Command::Connect { .. }))));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Media(media::Command::Connect { .. })))
+    );
     let p = one(
         &acts,
         |a| matches!(a, Action::Sip(SipAction::Provisional { status: 183, .. })),
@@ -387,21 +415,27 @@ fn core_to_exchange_mirror() {
     };
     assert_eq!(ans.audio_address().unwrap().1, 40010);
     let acts = h.isdn(Event::Connected { id: CallId(9) });
-    assert_eq!(acts, [Action::Sip(SipAction::Accept {
-        call: SIP_CALL,
-        sdp: Some(ans)
-    })]);
+    assert_eq!(
+        acts,
+        [Action::Sip(SipAction::Accept {
+            call: SIP_CALL,
+            sdp: Some(ans)
+        })]
+    );
     // The exchange hangs up: BYE with the Reason.
     let acts = h.isdn(Event::Disconnected {
         id: CallId(9),
         cause: Cause::NORMAL_CLEARING,
         by: ClearedBy::Remote,
     });
-    let Action::Sip(SipAction::Hangup { reason: Some(r), .. }) = one(
+    let Action::Sip(SipAction::Hangup {
+        reason: Some(r), ..
+    }) = one(
         &acts,
         |a| matches!(a, Action::Sip(SipAction::Hangup { .. })),
         "BYE",
-    ) else {
+    )
+    else {
         panic!()
     };
     assert!(r.starts_with("Q.850;cause=16"));
@@ -490,10 +524,14 @@ fn clearing_from_either_side_in_each_state() {
                     // The INVITE went out anyway: it is hung up at once.
                     h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "p".into())));
                     let late = h.drain();
-                    assert!(matches!(late[..], [Action::Sip(SipAction::Hangup { .. })]), "{stage:?}");
+                    assert!(
+                        matches!(late[..], [Action::Sip(SipAction::Hangup { .. })]),
+                        "{stage:?}"
+                    );
                 } else {
                     assert!(
-                        acts.iter().any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. }))),
+                        acts.iter()
+                            .any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. }))),
                         "{stage:?}: {acts:?}"
                     );
                 }
@@ -509,17 +547,23 @@ fn clearing_from_either_side_in_each_state() {
                 if let Some(token) = pending {
                     h.m.handle_sip_placed(h.now, token, Err(SipPlaceError::NoPeer));
                 } else if matches!(stage, Stage::Answered) {
-                    h.m.handle_sip(h.now, UaEvent::Ended {
-                        call: SIP_CALL,
-                        by: EndedBy::Remote,
-                        reason: None,
-                    });
+                    h.m.handle_sip(
+                        h.now,
+                        UaEvent::Ended {
+                            call: SIP_CALL,
+                            by: EndedBy::Remote,
+                            reason: None,
+                        },
+                    );
                 } else {
-                    h.m.handle_sip(h.now, UaEvent::Failed {
-                        call: SIP_CALL,
-                        status: 486,
-                        reason: None,
-                    });
+                    h.m.handle_sip(
+                        h.now,
+                        UaEvent::Failed {
+                            call: SIP_CALL,
+                            status: 486,
+                            reason: None,
+                        },
+                    );
                 }
                 let acts = h.drain();
                 let cmds = isdn_cmds(&acts);
@@ -716,7 +760,10 @@ fn cancel_crossing_200_leaves_nothing() {
         cause: Cause(16),
         by: ClearedBy::Remote,
     });
-    assert!(acts.iter().any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. }))));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. })))
+    );
     // ... and crosses the 200: no CONNECT to a clearing call.
     let acts = h.sip(UaEvent::Answered {
         call: SIP_CALL,
@@ -799,11 +846,17 @@ fn reinvite_moves_the_media() {
         call: SIP_CALL,
         sdp: sdp::offer(&moved),
     });
-    assert_eq!(acts, [Action::Media(media::Command::UpdateRemote {
-        ch: ChannelId { span: 1, timeslot: TS },
-        remote: "192.0.2.7:31000".parse().unwrap(),
-        restrict_to_sdp: false,
-    })]);
+    assert_eq!(
+        acts,
+        [Action::Media(media::Command::UpdateRemote {
+            ch: ChannelId {
+                span: 1,
+                timeslot: TS
+            },
+            remote: "192.0.2.7:31000".parse().unwrap(),
+            restrict_to_sdp: false,
+        })]
+    );
 }
 
 #[test]
@@ -918,7 +971,11 @@ fn setup_not_placed_tries_the_next_span_then_503() {
     else {
         panic!("{acts:?}")
     };
-    h.m.handle_isdn_placed(h.now, token, Err(TaskError::Refused(CommandError::NoChannel)));
+    h.m.handle_isdn_placed(
+        h.now,
+        token,
+        Err(TaskError::Refused(CommandError::NoChannel)),
+    );
     let acts = h.drain();
     let Action::Isdn {
         span: 2,
@@ -1038,7 +1095,10 @@ fn audit_restarts_a_stuck_channel() {
         class: RestartClass::INDICATED_CHANNELS,
         timeslots: vec![TS]
     }));
-    assert!(acts.iter().any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. }))));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. })))
+    );
     h.sip(UaEvent::Ended {
         call: SIP_CALL,
         by: EndedBy::Local,
@@ -1061,7 +1121,10 @@ fn long_calls_get_status_enquiry() {
     let acts = h.advance(Duration::from_secs(60));
     assert!(isdn_cmds(&acts).is_empty());
     let acts = h.advance(Duration::from_secs(60));
-    assert_eq!(isdn_cmds(&acts), [IsdnCommand::StatusEnquiry { id: CallId(1) }]);
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::StatusEnquiry { id: CallId(1) }]
+    );
 }
 
 #[test]
@@ -1093,7 +1156,10 @@ fn restricted_caller_is_anonymous_with_privacy() {
         channel: TS,
     });
     let (_, invite) = place_token(&acts);
-    assert_eq!(invite.from.uri.to_string(), "sip:anonymous@anonymous.invalid");
+    assert_eq!(
+        invite.from.uri.to_string(),
+        "sip:anonymous@anonymous.invalid"
+    );
     assert!(invite.headers.iter().any(|h| h.is("Privacy")));
     assert!(invite.headers.iter().any(|h| h.is("P-Asserted-Identity")));
 }

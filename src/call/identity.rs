@@ -62,7 +62,9 @@ fn escape_user(user: &str) -> String {
 }
 
 fn unescape_user(user: &str) -> String {
-    user.replace("%23", "#").replace("%2A", "*").replace("%2a", "*")
+    user.replace("%23", "#")
+        .replace("%2A", "*")
+        .replace("%2a", "*")
 }
 
 /// The user part (or tel number) of a URI, unescaped.
@@ -154,7 +156,10 @@ pub fn caller_to_sip(
         }
     };
     if asserted {
-        headers.insert(0, Header::new("P-Asserted-Identity", format!("<{}>", identity.uri)));
+        headers.insert(
+            0,
+            Header::new("P-Asserted-Identity", format!("<{}>", identity.uri)),
+        );
     }
     SipCaller {
         from,
@@ -181,9 +186,9 @@ pub fn caller_from_sip(request: &Message, format: &NumberFormat) -> Option<Party
         .filter_map(|v| NameAddr::parse(v.trim()).ok())
         .find_map(|na| uri_user(&na.uri).and_then(|u| format.to_isdn(&u)));
     let from = request.from().ok();
-    let from_anonymous = from.as_ref().is_some_and(|f| {
-        uri_user(&f.uri).is_some_and(|u| u.eq_ignore_ascii_case("anonymous"))
-    });
+    let from_anonymous = from
+        .as_ref()
+        .is_some_and(|f| uri_user(&f.uri).is_some_and(|u| u.eq_ignore_ascii_case("anonymous")));
     let (number, screening) = match pai {
         Some(n) => (n, SCREENING_PASSED),
         None => (

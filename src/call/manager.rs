@@ -43,18 +43,36 @@ const LOCATION_PUBLIC_LOCAL: u8 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IsdnCommand {
     /// Reply with [`CallManager::handle_isdn_placed`]`(token, result)`.
-    PlaceCall { token: Token, call: PlaceCall },
+    PlaceCall {
+        token: Token,
+        call: PlaceCall,
+    },
     Information {
         id: CallId,
         digits: String,
         sending_complete: bool,
     },
-    Alerting { id: CallId },
-    Progress { id: CallId, description: u8 },
-    Connect { id: CallId },
-    Disconnect { id: CallId, cause: Cause },
-    Release { id: CallId, cause: Cause },
-    StatusEnquiry { id: CallId },
+    Alerting {
+        id: CallId,
+    },
+    Progress {
+        id: CallId,
+        description: u8,
+    },
+    Connect {
+        id: CallId,
+    },
+    Disconnect {
+        id: CallId,
+        cause: Cause,
+    },
+    Release {
+        id: CallId,
+        cause: Cause,
+    },
+    StatusEnquiry {
+        id: CallId,
+    },
     Restart {
         class: RestartClass,
         timeslots: Vec<u8>,
@@ -98,14 +116,17 @@ pub enum SipAction {
         token: Token,
         group: String,
         exclude: Vec<String>,
-        invite: InviteParams,
+        invite: Box<InviteParams>,
     },
     Provisional {
         call: CallHandle,
         status: u16,
         sdp: Option<Sdp>,
     },
-    Accept { call: CallHandle, sdp: Option<Sdp> },
+    Accept {
+        call: CallHandle,
+        sdp: Option<Sdp>,
+    },
     Reject {
         call: CallHandle,
         status: u16,
@@ -115,7 +136,10 @@ pub enum SipAction {
         call: CallHandle,
         reason: Option<String>,
     },
-    Reinvite { call: CallHandle, sdp: Sdp },
+    Reinvite {
+        call: CallHandle,
+        sdp: Sdp,
+    },
     DtmfInfo {
         call: CallHandle,
         digit: char,
@@ -126,7 +150,10 @@ pub enum SipAction {
 /// Everything the manager wants done. Execute in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Isdn { span: u8, command: IsdnCommand },
+    Isdn {
+        span: u8,
+        command: IsdnCommand,
+    },
     Sip(SipAction),
     Media(media::Command),
     /// Write with the `CdrWriter` (which redacts).
@@ -294,7 +321,10 @@ enum IsdnLeg {
     Placing(Token),
     /// A live Q.931 call; `responded`: the peer answered the SETUP (or the
     /// call came from the exchange).
-    Up { id: CallId, responded: bool },
+    Up {
+        id: CallId,
+        responded: bool,
+    },
     Clearing(CallId),
     Gone,
 }
@@ -665,7 +695,11 @@ impl CallManager {
         let k = self.by_isdn.get(&(span, id)).copied();
         if k.is_none() {
             self.counters.stray_events += 1;
-            info!(span, call_id = id.0, "q931 event for a call the manager does not know");
+            info!(
+                span,
+                call_id = id.0,
+                "q931 event for a call the manager does not know"
+            );
         }
         k
     }
@@ -750,7 +784,12 @@ impl CallManager {
             c.called = called_digits.clone();
         }
         if let Some(other) = self.by_channel.insert(channel, key) {
-            warn!(span, ts, old = other, "SETUP on a channel the manager holds a call on");
+            warn!(
+                span,
+                ts,
+                old = other,
+                "SETUP on a channel the manager holds a call on"
+            );
         }
         if self.draining {
             self.counters.refused_draining += 1;
@@ -779,7 +818,12 @@ impl CallManager {
             return self.refuse_setup(now, key, Cause::INVALID_NUMBER_FORMAT, "too few digits");
         }
         if called_digits.len() > limits.max_digits {
-            info!(call = key, route = index, max = limits.max_digits, "called number cut to the route's maximum");
+            info!(
+                call = key,
+                route = index,
+                max = limits.max_digits,
+                "called number cut to the route's maximum"
+            );
             called_digits.truncate(limits.max_digits);
         }
         if self.group_down(&group) {
@@ -790,7 +834,8 @@ impl CallManager {
             return self.refuse_setup(now, key, Cause::RESOURCE_UNAVAILABLE, "no RTP port");
         };
         let offer = sdp::offer(&local);
-        let caller = identity::caller_to_sip(calling.as_ref(), &self.cfg.numbers, &self.cfg.identity);
+        let caller =
+            identity::caller_to_sip(calling.as_ref(), &self.cfg.numbers, &self.cfg.identity);
         let called_user = match &called {
             Some(n) => {
                 let mut n = identity::isdn_number(n);
@@ -832,7 +877,7 @@ impl CallManager {
             token,
             group,
             exclude: Vec::new(),
-            invite,
+            invite: Box::new(invite),
         }));
     }
 
@@ -963,7 +1008,10 @@ impl CallManager {
         }
         let Some(answer) = self.answer_core(key) else {
             // Q.931 events carry no channel after CALL PROCEEDING was skipped.
-            warn!(call = key, span, "CONNECT without a known channel: clearing");
+            warn!(
+                call = key,
+                span, "CONNECT without a known channel: clearing"
+            );
             return self.clear(now, key, Side::Gateway, Cause::RESOURCE_UNAVAILABLE.0, None);
         };
         self.counters.answered += 1;
@@ -978,7 +1026,14 @@ impl CallManager {
         }));
     }
 
-    fn on_isdn_clearing(&mut self, now: Instant, span: u8, id: CallId, cause: Cause, released: bool) {
+    fn on_isdn_clearing(
+        &mut self,
+        now: Instant,
+        span: u8,
+        id: CallId,
+        cause: Cause,
+        released: bool,
+    ) {
         let Some(key) = self.key_of_isdn(span, id) else {
             return;
         };
@@ -1087,7 +1142,10 @@ impl CallManager {
                 duration_ms,
             } => self.on_sip_dtmf(call, digit, duration_ms),
             UaEvent::ReinviteFailed { call, status } => {
-                info!(sip_call = call.0, status, "re-INVITE refused: session unchanged");
+                info!(
+                    sip_call = call.0,
+                    status, "re-INVITE refused: session unchanged"
+                );
             }
             UaEvent::OptionsResult { .. } => {}
         }
@@ -1097,7 +1155,10 @@ impl CallManager {
         let k = self.by_sip.get(&call).copied();
         if k.is_none() {
             self.counters.stray_events += 1;
-            info!(sip_call = call.0, "sip event for a call the manager does not know");
+            info!(
+                sip_call = call.0,
+                "sip event for a call the manager does not know"
+            );
         }
         k
     }
@@ -1200,7 +1261,13 @@ impl CallManager {
         true
     }
 
-    fn on_sip_provisional(&mut self, now: Instant, call: CallHandle, status: u16, sdp: Option<Sdp>) {
+    fn on_sip_provisional(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        sdp: Option<Sdp>,
+    ) {
         let Some(key) = self.key_of_sip(call) else {
             return;
         };
@@ -1269,7 +1336,13 @@ impl CallManager {
         let span = c.span;
         if c.remote_sdp.as_ref().and_then(Sdp::audio_address).is_none() {
             warn!(call = key, "200 without usable SDP: clearing");
-            return self.clear(now, key, Side::Gateway, Cause::BEARER_NOT_IMPLEMENTED.0, None);
+            return self.clear(
+                now,
+                key,
+                Side::Gateway,
+                Cause::BEARER_NOT_IMPLEMENTED.0,
+                None,
+            );
         }
         self.connect_media(key);
         self.counters.answered += 1;
@@ -1279,7 +1352,13 @@ impl CallManager {
         self.isdn(span, IsdnCommand::Connect { id });
     }
 
-    fn on_sip_failed(&mut self, now: Instant, call: CallHandle, status: u16, reason: Option<String>) {
+    fn on_sip_failed(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        reason: Option<String>,
+    ) {
         let Some(key) = self.key_of_sip(call) else {
             return;
         };
@@ -1309,7 +1388,7 @@ impl CallManager {
                 token,
                 group,
                 exclude,
-                invite,
+                invite: Box::new(invite),
             }));
         }
         let span = c.span;
@@ -1320,7 +1399,13 @@ impl CallManager {
         self.maybe_finish(now, key);
     }
 
-    fn on_sip_ended(&mut self, now: Instant, call: CallHandle, by: EndedBy, reason: Option<String>) {
+    fn on_sip_ended(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        by: EndedBy,
+        reason: Option<String>,
+    ) {
         let Some(key) = self.key_of_sip(call) else {
             return;
         };
