@@ -1851,3 +1851,93 @@ fn quality(s: &media::CallSummary) -> Quality {
         mos: mos_from_r(r),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(codecs: &[&str], port: u16) -> LocalMedia {
+        LocalMedia {
+            origin: Origin {
+                username: "t".into(),
+                session_id: 1,
+                version: 1,
+                address: "192.0.2.9".parse().unwrap(),
+            },
+            address: "192.0.2.9".parse().unwrap(),
+            port,
+            codecs: codecs.iter().map(|c| c.to_string()).collect(),
+            telephone_event: true,
+            ptime_ms: 30,
+            direction: sdp::Direction::SendRecv,
+        }
+    }
+
+    #[test]
+    fn media_parameters_follow_the_answer() {
+        let offer = sdp::offer(&media(&["PCMA", "PCMU"], 40010));
+        let answer = sdp::answer(&offer, &media(&["PCMU"], 30000));
+        let remote: SocketAddr = "192.0.2.9:30000".parse().unwrap();
+        let p = connect_params(&answer, &answer, remote).unwrap();
+        assert_eq!(p.codec, Codec::Pcmu);
+        assert_eq!(p.payload_type.0, 0);
+        assert_eq!(p.telephone_event_pt.map(|pt| pt.0), Some(101));
+        assert_eq!(p.ptime_ms, 30);
+        let g729 = sdp::answer(&offer, &media(&["G729"], 30000));
+        assert!(connect_params(&g729, &g729, remote).is_none());
+    }
+
+    #[test]
+    fn quality_from_a_clean_and_a_lossy_summary() {
+        let clean = quality(&media::CallSummary {
+            packets_received: 1000,
+            packets_expected: 1000,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(clean.loss_percent, 0.0);
+        assert!(clean.r_factor > 90.0 && clean.mos > 4.3);
+        let lossy = quality(&media::CallSummary {
+            packets_received: 900,
+            packets_expected: 1000,
+            packets_lost: 100,
+            jitter_samples: 400,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(lossy.loss_percent, 10.0);
+        assert_eq!(lossy.jitter_ms, 50.0);
+        assert!(lossy.mos < clean.mos);
+        // A negative cumulative loss (duplicates) is no loss.
+        let dup = quality(&media::CallSummary {
+            packets_lost: -3,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(dup.packets_lost, 0);
+    }
+
+    #[test]
+    fn group_health_needs_every_reported_peer_down() {
+        let now = Instant::now();
+        let cfg = CallManagerConfig::new(Vec::new(), "192.0.2.1".parse().unwrap(), 40000, "gw");
+        let mut m = CallManager::new(cfg, now, 0);
+        assert!(!m.group_down("g"), "never reported: up");
+        m.handle_peer("g", "a", false);
+        assert!(m.group_down("g"));
+        m.handle_peer("g", "b", true);
+        assert!(!m.group_down("g"));
+        m.handle_peer("g", "b", false);
+        assert!(m.group_down("g"));
+        m.handle_peer("g", "a", true);
+        assert!(!m.group_down("g"));
+    }
+
+    #[test]
+    fn timeouts_are_due_at_the_audit_when_idle() {
+        let now = Instant::now();
+        let cfg = CallManagerConfig::new(Vec::new(), "192.0.2.1".parse().unwrap(), 40000, "gw");
+        let mut m = CallManager::new(cfg, now, 0);
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(60)));
+        m.handle_timeout(now + Duration::from_secs(60));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(120)));
+        assert!(m.poll_action().is_none());
+    }
+}

@@ -46,3 +46,4 @@ pub mod identity;
 pub mod manager;
 pub mod numbers;
 pub mod routing;
+pub mod site_config;
