@@ -2,17 +2,18 @@
 //! channel. Sans-IO (DESIGN.md §4); see the contract on [`CallManager`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
+pub use super::action::{Action, InviteParams, IsdnCommand, SipAction, SipPlaceError, Token};
+pub use super::manager_config::{CallCounters, CallManagerConfig, CoreRoute, DigitLimits};
+
 use super::cause_map::{CauseMap, Reason, Rule, q850_from_reasons};
 use super::cdr::{self, CdrRecord, Direction, Quality};
-use super::identity::{self, IdentityPolicy};
-use super::numbers::NumberFormat;
+use super::identity;
 use super::routing::Router;
-use crate::config::Route;
 use crate::isdn::cause::Cause;
 use crate::isdn::q931::{
     self, BearerCapability, CallId, ChannelState, ChannelTable, PartyNumber, PlaceCall,
@@ -22,289 +23,14 @@ use crate::isdn::task::TaskError;
 use crate::media::control::{self as media, ChannelId, Codec, ConnectParams, DigitString};
 use crate::media::engine::rtp_port;
 use crate::media::quality::{Conditions, EModel, G711_PLC, mos_from_r};
-use crate::sip::endpoint::Remote;
 use crate::sip::header::NameAddr;
-use crate::sip::message::Header;
 use crate::sip::sdp::{self, LocalMedia, Origin, Sdp};
 use crate::sip::text::Params;
-use crate::sip::ua::{CallHandle, EndedBy, OutgoingCall, UaEvent};
-use crate::sip::uri::Uri;
-
-/// Ties a command that creates an id (an ISDN `PlaceCall`, a SIP
-/// `PlaceCall`) to its reply. Chosen by the manager, never reused.
-pub type Token = u64;
+use crate::sip::ua::{CallHandle, EndedBy, UaEvent};
 
 /// Q.850 location used when a Q.931 event gives no location: "public
 /// network serving the local user" (what an exchange sends).
 const LOCATION_PUBLIC_LOCAL: u8 = 2;
-
-/// A span's D-channel command: [`crate::isdn::task::Command`] without the
-/// reply channels (the shell adds them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IsdnCommand {
-    /// Reply with [`CallManager::handle_isdn_placed`]`(token, result)`.
-    PlaceCall {
-        token: Token,
-        call: PlaceCall,
-    },
-    Information {
-        id: CallId,
-        digits: String,
-        sending_complete: bool,
-    },
-    Alerting {
-        id: CallId,
-    },
-    Progress {
-        id: CallId,
-        description: u8,
-    },
-    Connect {
-        id: CallId,
-    },
-    Disconnect {
-        id: CallId,
-        cause: Cause,
-    },
-    Release {
-        id: CallId,
-        cause: Cause,
-    },
-    StatusEnquiry {
-        id: CallId,
-    },
-    Restart {
-        class: RestartClass,
-        timeslots: Vec<u8>,
-    },
-}
-
-/// An INVITE to send: [`OutgoingCall`] without the next hop, which the SIP
-/// task picks from the peer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InviteParams {
-    pub request_uri: Uri,
-    pub from: NameAddr,
-    pub to: NameAddr,
-    /// P-Asserted-Identity, Privacy.
-    pub headers: Vec<Header>,
-    pub sdp: Sdp,
-}
-
-impl InviteParams {
-    /// The user agent's parameters for `peer`.
-    pub fn into_outgoing(self, peer: Remote) -> OutgoingCall {
-        OutgoingCall {
-            request_uri: self.request_uri,
-            from: self.from,
-            to: self.to,
-            headers: self.headers,
-            sdp: self.sdp,
-            peer,
-        }
-    }
-}
-
-/// What the SIP task does for the manager; each maps to one `UserAgent`
-/// method of the same name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SipAction {
-    /// Pick the first candidate of `group` (`PeerTable::select`) whose
-    /// address (`SocketAddr` text) is not in `exclude`, `place_call` to it,
-    /// and reply with [`CallManager::handle_sip_placed`].
-    PlaceCall {
-        token: Token,
-        group: String,
-        exclude: Vec<String>,
-        invite: Box<InviteParams>,
-    },
-    Provisional {
-        call: CallHandle,
-        status: u16,
-        sdp: Option<Sdp>,
-    },
-    Accept {
-        call: CallHandle,
-        sdp: Option<Sdp>,
-    },
-    Reject {
-        call: CallHandle,
-        status: u16,
-        reason: Option<String>,
-    },
-    Hangup {
-        call: CallHandle,
-        reason: Option<String>,
-    },
-    Reinvite {
-        call: CallHandle,
-        sdp: Sdp,
-    },
-    DtmfInfo {
-        call: CallHandle,
-        digit: char,
-        duration_ms: u32,
-    },
-}
-
-/// Everything the manager wants done. Execute in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Isdn {
-        span: u8,
-        command: IsdnCommand,
-    },
-    Sip(SipAction),
-    Media(media::Command),
-    /// Write with the `CdrWriter` (which redacts).
-    Cdr(CdrRecord),
-}
-
-/// Why the SIP task could not place a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SipPlaceError {
-    /// Every peer of the group was tried (or excluded) or the group is unknown.
-    NoPeer,
-    /// The SIP task has stopped.
-    Stopped,
-}
-
-/// Digit limits of an exchange -> core route (overlap receiving).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DigitLimits {
-    /// Fewer digits: cleared with cause 28 (address incomplete).
-    pub min_digits: usize,
-    /// More digits are dropped before routing (digit collection stops at
-    /// the route's maximum, as an exchange register does).
-    pub max_digits: usize,
-}
-
-impl Default for DigitLimits {
-    fn default() -> Self {
-        DigitLimits {
-            min_digits: 1,
-            max_digits: 32,
-        }
-    }
-}
-
-/// A core -> exchange route: called numbers matching `called` (a route
-/// pattern, `*` for any) go out on `spans`, tried in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoreRoute {
-    pub called: String,
-    pub spans: Vec<u8>,
-}
-
-/// The manager's parameters (plain values; `config` maps the site file).
-#[derive(Debug, Clone)]
-pub struct CallManagerConfig {
-    /// Exchange -> core routing rules, first match wins.
-    pub routes: Vec<Route>,
-    /// Per route (same index as `routes`); missing entries use the default.
-    pub route_digits: Vec<DigitLimits>,
-    /// Core -> exchange: the spans to try per called number.
-    pub core_routes: Vec<CoreRoute>,
-    /// Request-URI host per peer group; the group name when absent.
-    pub group_domains: HashMap<String, String>,
-    pub identity: IdentityPolicy,
-    pub numbers: NumberFormat,
-    /// The RFC 3398 tables with the site's overrides.
-    pub cause_map: CauseMap,
-    /// Per-trunk (span) tables, replacing `cause_map` for that span.
-    pub trunk_cause_maps: HashMap<u8, CauseMap>,
-    /// Our RTP address and the media engine's port base (`rtp_port`).
-    pub media_ip: IpAddr,
-    pub rtp_port_base: u16,
-    /// Codecs in preference order (`PCMA`, `PCMU`), and telephone-event.
-    pub codecs: Vec<String>,
-    pub telephone_event: bool,
-    pub ptime_ms: u32,
-    /// Q.850 causes for refusals.
-    pub no_route_cause: Cause,
-    pub group_down_cause: Cause,
-    pub drain_cause: Cause,
-    /// SIP status for INVITEs refused while draining.
-    pub drain_status: u16,
-    /// Peers tried per exchange -> core call (failover on 408/503).
-    pub max_sip_attempts: usize,
-    /// An exchange -> core call not answered after this is cleared with
-    /// cause 19 (the user agent does not time out a ringing call).
-    pub no_answer_timeout: Duration,
-    /// How long to wait for the media engine's end-of-call summary.
-    pub summary_wait: Duration,
-    /// Channel audit period; a mismatch must persist over two audits.
-    pub audit_interval: Duration,
-    /// Active calls older than this get a STATUS ENQUIRY at each audit.
-    pub long_call_check: Duration,
-    /// Send DTMF detected in the E1 audio as SIP INFO (else RFC 4733 only).
-    pub dtmf_to_info: bool,
-    /// Play DTMF from SIP INFO into the timeslot.
-    pub dtmf_from_info: bool,
-    /// Seed of SDP session ids.
-    pub seed: u64,
-}
-
-impl CallManagerConfig {
-    /// Defaults: PCMA, PCMU, telephone-event, 20 ms; causes 1 / 34 / 42 and
-    /// 503; 3 peers; 300 s no-answer; 2 s summary wait; audit every 60 s;
-    /// STATUS ENQUIRY on calls over 1 h; INFO DTMF both ways off.
-    pub fn new(routes: Vec<Route>, media_ip: IpAddr, rtp_port_base: u16, host: &str) -> Self {
-        CallManagerConfig {
-            routes,
-            route_digits: Vec::new(),
-            core_routes: Vec::new(),
-            group_domains: HashMap::new(),
-            identity: IdentityPolicy {
-                host: host.to_owned(),
-                assert_unscreened: true,
-            },
-            numbers: NumberFormat::default(),
-            cause_map: CauseMap::default(),
-            trunk_cause_maps: HashMap::new(),
-            media_ip,
-            rtp_port_base,
-            codecs: vec!["PCMA".into(), "PCMU".into()],
-            telephone_event: true,
-            ptime_ms: 20,
-            no_route_cause: Cause::UNALLOCATED_NUMBER,
-            group_down_cause: Cause::NO_CIRCUIT_AVAILABLE,
-            drain_cause: Cause::SWITCHING_EQUIPMENT_CONGESTION,
-            drain_status: 503,
-            max_sip_attempts: 3,
-            no_answer_timeout: Duration::from_secs(300),
-            summary_wait: Duration::from_secs(2),
-            audit_interval: Duration::from_secs(60),
-            long_call_check: Duration::from_secs(3600),
-            dtmf_to_info: false,
-            dtmf_from_info: true,
-            seed: 0,
-        }
-    }
-}
-
-/// Counters for telemetry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CallCounters {
-    pub exchange_to_core: u64,
-    pub core_to_exchange: u64,
-    pub answered: u64,
-    pub refused_no_route: u64,
-    pub refused_incomplete: u64,
-    pub refused_group_down: u64,
-    pub refused_draining: u64,
-    pub refused_no_channel: u64,
-    pub sip_failovers: u64,
-    pub no_answer_timeouts: u64,
-    /// Events for calls the manager does not know (late or stray).
-    pub stray_events: u64,
-    pub audit_mismatches: u64,
-    pub audit_restarts: u64,
-    pub status_enquiries: u64,
-    pub summaries_missing: u64,
-    pub media_rejects: u64,
-    pub rtp_timeouts: u64,
-}
 
 /// Who started the clearing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1873,6 +1599,8 @@ fn quality(s: &media::CallSummary) -> Quality {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn media(codecs: &[&str], port: u16) -> LocalMedia {

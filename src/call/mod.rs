@@ -40,10 +40,12 @@
 //! that recovers mismatches with single-channel RESTARTs and sends STATUS
 //! ENQUIRY on long calls; one CDR per call when all legs are gone.
 
+pub mod action;
 pub mod cause_map;
 pub mod cdr;
 pub mod identity;
 pub mod manager;
+pub mod manager_config;
 pub mod numbers;
 pub mod routing;
 pub mod site_config;
