@@ -21,7 +21,7 @@ pub type Token = u64;
 /// reply channels (the shell adds them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IsdnCommand {
-    /// Reply with [`CallManager::handle_isdn_placed`]`(token, result)`.
+    /// Reply with [`CallManager::handle_isdn_placed`](super::manager::CallManager::handle_isdn_placed)`(token, result)`.
     PlaceCall {
         token: Token,
         call: PlaceCall,
@@ -90,7 +90,7 @@ impl InviteParams {
 pub enum SipAction {
     /// Pick the first candidate of `group` (`PeerTable::select`) whose
     /// address (`SocketAddr` text) is not in `exclude`, `place_call` to it,
-    /// and reply with [`CallManager::handle_sip_placed`].
+    /// and reply with [`CallManager::handle_sip_placed`](super::manager::CallManager::handle_sip_placed).
     PlaceCall {
         token: Token,
         group: String,
