@@ -150,12 +150,13 @@ impl Call {
 /// In (each with `now`; call order is event order):
 /// - `handle_isdn(now, span, q931::Event)` for every span event;
 ///   `handle_isdn_placed(token, Result<CallId, TaskError>)` with the reply
-///   of an [`IsdnCommand::PlaceCall`] (before any later event of that span);
+///   of an [`IsdnCommand::PlaceCall`] (events of the new call that arrive
+///   before the reply are held and replayed);
 ///   `handle_channel_table(span, &ChannelTable)` whenever a span's status
 ///   changes (the audit's input).
 /// - `handle_sip(now, UaEvent)` for every user-agent event;
 ///   `handle_sip_placed(now, token, Result<(CallHandle, peer), SipPlaceError>)`
-///   with the reply of a [`SipAction::PlaceCall`] (before later SIP events);
+///   with the reply of a [`SipAction::PlaceCall`] (likewise held and replayed);
 ///   `handle_peer(group, peer, up)` on each peer health change.
 /// - `handle_media(now, media::control::Event)`.
 /// - `handle_timeout(now)` when `poll_timeout()` is due; `set_draining`.
@@ -184,6 +185,10 @@ pub struct CallManager {
     links: HashMap<u8, bool>,
     tables: HashMap<u8, ChannelTable>,
     suspects: HashSet<(u8, u8)>,
+    /// Events held until a PlaceCall reply names their call (see
+    /// `handle_isdn` / `handle_sip`).
+    early_isdn: Vec<(u8, q931::Event)>,
+    early_sip: Vec<UaEvent>,
     next_audit: Instant,
     /// Unix milliseconds at `epoch` (CDR times).
     epoch: Instant,
@@ -211,6 +216,8 @@ impl CallManager {
             links: HashMap::new(),
             tables: HashMap::new(),
             suspects: HashSet::new(),
+            early_isdn: Vec::new(),
+            early_sip: Vec::new(),
             next_audit,
             epoch: now,
             epoch_unix_ms: unix_ms,
@@ -226,6 +233,8 @@ impl CallManager {
     /// No call, no index entry: nothing leaked.
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty()
+            && self.early_isdn.is_empty()
+            && self.early_sip.is_empty()
             && self.by_isdn.is_empty()
             && self.by_sip.is_empty()
             && self.by_token.is_empty()
@@ -386,7 +395,45 @@ impl CallManager {
     // ----- ISDN input ------------------------------------------------------
 
     /// One event of span `span`'s Q.931.
+    ///
+    /// An event for a call id the manager does not know yet, while a SETUP
+    /// of this span awaits its [`IsdnCommand::PlaceCall`] reply, is held
+    /// (bounded) and replayed when the reply names that id: the shell need
+    /// not order replies before events.
     pub fn handle_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
+        if let Some(id) = isdn_event_call(&event)
+            && !self.by_isdn.contains_key(&(span, id))
+            && self.isdn_placing_on(span)
+        {
+            hold(&mut self.early_isdn, (span, event), &mut self.counters);
+            return;
+        }
+        self.dispatch_isdn(now, span, event);
+    }
+
+    fn isdn_placing_on(&self, span: u8) -> bool {
+        self.calls
+            .values()
+            .any(|c| c.span == span && matches!(c.isdn, IsdnLeg::Placing(_)))
+    }
+
+    /// After a PlaceCall reply: replay the held events of `id` (if it was
+    /// placed), and once nothing of the span is being placed, the rest
+    /// (they are strays then).
+    fn replay_isdn(&mut self, now: Instant, span: u8, id: Option<CallId>) {
+        let placing = self.isdn_placing_on(span);
+        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_isdn)
+            .into_iter()
+            .partition(|(s, e)| {
+                *s == span && (!placing || id.is_some() && isdn_event_call(e) == id)
+            });
+        self.early_isdn = keep;
+        for (s, e) in mine {
+            self.dispatch_isdn(now, s, e);
+        }
+    }
+
+    fn dispatch_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
         use q931::Event as E;
         match event {
             E::IncomingCall {
@@ -437,6 +484,19 @@ impl CallManager {
         token: Token,
         result: Result<CallId, TaskError>,
     ) {
+        let span = self
+            .by_token
+            .get(&token)
+            .and_then(|k| self.calls.get(k))
+            .map(|c| c.span);
+        let id = result.as_ref().ok().copied();
+        self.isdn_placed(now, token, result);
+        if let Some(span) = span {
+            self.replay_isdn(now, span, id);
+        }
+    }
+
+    fn isdn_placed(&mut self, now: Instant, token: Token, result: Result<CallId, TaskError>) {
         let Some(key) = self.by_token.remove(&token) else {
             return;
         };
@@ -808,6 +868,17 @@ impl CallManager {
         token: Token,
         result: Result<(CallHandle, String), SipPlaceError>,
     ) {
+        let handle = result.as_ref().ok().map(|(h, _)| *h);
+        self.sip_placed(now, token, result);
+        self.replay_sip(now, handle);
+    }
+
+    fn sip_placed(
+        &mut self,
+        now: Instant,
+        token: Token,
+        result: Result<(CallHandle, String), SipPlaceError>,
+    ) {
         let Some(key) = self.by_token.remove(&token) else {
             return;
         };
@@ -846,7 +917,39 @@ impl CallManager {
     }
 
     /// One user-agent event.
+    ///
+    /// An event for a handle the manager does not know yet, while an INVITE
+    /// awaits its [`SipAction::PlaceCall`] reply, is held (bounded) and
+    /// replayed when the reply names that handle.
     pub fn handle_sip(&mut self, now: Instant, event: UaEvent) {
+        if let Some(call) = sip_event_call(&event)
+            && !self.by_sip.contains_key(&call)
+            && self.sip_placing()
+        {
+            hold(&mut self.early_sip, event, &mut self.counters);
+            return;
+        }
+        self.dispatch_sip(now, event);
+    }
+
+    fn sip_placing(&self) -> bool {
+        self.calls
+            .values()
+            .any(|c| matches!(c.sip, SipLeg::Placing(_)))
+    }
+
+    fn replay_sip(&mut self, now: Instant, handle: Option<CallHandle>) {
+        let placing = self.sip_placing();
+        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_sip)
+            .into_iter()
+            .partition(|e| !placing || handle.is_some() && sip_event_call(e) == handle);
+        self.early_sip = keep;
+        for e in mine {
+            self.dispatch_sip(now, e);
+        }
+    }
+
+    fn dispatch_sip(&mut self, now: Instant, event: UaEvent) {
         match event {
             UaEvent::IncomingCall { call, request, sdp } => {
                 self.on_invite(now, call, &request, sdp)
@@ -1530,6 +1633,48 @@ impl CallManager {
             self.counters.status_enquiries += 1;
             self.isdn(span, IsdnCommand::StatusEnquiry { id });
         }
+    }
+}
+
+/// Events held for a call not yet known: at most this many (oldest dropped).
+const HELD_EVENTS_MAX: usize = 256;
+
+fn hold<T>(queue: &mut Vec<T>, item: T, counters: &mut CallCounters) {
+    if queue.len() >= HELD_EVENTS_MAX {
+        queue.remove(0);
+        counters.stray_events += 1;
+        warn!("held events full: oldest dropped");
+    }
+    queue.push(item);
+}
+
+/// The call a Q.931 event is about; `None` for span-wide events and for
+/// `IncomingCall` (always a new id).
+fn isdn_event_call(e: &q931::Event) -> Option<CallId> {
+    use q931::Event as E;
+    match e {
+        E::SetupAcknowledged { id, .. }
+        | E::Proceeding { id, .. }
+        | E::Alerting { id }
+        | E::Progress { id, .. }
+        | E::Connected { id }
+        | E::Disconnected { id, .. }
+        | E::Released { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// The call a user-agent event is about; `None` for new INVITEs and OPTIONS.
+fn sip_event_call(e: &UaEvent) -> Option<CallHandle> {
+    match e {
+        UaEvent::Provisional { call, .. }
+        | UaEvent::Answered { call, .. }
+        | UaEvent::Failed { call, .. }
+        | UaEvent::Ended { call, .. }
+        | UaEvent::MediaUpdate { call, .. }
+        | UaEvent::InfoDtmf { call, .. }
+        | UaEvent::ReinviteFailed { call, .. } => Some(*call),
+        UaEvent::IncomingCall { .. } | UaEvent::OptionsResult { .. } => None,
     }
 }
 
