@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use tdmgw::call::manager::{
-    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction, SipPlaceError,
+    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction, SipPlaceError, Token,
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
@@ -84,6 +84,9 @@ enum Pending {
     SipEnded(CallHandle, EndedBy),
     SipFailed(CallHandle, u16),
     Summary(media::ChannelId),
+    /// PlaceCall replies held back, so that the call's events overtake them.
+    IsdnPlaced(Token, Result<CallId, TaskError>),
+    SipPlaced(Token, Result<(CallHandle, String), SipPlaceError>),
 }
 
 struct World {
@@ -103,6 +106,12 @@ struct World {
     sip_dead: HashSet<CallHandle>,
     pending: Vec<Pending>,
     cdrs: Vec<String>,
+    /// Calls whose PlaceCall reply is held back: the manager holds their
+    /// events too, so their end counts only once the reply is delivered.
+    unreplied_isdn: HashSet<(u8, CallId)>,
+    unreplied_sip: HashSet<CallHandle>,
+    ended_unreplied_isdn: HashSet<(u8, CallId)>,
+    ended_unreplied_sip: HashSet<CallHandle>,
 }
 
 impl World {
@@ -122,6 +131,10 @@ impl World {
             sip_dead: HashSet::new(),
             pending: Vec::new(),
             cdrs: Vec::new(),
+            unreplied_isdn: HashSet::new(),
+            unreplied_sip: HashSet::new(),
+            ended_unreplied_isdn: HashSet::new(),
+            ended_unreplied_sip: HashSet::new(),
         }
     }
 
@@ -148,7 +161,14 @@ impl World {
                 } else {
                     Err(TaskError::Refused(CommandError::NoChannel))
                 };
-                self.m.handle_isdn_placed(self.now, *token, r);
+                if self.rng.one_in(2) {
+                    if let Ok(id) = r {
+                        self.unreplied_isdn.insert((span, id));
+                    }
+                    self.pending.push(Pending::IsdnPlaced(*token, r));
+                } else {
+                    self.m.handle_isdn_placed(self.now, *token, r);
+                }
                 return;
             }
             IsdnCommand::Restart { .. } => return,
@@ -183,7 +203,14 @@ impl World {
                     self.sip_live.insert(h, (true, false));
                     Ok((h, "peer".to_owned()))
                 };
-                self.m.handle_sip_placed(self.now, *token, r);
+                if self.rng.one_in(2) {
+                    if let Ok((h, _)) = &r {
+                        self.unreplied_sip.insert(*h);
+                    }
+                    self.pending.push(Pending::SipPlaced(*token, r));
+                } else {
+                    self.m.handle_sip_placed(self.now, *token, r);
+                }
                 return;
             }
             SipAction::Accept { call, .. } => {
@@ -249,7 +276,11 @@ impl World {
         match p {
             Pending::Released(span, id, cause) => {
                 self.isdn_live.remove(&(span, id));
-                self.isdn_dead.insert((span, id));
+                if self.unreplied_isdn.contains(&(span, id)) {
+                    self.ended_unreplied_isdn.insert((span, id));
+                } else {
+                    self.isdn_dead.insert((span, id));
+                }
                 self.m.handle_isdn(
                     now,
                     span,
@@ -262,7 +293,11 @@ impl World {
             }
             Pending::SipEnded(call, by) => {
                 self.sip_live.remove(&call);
-                self.sip_dead.insert(call);
+                if self.unreplied_sip.contains(&call) {
+                    self.ended_unreplied_sip.insert(call);
+                } else {
+                    self.sip_dead.insert(call);
+                }
                 self.m.handle_sip(
                     now,
                     UaEvent::Ended {
@@ -274,7 +309,11 @@ impl World {
             }
             Pending::SipFailed(call, status) => {
                 self.sip_live.remove(&call);
-                self.sip_dead.insert(call);
+                if self.unreplied_sip.contains(&call) {
+                    self.ended_unreplied_sip.insert(call);
+                } else {
+                    self.sip_dead.insert(call);
+                }
                 self.m.handle_sip(
                     now,
                     UaEvent::Failed {
@@ -283,6 +322,35 @@ impl World {
                         reason: None,
                     },
                 );
+            }
+            Pending::IsdnPlaced(token, r) => {
+                self.m.handle_isdn_placed(now, token, r);
+                self.drain();
+                let done: Vec<_> = self.ended_unreplied_isdn.drain().collect();
+                for k in done {
+                    if let Ok(id) = r
+                        && k.1 != id
+                    {
+                        self.ended_unreplied_isdn.insert(k);
+                        continue;
+                    }
+                    self.unreplied_isdn.remove(&k);
+                    self.isdn_dead.insert(k);
+                }
+                if let Ok(id) = r {
+                    self.unreplied_isdn.retain(|k| k.1 != id);
+                }
+            }
+            Pending::SipPlaced(token, r) => {
+                let h = r.as_ref().ok().map(|(h, _)| *h);
+                self.m.handle_sip_placed(now, token, r);
+                self.drain();
+                if let Some(h) = h {
+                    self.unreplied_sip.remove(&h);
+                    if self.ended_unreplied_sip.remove(&h) {
+                        self.sip_dead.insert(h);
+                    }
+                }
             }
             Pending::Summary(ch) => self.m.handle_media(
                 now,

@@ -489,10 +489,25 @@ impl CallManager {
             .get(&token)
             .and_then(|k| self.calls.get(k))
             .map(|c| c.span);
+        let key = self.by_token.get(&token).copied();
         let id = result.as_ref().ok().copied();
         self.isdn_placed(now, token, result);
         if let Some(span) = span {
             self.replay_isdn(now, span, id);
+        }
+        self.finish_clearing(now, key);
+    }
+
+    /// A call that started clearing while one of its legs was being placed:
+    /// clear that leg now that it exists (`clear` is idempotent).
+    fn finish_clearing(&mut self, now: Instant, key: Option<u64>) {
+        let Some(key) = key else {
+            return;
+        };
+        if let Some(c) = self.calls.get(&key)
+            && let (Some(cause), Some(_)) = (c.cause, c.cleared_by)
+        {
+            self.clear(now, key, Side::Gateway, cause, None);
         }
     }
 
@@ -506,23 +521,14 @@ impl CallManager {
         let span = c.span;
         match result {
             Ok(id) => {
+                // If the core gave up while the SETUP was being placed, the
+                // clearing reaches this leg in `finish_clearing`, after the
+                // held events (which may already release it).
                 self.by_isdn.insert((span, id), key);
-                if let Some(cause) = c.clearing().then_some(c.cause).flatten() {
-                    // The core gave up while the SETUP was being placed.
-                    c.isdn = IsdnLeg::Clearing(id);
-                    self.isdn(
-                        span,
-                        IsdnCommand::Release {
-                            id,
-                            cause: Cause(cause),
-                        },
-                    );
-                } else {
-                    c.isdn = IsdnLeg::Up {
-                        id,
-                        responded: false,
-                    };
-                }
+                c.isdn = IsdnLeg::Up {
+                    id,
+                    responded: false,
+                };
             }
             Err(e) => {
                 info!(call = key, span, error = %e, "SETUP not placed");
@@ -868,9 +874,11 @@ impl CallManager {
         token: Token,
         result: Result<(CallHandle, String), SipPlaceError>,
     ) {
+        let key = self.by_token.get(&token).copied();
         let handle = result.as_ref().ok().map(|(h, _)| *h);
         self.sip_placed(now, token, result);
         self.replay_sip(now, handle);
+        self.finish_clearing(now, key);
     }
 
     fn sip_placed(
@@ -887,19 +895,12 @@ impl CallManager {
         };
         match result {
             Ok((handle, peer)) => {
+                // Cleared meanwhile: hung up in `finish_clearing`, after the
+                // held events (which may already end it).
                 self.by_sip.insert(handle, key);
                 c.tried.push(peer.clone());
                 c.peer = Some(peer);
-                if c.clearing() {
-                    c.sip = SipLeg::Clearing(handle);
-                    let reason = c.reason.clone();
-                    self.push(Action::Sip(SipAction::Hangup {
-                        call: handle,
-                        reason,
-                    }));
-                } else {
-                    c.sip = SipLeg::Outgoing(handle);
-                }
+                c.sip = SipLeg::Outgoing(handle);
             }
             Err(e) => {
                 info!(call = key, error = ?e, "INVITE not placed");
