@@ -16,7 +16,9 @@ use tdmgw::call::manager::{
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
-use tdmgw::isdn::q931::{CallId, ClearedBy, CommandError, Event, PartyNumber};
+use tdmgw::isdn::q931::{
+    CallId, ChannelState, ChannelTable, ClearedBy, CommandError, Event, PartyNumber,
+};
 use tdmgw::isdn::task::TaskError;
 use tdmgw::media::control::{self as media, CallSummary};
 use tdmgw::sip::message::{Framing, Limits, Message};
@@ -112,6 +114,8 @@ struct World {
     unreplied_sip: HashSet<CallHandle>,
     ended_unreplied_isdn: HashSet<(u8, CallId)>,
     ended_unreplied_sip: HashSet<CallHandle>,
+    /// Timeslots of calls whose Released is still pending.
+    released_ts: HashMap<(u8, CallId), u8>,
 }
 
 impl World {
@@ -135,6 +139,7 @@ impl World {
             unreplied_sip: HashSet::new(),
             ended_unreplied_isdn: HashSet::new(),
             ended_unreplied_sip: HashSet::new(),
+            released_ts: HashMap::new(),
         }
     }
 
@@ -181,6 +186,8 @@ impl World {
                 if self.isdn_live.contains_key(&(span, *id))
                     && self.isdn_clearing.insert((span, *id))
                 {
+                    let ts = self.isdn_live[&(span, *id)];
+                    self.released_ts.insert((span, *id), ts);
                     self.pending.push(Pending::Released(span, *id, *cause));
                 }
                 *id
@@ -395,6 +402,9 @@ impl World {
 
     /// The exchange clears a call: DISCONNECT now, RELEASE later.
     fn exchange_clears(&mut self, k: (u8, CallId)) {
+        if let Some(ts) = self.isdn_live.get(&k) {
+            self.released_ts.insert(k, *ts);
+        }
         let cause = Cause([16, 17, 18, 31, 41][self.rng.range(0, 5) as usize]);
         self.isdn_clearing.insert(k);
         self.m.handle_isdn(
@@ -424,7 +434,30 @@ impl World {
         self.deliver(p);
     }
 
+    /// What each span's Q.931 would publish: a channel is busy while its
+    /// call exists (until the manager is given its `Released`).
+    fn tables(&mut self) {
+        for span in 1..=2u8 {
+            let mut t = ChannelTable::e1();
+            for ((s, _), ts) in &self.isdn_live {
+                if *s == span {
+                    t.set(*ts, ChannelState::Busy);
+                }
+            }
+            for p in &self.pending {
+                if let Pending::Released(s, id, _) = p
+                    && *s == span
+                    && let Some(ts) = self.released_ts.get(&(*s, *id))
+                {
+                    t.set(*ts, ChannelState::Busy);
+                }
+            }
+            self.m.handle_channel_table(span, &t);
+        }
+    }
+
     fn step(&mut self) {
+        self.tables();
         let now = self.now;
         match self.rng.range(0, 10) {
             0 => {
@@ -570,6 +603,10 @@ fn run(seed: u64, steps: usize) {
     }
     w.finish();
     assert!(w.m.is_idle(), "seed {seed}: calls left");
+    assert_eq!(
+        w.m.counters.audit_restarts, 0,
+        "seed {seed}: the audit restarted a channel of a live call"
+    );
     assert!(w.isdn_live.is_empty() && w.sip_live.is_empty());
     let created = w.m.counters.exchange_to_core;
     if std::env::var_os("SIM_VERBOSE").is_some() {

@@ -1570,6 +1570,12 @@ impl CallManager {
             };
             let mut restart = None;
             let rows: Vec<(u8, ChannelState)> = table.iter().collect();
+            // A call whose channel Q.931 has not reported yet (no CALL
+            // PROCEEDING) may be any busy channel: none of them is stuck.
+            let unlocated = self
+                .calls
+                .values()
+                .any(|c| c.span == span && c.isdn_alive() && c.timeslot.is_none());
             for (ts, state) in rows {
                 let ch = ChannelId {
                     span: u16::from(span),
@@ -1583,7 +1589,8 @@ impl CallManager {
                     .map(|c| c.key);
                 let q931_busy = matches!(state, ChannelState::Busy | ChannelState::Reserved);
                 let q931_idle = state == ChannelState::Idle;
-                let mismatch = (q931_busy && ours.is_none()) || (q931_idle && ours.is_some());
+                let mismatch =
+                    (q931_busy && ours.is_none() && !unlocated) || (q931_idle && ours.is_some());
                 if !mismatch {
                     continue;
                 }
