@@ -333,18 +333,18 @@ impl World {
             Pending::IsdnPlaced(token, r) => {
                 self.m.handle_isdn_placed(now, token, r);
                 self.drain();
-                let done: Vec<_> = self.ended_unreplied_isdn.drain().collect();
-                for k in done {
-                    if let Ok(id) = r
-                        && k.1 != id
-                    {
-                        self.ended_unreplied_isdn.insert(k);
-                        continue;
-                    }
-                    self.unreplied_isdn.remove(&k);
-                    self.isdn_dead.insert(k);
-                }
                 if let Ok(id) = r {
+                    // Its held events have been replayed: its end counts now.
+                    let done: Vec<_> = self
+                        .ended_unreplied_isdn
+                        .iter()
+                        .filter(|k| k.1 == id)
+                        .copied()
+                        .collect();
+                    for k in done {
+                        self.ended_unreplied_isdn.remove(&k);
+                        self.isdn_dead.insert(k);
+                    }
                     self.unreplied_isdn.retain(|k| k.1 != id);
                 }
             }
