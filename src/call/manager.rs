@@ -952,9 +952,9 @@ impl CallManager {
 
     fn dispatch_sip(&mut self, now: Instant, event: UaEvent) {
         match event {
-            UaEvent::IncomingCall { call, request, sdp } => {
-                self.on_invite(now, call, &request, sdp)
-            }
+            UaEvent::IncomingCall {
+                call, request, sdp, ..
+            } => self.on_invite(now, call, &request, sdp),
             UaEvent::Provisional { call, status, sdp } => {
                 self.on_sip_provisional(now, call, status, sdp)
             }
