@@ -18,6 +18,7 @@ use tdmgw::isdn::q931::{
 };
 use tdmgw::isdn::task::TaskError;
 use tdmgw::media::control::{self as media, CallSummary, ChannelId};
+use tdmgw::sip::endpoint::{Remote, Transport};
 use tdmgw::sip::message::{Framing, Limits, Message};
 use tdmgw::sip::sdp::{self, LocalMedia, Origin, Sdp};
 use tdmgw::sip::ua::{CallHandle, EndedBy, UaEvent};
@@ -354,6 +355,10 @@ fn incoming_invite(user: &str) -> UaEvent {
         call: SIP_CALL,
         request: Box::new(invite_text(user, "")),
         sdp: Some(core_offer()),
+        peer: Remote {
+            address: "192.0.2.7:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        },
     }
 }
 

@@ -21,6 +21,7 @@ use tdmgw::isdn::q931::{
 };
 use tdmgw::isdn::task::TaskError;
 use tdmgw::media::control::{self as media, CallSummary};
+use tdmgw::sip::endpoint::{Remote, Transport};
 use tdmgw::sip::message::{Framing, Limits, Message};
 use tdmgw::sip::sdp::{self, LocalMedia, Origin, Sdp};
 use tdmgw::sip::ua::{CallHandle, EndedBy, UaEvent};
@@ -489,6 +490,10 @@ impl World {
                         call: h,
                         request: invite(),
                         sdp: Some(core_sdp()),
+                        peer: Remote {
+                            address: "192.0.2.7:5060".parse().unwrap(),
+                            transport: Transport::Udp,
+                        },
                     },
                 );
             }
