@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 
 use tdmgw::line::g711;
 use tdmgw::media::channel::{Channel, ChannelParams, TICK_MS, TICK_SAMPLES};
-use tdmgw::media::control::{
-    CallSummary, ChannelId, Codec, Command, ConnectParams, Event,
-};
+use tdmgw::media::control::{CallSummary, ChannelId, Codec, Command, ConnectParams, Event};
 use tdmgw::media::dtmf::{DtmfDetector, DtmfEvent};
 use tdmgw::media::plc::OUTPUT_DELAY_SAMPLES;
 use tdmgw::media::rfc4733::TelephoneEvent;
@@ -22,7 +20,10 @@ use tdmgw::media::tone::{ToneGenerator, ToneSpec};
 const TE: PayloadType = PayloadType(101);
 
 fn id(ts: u8) -> ChannelId {
-    ChannelId { span: 1, timeslot: ts }
+    ChannelId {
+        span: 1,
+        timeslot: ts,
+    }
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -36,7 +37,10 @@ fn channel(ts: u8, seed: u64) -> Channel {
 fn connect(ch: &mut Channel, remote: SocketAddr, f: impl FnOnce(&mut ConnectParams)) {
     let mut p = ConnectParams::new(remote, Codec::Pcma);
     f(&mut p);
-    ch.command(Command::Connect { ch: ch.id(), params: p });
+    ch.command(Command::Connect {
+        ch: ch.id(),
+        params: p,
+    });
     assert!(ch.is_connected());
 }
 
@@ -90,6 +94,7 @@ fn in_band_dtmf_becomes_rfc4733_events_sharing_the_voice_stream() {
     let mut line = dtmf_line(b'7', on, off);
     let mut pkts: Vec<RtpRepr> = Vec::new();
     let mut events_payload: Vec<TelephoneEvent> = Vec::new();
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
     for _ in 0..1000 / TICK_MS {
         tick(&mut ch, &mut line);
         if let Some((buf, to)) = ch.poll_transmit() {
@@ -99,6 +104,7 @@ fn in_band_dtmf_becomes_rfc4733_events_sharing_the_voice_stream() {
                 events_payload.push(TelephoneEvent::parse(p.payload.try_into().unwrap()));
             }
             pkts.push(p.repr);
+            payloads.push(p.payload.to_vec());
         }
     }
     // RFC 4733 §2.1: one SSRC and one sequence space for voice and events.
@@ -116,28 +122,54 @@ fn in_band_dtmf_becomes_rfc4733_events_sharing_the_voice_stream() {
     let ts = ev[0].timestamp;
     assert!(ev.iter().all(|r| r.timestamp == ts));
     let skew = ts.wrapping_sub(ts_on) as i32;
-    assert!(skew.abs() <= 8 * 5, "event timestamp {skew} samples off the onset");
+    assert!(
+        skew.abs() <= 8 * 5,
+        "event timestamp {skew} samples off the onset"
+    );
     assert!(events_payload.iter().all(|e| e.event == 7));
     let ends: Vec<&TelephoneEvent> = events_payload.iter().filter(|e| e.end).collect();
     assert_eq!(ends.len(), 3, "§2.5.1.4: the final report three times");
     assert!(ends.windows(2).all(|w| w[0] == w[1]));
-    assert!((76 * 8..=84 * 8).contains(&ends[0].duration), "{:?}", ends[0]);
+    assert!(
+        (76 * 8..=84 * 8).contains(&ends[0].duration),
+        "{:?}",
+        ends[0]
+    );
     // Updates grow (§2.5.1.3).
-    let updates: Vec<u16> = events_payload.iter().filter(|e| !e.end).map(|e| e.duration).collect();
+    let updates: Vec<u16> = events_payload
+        .iter()
+        .filter(|e| !e.end)
+        .map(|e| e.duration)
+        .collect();
     assert!(updates.windows(2).all(|w| w[1] > w[0]), "{updates:?}");
-    // No voice packet carries the digit's samples.
-    for r in pkts.iter().filter(|r| r.payload_type == PayloadType::PCMA) {
+    // No voice packet carries the digit: the one it starts in has it
+    // muted, the next ones are held until the events end.
+    let mut voice_in_digit = 0;
+    for (r, payload) in pkts.iter().zip(&payloads) {
+        if r.payload_type != PayloadType::PCMA {
+            continue;
+        }
         let start = r.timestamp.wrapping_sub(ts_start) as u64;
-        let end = start + 160;
-        let overlaps = start < off && end > on;
-        assert!(!overlaps, "voice packet [{start}, {end}) overlaps the digit");
+        for (k, &o) in payload.iter().enumerate() {
+            if (on..off).contains(&(start + k as u64)) {
+                voice_in_digit += 1;
+                assert_eq!(o, g711::ALAW_IDLE, "digit sample {} sent", start + k as u64);
+            }
+        }
     }
+    assert!(
+        voice_in_digit < 160,
+        "at most the packet the digit starts in"
+    );
     let c = ch.counters();
     assert_eq!(c.rfc4733_digits_sent, 1);
     assert!(c.voice_packets_held >= 4, "{c:?}");
     assert_eq!(c.telephone_events_sent, ev.len() as u64);
     let e = events(&mut ch);
-    assert!(matches!(e[0], Event::DtmfStart { digit: b'7', .. }), "{e:?}");
+    assert!(
+        matches!(e[0], Event::DtmfStart { digit: b'7', .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -160,7 +192,9 @@ fn without_telephone_event_the_digit_stays_in_band() {
             stream.extend_from_slice(p.payload);
         }
     }
-    let want: Vec<u8> = (0..stream.len() as u64).map(dtmf_line(b'3', on, off)).collect();
+    let want: Vec<u8> = (0..stream.len() as u64)
+        .map(dtmf_line(b'3', on, off))
+        .collect();
     assert_eq!(stream, want, "voice untouched: the digit goes in-band");
     assert!(
         detect(&stream)
@@ -169,9 +203,11 @@ fn without_telephone_event_the_digit_stays_in_band() {
         "the far end can detect it"
     );
     assert_eq!(ch.counters().telephone_events_sent, 0);
-    assert!(events(&mut ch)
-        .iter()
-        .any(|e| matches!(e, Event::DtmfStart { digit: b'3', .. })));
+    assert!(
+        events(&mut ch)
+            .iter()
+            .any(|e| matches!(e, Event::DtmfStart { digit: b'3', .. }))
+    );
 }
 
 /// Channel A hears DTMF on its timeslot and sends telephone-events; channel
@@ -184,8 +220,10 @@ fn rfc4733_events_are_regenerated_into_the_timeslot() {
     connect(&mut a, addr(5002), |p| p.telephone_event_pt = Some(TE));
     connect(&mut b, addr(5000), |p| p.telephone_event_pt = Some(TE));
     let digits = [(b'4', 4000u64, 4000 + 8 * 100), (b'#', 8000, 8000 + 8 * 60)];
-    let mut gens: Vec<ToneGenerator> =
-        digits.iter().map(|d| ToneGenerator::new(ToneSpec::dtmf(d.0).unwrap())).collect();
+    let mut gens: Vec<ToneGenerator> = digits
+        .iter()
+        .map(|d| ToneGenerator::new(ToneSpec::dtmf(d.0).unwrap()))
+        .collect();
     let mut played = Vec::new();
     for _ in 0..2000 / TICK_MS {
         tick(&mut a, |t| {
@@ -209,7 +247,11 @@ fn rfc4733_events_are_regenerated_into_the_timeslot() {
         let ev = detect(&played);
         let mut out = Vec::new();
         for e in ev {
-            if let DtmfEvent::DigitEnd { digit, duration_samples } = e {
+            if let DtmfEvent::DigitEnd {
+                digit,
+                duration_samples,
+            } = e
+            {
                 out.push((digit, duration_samples / 8));
             }
         }
@@ -223,15 +265,39 @@ fn rfc4733_events_are_regenerated_into_the_timeslot() {
     let ev = events(&mut b);
     let rx: Vec<Event> = ev
         .into_iter()
-        .filter(|e| matches!(e, Event::DtmfReceivedStart { .. } | Event::DtmfReceivedEnd { .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::DtmfReceivedStart { .. } | Event::DtmfReceivedEnd { .. }
+            )
+        })
         .collect();
     assert_eq!(rx.len(), 4, "{rx:?}");
-    assert_eq!(rx[0], Event::DtmfReceivedStart { ch: id(2), digit: b'4' });
+    assert_eq!(
+        rx[0],
+        Event::DtmfReceivedStart {
+            ch: id(2),
+            digit: b'4'
+        }
+    );
     assert!(
-        matches!(rx[1], Event::DtmfReceivedEnd { digit: b'4', duration_ms: 96..=104, .. }),
+        matches!(
+            rx[1],
+            Event::DtmfReceivedEnd {
+                digit: b'4',
+                duration_ms: 96..=104,
+                ..
+            }
+        ),
         "{rx:?}"
     );
-    assert_eq!(rx[2], Event::DtmfReceivedStart { ch: id(2), digit: b'#' });
+    assert_eq!(
+        rx[2],
+        Event::DtmfReceivedStart {
+            ch: id(2),
+            digit: b'#'
+        }
+    );
     assert_eq!(b.counters().rfc4733_digits_received, 2);
     b.command(Command::Disconnect { ch: id(2) });
     let s = summary(&mut b);
@@ -280,7 +346,10 @@ fn plc_conceals_a_loss_without_steps_at_its_edges() {
             played.extend_from_slice(&tick(&mut ch, |_| g711::ALAW_IDLE));
         }
     }
-    let lin: Vec<i32> = played.iter().map(|&a| g711::alaw_to_linear(a) as i32).collect();
+    let lin: Vec<i32> = played
+        .iter()
+        .map(|&a| g711::alaw_to_linear(a) as i32)
+        .collect();
     // Playout: 20 ms jitter depth + the PLC's 30-sample look-back.
     let delay = 160 + OUTPUT_DELAY_SAMPLES;
     let gap = (delay + 30 * 160, delay + 32 * 160);
@@ -290,7 +359,10 @@ fn plc_conceals_a_loss_without_steps_at_its_edges() {
     }
     // The largest step of the real signal, and of the output at the edges.
     let natural = (1..8000)
-        .map(|t| (g711::alaw_to_linear(voiced(t)) as i32 - g711::alaw_to_linear(voiced(t - 1)) as i32).abs())
+        .map(|t| {
+            (g711::alaw_to_linear(voiced(t)) as i32 - g711::alaw_to_linear(voiced(t - 1)) as i32)
+                .abs()
+        })
         .max()
         .unwrap();
     for edge in [gap.0, gap.1] {
@@ -298,11 +370,16 @@ fn plc_conceals_a_loss_without_steps_at_its_edges() {
             .map(|t| (lin[t] - lin[t - 1]).abs())
             .max()
             .unwrap();
-        assert!(worst <= natural * 3 / 2, "step {worst} at edge {edge} (signal's own {natural})");
+        assert!(
+            worst <= natural * 3 / 2,
+            "step {worst} at edge {edge} (signal's own {natural})"
+        );
     }
     // The erasure is filled with the pitch, not faded to silence: the first
     // 10 ms keep most of the energy.
-    let energy = |r: std::ops::Range<usize>| r.clone().map(|t| (lin[t] as i64).pow(2)).sum::<i64>() / r.len() as i64;
+    let energy = |r: std::ops::Range<usize>| {
+        r.clone().map(|t| (lin[t] as i64).pow(2)).sum::<i64>() / r.len() as i64
+    };
     let before = energy(gap.0 - 400..gap.0 - 80);
     let first10 = energy(gap.0..gap.0 + 80);
     assert!(first10 * 2 > before, "concealed {first10} vs {before}");
@@ -329,7 +406,10 @@ struct Wire {
 
 impl Wire {
     fn new(delay_ms: u64) -> Self {
-        Wire { delay_ms, q: VecDeque::new() }
+        Wire {
+            delay_ms,
+            q: VecDeque::new(),
+        }
     }
     fn send(&mut self, now_ms: u64, d: &[u8]) {
         self.q.push_back((now_ms + self.delay_ms, d.to_vec()));
@@ -346,7 +426,13 @@ impl Wire {
 /// Two channels talk for `secs` with RTCP both ways over a wire of
 /// `delay_ms` each way; every `lose_every`-th RTP packet A → B is lost.
 /// Returns the RTCP compounds B sent.
-fn talk(a: &mut Channel, b: &mut Channel, secs: u64, delay_ms: u64, lose_every: u64) -> Vec<Vec<u8>> {
+fn talk(
+    a: &mut Channel,
+    b: &mut Channel,
+    secs: u64,
+    delay_ms: u64,
+    lose_every: u64,
+) -> Vec<Vec<u8>> {
     let (a_rtp, b_rtp) = (addr(6000), addr(6002));
     let (a_rtcp, b_rtcp) = (addr(6001), addr(6003));
     let mut rtcp_ab = Wire::new(delay_ms);
@@ -410,7 +496,11 @@ fn rtcp_reports_and_round_trip_between_two_channels() {
     let reports = talk(&mut a, &mut b, 21, 40, 10);
     // RFC 3550 §6.2: Tmin 5 s (2.5 s first), randomised over [0.5, 1.5]
     // and divided by e - 3/2: 21 s give 3..8 reports.
-    assert!((3..=8).contains(&reports.len()), "{} reports", reports.len());
+    assert!(
+        (3..=8).contains(&reports.len()),
+        "{} reports",
+        reports.len()
+    );
     // The last report of B: an SR (B sends) with one block about A.
     let last = Compound::parse(reports.last().unwrap()).unwrap();
     let mut saw_block = false;
@@ -425,8 +515,8 @@ fn rtcp_reports_and_round_trip_between_two_channels() {
                 // Every tenth packet lost: 10 % = 25.6/256.
                 assert!((24..=27).contains(&bl.fraction_lost), "{bl:?}");
                 // RFC 3550 A.3 by hand: expected = highest - first + 1.
-                let expected = (bl.extended_highest_seq & 0xFFFF).wrapping_sub(a_seq0 as u32)
-                    & 0xFFFF;
+                let expected =
+                    (bl.extended_highest_seq & 0xFFFF).wrapping_sub(a_seq0 as u32) & 0xFFFF;
                 let expected = expected as u64 + 1;
                 assert!(
                     (bl.cumulative_lost as u64).abs_diff(expected / 10) <= 1,
@@ -458,9 +548,17 @@ fn rtcp_reports_and_round_trip_between_two_channels() {
     let (bye, to) = a.poll_transmit_rtcp().expect("BYE");
     assert_eq!(to, addr(6003));
     let bye = bye.to_vec();
-    assert!(Compound::parse(&bye).unwrap().packets().any(|p| matches!(p, RtcpPacket::Bye(_))));
+    assert!(
+        Compound::parse(&bye)
+            .unwrap()
+            .packets()
+            .any(|p| matches!(p, RtcpPacket::Bye(_)))
+    );
     b.handle_rtcp(&bye, addr(6001));
-    assert!(events(&mut b).contains(&Event::RtcpBye { ch: id(2), ssrc: a_ssrc }));
+    assert!(events(&mut b).contains(&Event::RtcpBye {
+        ch: id(2),
+        ssrc: a_ssrc
+    }));
     let s = summary(&mut a);
     assert!(s.rtt_samples >= 2);
     assert!((78_000..=84_000).contains(&s.rtt_us), "{s:?}");
@@ -498,6 +596,9 @@ fn summary_gives_r_factor_and_mos_for_a_lossy_call() {
     // Ie,eff = 95 · 5 / (5 + 25.1) ≈ 15.8, so R ≈ 77, MOS ≈ 3.9.
     assert!((75.0..=79.0).contains(&lossy.r_factor()), "{lossy:?}");
     assert!((3.8..=4.05).contains(&lossy.mos()), "{lossy:?}");
-    assert!(lossy.concealed_ms > 0 && clean.concealed_ms == 0, "{lossy:?} {clean:?}");
+    assert!(
+        lossy.concealed_ms > 0 && clean.concealed_ms == 0,
+        "{lossy:?} {clean:?}"
+    );
     assert!(lossy.one_way_delay_ms >= 20 + 20, "{lossy:?}");
 }

@@ -294,8 +294,10 @@ struct Session {
     max_jitter: u32,
     ssrc_changes: u32,
     dtmf_digits: u32,
-    /// The RFC 4733 sender has packets to send (voice held meanwhile).
+    /// The RFC 4733 sender has packets to send; voice from `te_from` (the
+    /// digit's first sample) on is held meanwhile.
     te_tx_active: bool,
+    te_from: u64,
     /// The RFC 4733 receiver is playing a digit or waits for an end.
     te_rx_active: bool,
     rfc4733_sent: u32,
@@ -664,6 +666,7 @@ impl Channel {
             ssrc_changes: 0,
             dtmf_digits: 0,
             te_tx_active: false,
+            te_from: 0,
             te_rx_active: false,
             rfc4733_sent: 0,
             rfc4733_received: 0,
@@ -865,7 +868,11 @@ impl Channel {
             }
         }
         // RFC 3550 §6.3.6: the report timer, in E1 time.
-        if self.session.as_ref().is_some_and(|s| self.now >= s.rtcp_due) {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| self.now >= s.rtcp_due)
+        {
             self.rtcp_report();
         }
     }
@@ -899,9 +906,10 @@ impl Channel {
             return;
         };
         while end >= s.pkt_start + s.ptime_samples + self.delay_samples {
-            if s.te_tx_active {
+            if s.te_tx_active && s.pkt_start >= s.te_from {
                 // RFC 4733 §2.5.1.2 / issue 5: no voice while the digit is
-                // signalled as events; its audio is not sent.
+                // signalled as events; its audio is not sent. (The packet
+                // the digit starts in goes out, the digit's part muted.)
                 let n = s.ptime_samples;
                 s.pkt_start += n;
                 if s.mute_to.is_some_and(|e| e <= s.pkt_start) {
@@ -969,8 +977,7 @@ impl Channel {
                 s.dtmf_digits += 1;
                 if s.p.telephone_event_pt.is_some() {
                     // Merge with a window whose end has not been sent yet.
-                    let open =
-                        s.mute_from.is_some() && s.mute_to.is_none_or(|t| t > s.pkt_start);
+                    let open = s.mute_from.is_some() && s.mute_to.is_none_or(|t| t > s.pkt_start);
                     if !open {
                         s.mute_from = Some(from);
                     }
@@ -980,6 +987,7 @@ impl Channel {
                     // first sample (its timestamp), sent from now on.
                     if self.te_tx.start(now, digit, from) {
                         s.te_tx_active = true;
+                        s.te_from = from;
                         s.rfc4733_sent += 1;
                         self.counters.rfc4733_digits_sent += 1;
                     }
