@@ -15,7 +15,10 @@
 //! - [`Channel::poll_transmit`] after a tick: at most one RTP packet (the
 //!   channel's own preallocated buffer) and the address to send it to. A
 //!   packet not taken before the next one is built is counted as an overrun.
-//! - [`Channel::poll_event`] after either call: [`Event`]s for the control
+//! - [`Channel::handle_rtcp`] for each datagram on the channel's RTCP
+//!   socket; [`Channel::poll_transmit_rtcp`] after a tick or a disconnect:
+//!   at most one RTCP compound (a report every ~5 s, the BYE at the end).
+//! - [`Channel::poll_event`] after any call: [`Event`]s for the control
 //!   plane (a queue of [`EVENT_QUEUE`], overflow counted).
 //! - [`Channel::command`] applies one [`Command`] addressed to it.
 //!
@@ -24,11 +27,21 @@
 //! # TDM → RTP
 //!
 //! The received octets go into a delay line of `dtmf_delay_ms` (default
-//! [`DEFAULT_DTMF_DELAY_MS`]) and, decoded, into the DTMF detector. When the
-//! detector reports a digit (ITU-T Q.24 limits take ~40 ms), the digit's
-//! samples still in the delay line are replaced by idle code in the voice
-//! stream until the digit ends; samples of it already sent are counted as
-//! leaked. Each `ptime` of audio leaving the delay line becomes one packet:
+//! [`DEFAULT_DTMF_DELAY_MS`]) and, decoded, into the DTMF detector. A
+//! detected digit (ITU-T Q.24 limits take ~40 ms) is reported to the
+//! control plane ([`Event::DtmfStart`]/[`Event::DtmfEnd`]). Without a
+//! negotiated telephone-event payload type that is all: the digit stays in
+//! the voice (in-band). With one, it is sent as RFC 4733 events
+//! ([`EventSender`]): the start packet (marker) carries the timestamp of
+//! the digit's first sample in the voice stream's own mapping (sample `t`
+//! is `ts0 + t - start` for voice and events alike), updates follow every
+//! ptime, the final report goes three times (§2.5.1.4), all in the voice
+//! stream's SSRC and sequence space (§2.1). The digit's samples still in
+//! the delay line become idle code, voice packets starting at or after the
+//! digit are held (not sent) while the events are, and samples of it
+//! already sent are counted as leaked. A tick sends at most one packet: a
+//! voice packet due with an event's last packet leaves a tick (2 ms) later.
+//! Each `ptime` of audio leaving the delay line becomes one packet:
 //! A-law octets copied as they are (PCMA), or mapped by G.711 Table 4
 //! (PCMU). The RTP header (RFC 3550 §5.1) starts from a random sequence
 //! number, timestamp and SSRC (RFC 3550 §5.1, §8.1) drawn from the channel's
@@ -41,10 +54,35 @@
 //! type, at most [`MAX_PACKET_SAMPLES`] octets), latched ([`Latch`],
 //! symmetric RTP), sequence-checked (RFC 3550 A.1), decoded to linear and put
 //! in the [`JitterBuffer`]. Every refusal is counted by kind. Each tick pulls
-//! its samples; samples the buffer flags missing are concealed; the result is
-//! A-law coded into `tx`. A tone or DTMF digits commanded by the control
-//! plane replace the far end's audio while they play. No valid packet for
-//! `rtp_timeout_ms` raises [`Event::RtpTimeout`] once.
+//! its samples; the [`Plc`] (G.711 Appendix I) conceals the samples the
+//! buffer flags missing, on the same block so the flags stay aligned, and
+//! delays the output by 30 samples (3.75 ms: the RTP → TDM path is the
+//! jitter depth + 3.75 ms + up to a tick); received telephone-events
+//! ([`EventReceiver`]) are regenerated as DTMF over it for their reported
+//! durations and reported as [`Event::DtmfReceivedStart`] /
+//! [`Event::DtmfReceivedEnd`]; the result is A-law coded into `tx`. A tone
+//! or DTMF digits commanded by the control plane replace the far end's
+//! audio while they play. No valid packet for `rtp_timeout_ms` raises
+//! [`Event::RtpTimeout`] once.
+//!
+//! # RTCP
+//!
+//! Each connect starts an [`RtcpSession`] (RFC 3550 §6.2/§6.3: first report
+//! after half of Tmin = 5 s, then every ~5 s randomised over [0.5, 1.5] and
+//! divided by e − 3/2). Its due time is kept in the session, so a tick
+//! reads no RTCP state until a report is due; sent packet counts are
+//! handed over in one batch per report, not per packet. The report is an
+//! SR (we sent) or RR with one block on the latched source when RTP came in
+//! since the last report (RFC 3550 A.3 loss and A.8 jitter from the
+//! channel's sequence state and jitter buffer), and the SDES CNAME. Its
+//! NTP timestamp is [`ntp_at`] the E1 sample count (no clock read on the
+//! media thread). It goes to where the far end's RTCP comes from, else to
+//! its RTP address's port + 1. Received compounds are accepted from the
+//! latched RTP source's IP, parsed (malformed ones counted), give the RTT
+//! (§6.4.1) and, for a BYE, [`Event::RtcpBye`]. A disconnect sends a last
+//! report with the BYE (§6.6). The summary ([`CallSummary`]) adds loss %,
+//! jitter, mean RTT, concealed ms and the G.107 R-factor and MOS
+//! ([`CallQuality`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -290,7 +328,6 @@ struct Session {
     /// Samples `[mute_from, mute_to)` are cut from the voice stream.
     mute_from: Option<u64>,
     mute_to: Option<u64>,
-    at_connect: ChannelCounters,
     max_jitter: u32,
     ssrc_changes: u32,
     dtmf_digits: u32,
@@ -351,6 +388,8 @@ pub struct Channel {
     events: [Option<Event>; EVENT_QUEUE],
     ev_head: usize,
     ev_len: usize,
+    /// The counters when the session began (for its summary).
+    at_connect: ChannelCounters,
     // RFC 4733 and RTCP (cold: touched per digit and per report)
     te_tx: EventSender,
     te_rx: EventReceiver,
@@ -402,6 +441,7 @@ impl Channel {
             events: [None; EVENT_QUEUE],
             ev_head: 0,
             ev_len: 0,
+            at_connect: ChannelCounters::default(),
             te_tx: EventSender::new(EventSenderConfig::default(), 0),
             te_rx: EventReceiver::default(),
             rtcp: RtcpSession::new(RtcpConfig::default(), 0, b"", 0),
@@ -510,6 +550,7 @@ impl Channel {
         prefetch(&self.ev_len);
         self.jb.prefetch_state();
         self.detector.prefetch_state();
+        self.plc.prefetch_state();
     }
 
     /// Second step (one channel ahead): what the state points at — the
@@ -520,6 +561,7 @@ impl Channel {
         use super::prefetch;
         self.jb.prefetch();
         self.detector.prefetch_data();
+        self.plc.prefetch_data();
         if let Some(d) = self.delay.get((self.now & self.delay_mask) as usize) {
             prefetch(d);
         }
@@ -528,6 +570,8 @@ impl Channel {
             prefetch(&s.pkt_start);
             prefetch(&s.last_valid_rx);
             prefetch(&s.mute_from);
+            prefetch(&s.rtcp_due);
+            prefetch(&s.te_tx_active);
             // The next tick builds a packet: its audio left the cache the
             // delay line's length ago.
             let end = self.now + TICK_SAMPLES as u64;
@@ -619,7 +663,9 @@ impl Channel {
         self.plc.reset();
         self.plc_live = false;
         self.counters.sessions += 1;
-        let at_connect = self.counters();
+        // Kept outside the session: cold, and large enough to spread the
+        // session's hot fields over more cache lines.
+        self.at_connect = self.counters();
         let ptime_samples = p.ptime_ms as u64 * SAMPLES_PER_MS;
         let ts0 = (r2 >> 32) as u32;
         // RFC 4733 §2.1: events use the voice stream's timestamp clock;
@@ -661,7 +707,6 @@ impl Channel {
             det_base: self.now,
             mute_from: None,
             mute_to: None,
-            at_connect,
             max_jitter: 0,
             ssrc_changes: 0,
             dtmf_digits: 0,
@@ -693,7 +738,7 @@ impl Channel {
         }
         let c = &self.counters;
         let j = &self.jb.counters;
-        let a = &s.at_connect;
+        let a = &self.at_connect;
         let quality = self.quality(&s);
         let rtt = self.rtcp.rtt();
         let rc = self.rtcp.counters;
@@ -741,7 +786,7 @@ impl Channel {
     /// The G.107 E-model summary of session `s` (once, at its end).
     fn quality(&self, s: &Session) -> CallQuality {
         let c = &self.counters;
-        let a = &s.at_connect;
+        let a = &self.at_connect;
         let plc = &self.plc.counters;
         let stats = CallStats {
             packets_sent: c.packets_sent - a.packets_sent,

@@ -5,9 +5,12 @@
 //! # Layers
 //!
 //! - [`MediaCore`] is sans-IO: [`MediaCore::handle_tdm_frame`] per received
-//!   E1 frame (returns the frame to send), [`MediaCore::handle_rtp`] per
-//!   datagram, [`MediaCore::handle_commands`] to drain the command ring,
-//!   [`MediaCore::poll_transmit`] for the RTP packets to send. Every
+//!   E1 frame (returns the frame to send), [`MediaCore::handle_rtp`] /
+//!   [`MediaCore::handle_rtcp`] per datagram, [`MediaCore::handle_commands`]
+//!   to drain the command ring, [`MediaCore::poll_transmit`] /
+//!   [`MediaCore::poll_transmit_rtcp`] for the packets to send. The
+//!   wallclock is read once, in [`MediaCore::new`], for the RTCP NTP
+//!   timestamps (later instants: that + the E1 sample count). Every
 //!   `TICK_SAMPLES` frames of a span ([`super::channel::TICK_MS`] ms) each of
 //!   its channels ticks once.
 //! - [`MediaLoop`] binds the sockets at start-up and runs a mio `Poll` over
