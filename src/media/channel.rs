@@ -388,16 +388,22 @@ pub struct Channel {
     events: [Option<Event>; EVENT_QUEUE],
     ev_head: usize,
     ev_len: usize,
+    rtcp_len: usize,
+    rtcp_to: SocketAddr,
+    ntp_base: u64,
+    /// State touched per digit, per report or per call, kept out of line so
+    /// the per-tick state of a thousand channels spans fewer pages.
+    cold: Box<Cold>,
+}
+
+/// See [`Channel::cold`].
+struct Cold {
     /// The counters when the session began (for its summary).
     at_connect: ChannelCounters,
-    // RFC 4733 and RTCP (cold: touched per digit and per report)
     te_tx: EventSender,
     te_rx: EventReceiver,
     rtcp: RtcpSession,
     rtcp_packet: [u8; MAX_RTCP_PACKET],
-    rtcp_len: usize,
-    rtcp_to: SocketAddr,
-    ntp_base: u64,
     cname: [u8; MAX_CNAME],
     cname_len: usize,
 }
@@ -441,16 +447,18 @@ impl Channel {
             events: [None; EVENT_QUEUE],
             ev_head: 0,
             ev_len: 0,
-            at_connect: ChannelCounters::default(),
-            te_tx: EventSender::new(EventSenderConfig::default(), 0),
-            te_rx: EventReceiver::default(),
-            rtcp: RtcpSession::new(RtcpConfig::default(), 0, b"", 0),
-            rtcp_packet: [0; MAX_RTCP_PACKET],
             rtcp_len: 0,
             rtcp_to: SocketAddr::from(([0, 0, 0, 0], 0)),
             ntp_base: 0,
-            cname: [0; MAX_CNAME],
-            cname_len: 0,
+            cold: Box::new(Cold {
+                at_connect: ChannelCounters::default(),
+                te_tx: EventSender::new(EventSenderConfig::default(), 0),
+                te_rx: EventReceiver::default(),
+                rtcp: RtcpSession::new(RtcpConfig::default(), 0, b"", 0),
+                rtcp_packet: [0; MAX_RTCP_PACKET],
+                cname: [0; MAX_CNAME],
+                cname_len: 0,
+            }),
         }
     }
 
@@ -458,8 +466,8 @@ impl Channel {
     /// [`MAX_CNAME`]) used from the next connect.
     pub fn set_cname(&mut self, cname: &[u8]) {
         let n = cname.len().min(MAX_CNAME);
-        self.cname[..n].copy_from_slice(&cname[..n]);
-        self.cname_len = n;
+        self.cold.cname[..n].copy_from_slice(&cname[..n]);
+        self.cold.cname_len = n;
     }
 
     /// Sets the NTP time of channel sample 0 (see [`ntp_at`]).
@@ -474,7 +482,7 @@ impl Channel {
 
     /// The RTCP session of the current (or last) call.
     pub fn rtcp(&self) -> &RtcpSession {
-        &self.rtcp
+        &self.cold.rtcp
     }
 
     pub fn id(&self) -> ChannelId {
@@ -592,9 +600,10 @@ impl Channel {
     }
 
     /// Heap bytes this channel allocated at construction (memory budget):
-    /// the jitter ring and the DTMF delay line.
+    /// the jitter ring, the DTMF delay line and the out-of-line RTCP /
+    /// RFC 4733 state.
     pub fn heap_bytes(&self) -> usize {
-        self.jb.heap_bytes() + self.delay.len()
+        self.jb.heap_bytes() + self.delay.len() + std::mem::size_of::<Cold>()
     }
 
     pub fn has_events(&self) -> bool {
@@ -665,31 +674,31 @@ impl Channel {
         self.counters.sessions += 1;
         // Kept outside the session: cold, and large enough to spread the
         // session's hot fields over more cache lines.
-        self.at_connect = self.counters();
+        self.cold.at_connect = self.counters();
         let ptime_samples = p.ptime_ms as u64 * SAMPLES_PER_MS;
         let ts0 = (r2 >> 32) as u32;
         // RFC 4733 §2.1: events use the voice stream's timestamp clock;
         // sample `t` has timestamp `ts0 + (t - start)` in both.
-        self.te_tx = EventSender::new(
+        self.cold.te_tx = EventSender::new(
             EventSenderConfig {
                 interval_samples: ptime_samples as u32,
                 ..EventSenderConfig::default()
             },
             ts0.wrapping_sub(self.now as u32),
         );
-        self.te_rx.reset();
+        self.cold.te_rx.reset();
         // RFC 3550 §6.2, §6.3.2: the first report after half the minimum
         // interval, randomised.
-        self.rtcp = RtcpSession::new(
+        self.cold.rtcp = RtcpSession::new(
             RtcpConfig {
                 seed: rtcp_seed,
                 ..RtcpConfig::default()
             },
             ssrc,
-            &self.cname[..self.cname_len],
+            &self.cold.cname[..self.cold.cname_len],
             self.now,
         );
-        let rtcp_due = self.rtcp.poll_timeout().unwrap_or(u64::MAX);
+        let rtcp_due = self.cold.rtcp.poll_timeout().unwrap_or(u64::MAX);
         self.session = Some(Session {
             p,
             ptime_samples,
@@ -732,16 +741,20 @@ impl Channel {
         // session.
         let (time, reception) = self.report_inputs(&mut s);
         self.rtcp_to = rtcp_destination(&s);
-        match self.rtcp.bye(time, reception, &mut self.rtcp_packet) {
+        match self
+            .cold
+            .rtcp
+            .bye(time, reception, &mut self.cold.rtcp_packet)
+        {
             Ok(n) => self.queue_rtcp(n),
             Err(_) => self.counters.rtcp_overruns += 1,
         }
         let c = &self.counters;
         let j = &self.jb.counters;
-        let a = &self.at_connect;
+        let a = &self.cold.at_connect;
         let quality = self.quality(&s);
-        let rtt = self.rtcp.rtt();
-        let rc = self.rtcp.counters;
+        let rtt = self.cold.rtcp.rtt();
+        let rc = self.cold.rtcp.counters;
         let summary = CallSummary {
             duration_ms: (self.now - s.start) / SAMPLES_PER_MS,
             packets_sent: c.packets_sent - a.packets_sent,
@@ -776,7 +789,7 @@ impl Channel {
         };
         self.packet_len = 0;
         self.jb.reset();
-        self.te_rx.reset();
+        self.cold.te_rx.reset();
         self.emit(Event::CallSummary {
             ch: self.id,
             summary,
@@ -786,7 +799,7 @@ impl Channel {
     /// The G.107 E-model summary of session `s` (once, at its end).
     fn quality(&self, s: &Session) -> CallQuality {
         let c = &self.counters;
-        let a = &self.at_connect;
+        let a = &self.cold.at_connect;
         let plc = &self.plc.counters;
         let stats = CallStats {
             packets_sent: c.packets_sent - a.packets_sent,
@@ -795,7 +808,7 @@ impl Channel {
             packets_received: s.src.map_or(0, |q| q.received()),
             packets_expected: s.src.map_or(0, |q| q.expected()),
             jitter_samples: self.jb.jitter_samples(),
-            rtt_ms: self.rtcp.rtt().mean_ms(),
+            rtt_ms: self.cold.rtcp.rtt().mean_ms(),
             jitter_buffer_ms: self.jb.target_depth_samples() as f64 / SAMPLES_PER_MS as f64,
             ptime_ms: s.p.ptime_ms as f64,
             concealed_samples: plc.concealed_samples - a.plc.concealed_samples,
@@ -811,7 +824,8 @@ impl Channel {
     fn report_inputs(&mut self, s: &mut Session) -> (ReportTime, Option<ReceptionStats>) {
         let (p0, o0) = s.rtcp_synced;
         let (p1, o1) = (self.counters.packets_sent, self.counters.octets_sent);
-        self.rtcp
+        self.cold
+            .rtcp
             .on_rtp_sent_batch((p1 - p0) as u32, (o1 - o0) as u32);
         s.rtcp_synced = (p1, o1);
         let time = ReportTime {
@@ -836,14 +850,15 @@ impl Channel {
         let (time, reception) = self.report_inputs(&mut s);
         self.rtcp_to = rtcp_destination(&s);
         match self
+            .cold
             .rtcp
-            .handle_timeout(time, reception, &mut self.rtcp_packet)
+            .handle_timeout(time, reception, &mut self.cold.rtcp_packet)
         {
             Ok(Some(n)) => self.queue_rtcp(n),
             Ok(None) => {}
             Err(_) => self.counters.rtcp_overruns += 1,
         }
-        s.rtcp_due = self.rtcp.poll_timeout().unwrap_or(u64::MAX);
+        s.rtcp_due = self.cold.rtcp.poll_timeout().unwrap_or(u64::MAX);
         self.session = Some(s);
     }
 
@@ -868,7 +883,7 @@ impl Channel {
             return None;
         }
         let n = std::mem::take(&mut self.rtcp_len);
-        Some((&self.rtcp_packet[..n], self.rtcp_to))
+        Some((&self.cold.rtcp_packet[..n], self.rtcp_to))
     }
 
     fn queue_digits(&mut self, d: &DigitString) -> Result<(), RejectReason> {
@@ -976,8 +991,8 @@ impl Channel {
     /// The telephone-event packet due at `now`, if any, into the packet
     /// buffer (RFC 4733 §2.1: the voice stream's SSRC and sequence space).
     fn send_event(&mut self, now: u64) -> bool {
-        let ep = self.te_tx.poll_packet(now);
-        let active = self.te_tx.is_active();
+        let ep = self.cold.te_tx.poll_packet(now);
+        let active = self.cold.te_tx.is_active();
         let Some(s) = self.session.as_mut() else {
             return false;
         };
@@ -1030,7 +1045,7 @@ impl Channel {
                     self.counters.dtmf_leaked_samples += s.pkt_start.saturating_sub(from);
                     // RFC 4733 §2.5.1.2: the event starts at the digit's
                     // first sample (its timestamp), sent from now on.
-                    if self.te_tx.start(now, digit, from) {
+                    if self.cold.te_tx.start(now, digit, from) {
                         s.te_tx_active = true;
                         s.te_from = from;
                         s.rfc4733_sent += 1;
@@ -1047,7 +1062,7 @@ impl Channel {
                     // The pause after the tone is silence: cut up to now.
                     s.mute_to = Some(now);
                     // RFC 4733 §2.5.1.4: the final report, sent three times.
-                    self.te_tx.end(now, duration_samples);
+                    self.cold.te_tx.end(now, duration_samples);
                 }
                 Event::DtmfEnd {
                     ch,
@@ -1165,14 +1180,14 @@ impl Channel {
         if !s.te_rx_active {
             return;
         }
-        self.te_rx.fill(self.now, lin);
-        s.te_rx_active = self.te_rx.is_playing() || self.te_rx.poll_timeout().is_some();
+        self.cold.te_rx.fill(self.now, lin);
+        s.te_rx_active = self.cold.te_rx.is_playing() || self.cold.te_rx.poll_timeout().is_some();
         self.drain_rfc4733_events();
     }
 
     fn drain_rfc4733_events(&mut self) {
         let ch = self.id;
-        while let Some(e) = self.te_rx.poll_event() {
+        while let Some(e) = self.cold.te_rx.poll_event() {
             let ev = match e {
                 DtmfEvent::DigitStart { digit, .. } => {
                     self.counters.rfc4733_digits_received += 1;
@@ -1268,8 +1283,8 @@ impl Channel {
                 s.src = None;
                 s.te_rx_active = false;
                 self.jb.reset();
-                self.te_rx.reset();
-                self.rtcp.set_remote_ssrc(p.repr.ssrc);
+                self.cold.te_rx.reset();
+                self.cold.rtcp.set_remote_ssrc(p.repr.ssrc);
                 self.emit(Event::FirstRtp {
                     ch: self.id,
                     from,
@@ -1284,8 +1299,8 @@ impl Channel {
                 s.te_rx_active = false;
                 self.counters.ssrc_changes += 1;
                 self.jb.reset();
-                self.te_rx.reset();
-                self.rtcp.set_remote_ssrc(new);
+                self.cold.te_rx.reset();
+                self.cold.rtcp.set_remote_ssrc(new);
                 self.emit(Event::SsrcChanged {
                     ch: self.id,
                     old,
@@ -1318,6 +1333,7 @@ impl Channel {
             self.counters.telephone_event_packets += 1;
             s.te_rx_active = true;
             if self
+                .cold
                 .te_rx
                 .handle_packet(self.now, p.repr.timestamp, p.payload)
                 .is_err()
@@ -1367,11 +1383,11 @@ impl Channel {
         }
         self.counters.rtcp_received += 1;
         let ntp = ntp_at(self.ntp_base, self.now);
-        match self.rtcp.handle_rtcp(self.now, ntp, datagram) {
+        match self.cold.rtcp.handle_rtcp(self.now, ntp, datagram) {
             Ok(()) => s.rtcp_from = Some(from),
             Err(_) => self.counters.rtcp_malformed += 1,
         }
-        if let Some(RtcpEvent::Bye { ssrc }) = self.rtcp.poll_event() {
+        if let Some(RtcpEvent::Bye { ssrc }) = self.cold.rtcp.poll_event() {
             self.emit(Event::RtcpBye { ch: self.id, ssrc });
         }
     }

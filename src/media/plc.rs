@@ -187,6 +187,7 @@ impl Plc {
         crate::media::prefetch(&self.pos);
         crate::media::prefetch(&self.erased);
         crate::media::prefetch(&self.end);
+        crate::media::prefetch(&self.primed);
     }
 
     /// Prefetch hint, second step: the history lines the next block writes
