@@ -252,7 +252,7 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..1000 {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let p = a.local_addr().unwrap().port();
-        if p % 2 != 0 || p == u16::MAX - 1 {
+        if !p.is_multiple_of(2) || p == u16::MAX - 1 {
             continue;
         }
         if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {

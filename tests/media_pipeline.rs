@@ -322,6 +322,7 @@ fn voiced(t: u64) -> u8 {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // sample indices are the point
 fn plc_conceals_a_loss_without_steps_at_its_edges() {
     let mut ch = channel(1, 31);
     connect(&mut ch, addr(4000), |p| p.dtmf_detect = false);
@@ -448,7 +449,7 @@ fn talk(
         if let Some((p, to)) = a.poll_transmit() {
             assert_eq!(to, b_rtp);
             sent_ab += 1;
-            if lose_every == 0 || sent_ab % lose_every != 0 {
+            if lose_every == 0 || !sent_ab.is_multiple_of(lose_every) {
                 rtp_ab.send(ms, p);
             }
         }

@@ -41,7 +41,7 @@
 //! | channel state (pipeline, DTMF detector, packet buffers) | `n × size_of::<Channel>()` |
 //! | jitter rings | `n × next_pow2(8 × jitter_max_depth_ms + 960) × 2 B` (i16 samples) |
 //! | DTMF delay lines | `n × next_pow2(8 × dtmf_delay_ms + 320 + 2 × TICK_SAMPLES) B` |
-//! | RTCP session, RFC 4733 sender/receiver, call-start counters (out of line) | `n × size_of::<channel::Cold>()` (~2 KiB) |
+//! | RTCP session, RFC 4733 sender/receiver, call-start counters (out of line) | `n × size_of::<Cold>()` (in the logged budget) |
 //! | span frame blocks | `s × 2 × TICK_SAMPLES × 32 B` (rx and tx, one tick) |
 //! | channel stats (telemetry atomics) | `n × size_of::<ChannelStats>()` |
 //! | transmit queues (RTP, RTCP) | `n × 8 B` |
