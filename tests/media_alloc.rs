@@ -8,9 +8,11 @@
 //! 2 spans (60 channels), 10 simulated seconds (80,000 E1 frames per span),
 //! ~180 calls connecting and disconnecting, PCMA and PCMU at 10..40 ms,
 //! audio both ways through real loopback UDP sockets, loss / reordering /
-//! duplicates injected by the far end, in-band DTMF detected, DTMF digits
-//! and tones played into the timeslots, SSRC changes, remote updates and
-//! RTP timeouts.
+//! duplicates injected by the far end, in-band DTMF detected and sent as
+//! RFC 4733 telephone-events, telephone-events from the far end
+//! regenerated into the timeslots, DTMF digits and tones played into the
+//! timeslots, RTCP reports both ways (and malformed ones), BYE at every
+//! disconnect, SSRC changes, remote updates and RTP timeouts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -23,7 +25,11 @@ use tdmgw::line::g711;
 use tdmgw::media::control::{ChannelId, Codec, Command, ConnectParams, DigitString, Event};
 use tdmgw::media::dtmf::{DtmfDetector, DtmfEvent};
 use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
-use tdmgw::media::rtp::{RtpPacket, RtpRepr};
+use tdmgw::media::rfc4733::TelephoneEvent;
+use tdmgw::media::rtcp::compound::{Compound, CompoundWriter, RtcpPacket};
+use tdmgw::media::rtcp::rr::ReportBlock;
+use tdmgw::media::rtcp::sr::SenderInfo;
+use tdmgw::media::rtp::{PayloadType, RtpPacket, RtpRepr};
 use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
 use tdmgw::media::tone::{ToneGenerator, ToneSpec};
 
@@ -109,6 +115,19 @@ fn inband_digit(c: usize, k: u64) -> u8 {
     DIGITS[(c + k as usize) % 16]
 }
 
+const TE: PayloadType = PayloadType(101);
+
+/// Calls with RFC 4733 negotiated (the others keep DTMF in-band).
+fn telephone_events(c: usize, k: u64) -> bool {
+    !(c + k as usize).is_multiple_of(5)
+}
+
+/// The far end sends digit `9` as telephone-events 2000..2100 ms into the
+/// call (on the channels whose E1 side listens for digits).
+fn sends_rfc4733(c: usize, k: u64) -> bool {
+    sends_digits(c) && telephone_events(c, k) && c % 15 != 7
+}
+
 /// The E1 side: a quiet tone per timeslot, an in-band DTMF digit 1000 ms
 /// into each call; the frames sent back are run through a DTMF detector on
 /// the channels the control plane sends digits to. Runs on the media
@@ -118,6 +137,8 @@ struct Line {
     digit: Vec<Option<ToneGenerator>>,
     tx_detectors: Vec<DtmfDetector>,
     tx_digits: Vec<u32>,
+    /// Digits `9` (regenerated from telephone-events) heard.
+    tx_regenerated: Vec<u32>,
 }
 
 fn channel_of(span: usize, ts: usize) -> Option<usize> {
@@ -169,8 +190,10 @@ impl FrameSource for Line {
             let d = &mut self.tx_detectors[c];
             d.handle_samples(&[g711::alaw_to_linear(o)]);
             while let Some(e) = d.poll_event() {
-                if matches!(e, DtmfEvent::DigitStart { digit: b'5', .. }) {
-                    self.tx_digits[c] += 1;
+                match e {
+                    DtmfEvent::DigitStart { digit: b'5', .. } => self.tx_digits[c] += 1,
+                    DtmfEvent::DigitStart { digit: b'9', .. } => self.tx_regenerated[c] += 1,
+                    _ => {}
                 }
             }
         }
@@ -187,9 +210,15 @@ struct Peer {
     phase: f64,
     held: Vec<(u64, Vec<u8>)>,
     rx_ssrc: Option<u32>,
-    rx_next: Option<(u16, u32)>,
+    /// Next sequence number, and where the last voice packet ended.
+    rx_next: Option<(u16, Option<u32>)>,
     rx_packets: u64,
     rx_discontinuities: u64,
+    rx_events: u64,
+    /// Middle 32 bits of the last SR's NTP and the ms it arrived.
+    last_sr: Option<(u32, u64)>,
+    rtcp_reports: u64,
+    rtcp_byes: u64,
 }
 
 struct Rng(u64);
@@ -218,6 +247,60 @@ fn audio(p: &mut Peer, n: usize, codec: Codec) -> Vec<u8> {
         .collect()
 }
 
+/// A UDP socket pair on ports P, P + 1 (RFC 3550 §11), non-blocking.
+fn bind_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..1000 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if !p.is_multiple_of(2) || p == u16::MAX - 1 {
+            continue;
+        }
+        if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+            a.set_nonblocking(true).unwrap();
+            b.set_nonblocking(true).unwrap();
+            return (a, b);
+        }
+    }
+    panic!("no free port pair");
+}
+
+/// The far end's RTCP: an RR (or SR) with a block about the engine's stream.
+fn peer_rtcp(p: &Peer, ms: u64, engine_ssrc: Option<u32>, sender: bool) -> Vec<u8> {
+    let mut buf = [0u8; 256];
+    let blocks: Vec<ReportBlock> = engine_ssrc
+        .map(|ssrc| {
+            let (lsr, dlsr) = p
+                .last_sr
+                .map_or((0, 0), |(lsr, at)| (lsr, ((ms - at) * 65536 / 1000) as u32));
+            ReportBlock {
+                ssrc,
+                fraction_lost: 0,
+                cumulative_lost: 0,
+                extended_highest_seq: p.rx_packets as u32,
+                jitter: 3,
+                lsr,
+                dlsr,
+            }
+        })
+        .into_iter()
+        .collect();
+    let mut w = CompoundWriter::new(&mut buf);
+    if sender {
+        let info = SenderInfo {
+            ntp: 0xE000_0000_0000_0000 + (ms << 32) / 1000,
+            rtp_ts: p.ts,
+            packet_count: 1,
+            octet_count: 160,
+        };
+        w.sr(p.ssrc, &info, &blocks).unwrap();
+    } else {
+        w.rr(p.ssrc, &blocks).unwrap();
+    }
+    w.sdes_cname(p.ssrc, b"peer@127.0.0.1").unwrap();
+    let n = w.len();
+    buf[..n].to_vec()
+}
+
 #[test]
 fn media_path_allocates_nothing() {
     let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
@@ -227,13 +310,9 @@ fn media_path_allocates_nothing() {
     let mut lp = MediaLoop::new(core).unwrap();
     let engine_addr: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().0).collect();
     let ids: Vec<ChannelId> = ctl.stats.ids.to_vec();
-    let socks: Vec<UdpSocket> = (0..CHANNELS)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_nonblocking(true).unwrap();
-            s
-        })
-        .collect();
+    let engine_rtcp: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().1).collect();
+    let (socks, rtcp_socks): (Vec<UdpSocket>, Vec<UdpSocket>) =
+        (0..CHANNELS).map(|_| bind_pair()).unzip();
     let peer_addr: Vec<SocketAddr> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
     let mut peers: Vec<Peer> = (0..CHANNELS).map(|_| Peer::default()).collect();
     let mut port = SimE1::manual(
@@ -252,6 +331,7 @@ fn media_path_allocates_nothing() {
             digit: (0..CHANNELS).map(|_| None).collect(),
             tx_detectors: (0..CHANNELS).map(|_| DtmfDetector::new()).collect(),
             tx_digits: vec![0; CHANNELS],
+            tx_regenerated: vec![0; CHANNELS],
         },
     );
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
@@ -260,6 +340,9 @@ fn media_path_allocates_nothing() {
     let mut expected_inband = 0u32;
     let mut expected_timeouts = 0u32;
     let mut commanded_digits = vec![0u32; CHANNELS];
+    let mut rfc4733_digits = vec![0u32; CHANNELS];
+    let mut expected_rfc4733_from_tdm = 0u32;
+    let mut malformed_rtcp_sent = 0u32;
 
     // One turn before the clock starts: first-use work (epoll set-up) is
     // start-up, not the media path.
@@ -279,6 +362,9 @@ fn media_path_allocates_nothing() {
                     if c % 15 == 7 {
                         p.rtp_timeout_ms = 500;
                     }
+                    if telephone_events(c, k) {
+                        p.telephone_event_pt = Some(TE);
+                    }
                     send(Command::StopTone { ch });
                     send(Command::Connect { ch, params: p });
                     let peer = &mut peers[c];
@@ -287,6 +373,7 @@ fn media_path_allocates_nothing() {
                     peer.ts = rng.next() as u32;
                     peer.rx_ssrc = None;
                     peer.rx_next = None;
+                    peer.last_sr = None;
                     peer.held.clear();
                 }
                 Some((_, 1500)) if sends_digits(c) => {
@@ -301,10 +388,13 @@ fn media_path_allocates_nothing() {
                     remote: peer_addr[c],
                     restrict_to_sdp: true,
                 }),
-                Some((_, 2499)) => {
+                Some((k, 2499)) => {
                     send(Command::Disconnect { ch });
                     if ms + 1 < SECONDS * 1000 {
                         expected_inband += 1;
+                        if telephone_events(c, k) {
+                            expected_rfc4733_from_tdm += 1;
+                        }
                         if c % 15 == 7 {
                             expected_timeouts += 1;
                         }
@@ -330,7 +420,55 @@ fn media_path_allocates_nothing() {
             };
             let pt = ptime(c, k) as u64;
             let silent = c % 15 == 7 && off >= 1800;
-            if off % pt == 0 && !silent {
+            // RFC 4733 §2.5.1: digit 9 for 100 ms from 2000 ms, updates
+            // every ptime, the end three times; no voice meanwhile.
+            let event_at = off.checked_sub(2000).filter(|_| sends_rfc4733(c, k));
+            if let Some(e) = event_at.filter(|&e| e <= 100 + 2 * pt && e % pt == 0) {
+                let peer = &mut peers[c];
+                if e == 0 {
+                    rfc4733_digits[c] += 1;
+                }
+                let report = TelephoneEvent {
+                    event: 9,
+                    end: e >= 100,
+                    volume: 10,
+                    duration: (e.min(100) * 8) as u16,
+                };
+                let repr = RtpRepr {
+                    marker: e == 0,
+                    payload_type: TE,
+                    sequence_number: peer.seq,
+                    // §2.5.1.2: every report carries the event's start
+                    // (the timestamp has advanced `e` ms since).
+                    timestamp: peer.ts.wrapping_sub(e as u32 * 8),
+                    ssrc: peer.ssrc,
+                };
+                peer.seq = peer.seq.wrapping_add(1);
+                let mut pkt = [0u8; 16];
+                repr.emit(&report.to_bytes(), &mut pkt).unwrap();
+                if !rng.chance(3) {
+                    socks[c].send_to(&pkt, engine_addr[c]).unwrap();
+                }
+            }
+            let in_event = event_at.is_some_and(|e| e <= 100 + 2 * pt);
+            if in_event && off % pt == 0 {
+                // The event's time passes in the timestamp too.
+                let peer = &mut peers[c];
+                peer.ts = peer.ts.wrapping_add(pt as u32 * 8);
+                let _ = audio(peer, pt as usize * 8, codec(c, k));
+            }
+            // RTCP from the far end every 400 ms, now and then malformed.
+            if off % 400 == 200 && !silent {
+                let peer = &peers[c];
+                let d = if c % 9 == 0 && off == 1000 {
+                    malformed_rtcp_sent += 1;
+                    vec![0x81, 201, 0, 9, 1, 2, 3]
+                } else {
+                    peer_rtcp(peer, ms, peer.rx_ssrc, off % 800 == 200)
+                };
+                rtcp_socks[c].send_to(&d, engine_rtcp[c]).unwrap();
+            }
+            if off % pt == 0 && !silent && !in_event {
                 let peer = &mut peers[c];
                 if c % 10 == 3 && off == 1200 {
                     peer.ssrc = peer.ssrc.wrapping_add(1);
@@ -381,16 +519,50 @@ fn media_path_allocates_nothing() {
                 let p = RtpPacket::parse(&buf[..n]).unwrap();
                 let peer = &mut peers[c];
                 peer.rx_packets += 1;
+                let event = p.repr.payload_type == TE;
+                if event {
+                    peer.rx_events += 1;
+                }
+                // One sequence space for voice and events (RFC 4733 §2.1);
+                // voice timestamps continue, or jump by whole packets where
+                // voice was held for an event.
+                let voice_end = peer.rx_next.and_then(|n| n.1);
                 if peer.rx_ssrc != Some(p.repr.ssrc) {
                     peer.rx_ssrc = Some(p.repr.ssrc);
-                } else if peer.rx_next != Some((p.repr.sequence_number, p.repr.timestamp)) {
+                } else if peer.rx_next.map(|n| n.0) != Some(p.repr.sequence_number)
+                    || (!event
+                        && voice_end.is_some_and(|v| {
+                            let gap = p.repr.timestamp.wrapping_sub(v);
+                            gap >= 0x8000_0000 || gap % p.payload.len() as u32 != 0
+                        }))
+                {
                     peer.rx_discontinuities += 1;
                 }
                 let step = p.payload.len() as u32;
                 peer.rx_next = Some((
                     p.repr.sequence_number.wrapping_add(1),
-                    p.repr.timestamp.wrapping_add(step),
+                    if event {
+                        voice_end
+                    } else {
+                        Some(p.repr.timestamp.wrapping_add(step))
+                    },
                 ));
+            }
+            while let Ok((n, from)) = rtcp_socks[c].recv_from(&mut buf) {
+                assert_eq!(from, engine_rtcp[c], "RTCP from the channel's RTCP port");
+                let compound = Compound::parse(&buf[..n]).expect("the engine's RTCP is valid");
+                let peer = &mut peers[c];
+                for pkt in compound.packets() {
+                    match pkt {
+                        RtcpPacket::Sr(sr) => {
+                            peer.rtcp_reports += 1;
+                            peer.last_sr = Some(((sr.info.ntp >> 16) as u32, ms));
+                        }
+                        RtcpPacket::Rr(_) => peer.rtcp_reports += 1,
+                        RtcpPacket::Bye(_) => peer.rtcp_byes += 1,
+                        _ => {}
+                    }
+                }
             }
         }
 
@@ -423,10 +595,21 @@ fn media_path_allocates_nothing() {
     let mut lost = 0i64;
     let mut dups = 0u64;
     let mut received = 0u64;
+    let mut rfc4733_sent = 0u32;
+    let mut rtcp_in = 0u32;
+    let mut rtcp_bad = 0u32;
+    let mut rtt_samples = 0u32;
+    let mut mos_min = u32::MAX;
     for e in &events {
         let k = match e {
             Event::DtmfStart { .. } => "dtmf",
             Event::DtmfEnd { .. } => "dtmf_end",
+            Event::DtmfReceivedStart { digit, .. } => {
+                assert_eq!(*digit, b'9');
+                "rfc4733"
+            }
+            Event::DtmfReceivedEnd { .. } => "rfc4733_end",
+            Event::RtcpBye { .. } => "bye",
             Event::FirstRtp { .. } => "first_rtp",
             Event::RtpTimeout { .. } => "timeout",
             Event::SsrcChanged { .. } => "ssrc",
@@ -434,6 +617,13 @@ fn media_path_allocates_nothing() {
                 lost += summary.packets_lost;
                 dups += summary.duplicates;
                 received += summary.packets_received;
+                rfc4733_sent += summary.dtmf_digits_sent_rtp;
+                rtcp_in += summary.rtcp_received;
+                rtcp_bad += summary.rtcp_malformed;
+                rtt_samples += summary.rtt_samples;
+                if summary.packets_expected > 0 {
+                    mos_min = mos_min.min(summary.mos_x100);
+                }
                 "summary"
             }
             Event::CommandRejected { .. } => "rejected",
@@ -476,4 +666,34 @@ fn media_path_allocates_nothing() {
     let gaps: u64 = peers.iter().map(|p| p.rx_discontinuities).sum();
     assert!(to_far_end > 10_000, "{to_far_end}");
     assert_eq!(gaps, 0, "seq and ts continuous within each call");
+
+    // DTMF both ways as RFC 4733: every in-band digit of a call with
+    // telephone-event went out as events; every digit the far end sent as
+    // events was regenerated into the timeslot and heard there.
+    assert!(
+        expected_rfc4733_from_tdm >= 100,
+        "{expected_rfc4733_from_tdm}"
+    );
+    assert_eq!(rfc4733_sent, expected_rfc4733_from_tdm);
+    let events_seen: u64 = peers.iter().map(|p| p.rx_events).sum();
+    assert!(
+        events_seen >= 5 * expected_rfc4733_from_tdm as u64,
+        "{events_seen}"
+    );
+    let te_sent: u32 = rfc4733_digits.iter().sum();
+    let te_heard: u32 = port.source.tx_regenerated.iter().sum();
+    assert!(te_sent >= 20, "{te_sent}");
+    assert_eq!(kinds.get("rfc4733").copied(), Some(te_sent), "{kinds:?}");
+    assert_eq!(te_heard, te_sent, "every telephone-event digit regenerated");
+
+    // RTCP both ways: reports and a BYE per call reach the far end; the far
+    // end's reports are parsed (round trips measured, malformed counted).
+    let byes: u64 = peers.iter().map(|p| p.rtcp_byes).sum();
+    let reports: u64 = peers.iter().map(|p| p.rtcp_reports).sum();
+    assert!(byes >= calls as u64, "{byes} BYEs for {calls} calls");
+    assert!(reports >= byes + 20, "{reports} reports");
+    assert!(rtcp_in > 5 * calls, "{rtcp_in}");
+    assert_eq!(rtcp_bad, malformed_rtcp_sent);
+    assert!(rtt_samples > 10, "{rtt_samples}");
+    assert!(mos_min > 300 && mos_min < 441, "{mos_min}");
 }

@@ -15,7 +15,10 @@
 //! - [`Channel::poll_transmit`] after a tick: at most one RTP packet (the
 //!   channel's own preallocated buffer) and the address to send it to. A
 //!   packet not taken before the next one is built is counted as an overrun.
-//! - [`Channel::poll_event`] after either call: [`Event`]s for the control
+//! - [`Channel::handle_rtcp`] for each datagram on the channel's RTCP
+//!   socket; [`Channel::poll_transmit_rtcp`] after a tick or a disconnect:
+//!   at most one RTCP compound (a report every ~5 s, the BYE at the end).
+//! - [`Channel::poll_event`] after any call: [`Event`]s for the control
 //!   plane (a queue of [`EVENT_QUEUE`], overflow counted).
 //! - [`Channel::command`] applies one [`Command`] addressed to it.
 //!
@@ -24,11 +27,21 @@
 //! # TDM → RTP
 //!
 //! The received octets go into a delay line of `dtmf_delay_ms` (default
-//! [`DEFAULT_DTMF_DELAY_MS`]) and, decoded, into the DTMF detector. When the
-//! detector reports a digit (ITU-T Q.24 limits take ~40 ms), the digit's
-//! samples still in the delay line are replaced by idle code in the voice
-//! stream until the digit ends; samples of it already sent are counted as
-//! leaked. Each `ptime` of audio leaving the delay line becomes one packet:
+//! [`DEFAULT_DTMF_DELAY_MS`]) and, decoded, into the DTMF detector. A
+//! detected digit (ITU-T Q.24 limits take ~40 ms) is reported to the
+//! control plane ([`Event::DtmfStart`]/[`Event::DtmfEnd`]). Without a
+//! negotiated telephone-event payload type that is all: the digit stays in
+//! the voice (in-band). With one, it is sent as RFC 4733 events
+//! ([`EventSender`]): the start packet (marker) carries the timestamp of
+//! the digit's first sample in the voice stream's own mapping (sample `t`
+//! is `ts0 + t - start` for voice and events alike), updates follow every
+//! ptime, the final report goes three times (§2.5.1.4), all in the voice
+//! stream's SSRC and sequence space (§2.1). The digit's samples still in
+//! the delay line become idle code, voice packets starting at or after the
+//! digit are held (not sent) while the events are, and samples of it
+//! already sent are counted as leaked. A tick sends at most one packet: a
+//! voice packet due with an event's last packet leaves a tick (2 ms) later.
+//! Each `ptime` of audio leaving the delay line becomes one packet:
 //! A-law octets copied as they are (PCMA), or mapped by G.711 Table 4
 //! (PCMU). The RTP header (RFC 3550 §5.1) starts from a random sequence
 //! number, timestamp and SSRC (RFC 3550 §5.1, §8.1) drawn from the channel's
@@ -41,10 +54,35 @@
 //! type, at most [`MAX_PACKET_SAMPLES`] octets), latched ([`Latch`],
 //! symmetric RTP), sequence-checked (RFC 3550 A.1), decoded to linear and put
 //! in the [`JitterBuffer`]. Every refusal is counted by kind. Each tick pulls
-//! its samples; samples the buffer flags missing are concealed; the result is
-//! A-law coded into `tx`. A tone or DTMF digits commanded by the control
-//! plane replace the far end's audio while they play. No valid packet for
-//! `rtp_timeout_ms` raises [`Event::RtpTimeout`] once.
+//! its samples; the [`Plc`] (G.711 Appendix I) conceals the samples the
+//! buffer flags missing, on the same block so the flags stay aligned, and
+//! delays the output by 30 samples (3.75 ms: the RTP → TDM path is the
+//! jitter depth + 3.75 ms + up to a tick); received telephone-events
+//! ([`EventReceiver`]) are regenerated as DTMF over it for their reported
+//! durations and reported as [`Event::DtmfReceivedStart`] /
+//! [`Event::DtmfReceivedEnd`]; the result is A-law coded into `tx`. A tone
+//! or DTMF digits commanded by the control plane replace the far end's
+//! audio while they play. No valid packet for `rtp_timeout_ms` raises
+//! [`Event::RtpTimeout`] once.
+//!
+//! # RTCP
+//!
+//! Each connect starts an [`RtcpSession`] (RFC 3550 §6.2/§6.3: first report
+//! after half of Tmin = 5 s, then every ~5 s randomised over [0.5, 1.5] and
+//! divided by e − 3/2). Its due time is kept in the session, so a tick
+//! reads no RTCP state until a report is due; sent packet counts are
+//! handed over in one batch per report, not per packet. The report is an
+//! SR (we sent) or RR with one block on the latched source when RTP came in
+//! since the last report (RFC 3550 A.3 loss and A.8 jitter from the
+//! channel's sequence state and jitter buffer), and the SDES CNAME. Its
+//! NTP timestamp is [`ntp_at`] the E1 sample count (no clock read on the
+//! media thread). It goes to where the far end's RTCP comes from, else to
+//! its RTP address's port + 1. Received compounds are accepted from the
+//! latched RTP source's IP, parsed (malformed ones counted), give the RTT
+//! (§6.4.1) and, for a BYE, [`Event::RtcpBye`]. A disconnect sends a last
+//! report with the BYE (§6.6). The summary ([`CallSummary`]) adds loss %,
+//! jitter, mean RTT, concealed ms and the G.107 R-factor and MOS
+//! ([`CallQuality`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +94,10 @@ use super::control::{
 use super::dtmf::{DtmfDetector, DtmfEvent};
 use super::jitter::{JitterBuffer, JitterConfig, JitterCounters, MAX_PACKET_SAMPLES};
 use super::latch::{Latch, LatchVerdict};
+use super::plc::{Plc, PlcCounters};
+use super::quality::{CallQuality, CallStats, EModel};
+use super::rfc4733::{EventPacket, EventReceiver, EventSender, EventSenderConfig};
+use super::rtcp::session::{ReceptionStats, ReportTime, RtcpConfig, RtcpEvent, RtcpSession};
 use super::rtp::{PayloadType, RTP_HEADER_LEN, RtpError, RtpErrorCounters, RtpPacket, RtpRepr};
 use super::seq::{SeqVerdict, SourceSeq};
 use super::tone::{ToneGenerator, ToneSpec};
@@ -79,6 +121,27 @@ pub const EVENT_QUEUE: usize = 8;
 pub const DEFAULT_DTMF_DELAY_MS: u16 = 40;
 /// Largest RTP packet a channel builds: header + 40 ms of G.711.
 pub const MAX_TX_PACKET: usize = RTP_HEADER_LEN + MAX_PACKET_SAMPLES;
+/// Largest RTCP compound a channel builds: SR with one report block (52),
+/// SDES with a CNAME of at most [`MAX_CNAME`] (~76), BYE (8).
+pub const MAX_RTCP_PACKET: usize = 256;
+/// Longest CNAME (RFC 3550 §6.5.1) a channel keeps.
+pub const MAX_CNAME: usize = 64;
+
+/// NTP timestamp (RFC 3550 §4: seconds since 1900 in the high 32 bits,
+/// fraction in the low) of E1 sample `now`, given the NTP time of sample 0.
+///
+/// The media thread reads no clock per packet: the engine reads the
+/// wallclock once at start-up (`ntp_base`) and every later instant is that
+/// plus the E1 sample count. The E1 clock may be off the wallclock by up
+/// to ±100 ppm (±8.6 s a day); that only shifts the SR's NTP timestamps,
+/// which the far end uses as an opaque LSR echo and for lip sync (audio
+/// only here). Round-trip times are unaffected: `A - LSR - DLSR` subtracts
+/// two readings of this same clock (RFC 3550 §6.4.1).
+pub fn ntp_at(ntp_base: u64, now: u64) -> u64 {
+    let secs = now / 8000;
+    let frac = ((now % 8000) << 32) / 8000;
+    ntp_base.wrapping_add(secs << 32).wrapping_add(frac)
+}
 
 /// A small seeded PRNG (SplitMix64, Steele et al. 2014): random initial
 /// sequence numbers, timestamps and SSRCs without allocation or syscalls.
@@ -145,6 +208,25 @@ pub struct ChannelCounters {
     /// Events lost to a full per-channel queue.
     pub events_dropped: u64,
     pub jitter: JitterCounters,
+    /// RFC 4733 packets sent, digits sent as telephone-events, and voice
+    /// packets held back while one was signalled (§2.5.1.2).
+    pub telephone_events_sent: u64,
+    pub rfc4733_digits_sent: u64,
+    pub voice_packets_held: u64,
+    /// Digits received as telephone-events and regenerated; payloads
+    /// refused (§2.5.2: wrong length).
+    pub rfc4733_digits_received: u64,
+    pub telephone_event_malformed: u64,
+    /// RTCP compounds sent (reports and BYE), received, refused as
+    /// malformed, from a source other than the far end's, or while idle;
+    /// built before the previous one was taken.
+    pub rtcp_sent: u64,
+    pub rtcp_received: u64,
+    pub rtcp_malformed: u64,
+    pub rtcp_wrong_source: u64,
+    pub rtcp_while_idle: u64,
+    pub rtcp_overruns: u64,
+    pub plc: PlcCounters,
 }
 
 /// The same counters as atomics, for telemetry to read while the media
@@ -172,6 +254,13 @@ pub struct ChannelStats {
     pub samples_concealed: AtomicU64,
     pub samples_inserted: AtomicU64,
     pub samples_dropped: AtomicU64,
+    pub telephone_events_sent: AtomicU64,
+    pub rfc4733_digits_received: AtomicU64,
+    pub rtcp_sent: AtomicU64,
+    pub rtcp_received: AtomicU64,
+    pub rtcp_malformed: AtomicU64,
+    /// Samples the G.711 Appendix I PLC synthesised.
+    pub plc_concealed_samples: AtomicU64,
     /// Gauge: RFC 3550 A.8 jitter, samples.
     pub jitter_samples: AtomicU64,
     /// Gauge: a session is up.
@@ -206,6 +295,12 @@ impl ChannelStats {
         s(&self.samples_concealed, c.jitter.samples_missing);
         s(&self.samples_inserted, c.jitter.samples_inserted);
         s(&self.samples_dropped, c.jitter.samples_dropped);
+        s(&self.telephone_events_sent, c.telephone_events_sent);
+        s(&self.rfc4733_digits_received, c.rfc4733_digits_received);
+        s(&self.rtcp_sent, c.rtcp_sent);
+        s(&self.rtcp_received, c.rtcp_received);
+        s(&self.rtcp_malformed, c.rtcp_malformed);
+        s(&self.plc_concealed_samples, c.plc.concealed_samples);
         s(&self.jitter_samples, jitter_samples as u64);
         self.connected.store(connected, Ordering::Relaxed);
     }
@@ -233,10 +328,26 @@ struct Session {
     /// Samples `[mute_from, mute_to)` are cut from the voice stream.
     mute_from: Option<u64>,
     mute_to: Option<u64>,
-    at_connect: ChannelCounters,
     max_jitter: u32,
     ssrc_changes: u32,
     dtmf_digits: u32,
+    /// The RFC 4733 sender has packets to send; voice from `te_from` (the
+    /// digit's first sample) on is held meanwhile.
+    te_tx_active: bool,
+    te_from: u64,
+    /// The RFC 4733 receiver is playing a digit or waits for an end.
+    te_rx_active: bool,
+    rfc4733_sent: u32,
+    rfc4733_received: u32,
+    /// E1 sample of the next RTCP report (the RTCP session's timer, kept
+    /// here so a tick reads no RTCP state).
+    rtcp_due: u64,
+    /// RTP packets and octets already passed to the RTCP session.
+    rtcp_synced: (u64, u64),
+    /// An RTP packet arrived since the last report (RFC 3550 §6.4.2).
+    rx_since_report: bool,
+    /// Where the far end's RTCP comes from (symmetric RTCP, RFC 4961).
+    rtcp_from: Option<SocketAddr>,
 }
 
 /// DTMF digits being played into the timeslot.
@@ -268,12 +379,33 @@ pub struct Channel {
     packet_len: usize,
     // RTP -> TDM
     jb: JitterBuffer,
-    last_out: i16,
+    plc: Plc,
+    /// The last tick's playout went through the PLC (else its history is
+    /// stale and is reset before the next use).
+    plc_live: bool,
     tone: Option<ToneGenerator>,
     digits: DigitPlayer,
     events: [Option<Event>; EVENT_QUEUE],
     ev_head: usize,
     ev_len: usize,
+    rtcp_len: usize,
+    rtcp_to: SocketAddr,
+    ntp_base: u64,
+    /// State touched per digit, per report or per call, kept out of line so
+    /// the per-tick state of a thousand channels spans fewer pages.
+    cold: Box<Cold>,
+}
+
+/// See [`Channel::cold`].
+struct Cold {
+    /// The counters when the session began (for its summary).
+    at_connect: ChannelCounters,
+    te_tx: EventSender,
+    te_rx: EventReceiver,
+    rtcp: RtcpSession,
+    rtcp_packet: [u8; MAX_RTCP_PACKET],
+    cname: [u8; MAX_CNAME],
+    cname_len: usize,
 }
 
 impl Channel {
@@ -299,7 +431,8 @@ impl Channel {
             packet: [0; MAX_TX_PACKET],
             packet_len: 0,
             jb,
-            last_out: 0,
+            plc: Plc::new(),
+            plc_live: false,
             tone: None,
             digits: DigitPlayer {
                 queue: [0; DigitString::MAX],
@@ -314,7 +447,42 @@ impl Channel {
             events: [None; EVENT_QUEUE],
             ev_head: 0,
             ev_len: 0,
+            rtcp_len: 0,
+            rtcp_to: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ntp_base: 0,
+            cold: Box::new(Cold {
+                at_connect: ChannelCounters::default(),
+                te_tx: EventSender::new(EventSenderConfig::default(), 0),
+                te_rx: EventReceiver::default(),
+                rtcp: RtcpSession::new(RtcpConfig::default(), 0, b"", 0),
+                rtcp_packet: [0; MAX_RTCP_PACKET],
+                cname: [0; MAX_CNAME],
+                cname_len: 0,
+            }),
         }
+    }
+
+    /// Sets the RTCP CNAME (RFC 3550 §6.5.1, `user@host`; truncated to
+    /// [`MAX_CNAME`]) used from the next connect.
+    pub fn set_cname(&mut self, cname: &[u8]) {
+        let n = cname.len().min(MAX_CNAME);
+        self.cold.cname[..n].copy_from_slice(&cname[..n]);
+        self.cold.cname_len = n;
+    }
+
+    /// Sets the NTP time of channel sample 0 (see [`ntp_at`]).
+    pub fn set_ntp_base(&mut self, ntp: u64) {
+        self.ntp_base = ntp;
+    }
+
+    /// The NTP wallclock of the channel's current sample.
+    pub fn ntp_now(&self) -> u64 {
+        ntp_at(self.ntp_base, self.now)
+    }
+
+    /// The RTCP session of the current (or last) call.
+    pub fn rtcp(&self) -> &RtcpSession {
+        &self.cold.rtcp
     }
 
     pub fn id(&self) -> ChannelId {
@@ -330,8 +498,11 @@ impl Channel {
         self.now
     }
 
-    pub fn counters(&self) -> &ChannelCounters {
-        &self.counters
+    pub fn counters(&self) -> ChannelCounters {
+        let mut c = self.counters;
+        c.jitter = self.jb.counters;
+        c.plc = self.plc.counters;
+        c
     }
 
     /// Our SSRC, sequence number of the next packet and its timestamp.
@@ -344,8 +515,7 @@ impl Channel {
 
     /// Copies the counters into `stats` (Relaxed stores).
     pub fn publish(&self, stats: &ChannelStats) {
-        let mut c = self.counters;
-        c.jitter = self.jb.counters;
+        let c = self.counters();
         stats.store(&c, self.jb.jitter_samples(), self.session.is_some());
     }
 
@@ -382,11 +552,13 @@ impl Channel {
         prefetch(&self.tone);
         prefetch(&self.now);
         prefetch(&self.packet_len);
-        prefetch(&self.last_out);
+        prefetch(&self.rtcp_len);
+        prefetch(&self.plc_live);
         prefetch(&self.delay);
         prefetch(&self.ev_len);
         self.jb.prefetch_state();
         self.detector.prefetch_state();
+        self.plc.prefetch_state();
     }
 
     /// Second step (one channel ahead): what the state points at — the
@@ -397,6 +569,7 @@ impl Channel {
         use super::prefetch;
         self.jb.prefetch();
         self.detector.prefetch_data();
+        self.plc.prefetch_data();
         if let Some(d) = self.delay.get((self.now & self.delay_mask) as usize) {
             prefetch(d);
         }
@@ -405,6 +578,8 @@ impl Channel {
             prefetch(&s.pkt_start);
             prefetch(&s.last_valid_rx);
             prefetch(&s.mute_from);
+            prefetch(&s.rtcp_due);
+            prefetch(&s.te_tx_active);
             // The next tick builds a packet: its audio left the cache the
             // delay line's length ago.
             let end = self.now + TICK_SAMPLES as u64;
@@ -425,9 +600,10 @@ impl Channel {
     }
 
     /// Heap bytes this channel allocated at construction (memory budget):
-    /// the jitter ring and the DTMF delay line.
+    /// the jitter ring, the DTMF delay line and the out-of-line RTCP /
+    /// RFC 4733 state.
     pub fn heap_bytes(&self) -> usize {
-        self.jb.heap_bytes() + self.delay.len()
+        self.jb.heap_bytes() + self.delay.len() + std::mem::size_of::<Cold>()
     }
 
     pub fn has_events(&self) -> bool {
@@ -490,18 +666,46 @@ impl Channel {
         let r = self.rng.next_u64();
         let ssrc = p.ssrc.unwrap_or(r as u32);
         let r2 = self.rng.next_u64();
+        let rtcp_seed = self.rng.next_u64();
         self.jb.reconfigure(p.jitter);
         self.detector = DtmfDetector::new();
+        self.plc.reset();
+        self.plc_live = false;
         self.counters.sessions += 1;
-        let mut at_connect = self.counters;
-        at_connect.jitter = self.jb.counters;
+        // Kept outside the session: cold, and large enough to spread the
+        // session's hot fields over more cache lines.
+        self.cold.at_connect = self.counters();
+        let ptime_samples = p.ptime_ms as u64 * SAMPLES_PER_MS;
+        let ts0 = (r2 >> 32) as u32;
+        // RFC 4733 §2.1: events use the voice stream's timestamp clock;
+        // sample `t` has timestamp `ts0 + (t - start)` in both.
+        self.cold.te_tx = EventSender::new(
+            EventSenderConfig {
+                interval_samples: ptime_samples as u32,
+                ..EventSenderConfig::default()
+            },
+            ts0.wrapping_sub(self.now as u32),
+        );
+        self.cold.te_rx.reset();
+        // RFC 3550 §6.2, §6.3.2: the first report after half the minimum
+        // interval, randomised.
+        self.cold.rtcp = RtcpSession::new(
+            RtcpConfig {
+                seed: rtcp_seed,
+                ..RtcpConfig::default()
+            },
+            ssrc,
+            &self.cold.cname[..self.cold.cname_len],
+            self.now,
+        );
+        let rtcp_due = self.cold.rtcp.poll_timeout().unwrap_or(u64::MAX);
         self.session = Some(Session {
             p,
-            ptime_samples: p.ptime_ms as u64 * SAMPLES_PER_MS,
+            ptime_samples,
             ssrc,
             // RFC 3550 §5.1: initial sequence number and timestamp random.
             seq: (r >> 32) as u16,
-            ts0: (r2 >> 32) as u32,
+            ts0,
             start: self.now,
             pkt_start: self.now,
             marker_pending: true,
@@ -512,27 +716,45 @@ impl Channel {
             det_base: self.now,
             mute_from: None,
             mute_to: None,
-            at_connect,
             max_jitter: 0,
             ssrc_changes: 0,
             dtmf_digits: 0,
+            te_tx_active: false,
+            te_from: 0,
+            te_rx_active: false,
+            rfc4733_sent: 0,
+            rfc4733_received: 0,
+            rtcp_due,
+            rtcp_synced: (self.counters.packets_sent, self.counters.octets_sent),
+            rx_since_report: false,
+            rtcp_from: None,
         });
         self.packet_len = 0;
-        // Hook (RTCP helper, src/media/rtcp/): start the session's RTCP
-        // timer here (RFC 3550 §6.2 initial interval).
         Ok(())
     }
 
     fn disconnect(&mut self) {
-        // Hook (RTCP helper): send BYE (RFC 3550 §6.6) before forgetting the
-        // session; (quality helper, src/media/quality.rs) fill the E-model
-        // fields of the summary.
-        let Some(s) = self.session.take() else {
+        let Some(mut s) = self.session.take() else {
             return;
         };
+        // RFC 3550 §6.6: a BYE (with a last report) before forgetting the
+        // session.
+        let (time, reception) = self.report_inputs(&mut s);
+        self.rtcp_to = rtcp_destination(&s);
+        match self
+            .cold
+            .rtcp
+            .bye(time, reception, &mut self.cold.rtcp_packet)
+        {
+            Ok(n) => self.queue_rtcp(n),
+            Err(_) => self.counters.rtcp_overruns += 1,
+        }
         let c = &self.counters;
         let j = &self.jb.counters;
-        let a = &s.at_connect;
+        let a = &self.cold.at_connect;
+        let quality = self.quality(&s);
+        let rtt = self.cold.rtcp.rtt();
+        let rc = self.cold.rtcp.counters;
         let summary = CallSummary {
             duration_ms: (self.now - s.start) / SAMPLES_PER_MS,
             packets_sent: c.packets_sent - a.packets_sent,
@@ -551,13 +773,117 @@ impl Channel {
             samples_dropped: j.samples_dropped - a.jitter.samples_dropped,
             ssrc_changes: s.ssrc_changes,
             dtmf_digits_detected: s.dtmf_digits,
+            dtmf_digits_sent_rtp: s.rfc4733_sent,
+            dtmf_digits_received_rtp: s.rfc4733_received,
+            loss_percent_x100: fixed(quality.loss_percent, 100.0),
+            jitter_us: fixed(quality.jitter_ms, 1000.0),
+            rtt_us: fixed(quality.rtt_ms.unwrap_or(0.0), 1000.0),
+            rtt_samples: rtt.samples.min(u32::MAX as u64) as u32,
+            concealed_ms: fixed(quality.concealed_ms, 1.0),
+            one_way_delay_ms: fixed(quality.one_way_delay_ms, 1.0),
+            r_factor_x100: fixed(quality.r_factor, 100.0),
+            mos_x100: fixed(quality.mos, 100.0),
+            rtcp_sent: rc.reports_sent.min(u32::MAX as u64) as u32,
+            rtcp_received: rc.received.min(u32::MAX as u64) as u32,
+            rtcp_malformed: rc.errors.total().min(u32::MAX as u64) as u32,
         };
         self.packet_len = 0;
         self.jb.reset();
+        self.cold.te_rx.reset();
         self.emit(Event::CallSummary {
             ch: self.id,
             summary,
         });
+    }
+
+    /// The G.107 E-model summary of session `s` (once, at its end).
+    fn quality(&self, s: &Session) -> CallQuality {
+        let c = &self.counters;
+        let a = &self.cold.at_connect;
+        let plc = &self.plc.counters;
+        let stats = CallStats {
+            packets_sent: c.packets_sent - a.packets_sent,
+            // RFC 3550 A.3 over every packet of the source (telephone-events
+            // and comfort noise share its sequence space).
+            packets_received: s.src.map_or(0, |q| q.received()),
+            packets_expected: s.src.map_or(0, |q| q.expected()),
+            jitter_samples: self.jb.jitter_samples(),
+            rtt_ms: self.cold.rtcp.rtt().mean_ms(),
+            jitter_buffer_ms: self.jb.target_depth_samples() as f64 / SAMPLES_PER_MS as f64,
+            ptime_ms: s.p.ptime_ms as f64,
+            concealed_samples: plc.concealed_samples - a.plc.concealed_samples,
+            loss_bursts: plc.erasures - a.plc.erasures,
+            plc: true,
+        };
+        CallQuality::from_stats(&stats, &EModel::default())
+    }
+
+    /// Syncs the sent counts into the RTCP session and gives the report's
+    /// time and reception block (RFC 3550 §6.4: a block only for a source
+    /// heard since the last report).
+    fn report_inputs(&mut self, s: &mut Session) -> (ReportTime, Option<ReceptionStats>) {
+        let (p0, o0) = s.rtcp_synced;
+        let (p1, o1) = (self.counters.packets_sent, self.counters.octets_sent);
+        self.cold
+            .rtcp
+            .on_rtp_sent_batch((p1 - p0) as u32, (o1 - o0) as u32);
+        s.rtcp_synced = (p1, o1);
+        let time = ReportTime {
+            now: self.now,
+            ntp: ntp_at(self.ntp_base, self.now),
+            rtp_ts: s.ts0.wrapping_add((self.now - s.start) as u32),
+        };
+        let jitter = self.jb.jitter_samples();
+        let reception = match (s.rx_since_report, s.latch.latched(), s.src.as_mut()) {
+            (true, Some((_, ssrc)), Some(q)) => Some(ReceptionStats::take(ssrc, q, jitter)),
+            _ => None,
+        };
+        s.rx_since_report = false;
+        (time, reception)
+    }
+
+    /// RFC 3550 §6.4 report due: written into the RTCP buffer.
+    fn rtcp_report(&mut self) {
+        let Some(mut s) = self.session.take() else {
+            return;
+        };
+        let (time, reception) = self.report_inputs(&mut s);
+        self.rtcp_to = rtcp_destination(&s);
+        match self
+            .cold
+            .rtcp
+            .handle_timeout(time, reception, &mut self.cold.rtcp_packet)
+        {
+            Ok(Some(n)) => self.queue_rtcp(n),
+            Ok(None) => {}
+            Err(_) => self.counters.rtcp_overruns += 1,
+        }
+        s.rtcp_due = self.cold.rtcp.poll_timeout().unwrap_or(u64::MAX);
+        self.session = Some(s);
+    }
+
+    fn queue_rtcp(&mut self, n: usize) {
+        if self.rtcp_len != 0 {
+            self.counters.rtcp_overruns += 1;
+        }
+        self.rtcp_len = n;
+        self.counters.rtcp_sent += 1;
+    }
+
+    /// An RTCP compound is waiting for [`Self::poll_transmit_rtcp`].
+    pub fn has_rtcp(&self) -> bool {
+        self.rtcp_len != 0
+    }
+
+    /// The RTCP compound built by the last tick or disconnect (a report or
+    /// the BYE), if not yet taken, and where to send it: where the far end's
+    /// RTCP comes from, else its RTP address's port + 1 (RFC 3550 §11).
+    pub fn poll_transmit_rtcp(&mut self) -> Option<(&[u8], SocketAddr)> {
+        if self.rtcp_len == 0 {
+            return None;
+        }
+        let n = std::mem::take(&mut self.rtcp_len);
+        Some((&self.cold.rtcp_packet[..n], self.rtcp_to))
     }
 
     fn queue_digits(&mut self, d: &DigitString) -> Result<(), RejectReason> {
@@ -600,8 +926,14 @@ impl Channel {
                     silent_ms,
                 });
             }
-            // Hook (RTCP helper): the RTCP report timer is checked here, in
-            // E1 time, and its packet queued like the RTP one.
+        }
+        // RFC 3550 §6.3.6: the report timer, in E1 time.
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| self.now >= s.rtcp_due)
+        {
+            self.rtcp_report();
         }
     }
 
@@ -626,9 +958,69 @@ impl Channel {
             return;
         };
         let end = t0 + TICK_SAMPLES as u64;
-        if end >= s.pkt_start + s.ptime_samples + self.delay_samples {
-            self.build_packet();
+        let mut event_sent = false;
+        if s.te_tx_active {
+            event_sent = self.send_event(end);
         }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        while end >= s.pkt_start + s.ptime_samples + self.delay_samples {
+            if s.te_tx_active && s.pkt_start >= s.te_from {
+                // RFC 4733 §2.5.1.2 / issue 5: no voice while the digit is
+                // signalled as events; its audio is not sent. (The packet
+                // the digit starts in goes out, the digit's part muted.)
+                let n = s.ptime_samples;
+                s.pkt_start += n;
+                if s.mute_to.is_some_and(|e| e <= s.pkt_start) {
+                    s.mute_from = None;
+                    s.mute_to = None;
+                }
+                self.counters.voice_packets_held += 1;
+                continue;
+            }
+            if !event_sent {
+                self.build_packet();
+            }
+            // One packet per tick: voice due with an event's last packet
+            // goes out on the next tick (2 ms later).
+            break;
+        }
+    }
+
+    /// The telephone-event packet due at `now`, if any, into the packet
+    /// buffer (RFC 4733 §2.1: the voice stream's SSRC and sequence space).
+    fn send_event(&mut self, now: u64) -> bool {
+        let ep = self.cold.te_tx.poll_packet(now);
+        let active = self.cold.te_tx.is_active();
+        let Some(s) = self.session.as_mut() else {
+            return false;
+        };
+        s.te_tx_active = active;
+        let (Some(ep), Some(pt)) = (ep, s.p.telephone_event_pt) else {
+            return false;
+        };
+        let EventPacket {
+            marker,
+            timestamp,
+            payload,
+        } = ep;
+        let repr = RtpRepr {
+            marker,
+            payload_type: pt,
+            sequence_number: s.seq,
+            timestamp,
+            ssrc: s.ssrc,
+        };
+        s.seq = s.seq.wrapping_add(1);
+        if self.packet_len != 0 {
+            self.counters.tx_overruns += 1;
+        }
+        self.packet_len = repr.emit(&payload, &mut self.packet).unwrap_or(0);
+        self.counters.packets_sent += 1;
+        self.counters.octets_sent += payload.len() as u64;
+        self.counters.telephone_events_sent += 1;
+        true
     }
 
     /// A detector event; `now` is the channel sample just after the block
@@ -641,29 +1033,37 @@ impl Channel {
         let ev = match e {
             DtmfEvent::DigitStart { digit, at_sample } => {
                 let from = s.det_base + at_sample;
-                // Merge with a window whose end has not been sent yet.
-                let open = s.mute_from.is_some() && s.mute_to.is_none_or(|t| t > s.pkt_start);
-                if !open {
-                    s.mute_from = Some(from);
-                }
-                s.mute_to = None;
-                self.counters.dtmf_leaked_samples += s.pkt_start.saturating_sub(from);
                 self.counters.dtmf_digits += 1;
                 s.dtmf_digits += 1;
-                // Hook (RFC 4733 helper, src/media/rfc4733.rs): start sending
-                // telephone-events for `digit` with the RTP timestamp of
-                // `from` here (RFC 4733 §2.5.1.2), when `telephone_event_pt`
-                // is negotiated.
+                if s.p.telephone_event_pt.is_some() {
+                    // Merge with a window whose end has not been sent yet.
+                    let open = s.mute_from.is_some() && s.mute_to.is_none_or(|t| t > s.pkt_start);
+                    if !open {
+                        s.mute_from = Some(from);
+                    }
+                    s.mute_to = None;
+                    self.counters.dtmf_leaked_samples += s.pkt_start.saturating_sub(from);
+                    // RFC 4733 §2.5.1.2: the event starts at the digit's
+                    // first sample (its timestamp), sent from now on.
+                    if self.cold.te_tx.start(now, digit, from) {
+                        s.te_tx_active = true;
+                        s.te_from = from;
+                        s.rfc4733_sent += 1;
+                        self.counters.rfc4733_digits_sent += 1;
+                    }
+                }
                 Event::DtmfStart { ch, digit }
             }
             DtmfEvent::DigitEnd {
                 digit,
                 duration_samples,
             } => {
-                // The pause after the tone is silence: cut up to now.
-                s.mute_to = Some(now);
-                // Hook (RFC 4733 helper): end packets, sent three times
-                // (RFC 4733 §2.5.1.4).
+                if s.p.telephone_event_pt.is_some() {
+                    // The pause after the tone is silence: cut up to now.
+                    s.mute_to = Some(now);
+                    // RFC 4733 §2.5.1.4: the final report, sent three times.
+                    self.cold.te_tx.end(now, duration_samples);
+                }
                 Event::DtmfEnd {
                     ch,
                     digit,
@@ -738,30 +1138,74 @@ impl Channel {
     fn playout(&mut self, tx: &mut [u8; TICK_SAMPLES]) {
         let mut lin = [0i16; TICK_SAMPLES];
         if self.play_digits(&mut lin) {
+            self.plc_live = false;
         } else if let Some(t) = self.tone.as_mut() {
             t.fill(&mut lin);
+            self.plc_live = false;
         } else if self.session.is_some() {
             let mut missing = [false; TICK_SAMPLES];
             self.jb.pull(&mut lin, &mut missing);
             self.conceal(&mut lin, &missing);
+            self.regenerate_dtmf(&mut lin);
         } else {
+            self.plc_live = false;
             *tx = [g711::ALAW_IDLE; TICK_SAMPLES];
             return;
         }
         g711::encode_alaw(&lin, tx);
     }
 
-    /// Hook (PLC helper, src/media/plc.rs): G.711 Appendix I concealment of
-    /// the samples the jitter buffer flags missing goes here. Until then the
-    /// last good sample fades out (-0.27 dB per sample, silent within ~30 ms).
+    /// G.711 Appendix I concealment of the samples the jitter buffer flags
+    /// missing. The PLC delays its output by 30 samples (3.75 ms, the look-
+    /// back that lets an erasure's start be smoothed), so the RTP → TDM path
+    /// carries 3.75 ms more than the jitter depth; `lin` and `missing` are
+    /// the same block, so the flags stay aligned with their samples. When
+    /// nothing is missing the PLC is a 30-sample delay line (its fast
+    /// path). After a tone or digits replaced the far end's audio the
+    /// history is stale: it is reset first (30 samples of silence).
     fn conceal(&mut self, lin: &mut [i16; TICK_SAMPLES], missing: &[bool; TICK_SAMPLES]) {
-        for (x, &m) in lin.iter_mut().zip(missing) {
-            if m {
-                self.last_out = (self.last_out as i32 * 31 / 32) as i16;
-                *x = self.last_out;
-            } else {
-                self.last_out = *x;
-            }
+        if !self.plc_live {
+            self.plc.reset();
+            self.plc_live = true;
+        }
+        self.plc.process(lin, missing);
+    }
+
+    /// RFC 4733 §2.5.2: a received telephone-event digit is played over the
+    /// far end's audio (after the PLC) for its reported duration.
+    fn regenerate_dtmf(&mut self, lin: &mut [i16; TICK_SAMPLES]) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if !s.te_rx_active {
+            return;
+        }
+        self.cold.te_rx.fill(self.now, lin);
+        s.te_rx_active = self.cold.te_rx.is_playing() || self.cold.te_rx.poll_timeout().is_some();
+        self.drain_rfc4733_events();
+    }
+
+    fn drain_rfc4733_events(&mut self) {
+        let ch = self.id;
+        while let Some(e) = self.cold.te_rx.poll_event() {
+            let ev = match e {
+                DtmfEvent::DigitStart { digit, .. } => {
+                    self.counters.rfc4733_digits_received += 1;
+                    if let Some(s) = self.session.as_mut() {
+                        s.rfc4733_received += 1;
+                    }
+                    Event::DtmfReceivedStart { ch, digit }
+                }
+                DtmfEvent::DigitEnd {
+                    digit,
+                    duration_samples,
+                } => Event::DtmfReceivedEnd {
+                    ch,
+                    digit,
+                    duration_ms: (duration_samples / SAMPLES_PER_MS).min(u32::MAX as u64) as u32,
+                },
+            };
+            self.emit(ev);
         }
     }
 
@@ -837,7 +1281,10 @@ impl Channel {
             LatchVerdict::Accept => {}
             LatchVerdict::Latched => {
                 s.src = None;
+                s.te_rx_active = false;
                 self.jb.reset();
+                self.cold.te_rx.reset();
+                self.cold.rtcp.set_remote_ssrc(p.repr.ssrc);
                 self.emit(Event::FirstRtp {
                     ch: self.id,
                     from,
@@ -849,8 +1296,11 @@ impl Channel {
                 // and jitter state.
                 s.src = None;
                 s.ssrc_changes += 1;
+                s.te_rx_active = false;
                 self.counters.ssrc_changes += 1;
                 self.jb.reset();
+                self.cold.te_rx.reset();
+                self.cold.rtcp.set_remote_ssrc(new);
                 self.emit(Event::SsrcChanged {
                     ch: self.id,
                     old,
@@ -877,10 +1327,20 @@ impl Channel {
         }
         s.last_valid_rx = self.now;
         s.timed_out = false;
+        s.rx_since_report = true;
         if event {
-            // Hook (RFC 4733 helper): received telephone-events are
-            // regenerated as DTMF into the timeslot (RFC 4733 §2.5.2).
+            // RFC 4733 §2.5.2: regenerated as DTMF into the timeslot.
             self.counters.telephone_event_packets += 1;
+            s.te_rx_active = true;
+            if self
+                .cold
+                .te_rx
+                .handle_packet(self.now, p.repr.timestamp, p.payload)
+                .is_err()
+            {
+                self.counters.telephone_event_malformed += 1;
+            }
+            self.drain_rfc4733_events();
             return;
         }
         if !audio {
@@ -902,9 +1362,57 @@ impl Channel {
     }
 }
 
+impl Channel {
+    /// One datagram from the channel's RTCP socket (RFC 3550 §6): parsed
+    /// by the RTCP session (malformed compounds counted and dropped whole);
+    /// the far end's reports give the round-trip time, its BYE an
+    /// [`Event::RtcpBye`]. Accepted from the IP address RTP is latched to
+    /// (or, before that, any address unless restricted to the SDP one).
+    pub fn handle_rtcp(&mut self, datagram: &[u8], from: SocketAddr) {
+        let Some(s) = self.session.as_mut() else {
+            self.counters.rtcp_while_idle += 1;
+            return;
+        };
+        let allowed = match s.latch.latched() {
+            Some((rtp_from, _)) => rtp_from.ip() == from.ip(),
+            None => !s.p.restrict_to_sdp || s.p.remote.ip() == from.ip(),
+        };
+        if !allowed {
+            self.counters.rtcp_wrong_source += 1;
+            return;
+        }
+        self.counters.rtcp_received += 1;
+        let ntp = ntp_at(self.ntp_base, self.now);
+        match self.cold.rtcp.handle_rtcp(self.now, ntp, datagram) {
+            Ok(()) => s.rtcp_from = Some(from),
+            Err(_) => self.counters.rtcp_malformed += 1,
+        }
+        if let Some(RtcpEvent::Bye { ssrc }) = self.cold.rtcp.poll_event() {
+            self.emit(Event::RtcpBye { ch: self.id, ssrc });
+        }
+    }
+}
+
+/// Where a session's RTCP goes: symmetric to the far end's (RFC 4961),
+/// else the RTP destination's port + 1 (RFC 3550 §11).
+fn rtcp_destination(s: &Session) -> SocketAddr {
+    if let Some(a) = s.rtcp_from {
+        return a;
+    }
+    let mut a = s.latch.send_to();
+    a.set_port(a.port().saturating_add(1));
+    a
+}
+
+/// `x * scale` rounded, as a non-negative `u32` (summary fixed point).
+fn fixed(x: f64, scale: f64) -> u32 {
+    (x * scale).round().clamp(0.0, u32::MAX as f64) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::plc::OUTPUT_DELAY_SAMPLES;
     use crate::media::rtp::RtpPacket;
 
     fn id() -> ChannelId {
@@ -1063,10 +1571,13 @@ mod tests {
             let (_, out) = run(&mut ch, 20, |_| 0xD5);
             played.extend(out);
         }
-        // The first packet waits the 20 ms minimum depth; then the octets
-        // come out as sent (A-law -> linear -> A-law is exact).
+        // The first packet waits the 20 ms minimum depth, plus the PLC's
+        // 3.75 ms look-back; then the octets come out as sent (A-law ->
+        // linear -> A-law is exact).
         let want: Vec<u8> = (0..160 * 10).map(pattern).collect();
-        assert_eq!(&played[160..160 * 11], &want[..]);
+        let d = 160 + OUTPUT_DELAY_SAMPLES;
+        assert!(played[..d].iter().all(|&o| o == g711::ALAW_IDLE));
+        assert_eq!(&played[d..d + 160 * 10], &want[..]);
         assert_eq!(ch.counters().packets_received, 20);
         let ev = events(&mut ch);
         assert!(matches!(ev[0], Event::FirstRtp { ssrc: 9, .. }), "{ev:?}");
@@ -1216,12 +1727,34 @@ mod tests {
         }
     }
 
+    /// Voice packets laid out by timestamp from the first one (held packets
+    /// leave their span as `None`), and the telephone-event packets.
+    #[allow(clippy::type_complexity)]
+    fn split_stream(pkts: &[(RtpRepr, Vec<u8>)]) -> (Vec<Option<u8>>, Vec<(RtpRepr, Vec<u8>)>) {
+        let ts0 = pkts[0].0.timestamp;
+        let mut voice = Vec::new();
+        let mut events = Vec::new();
+        for (r, payload) in pkts {
+            if r.payload_type == PayloadType(101) {
+                events.push((*r, payload.clone()));
+                continue;
+            }
+            let at = r.timestamp.wrapping_sub(ts0) as usize;
+            if voice.len() < at {
+                voice.resize(at, None);
+            }
+            voice.extend(payload.iter().map(|&o| Some(o)));
+        }
+        (voice, events)
+    }
+
     #[test]
     fn detected_digit_is_cut_from_the_voice_stream() {
         let mut ch = channel(DEFAULT_DTMF_DELAY_MS);
-        connect(&mut ch, |_| {});
+        connect(&mut ch, |p| p.telephone_event_pt = Some(PayloadType(101)));
         let (on, off) = (4000u64, 4000 + 8 * 80);
         let (pkts, _) = run(&mut ch, 1000, dtmf_line(b'7', on, off));
+        let (voice, _) = split_stream(&pkts);
         let ev = events(&mut ch);
         assert_eq!(
             ev[0],
@@ -1241,7 +1774,7 @@ mod tests {
             ),
             "{ev:?}"
         );
-        let stream: Vec<u8> = pkts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        let stream: Vec<u8> = voice.iter().map(|o| o.unwrap_or(g711::ALAW_IDLE)).collect();
         // The stream starts at sample 0 (no packet lost to the delay line).
         assert!(stream.len() >= off as usize + 400);
         let digit_octets = (on..off)
@@ -1267,7 +1800,7 @@ mod tests {
     #[test]
     fn without_delay_the_leaked_part_is_counted() {
         let mut ch = channel(0);
-        connect(&mut ch, |_| {});
+        connect(&mut ch, |p| p.telephone_event_pt = Some(PayloadType(101)));
         run(&mut ch, 1000, dtmf_line(b'#', 4000, 4800));
         let leaked = ch.counters().dtmf_leaked_samples;
         assert!((160..=480).contains(&leaked), "{leaked}");

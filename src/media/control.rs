@@ -188,8 +188,10 @@ pub enum RejectReason {
     DigitQueueFull,
 }
 
-/// End-of-call counters of one session (the RTCP/E-model helper extends
-/// this with loss %, RTT, R-factor and MOS).
+/// End-of-call counters and quality of one session. The quality figures are
+/// fixed point so the value stays `Copy + Eq` (a ring slot, compared in
+/// tests); [`CallSummary::r_factor`], [`CallSummary::mos`] and
+/// [`CallSummary::loss_percent`] give them as `f64`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallSummary {
     pub duration_ms: u64,
@@ -213,12 +215,55 @@ pub struct CallSummary {
     pub samples_dropped: u64,
     pub ssrc_changes: u32,
     pub dtmf_digits_detected: u32,
+    /// RFC 4733 digits sent as telephone-events / received and regenerated.
+    pub dtmf_digits_sent_rtp: u32,
+    pub dtmf_digits_received_rtp: u32,
+    /// RFC 3550 A.3 loss of the last source, in 1/100 %.
+    pub loss_percent_x100: u32,
+    /// RFC 3550 A.8 jitter at the end, in µs.
+    pub jitter_us: u32,
+    /// Mean RTCP round-trip time (RFC 3550 §6.4.1), µs; 0 when the far
+    /// end's reports gave none (see `rtt_samples`).
+    pub rtt_us: u32,
+    pub rtt_samples: u32,
+    /// Milliseconds the G.711 Appendix I PLC synthesised (or silenced).
+    pub concealed_ms: u32,
+    /// Mouth-to-ear delay the E-model used, ms.
+    pub one_way_delay_ms: u32,
+    /// ITU-T G.107 R-factor × 100 and G.107 Annex B MOS × 100.
+    pub r_factor_x100: u32,
+    pub mos_x100: u32,
+    /// RTCP compound packets sent / received / refused as malformed.
+    pub rtcp_sent: u32,
+    pub rtcp_received: u32,
+    pub rtcp_malformed: u32,
+}
+
+impl CallSummary {
+    pub fn r_factor(&self) -> f64 {
+        self.r_factor_x100 as f64 / 100.0
+    }
+
+    pub fn mos(&self) -> f64 {
+        self.mos_x100 as f64 / 100.0
+    }
+
+    pub fn loss_percent(&self) -> f64 {
+        self.loss_percent_x100 as f64 / 100.0
+    }
+
+    /// Mean round-trip time in ms, if one was measured.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        (self.rtt_samples > 0).then(|| self.rtt_us as f64 / 1000.0)
+    }
 }
 
 /// Media thread → control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A DTMF digit began in the E1 audio (Q.24 limits met).
+    /// A DTMF digit began in the E1 audio (Q.24 limits met). Digits the
+    /// far end sends as RFC 4733 telephone-events are
+    /// [`Event::DtmfReceivedStart`].
     DtmfStart {
         ch: ChannelId,
         digit: u8,
@@ -228,6 +273,23 @@ pub enum Event {
         ch: ChannelId,
         digit: u8,
         duration_ms: u32,
+    },
+    /// An RFC 4733 telephone-event digit began on the RTP side (it is
+    /// regenerated as DTMF into the timeslot).
+    DtmfReceivedStart {
+        ch: ChannelId,
+        digit: u8,
+    },
+    /// It ended with the reported duration (§2.5.2).
+    DtmfReceivedEnd {
+        ch: ChannelId,
+        digit: u8,
+        duration_ms: u32,
+    },
+    /// The far end's RTCP BYE for its source (RFC 3550 §6.6).
+    RtcpBye {
+        ch: ChannelId,
+        ssrc: u32,
     },
     /// The first valid RTP packet of a session (or after UpdateRemote).
     FirstRtp {

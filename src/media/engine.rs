@@ -5,9 +5,12 @@
 //! # Layers
 //!
 //! - [`MediaCore`] is sans-IO: [`MediaCore::handle_tdm_frame`] per received
-//!   E1 frame (returns the frame to send), [`MediaCore::handle_rtp`] per
-//!   datagram, [`MediaCore::handle_commands`] to drain the command ring,
-//!   [`MediaCore::poll_transmit`] for the RTP packets to send. Every
+//!   E1 frame (returns the frame to send), [`MediaCore::handle_rtp`] /
+//!   [`MediaCore::handle_rtcp`] per datagram, [`MediaCore::handle_commands`]
+//!   to drain the command ring, [`MediaCore::poll_transmit`] /
+//!   [`MediaCore::poll_transmit_rtcp`] for the packets to send. The
+//!   wallclock is read once, in [`MediaCore::new`], for the RTCP NTP
+//!   timestamps (later instants: that + the E1 sample count). Every
 //!   `TICK_SAMPLES` frames of a span ([`super::channel::TICK_MS`] ms) each of
 //!   its channels ticks once.
 //! - [`MediaLoop`] binds the sockets at start-up and runs a mio `Poll` over
@@ -38,9 +41,10 @@
 //! | channel state (pipeline, DTMF detector, packet buffers) | `n × size_of::<Channel>()` |
 //! | jitter rings | `n × next_pow2(8 × jitter_max_depth_ms + 960) × 2 B` (i16 samples) |
 //! | DTMF delay lines | `n × next_pow2(8 × dtmf_delay_ms + 320 + 2 × TICK_SAMPLES) B` |
+//! | RTCP session, RFC 4733 sender/receiver, call-start counters (out of line) | `n × size_of::<Cold>()` (in the logged budget) |
 //! | span frame blocks | `s × 2 × TICK_SAMPLES × 32 B` (rx and tx, one tick) |
 //! | channel stats (telemetry atomics) | `n × size_of::<ChannelStats>()` |
-//! | transmit queue | `n × 4 B` |
+//! | transmit queues (RTP, RTCP) | `n × 8 B` |
 //! | command ring | `command_ring × size_of::<Command>()` |
 //! | event ring | `event_ring × size_of::<Event>()` |
 //! | receive buffer | 2048 B |
@@ -242,6 +246,9 @@ pub struct MediaCore {
     events: Producer<Event>,
     tx_queue: Box<[u32]>,
     tx_len: usize,
+    /// Channels with an RTCP compound to send (reports, BYE).
+    rtcp_queue: Box<[u32]>,
+    rtcp_len: usize,
     ticks: u64,
     ring_full_reported: u64,
     bind_ip: IpAddr,
@@ -302,6 +309,17 @@ impl MediaCore {
             }
             spans.push(st);
         }
+        // The only wallclock read of the media path (RFC 3550 §4 NTP for
+        // the SRs): every later instant is this plus the E1 sample count
+        // (see `channel::ntp_at`).
+        let ntp_base = ntp_wallclock();
+        for ch in &mut channels {
+            let id = ch.id();
+            // RFC 3550 §6.5.1: user@host, unique per channel of this host.
+            let cname = format!("tdmgw.{}.{}@{}", id.span, id.timeslot, p.bind_ip);
+            ch.set_cname(cname.as_bytes());
+            ch.set_ntp_base(ntp_base);
+        }
         let n = channels.len();
         let stats = Arc::new(StatsTable {
             ids: channels.iter().map(|c| c.id()).collect(),
@@ -316,7 +334,7 @@ impl MediaCore {
             std::mem::size_of::<Channel>(),
         );
         budget.add(
-            "jitter ring + DTMF delay line per channel",
+            "jitter ring, DTMF delay, RTCP/RFC 4733 state",
             n,
             channels.first().map_or(0, |c| c.heap_bytes()),
         );
@@ -330,7 +348,7 @@ impl MediaCore {
             n,
             std::mem::size_of::<ChannelStats>(),
         );
-        budget.add("transmit queue", n, 4);
+        budget.add("transmit queues (RTP, RTCP)", n, 8);
         budget.add(
             "command ring",
             p.command_ring.max(1),
@@ -350,6 +368,8 @@ impl MediaCore {
             events: ev_tx,
             tx_queue: vec![0; n].into_boxed_slice(),
             tx_len: 0,
+            rtcp_queue: vec![0; n].into_boxed_slice(),
+            rtcp_len: 0,
             ticks: 0,
             ring_full_reported: 0,
             bind_ip: p.bind_ip,
@@ -437,6 +457,7 @@ impl MediaCore {
             let mut tx = [0u8; TICK_SAMPLES];
             let ch = &mut self.channels[idx as usize];
             let had_packet = ch.has_packet();
+            let had_rtcp = ch.has_rtcp();
             ch.tick(&rx, &mut tx);
             for (f, o) in sp.tx_block.iter_mut().zip(tx) {
                 f[ts] = o;
@@ -444,6 +465,10 @@ impl MediaCore {
             if ch.has_packet() && !had_packet && self.tx_len < self.tx_queue.len() {
                 self.tx_queue[self.tx_len] = idx;
                 self.tx_len += 1;
+            }
+            if ch.has_rtcp() && !had_rtcp && self.rtcp_len < self.rtcp_queue.len() {
+                self.rtcp_queue[self.rtcp_len] = idx;
+                self.rtcp_len += 1;
             }
             // Spread the telemetry copies over the interval.
             if (self.ticks + idx as u64).is_multiple_of(STATS_EVERY_TICKS) {
@@ -461,6 +486,28 @@ impl MediaCore {
         }
     }
 
+    /// One datagram received on channel `index`'s RTCP socket.
+    pub fn handle_rtcp(&mut self, index: usize, datagram: &[u8], from: SocketAddr) {
+        if let Some(ch) = self.channels.get_mut(index) {
+            ch.handle_rtcp(datagram, from);
+            self.flush_events(index);
+        }
+    }
+
+    /// The next RTCP compound to send (from channel `index`'s RTCP socket):
+    /// channel index, destination, datagram.
+    pub fn poll_transmit_rtcp(&mut self) -> Option<(usize, SocketAddr, &[u8])> {
+        while self.rtcp_len > 0 {
+            self.rtcp_len -= 1;
+            let idx = self.rtcp_queue[self.rtcp_len] as usize;
+            if self.channels[idx].has_rtcp() {
+                let (pkt, to) = self.channels[idx].poll_transmit_rtcp()?;
+                return Some((idx, to, pkt));
+            }
+        }
+        None
+    }
+
     /// Drains the command ring; returns the number applied.
     pub fn handle_commands(&mut self) -> usize {
         let mut n = 0;
@@ -469,7 +516,16 @@ impl MediaCore {
             let ch = cmd.channel();
             match self.channel_index(ch) {
                 Some(i) => {
+                    let had_rtcp = self.channels[i].has_rtcp();
                     self.channels[i].command(cmd);
+                    // A disconnect leaves its BYE to send.
+                    if self.channels[i].has_rtcp()
+                        && !had_rtcp
+                        && self.rtcp_len < self.rtcp_queue.len()
+                    {
+                        self.rtcp_queue[self.rtcp_len] = i as u32;
+                        self.rtcp_len += 1;
+                    }
                     self.channels[i].publish(&self.stats.stats[i]);
                     self.flush_events(i);
                 }
@@ -522,6 +578,7 @@ pub struct LoopCounters {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
     pub rtcp_datagrams_in: u64,
+    pub rtcp_datagrams_out: u64,
     pub recv_errors: u64,
     /// Sends refused by the kernel (full buffer, unreachable): dropped.
     pub send_errors: u64,
@@ -643,11 +700,7 @@ impl MediaLoop {
             } else if t % 2 == 1 {
                 drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters);
             } else if let Some(s) = rtcp.get((t - 2) / 2) {
-                // Hook (RTCP helper, src/media/rtcp/): received reports are
-                // parsed here; until then they are read and counted.
-                while let Ok((_n, _from)) = s.recv_from(buf) {
-                    counters.rtcp_datagrams_in += 1;
-                }
+                drain_rtcp(core, (t - 2) / 2, s, buf, counters);
             }
         }
         // Commands first: a connect applies before this turn's frames.
@@ -665,6 +718,12 @@ impl MediaLoop {
         while let Some((idx, to, pkt)) = self.core.poll_transmit() {
             match self.rtp[idx].send_to(pkt, to) {
                 Ok(_) => self.counters.datagrams_out += 1,
+                Err(_) => self.counters.send_errors += 1,
+            }
+        }
+        while let Some((idx, to, pkt)) = self.core.poll_transmit_rtcp() {
+            match self.rtcp[idx].send_to(pkt, to) {
+                Ok(_) => self.counters.rtcp_datagrams_out += 1,
                 Err(_) => self.counters.send_errors += 1,
             }
         }
@@ -716,6 +775,44 @@ fn drain_rtp(
             }
         }
     }
+}
+
+fn drain_rtcp(
+    core: &mut MediaCore,
+    idx: usize,
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    counters: &mut LoopCounters,
+) {
+    let mut errors = 0;
+    loop {
+        match sock.recv_from(buf) {
+            Ok((n, from)) => {
+                counters.rtcp_datagrams_in += 1;
+                core.handle_rtcp(idx, &buf[..n], from);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                counters.recv_errors += 1;
+                errors += 1;
+                if errors >= 8 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The wallclock as a 64-bit NTP timestamp (RFC 3550 §4: seconds since
+/// 1 January 1900); read once, at start-up.
+fn ntp_wallclock() -> u64 {
+    const UNIX_TO_NTP_S: u64 = 2_208_988_800;
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    ((d.as_secs() + UNIX_TO_NTP_S) << 32) | frac
 }
 
 /// How the media thread runs.

@@ -1,8 +1,11 @@
 //! Fuzz entry points of the media plane (see `fuzz/README.md`).
 
+use super::channel::{Channel, ChannelParams, TICK_SAMPLES};
+use super::control::{ChannelId, Codec, Command, ConnectParams};
 use super::latch::{Latch, LatchVerdict};
 use super::rfc4733::EventReceiver;
 use super::rtcp::session::{ReceptionStats, ReportTime, RtcpConfig, RtcpSession};
+use super::rtp::PayloadType;
 use super::rtp::{RtpError, RtpErrorCounters, RtpPacket};
 use super::seq::{Jitter, SourceSeq};
 use std::net::SocketAddr;
@@ -15,7 +18,10 @@ const TELEPHONE_EVENT_PT: u8 = 101;
 /// every `0xFF 0xFE` pair; must never panic. RTCP (RFC 5761 multiplexed,
 /// refused by the RTP parser) goes to an [`RtcpSession`], which then writes
 /// a report; payload type 101 goes to the RFC 4733 receiver and its tone
-/// regeneration.
+/// regeneration. The same datagrams also go through a connected
+/// [`Channel`] (RTP socket, or RTCP socket for RTCP), ticked between them,
+/// so the wired pipeline (latch, jitter buffer, PLC, RFC 4733 receiver,
+/// RTCP session, reports and BYE) sees them too.
 #[doc(hidden)]
 pub fn fuzz_rtp_receive(data: &[u8]) {
     let Some((&sel, rest)) = data.split_first() else {
@@ -30,9 +36,28 @@ pub fn fuzz_rtp_receive(data: &[u8]) {
     let mut events = EventReceiver::default();
     let mut tone = [0i16; 8];
     let mut report = [0u8; 512];
+    let id = ChannelId {
+        span: 1,
+        timeslot: 1,
+    };
+    let mut ch = Channel::new(ChannelParams::new(id, sel as u64));
+    let mut params = ConnectParams::new(sdp, Codec::Pcma);
+    params.telephone_event_pt = Some(PayloadType(TELEPHONE_EVENT_PT));
+    params.restrict_to_sdp = sel & 1 == 1;
+    ch.command(Command::Connect { ch: id, params });
     for (i, dgram) in split(rest).enumerate() {
         let now = i as u64 * 160;
         let from = SocketAddr::from(([127, 0, 0, 1 + (sel >> 1) % 2], 4000 + (i as u16 % 2)));
+        if dgram.get(1).is_some_and(|&pt| (200..=207).contains(&pt)) {
+            ch.handle_rtcp(dgram, from);
+        } else {
+            ch.handle_rtp(dgram, from);
+        }
+        let mut tx = [0u8; TICK_SAMPLES];
+        ch.tick(&[0xD5; TICK_SAMPLES], &mut tx);
+        let _ = ch.poll_transmit();
+        let _ = ch.poll_transmit_rtcp();
+        while ch.poll_event().is_some() {}
         events.fill(now, &mut tone);
         while events.poll_event().is_some() {}
         match RtpPacket::parse(dgram) {
@@ -69,6 +94,9 @@ pub fn fuzz_rtp_receive(data: &[u8]) {
             Err(e) => errors.count(e),
         }
     }
+    ch.command(Command::Disconnect { ch: id });
+    let _ = ch.poll_transmit_rtcp();
+    while ch.poll_event().is_some() {}
 }
 
 /// Splits at `0xFF 0xFE` separators (without allocating).

@@ -70,12 +70,16 @@
 //!   `into_port()` for `isdn::task::spawn`), a ring of line events and a
 //!   lock-free [`span_status::SpanTelemetry`] per span;
 //!   [`lines::pair_line`]'s far end is the simulated exchange's span.
-//! - Hook points left for the other media pieces, marked `Hook (...)` in
-//!   `channel.rs` and `engine.rs`: PLC (`Channel::conceal`), RFC 4733
-//!   send/receive (`on_dtmf`, `handle_rtp`), RTCP timer/reports/BYE
-//!   (`connect`, `tick`, `disconnect`, `MediaLoop::turn`), the E-model in the
-//!   call summary (`disconnect`).
-//!   The pieces above exist; wiring them into those hook points is next.
+//! - Wired into the channel: the PLC runs on every playout tick (a 30-sample
+//!   delay line when nothing is missing); detected DTMF goes out as RFC 4733
+//!   events when `telephone_event_pt` is negotiated (in-band otherwise);
+//!   received events are regenerated into the timeslot and reported as
+//!   `DtmfReceivedStart`/`DtmfReceivedEnd`; one RTCP session per connected
+//!   channel (reports on the E1 clock, BYE on disconnect, RTT from the far
+//!   end's blocks; [`engine::MediaCore::handle_rtcp`] /
+//!   [`engine::MediaCore::poll_transmit_rtcp`] on the RTCP socket); the
+//!   `CallSummary` carries loss, jitter, RTT, concealment and the G.107
+//!   R-factor and MOS.
 
 pub mod channel;
 pub mod control;

@@ -180,6 +180,29 @@ impl Plc {
         }
     }
 
+    /// Prefetch hint (for an engine ticking many channels): the state a
+    /// [`process`](Self::process) call reads first.
+    #[inline]
+    pub fn prefetch_state(&self) {
+        crate::media::prefetch(&self.pos);
+        crate::media::prefetch(&self.erased);
+        crate::media::prefetch(&self.end);
+        crate::media::prefetch(&self.primed);
+    }
+
+    /// Prefetch hint, second step: the history lines the next block writes
+    /// and the delayed samples it reads back.
+    #[inline]
+    pub fn prefetch_data(&self) {
+        let pos = self.pos;
+        let out = (pos + HISTORY_LEN - OUTPUT_DELAY_SAMPLES) % HISTORY_LEN;
+        for i in [pos, (pos + 15) % HISTORY_LEN, out, (out + 15) % HISTORY_LEN] {
+            if let Some(h) = self.history.get(i) {
+                crate::media::prefetch(h);
+            }
+        }
+    }
+
     /// Writes `v` into the history and returns the sample written
     /// [`OUTPUT_DELAY_SAMPLES`] earlier.
     #[inline]

@@ -230,6 +230,20 @@ impl RtcpSession {
         self.sent_this_interval = true;
     }
 
+    /// `packets` RTP packets with `octets` payload octets in all were sent
+    /// since the last call: the same as that many
+    /// [`on_rtp_sent`](Self::on_rtp_sent) calls, for an engine that keeps
+    /// its own counts and syncs them before each report (so the session's
+    /// memory is touched every ~5 s, not per packet).
+    pub fn on_rtp_sent_batch(&mut self, packets: u32, octets: u32) {
+        if packets == 0 {
+            return;
+        }
+        self.packets_sent = self.packets_sent.wrapping_add(packets);
+        self.octets_sent = self.octets_sent.wrapping_add(octets);
+        self.sent_this_interval = true;
+    }
+
     /// SplitMix64, uniform in [0, 1).
     fn random(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
