@@ -13,6 +13,7 @@ pub mod isdn;
 pub mod line;
 pub mod media;
 pub mod ops;
+pub mod sim;
 pub mod sip;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.
