@@ -123,6 +123,8 @@ pub enum Expect {
     Answer,
     /// Refused with this final status.
     Status { status: u16 },
+    /// Never answered: still ringing at `no_answer_timeout`, when we CANCEL.
+    NoAnswer,
 }
 
 /// Calls to place.
@@ -1205,6 +1207,11 @@ impl Core {
                 Some(Expect::Status { status }) => push(
                     name(&format!("refused with {status}")),
                     r.result == CallResult::Failed && r.status == Some(*status),
+                    format!("{:?} status {:?}", r.result, r.status),
+                ),
+                Some(Expect::NoAnswer) => push(
+                    name("unanswered, cancelled by us"),
+                    r.result == CallResult::Cancelled && r.ended_by == Some("local"),
                     format!("{:?} status {:?}", r.result, r.status),
                 ),
                 None => {}
