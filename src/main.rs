@@ -87,6 +87,19 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
         socket: PathBuf,
     },
+    /// Simulators that can face a real tdmgw process or a real peer.
+    Sim {
+        #[command(subcommand)]
+        sim: SimCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// A simulated MCVP core on SIP/UDP: answers (optionally after ringing
+    /// and early media), rejects, echoes or generates RTP, places calls, and
+    /// reports JSON results. Exits 0 when every check held.
+    Core(Box<tdmgw::sim::core_cli::SimCoreArgs>),
 }
 
 const DEFAULT_ADMIN_SOCKET: &str = "/run/tdmgw/admin.sock";
@@ -105,6 +118,12 @@ fn main() -> ExitCode {
             out,
             socket,
         } => trace(&socket, span, seconds, &out),
+        Command::Sim {
+            sim: SimCommand::Core(args),
+        } => {
+            let _log = logging::init("warn", log_format_or_text(cli.log_format));
+            tdmgw::sim::core_cli::main(&args)
+        }
     }
 }
 
@@ -189,6 +208,13 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn log_format_or_text(cli: Option<CliLogFormat>) -> LogFormat {
+    match cli {
+        Some(CliLogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
     }
 }
 

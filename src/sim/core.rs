@@ -37,6 +37,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -352,8 +353,18 @@ pub struct SimCoreReport {
 pub struct SimCore {
     sip_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<SimCoreReport>,
+}
+
+/// Ends a [`SimCore`]'s run from elsewhere (a signal handler, a test).
+#[derive(Clone)]
+pub struct StopHandle(Arc<watch::Sender<bool>>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl SimCore {
@@ -395,7 +406,7 @@ impl SimCore {
         Ok(SimCore {
             sip_addr,
             tcp_addr,
-            stop,
+            stop: Arc::new(stop),
             task,
         })
     }
@@ -413,6 +424,11 @@ impl SimCore {
     /// End the run now (live calls are cleared first).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// A handle that ends the run (the core itself is consumed by `finish`).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
     }
 
     /// Wait for the run to end; the report.

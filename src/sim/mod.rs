@@ -4,7 +4,9 @@
 //! - [`core`]: `tdmgw sim core`, a simulated MCVP core on SIP/UDP
 //!   ([`core::SimCore::start`] / [`core::run`] with a
 //!   [`core::SimCoreConfig`], results in a [`core::SimCoreReport`]); its
-//!   per-call RTP endpoint is [`rtp_peer`].
+//!   per-call RTP endpoint is [`rtp_peer`], its command line
+//!   [`core_cli`].
 
 pub mod core;
+pub mod core_cli;
 pub mod rtp_peer;
