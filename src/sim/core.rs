@@ -490,7 +490,6 @@ struct Core {
     jobs: Vec<(Instant, Job)>,
     placed: u32,
     ssrc_seed: u64,
-    origin_seq: u64,
     started: Instant,
     stopping: Option<Instant>,
 }
@@ -581,7 +580,6 @@ impl Core {
             facts: Vec::new(),
             jobs,
             placed: 0,
-            origin_seq: 1,
             started: now,
             stopping: None,
         }
@@ -747,7 +745,6 @@ impl Core {
     }
 
     fn local_media(&mut self, port: u16) -> LocalMedia {
-        self.origin_seq += 1;
         let address = self.sip_addr.ip();
         LocalMedia {
             origin: Origin {
@@ -1031,7 +1028,7 @@ impl Core {
         c.local_sdp = Some(offer);
         c.expect = Some(plan.expect);
         c.far_end_clears = plan.far_end_clears;
-        if plan.dtmf_every > 0 && (i + 1) % plan.dtmf_every == 0 {
+        if plan.dtmf_every > 0 && (i + 1).is_multiple_of(plan.dtmf_every) {
             c.dtmf = plan.dtmf.clone();
         }
         self.calls.insert(call, c);

@@ -485,7 +485,8 @@ impl Receiver {
         let s = &mut self.stats;
         s.packets_sent = sent;
         s.markers_sent = markers_sent;
-        s.dtmf_sent = sender.cfg.dtmf[..sender.dtmf_next.min(sender.cfg.dtmf.len())].to_owned();
+        let dtmf = &sender.cfg.dtmf;
+        s.dtmf_sent = dtmf.get(..sender.dtmf_next).unwrap_or(dtmf).to_owned();
         if let Some(q) = &self.seq {
             s.packets_expected = q.expected();
             s.packets_lost = i64::from(q.cumulative_lost()).max(0);
