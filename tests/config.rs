@@ -245,3 +245,66 @@ fn check_config_cli_accepts_and_rejects() {
         "{err}"
     );
 }
+
+#[test]
+fn sip_task_options_are_range_checked_with_file_and_line() {
+    // SIM_SITE is 4 lines; `[sip]` is line 5, the key line 6.
+    let cases = [
+        (
+            "invite_timeout = \"100ms\"",
+            "sip.invite_timeout",
+            "200ms..=32s",
+        ),
+        (
+            "keepalive_interval = \"1s\"",
+            "sip.keepalive_interval",
+            "0s for no",
+        ),
+        (
+            "keepalive_timeout = \"2m\"",
+            "sip.keepalive_timeout",
+            "1s..=60s",
+        ),
+        (
+            "rate_limit_per_second = 0",
+            "sip.rate_limit_per_second",
+            "1-100000",
+        ),
+        ("min_se = \"30s\"", "sip.min_se", "RFC 4028"),
+        (
+            "session_expires = \"60s\"",
+            "sip.session_expires",
+            "at least min_se",
+        ),
+        (
+            "listen = [{ transport = \"udp\", address = \"0.0.0.0:5060\" }]",
+            "sip.listen[0].address",
+            "concrete address",
+        ),
+    ];
+    for (line, key, msg) in cases {
+        let errs = load_errs(&format!("{SIM_SITE}[sip]\n{line}\n"));
+        assert_err(&errs, 6, key, msg);
+    }
+    let errs = load_errs(&format!(
+        "{SIM_SITE}[sip]\nrate_limit_per_second = 100\nrate_limit_burst = 10\n"
+    ));
+    assert_err(
+        &errs,
+        7,
+        "sip.rate_limit_burst",
+        "at least rate_limit_per_second",
+    );
+}
+
+#[test]
+fn production_example_maps_onto_the_sip_task() {
+    let cfg = Config::load(&repo("examples/production.toml")).unwrap();
+    let site = &cfg.site;
+    let groups = site.sip_peer_groups();
+    assert_eq!(groups.len(), site.peer_groups.len());
+    let ua = site.sip_ua_config(1);
+    assert!(!ua.sent_by.is_empty());
+    assert!(ua.sent_by_tls.is_some());
+    assert_eq!(ua.timers.t1_ms, 500);
+}

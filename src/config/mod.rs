@@ -6,6 +6,7 @@
 
 mod board;
 mod duration;
+pub mod sip;
 mod site;
 mod source;
 

@@ -212,7 +212,7 @@ pub struct SipListen {
     pub address: SocketAddr,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sip {
     #[serde(default)]
@@ -225,6 +225,76 @@ pub struct Sip {
     /// TLS: our certificate chain and key, for mutual TLS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// A TLS listener demands a client certificate signed by `tls_ca`.
+    #[serde(default = "default_true")]
+    pub tls_require_client_cert: bool,
+    /// Fail a new call over to the next peer when the peer sends nothing
+    /// at all (not even 100 Trying) to the INVITE for this long.
+    #[serde(default = "default_invite_timeout")]
+    pub invite_timeout: ConfigDuration,
+    /// RFC 5626 CRLF keep-alive ping on connections we open; "0s" = none.
+    #[serde(default = "default_keepalive_interval")]
+    pub keepalive_interval: ConfigDuration,
+    /// No pong within this long: the connection has failed.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: ConfigDuration,
+    /// Messages per second accepted from one source on average...
+    #[serde(default = "default_rate_limit_per_second")]
+    pub rate_limit_per_second: u32,
+    /// ...and in a burst.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+    /// RFC 3262: support 100rel (PRACK) when the core requires it.
+    #[serde(default = "default_true")]
+    pub rel100: bool,
+    /// RFC 4028 session timers: the interval we ask for; unset = off.
+    pub session_expires: Option<ConfigDuration>,
+    /// RFC 4028 Min-SE: the shortest interval we accept.
+    #[serde(default = "default_min_se")]
+    pub min_se: ConfigDuration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_invite_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(2))
+}
+fn default_keepalive_interval() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+fn default_keepalive_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_rate_limit_per_second() -> u32 {
+    200
+}
+fn default_rate_limit_burst() -> u32 {
+    400
+}
+fn default_min_se() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(90))
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Sip {
+            listen: Vec::new(),
+            timers: BTreeMap::new(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_require_client_cert: true,
+            invite_timeout: default_invite_timeout(),
+            keepalive_interval: default_keepalive_interval(),
+            keepalive_timeout: default_keepalive_timeout(),
+            rate_limit_per_second: default_rate_limit_per_second(),
+            rate_limit_burst: default_rate_limit_burst(),
+            rel100: true,
+            session_expires: None,
+            min_se: default_min_se(),
+        }
+    }
 }
 
 /// RFC 3261 timer names with the RFC's value and the range we accept.
@@ -499,6 +569,7 @@ impl SiteConfig {
         if self.sip.tls_cert.is_some() != self.sip.tls_key.is_some() {
             errs.push(src.error("sip.tls_key", "tls_cert and tls_key go together"));
         }
+        self.validate_sip_options(src, errs);
         let mut names = HashSet::new();
         for (i, g) in self.peer_groups.iter().enumerate() {
             let p = format!("peer_group[{i}]");

@@ -12,4 +12,5 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pcap;
+pub mod sip;
 pub mod supervisor;

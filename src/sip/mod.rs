@@ -62,6 +62,20 @@
 //!   `PeerUp`/`PeerDown` events), `select(group, now)` for a new call's
 //!   ordered candidates, `report_failure`/`report_success` from calls;
 //!   [`peer::options_request`] builds the ping.
+//! - [`task`] (tokio): the SIP task owning the [`transport::Transports`],
+//!   one [`ua::UserAgent`] and the [`peer::PeerTable`]. [`task::spawn`]`(
+//!   SipTaskConfig, events, observer)` binds and returns a cloneable
+//!   [`task::SipHandle`] (`place_call` to a peer group with failover to the
+//!   next candidate on no response within `invite_timeout`, 503 or a
+//!   transport error; `send_provisional`, `accept`, `reject`, `hangup` with
+//!   a Reason, `reinvite`, `send_dtmf_info`, `set_draining`, `shutdown`;
+//!   each answered by a oneshot) and a `JoinHandle<Stopped>`. Calls are
+//!   named by [`task::SipCallId`]; [`task::SipEvent`]s (the user agent's
+//!   call events plus `PeerUp`/`PeerDown`) go to an unbounded channel; a
+//!   `watch` of [`task::SipStatus`] (peers with state and RTT, calls,
+//!   dialogs, transactions, counters); the [`task::Observer`] gets `beat()`
+//!   and `peer_event()` (`ops::sip` maps them to the supervisor and NOC).
+//!   `config::SiteConfig::sip_task_config` builds its config.
 //!
 //! Messages are owned values (control plane, DESIGN §1); headers keep their
 //! order, names as written and raw value bytes, so unknown headers pass
@@ -81,6 +95,7 @@ pub mod non_invite_server;
 pub mod peer;
 pub mod response;
 pub mod sdp;
+pub mod task;
 pub mod text;
 pub mod transaction;
 pub mod transport;
