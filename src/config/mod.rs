@@ -6,6 +6,7 @@
 
 mod board;
 mod duration;
+mod media_plan;
 pub mod sip;
 mod site;
 mod source;
@@ -17,6 +18,7 @@ pub use board::{
     BUILTIN_SIM, BUILTIN_SIM_NAME, BoardProfile, BoardSpan, Driver, HardwareWatchdog, MediaThread,
 };
 pub use duration::{ConfigDuration, format_duration, parse_duration};
+pub use media_plan::{MediaPlan, MediaPlanError, media_plan};
 pub use site::{
     ChannelHunt, LogFormat, Peer, PeerGroup, Role, Route, SIP_TIMERS, SiteConfig, SpanSignalling,
     Transport, pattern_matches,

@@ -73,10 +73,12 @@
 
 pub mod channel;
 pub mod control;
+pub mod dchannel_ring;
 pub mod dtmf;
 pub mod engine;
 pub mod jitter;
 pub mod latch;
+pub mod lines;
 pub mod plc;
 pub mod quality;
 pub mod rfc4733;
@@ -84,6 +86,7 @@ pub mod ring;
 pub mod rtcp;
 pub mod rtp;
 pub mod seq;
+pub mod span_status;
 pub mod tdm;
 pub mod tone;
 
