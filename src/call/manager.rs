@@ -1,0 +1,1943 @@
+//! The interworking core: binds each Q.931 call to a SIP call and a media
+//! channel. Sans-IO (DESIGN.md §4); see the contract on [`CallManager`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::cause_map::{CauseMap, Reason, Rule, q850_from_reasons};
+use super::cdr::{self, CdrRecord, Direction, Quality};
+use super::identity::{self, IdentityPolicy};
+use super::numbers::NumberFormat;
+use super::routing::Router;
+use crate::config::Route;
+use crate::isdn::cause::Cause;
+use crate::isdn::q931::{
+    self, BearerCapability, CallId, ChannelState, ChannelTable, PartyNumber, PlaceCall,
+    RestartClass,
+};
+use crate::isdn::task::TaskError;
+use crate::media::control::{self as media, ChannelId, Codec, ConnectParams, DigitString};
+use crate::media::engine::rtp_port;
+use crate::media::quality::{Conditions, EModel, G711_PLC, mos_from_r};
+use crate::sip::endpoint::Remote;
+use crate::sip::header::NameAddr;
+use crate::sip::message::Header;
+use crate::sip::sdp::{self, LocalMedia, Origin, Sdp};
+use crate::sip::text::Params;
+use crate::sip::ua::{CallHandle, EndedBy, OutgoingCall, UaEvent};
+use crate::sip::uri::Uri;
+
+/// Ties a command that creates an id (an ISDN `PlaceCall`, a SIP
+/// `PlaceCall`) to its reply. Chosen by the manager, never reused.
+pub type Token = u64;
+
+/// Q.850 location used when a Q.931 event gives no location: "public
+/// network serving the local user" (what an exchange sends).
+const LOCATION_PUBLIC_LOCAL: u8 = 2;
+
+/// A span's D-channel command: [`crate::isdn::task::Command`] without the
+/// reply channels (the shell adds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IsdnCommand {
+    /// Reply with [`CallManager::handle_isdn_placed`]`(token, result)`.
+    PlaceCall {
+        token: Token,
+        call: PlaceCall,
+    },
+    Information {
+        id: CallId,
+        digits: String,
+        sending_complete: bool,
+    },
+    Alerting {
+        id: CallId,
+    },
+    Progress {
+        id: CallId,
+        description: u8,
+    },
+    Connect {
+        id: CallId,
+    },
+    Disconnect {
+        id: CallId,
+        cause: Cause,
+    },
+    Release {
+        id: CallId,
+        cause: Cause,
+    },
+    StatusEnquiry {
+        id: CallId,
+    },
+    Restart {
+        class: RestartClass,
+        timeslots: Vec<u8>,
+    },
+}
+
+/// An INVITE to send: [`OutgoingCall`] without the next hop, which the SIP
+/// task picks from the peer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteParams {
+    pub request_uri: Uri,
+    pub from: NameAddr,
+    pub to: NameAddr,
+    /// P-Asserted-Identity, Privacy.
+    pub headers: Vec<Header>,
+    pub sdp: Sdp,
+}
+
+impl InviteParams {
+    /// The user agent's parameters for `peer`.
+    pub fn into_outgoing(self, peer: Remote) -> OutgoingCall {
+        OutgoingCall {
+            request_uri: self.request_uri,
+            from: self.from,
+            to: self.to,
+            headers: self.headers,
+            sdp: self.sdp,
+            peer,
+        }
+    }
+}
+
+/// What the SIP task does for the manager; each maps to one `UserAgent`
+/// method of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipAction {
+    /// Pick the first candidate of `group` (`PeerTable::select`) whose
+    /// address (`SocketAddr` text) is not in `exclude`, `place_call` to it,
+    /// and reply with [`CallManager::handle_sip_placed`].
+    PlaceCall {
+        token: Token,
+        group: String,
+        exclude: Vec<String>,
+        invite: Box<InviteParams>,
+    },
+    Provisional {
+        call: CallHandle,
+        status: u16,
+        sdp: Option<Sdp>,
+    },
+    Accept {
+        call: CallHandle,
+        sdp: Option<Sdp>,
+    },
+    Reject {
+        call: CallHandle,
+        status: u16,
+        reason: Option<String>,
+    },
+    Hangup {
+        call: CallHandle,
+        reason: Option<String>,
+    },
+    Reinvite {
+        call: CallHandle,
+        sdp: Sdp,
+    },
+    DtmfInfo {
+        call: CallHandle,
+        digit: char,
+        duration_ms: u32,
+    },
+}
+
+/// Everything the manager wants done. Execute in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Isdn {
+        span: u8,
+        command: IsdnCommand,
+    },
+    Sip(SipAction),
+    Media(media::Command),
+    /// Write with the `CdrWriter` (which redacts).
+    Cdr(CdrRecord),
+}
+
+/// Why the SIP task could not place a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipPlaceError {
+    /// Every peer of the group was tried (or excluded) or the group is unknown.
+    NoPeer,
+    /// The SIP task has stopped.
+    Stopped,
+}
+
+/// Digit limits of an exchange -> core route (overlap receiving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigitLimits {
+    /// Fewer digits: cleared with cause 28 (address incomplete).
+    pub min_digits: usize,
+    /// More digits are dropped before routing (digit collection stops at
+    /// the route's maximum, as an exchange register does).
+    pub max_digits: usize,
+}
+
+impl Default for DigitLimits {
+    fn default() -> Self {
+        DigitLimits {
+            min_digits: 1,
+            max_digits: 32,
+        }
+    }
+}
+
+/// A core -> exchange route: called numbers matching `called` (a route
+/// pattern, `*` for any) go out on `spans`, tried in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreRoute {
+    pub called: String,
+    pub spans: Vec<u8>,
+}
+
+/// The manager's parameters (plain values; `config` maps the site file).
+#[derive(Debug, Clone)]
+pub struct CallManagerConfig {
+    /// Exchange -> core routing rules, first match wins.
+    pub routes: Vec<Route>,
+    /// Per route (same index as `routes`); missing entries use the default.
+    pub route_digits: Vec<DigitLimits>,
+    /// Core -> exchange: the spans to try per called number.
+    pub core_routes: Vec<CoreRoute>,
+    /// Request-URI host per peer group; the group name when absent.
+    pub group_domains: HashMap<String, String>,
+    pub identity: IdentityPolicy,
+    pub numbers: NumberFormat,
+    /// The RFC 3398 tables with the site's overrides.
+    pub cause_map: CauseMap,
+    /// Per-trunk (span) tables, replacing `cause_map` for that span.
+    pub trunk_cause_maps: HashMap<u8, CauseMap>,
+    /// Our RTP address and the media engine's port base (`rtp_port`).
+    pub media_ip: IpAddr,
+    pub rtp_port_base: u16,
+    /// Codecs in preference order (`PCMA`, `PCMU`), and telephone-event.
+    pub codecs: Vec<String>,
+    pub telephone_event: bool,
+    pub ptime_ms: u32,
+    /// Q.850 causes for refusals.
+    pub no_route_cause: Cause,
+    pub group_down_cause: Cause,
+    pub drain_cause: Cause,
+    /// SIP status for INVITEs refused while draining.
+    pub drain_status: u16,
+    /// Peers tried per exchange -> core call (failover on 408/503).
+    pub max_sip_attempts: usize,
+    /// An exchange -> core call not answered after this is cleared with
+    /// cause 19 (the user agent does not time out a ringing call).
+    pub no_answer_timeout: Duration,
+    /// How long to wait for the media engine's end-of-call summary.
+    pub summary_wait: Duration,
+    /// Channel audit period; a mismatch must persist over two audits.
+    pub audit_interval: Duration,
+    /// Active calls older than this get a STATUS ENQUIRY at each audit.
+    pub long_call_check: Duration,
+    /// Send DTMF detected in the E1 audio as SIP INFO (else RFC 4733 only).
+    pub dtmf_to_info: bool,
+    /// Play DTMF from SIP INFO into the timeslot.
+    pub dtmf_from_info: bool,
+    /// Seed of SDP session ids.
+    pub seed: u64,
+}
+
+impl CallManagerConfig {
+    /// Defaults: PCMA, PCMU, telephone-event, 20 ms; causes 1 / 34 / 42 and
+    /// 503; 3 peers; 300 s no-answer; 2 s summary wait; audit every 60 s;
+    /// STATUS ENQUIRY on calls over 1 h; INFO DTMF both ways off.
+    pub fn new(routes: Vec<Route>, media_ip: IpAddr, rtp_port_base: u16, host: &str) -> Self {
+        CallManagerConfig {
+            routes,
+            route_digits: Vec::new(),
+            core_routes: Vec::new(),
+            group_domains: HashMap::new(),
+            identity: IdentityPolicy {
+                host: host.to_owned(),
+                assert_unscreened: true,
+            },
+            numbers: NumberFormat::default(),
+            cause_map: CauseMap::default(),
+            trunk_cause_maps: HashMap::new(),
+            media_ip,
+            rtp_port_base,
+            codecs: vec!["PCMA".into(), "PCMU".into()],
+            telephone_event: true,
+            ptime_ms: 20,
+            no_route_cause: Cause::UNALLOCATED_NUMBER,
+            group_down_cause: Cause::NO_CIRCUIT_AVAILABLE,
+            drain_cause: Cause::SWITCHING_EQUIPMENT_CONGESTION,
+            drain_status: 503,
+            max_sip_attempts: 3,
+            no_answer_timeout: Duration::from_secs(300),
+            summary_wait: Duration::from_secs(2),
+            audit_interval: Duration::from_secs(60),
+            long_call_check: Duration::from_secs(3600),
+            dtmf_to_info: false,
+            dtmf_from_info: true,
+            seed: 0,
+        }
+    }
+}
+
+/// Counters for telemetry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCounters {
+    pub exchange_to_core: u64,
+    pub core_to_exchange: u64,
+    pub answered: u64,
+    pub refused_no_route: u64,
+    pub refused_incomplete: u64,
+    pub refused_group_down: u64,
+    pub refused_draining: u64,
+    pub refused_no_channel: u64,
+    pub sip_failovers: u64,
+    pub no_answer_timeouts: u64,
+    /// Events for calls the manager does not know (late or stray).
+    pub stray_events: u64,
+    pub audit_mismatches: u64,
+    pub audit_restarts: u64,
+    pub status_enquiries: u64,
+    pub summaries_missing: u64,
+    pub media_rejects: u64,
+    pub rtp_timeouts: u64,
+}
+
+/// Who started the clearing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Exchange,
+    Core,
+    Gateway,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IsdnLeg {
+    /// No Q.931 call (refused before placing, or placing failed).
+    None,
+    Placing(Token),
+    /// A live Q.931 call; `responded`: the peer answered the SETUP (or the
+    /// call came from the exchange).
+    Up {
+        id: CallId,
+        responded: bool,
+    },
+    Clearing(CallId),
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SipLeg {
+    None,
+    Placing(Token),
+    /// Our INVITE is out (exchange -> core), no 2xx yet.
+    Outgoing(CallHandle),
+    /// An INVITE from the core not yet answered.
+    Incoming(CallHandle),
+    Confirmed(CallHandle),
+    Clearing(CallHandle),
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MediaLeg {
+    Idle,
+    Connected(ChannelId, SocketAddr),
+    AwaitingSummary(ChannelId, Instant),
+    Done,
+}
+
+#[derive(Debug)]
+struct Call {
+    key: u64,
+    direction: Direction,
+    span: u8,
+    timeslot: Option<u8>,
+    isdn: IsdnLeg,
+    sip: SipLeg,
+    media: MediaLeg,
+    called: String,
+    calling: String,
+    group: String,
+    peer: Option<String>,
+    tried: Vec<String>,
+    invite: Option<InviteParams>,
+    place: Option<PlaceCall>,
+    spans_left: Vec<u8>,
+    remote_sdp: Option<Sdp>,
+    local_sdp: Option<Sdp>,
+    /// Our SDP was the offer (so the remote one is the answer).
+    local_is_offer: bool,
+    /// Exchange side told of alerting / early media; core side told of 18x.
+    isdn_alerted: bool,
+    isdn_progress: bool,
+    sip_ringing: bool,
+    sip_early_media: bool,
+    got_provisional: bool,
+    setup_at: Instant,
+    alerting_at: Option<Instant>,
+    answer_at: Option<Instant>,
+    release_at: Option<Instant>,
+    cleared_by: Option<Side>,
+    cause: Option<u8>,
+    sip_status: Option<u16>,
+    /// The Reason header value for the SIP side's clearing.
+    reason: Option<String>,
+    quality: Option<Quality>,
+    no_answer_at: Option<Instant>,
+    last_enquiry: Option<Instant>,
+}
+
+impl Call {
+    fn clearing(&self) -> bool {
+        self.cleared_by.is_some()
+    }
+
+    fn channel(&self) -> Option<ChannelId> {
+        Some(ChannelId {
+            span: u16::from(self.span),
+            timeslot: self.timeslot?,
+        })
+    }
+
+    fn finished(&self) -> bool {
+        matches!(self.isdn, IsdnLeg::None | IsdnLeg::Gone)
+            && matches!(self.sip, SipLeg::None | SipLeg::Gone)
+            && matches!(self.media, MediaLeg::Idle | MediaLeg::Done)
+    }
+
+    fn isdn_alive(&self) -> bool {
+        matches!(
+            self.isdn,
+            IsdnLeg::Up { .. } | IsdnLeg::Clearing(_) | IsdnLeg::Placing(_)
+        )
+    }
+}
+
+/// The call module's core.
+///
+/// # Contract
+///
+/// In (each with `now`; call order is event order):
+/// - `handle_isdn(now, span, q931::Event)` for every span event;
+///   `handle_isdn_placed(token, Result<CallId, TaskError>)` with the reply
+///   of an [`IsdnCommand::PlaceCall`] (before any later event of that span);
+///   `handle_channel_table(span, &ChannelTable)` whenever a span's status
+///   changes (the audit's input).
+/// - `handle_sip(now, UaEvent)` for every user-agent event;
+///   `handle_sip_placed(now, token, Result<(CallHandle, peer), SipPlaceError>)`
+///   with the reply of a [`SipAction::PlaceCall`] (before later SIP events);
+///   `handle_peer(group, peer, up)` on each peer health change.
+/// - `handle_media(now, media::control::Event)`.
+/// - `handle_timeout(now)` when `poll_timeout()` is due; `set_draining`.
+///
+/// Out: `poll_action()` until `None` after every input. Replies to the
+/// other commands (a refused `Alerting`, a `Hangup` on a dead handle) need
+/// not be fed back: the terminal events (`Released`, `Ended`/`Failed`,
+/// `CallSummary`) drive the clearing, and a reply that never comes is
+/// covered by the audit.
+///
+/// A call is forgotten, with exactly one [`Action::Cdr`], when its Q.931
+/// call has been released, its SIP call has ended and its media session has
+/// been summarised (or `summary_wait` passed).
+pub struct CallManager {
+    cfg: CallManagerConfig,
+    router: Router,
+    calls: HashMap<u64, Call>,
+    by_isdn: HashMap<(u8, CallId), u64>,
+    by_sip: HashMap<CallHandle, u64>,
+    by_token: HashMap<Token, u64>,
+    by_channel: HashMap<ChannelId, u64>,
+    next_key: u64,
+    actions: VecDeque<Action>,
+    draining: bool,
+    peers: HashMap<String, HashMap<String, bool>>,
+    links: HashMap<u8, bool>,
+    tables: HashMap<u8, ChannelTable>,
+    suspects: HashSet<(u8, u8)>,
+    next_audit: Instant,
+    /// Unix milliseconds at `epoch` (CDR times).
+    epoch: Instant,
+    epoch_unix_ms: u64,
+    pub counters: CallCounters,
+}
+
+impl CallManager {
+    /// `now` and `unix_ms` are the same moment (CDR times are wall time).
+    pub fn new(cfg: CallManagerConfig, now: Instant, unix_ms: u64) -> CallManager {
+        let router = Router::new(cfg.routes.clone());
+        let next_audit = now + cfg.audit_interval;
+        CallManager {
+            cfg,
+            router,
+            calls: HashMap::new(),
+            by_isdn: HashMap::new(),
+            by_sip: HashMap::new(),
+            by_token: HashMap::new(),
+            by_channel: HashMap::new(),
+            next_key: 1,
+            actions: VecDeque::new(),
+            draining: false,
+            peers: HashMap::new(),
+            links: HashMap::new(),
+            tables: HashMap::new(),
+            suspects: HashSet::new(),
+            next_audit,
+            epoch: now,
+            epoch_unix_ms: unix_ms,
+            counters: CallCounters::default(),
+        }
+    }
+
+    /// Calls not yet forgotten.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// No call, no index entry: nothing leaked.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty()
+            && self.by_isdn.is_empty()
+            && self.by_sip.is_empty()
+            && self.by_token.is_empty()
+            && self.by_channel.is_empty()
+    }
+
+    /// While set, new calls both ways are refused (drain_cause / drain_status).
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().flat_map(|c| {
+            let summary = match c.media {
+                MediaLeg::AwaitingSummary(_, t) => Some(t),
+                _ => None,
+            };
+            [c.no_answer_at, summary].into_iter().flatten()
+        });
+        calls.chain([self.next_audit]).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let keys: Vec<u64> = self.calls.keys().copied().collect();
+        for key in keys {
+            let Some(c) = self.calls.get_mut(&key) else {
+                continue;
+            };
+            if c.no_answer_at.is_some_and(|t| t <= now) {
+                c.no_answer_at = None;
+                self.counters.no_answer_timeouts += 1;
+                info!(call = key, span = c.span, ts = ?c.timeslot, "no answer: clearing with cause 19");
+                self.clear(now, key, Side::Gateway, Cause::NO_ANSWER.0, None);
+            }
+            if let Some(c) = self.calls.get_mut(&key)
+                && let MediaLeg::AwaitingSummary(ch, t) = c.media
+                && t <= now
+            {
+                self.counters.summaries_missing += 1;
+                warn!(call = key, channel = %ch, "no media summary: CDR without quality");
+                c.media = MediaLeg::Done;
+                self.maybe_finish(now, key);
+            }
+        }
+        if self.next_audit <= now {
+            self.next_audit = now + self.cfg.audit_interval;
+            self.audit(now);
+        }
+    }
+
+    fn push(&mut self, a: Action) {
+        self.actions.push_back(a);
+    }
+
+    fn isdn(&mut self, span: u8, command: IsdnCommand) {
+        self.push(Action::Isdn { span, command });
+    }
+
+    fn cause_map(&self, span: u8) -> &CauseMap {
+        self.cfg
+            .trunk_cause_maps
+            .get(&span)
+            .unwrap_or(&self.cfg.cause_map)
+    }
+
+    fn new_call(&mut self, now: Instant, direction: Direction, span: u8) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.calls.insert(
+            key,
+            Call {
+                key,
+                direction,
+                span,
+                timeslot: None,
+                isdn: IsdnLeg::None,
+                sip: SipLeg::None,
+                media: MediaLeg::Idle,
+                called: String::new(),
+                calling: String::new(),
+                group: String::new(),
+                peer: None,
+                tried: Vec::new(),
+                invite: None,
+                place: None,
+                spans_left: Vec::new(),
+                remote_sdp: None,
+                local_sdp: None,
+                local_is_offer: false,
+                isdn_alerted: false,
+                isdn_progress: false,
+                sip_ringing: false,
+                sip_early_media: false,
+                got_provisional: false,
+                setup_at: now,
+                alerting_at: None,
+                answer_at: None,
+                release_at: None,
+                cleared_by: None,
+                cause: None,
+                sip_status: None,
+                reason: None,
+                quality: None,
+                no_answer_at: None,
+                last_enquiry: None,
+            },
+        );
+        key
+    }
+
+    fn token(&mut self, key: u64) -> Token {
+        let t = self.next_key;
+        self.next_key += 1;
+        self.by_token.insert(t, key);
+        t
+    }
+
+    fn local_media(&self, span: u8, ts: u8, key: u64) -> Option<LocalMedia> {
+        let port = rtp_port(self.cfg.rtp_port_base, u16::from(span), ts)?;
+        Some(LocalMedia {
+            origin: Origin {
+                username: "tdmgw".into(),
+                session_id: self.cfg.seed.wrapping_add(key),
+                version: 1,
+                address: self.cfg.media_ip,
+            },
+            address: self.cfg.media_ip,
+            port,
+            codecs: self.cfg.codecs.clone(),
+            telephone_event: self.cfg.telephone_event,
+            ptime_ms: self.cfg.ptime_ms,
+            direction: sdp::Direction::SendRecv,
+        })
+    }
+
+    // ----- peers, links, draining ------------------------------------------
+
+    /// A core peer of `group` (named by its address text) went up or down.
+    pub fn handle_peer(&mut self, group: &str, peer: &str, up: bool) {
+        self.peers
+            .entry(group.to_owned())
+            .or_default()
+            .insert(peer.to_owned(), up);
+    }
+
+    /// Every peer of the group that has been reported is down (a group with
+    /// no report is taken as up: the peer table starts its peers up).
+    pub fn group_down(&self, group: &str) -> bool {
+        self.peers
+            .get(group)
+            .is_some_and(|p| !p.is_empty() && p.values().all(|up| !up))
+    }
+
+    // ----- ISDN input ------------------------------------------------------
+
+    /// One event of span `span`'s Q.931.
+    pub fn handle_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
+        use q931::Event as E;
+        match event {
+            E::IncomingCall {
+                id,
+                called,
+                calling,
+                bearer,
+                channel,
+            } => self.on_incoming_setup(now, span, id, called, calling, bearer, channel),
+            E::SetupAcknowledged { id, channel } | E::Proceeding { id, channel } => {
+                self.on_isdn_channel(span, id, channel)
+            }
+            E::Alerting { id } => self.on_isdn_alerting(now, span, id),
+            E::Progress { id, description } => self.on_isdn_progress(now, span, id, description),
+            E::Connected { id } => self.on_isdn_connected(now, span, id),
+            E::Disconnected { id, cause, .. } => self.on_isdn_clearing(now, span, id, cause, false),
+            E::Released { id, cause, .. } => self.on_isdn_clearing(now, span, id, cause, true),
+            E::ChannelsRestarted { timeslots } | E::RestartReceived { timeslots, .. } => {
+                self.on_channels_restarted(now, span, &timeslots)
+            }
+            E::RestartSent { .. } | E::RestartFailed { .. } => {}
+            E::LinkUp => {
+                self.links.insert(span, true);
+            }
+            E::LinkDown => {
+                self.links.insert(span, false);
+            }
+        }
+    }
+
+    fn key_of_isdn(&mut self, span: u8, id: CallId) -> Option<u64> {
+        let k = self.by_isdn.get(&(span, id)).copied();
+        if k.is_none() {
+            self.counters.stray_events += 1;
+            info!(
+                span,
+                call_id = id.0,
+                "q931 event for a call the manager does not know"
+            );
+        }
+        k
+    }
+
+    /// The reply to [`IsdnCommand::PlaceCall`].
+    pub fn handle_isdn_placed(
+        &mut self,
+        now: Instant,
+        token: Token,
+        result: Result<CallId, TaskError>,
+    ) {
+        let Some(key) = self.by_token.remove(&token) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let span = c.span;
+        match result {
+            Ok(id) => {
+                self.by_isdn.insert((span, id), key);
+                if let Some(cause) = c.clearing().then_some(c.cause).flatten() {
+                    // The core gave up while the SETUP was being placed.
+                    c.isdn = IsdnLeg::Clearing(id);
+                    self.isdn(
+                        span,
+                        IsdnCommand::Release {
+                            id,
+                            cause: Cause(cause),
+                        },
+                    );
+                } else {
+                    c.isdn = IsdnLeg::Up {
+                        id,
+                        responded: false,
+                    };
+                }
+            }
+            Err(e) => {
+                info!(call = key, span, error = %e, "SETUP not placed");
+                c.isdn = IsdnLeg::None;
+                if c.clearing() {
+                    self.maybe_finish(now, key);
+                } else if !self.place_on_next_span(key) {
+                    self.counters.refused_no_channel += 1;
+                    if let Some(c) = self.calls.get_mut(&key) {
+                        c.isdn = IsdnLeg::Gone;
+                    }
+                    self.clear(now, key, Side::Gateway, Cause::NO_CIRCUIT_AVAILABLE.0, None);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_incoming_setup(
+        &mut self,
+        now: Instant,
+        span: u8,
+        id: CallId,
+        called: Option<PartyNumber>,
+        calling: Option<PartyNumber>,
+        _bearer: Option<BearerCapability>,
+        ts: u8,
+    ) {
+        self.counters.exchange_to_core += 1;
+        let key = self.new_call(now, Direction::ExchangeToCore, span);
+        self.by_isdn.insert((span, id), key);
+        let channel = ChannelId {
+            span: u16::from(span),
+            timeslot: ts,
+        };
+        let mut called_digits = called.as_ref().map(|n| n.digits_str()).unwrap_or_default();
+        let calling_digits = calling.as_ref().map(|n| n.digits_str());
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.isdn = IsdnLeg::Up {
+                id,
+                responded: true,
+            };
+            c.timeslot = Some(ts);
+            c.calling = calling_digits.clone().unwrap_or_default();
+            c.called = called_digits.clone();
+        }
+        if let Some(other) = self.by_channel.insert(channel, key) {
+            warn!(
+                span,
+                ts,
+                old = other,
+                "SETUP on a channel the manager holds a call on"
+            );
+        }
+        if self.draining {
+            self.counters.refused_draining += 1;
+            return self.refuse_setup(now, key, self.cfg.drain_cause, "draining");
+        }
+        let Some(m) = self
+            .router
+            .route(&called_digits, calling_digits.as_deref(), span)
+        else {
+            if !called_digits.is_empty() && self.router.could_match_later(&called_digits, span) {
+                self.counters.refused_incomplete += 1;
+                return self.refuse_setup(now, key, Cause::INVALID_NUMBER_FORMAT, "incomplete");
+            }
+            self.counters.refused_no_route += 1;
+            return self.refuse_setup(now, key, self.cfg.no_route_cause, "no route");
+        };
+        let (index, group) = (m.index, m.route.peer_group.clone());
+        let limits = self
+            .cfg
+            .route_digits
+            .get(index)
+            .copied()
+            .unwrap_or_default();
+        if called_digits.len() < limits.min_digits {
+            self.counters.refused_incomplete += 1;
+            return self.refuse_setup(now, key, Cause::INVALID_NUMBER_FORMAT, "too few digits");
+        }
+        if called_digits.len() > limits.max_digits {
+            info!(
+                call = key,
+                route = index,
+                max = limits.max_digits,
+                "called number cut to the route's maximum"
+            );
+            called_digits.truncate(limits.max_digits);
+        }
+        if self.group_down(&group) {
+            self.counters.refused_group_down += 1;
+            return self.refuse_setup(now, key, self.cfg.group_down_cause, "every peer down");
+        }
+        let Some(local) = self.local_media(span, ts, key) else {
+            return self.refuse_setup(now, key, Cause::RESOURCE_UNAVAILABLE, "no RTP port");
+        };
+        let offer = sdp::offer(&local);
+        let caller =
+            identity::caller_to_sip(calling.as_ref(), &self.cfg.numbers, &self.cfg.identity);
+        let called_user = match &called {
+            Some(n) => {
+                let mut n = identity::isdn_number(n);
+                n.digits = called_digits.clone();
+                self.cfg.numbers.to_sip_user(&n)
+            }
+            None => called_digits.clone(),
+        };
+        let domain = self
+            .cfg
+            .group_domains
+            .get(&group)
+            .cloned()
+            .unwrap_or_else(|| group.clone());
+        let request_uri = identity::phone_uri(&called_user, &domain);
+        let invite = InviteParams {
+            to: NameAddr {
+                display_name: None,
+                uri: request_uri.clone(),
+                params: Params::default(),
+            },
+            request_uri,
+            from: caller.from,
+            headers: caller.headers,
+            sdp: offer.clone(),
+        };
+        info!(call = key, span, ts, route = index, group = %group, "SETUP routed to the core");
+        let token = self.token(key);
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.called = called_digits;
+            c.group = group.clone();
+            c.local_sdp = Some(offer);
+            c.local_is_offer = true;
+            c.invite = Some(invite.clone());
+            c.sip = SipLeg::Placing(token);
+            c.no_answer_at = Some(now + self.cfg.no_answer_timeout);
+        }
+        self.push(Action::Sip(SipAction::PlaceCall {
+            token,
+            group,
+            exclude: Vec::new(),
+            invite: Box::new(invite),
+        }));
+    }
+
+    /// Clear an incoming SETUP before any SIP call exists.
+    fn refuse_setup(&mut self, now: Instant, key: u64, cause: Cause, why: &str) {
+        info!(call = key, cause = %cause, why, "SETUP refused");
+        self.clear(now, key, Side::Gateway, cause.0, None);
+    }
+
+    fn on_isdn_channel(&mut self, span: u8, id: CallId, ts: u8) {
+        let Some(key) = self.key_of_isdn(span, id) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let IsdnLeg::Up { responded, .. } = &mut c.isdn {
+            *responded = true;
+        }
+        if c.timeslot != Some(ts) {
+            if let Some(old) = c.channel() {
+                self.by_channel.remove(&old);
+            }
+            c.timeslot = Some(ts);
+            self.by_channel.insert(
+                ChannelId {
+                    span: u16::from(span),
+                    timeslot: ts,
+                },
+                key,
+            );
+        }
+    }
+
+    fn responded(&mut self, key: u64) {
+        if let Some(c) = self.calls.get_mut(&key)
+            && let IsdnLeg::Up { responded, .. } = &mut c.isdn
+        {
+            *responded = true;
+        }
+    }
+
+    fn on_isdn_alerting(&mut self, now: Instant, span: u8, id: CallId) {
+        let Some(key) = self.key_of_isdn(span, id) else {
+            return;
+        };
+        self.responded(key);
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        c.alerting_at.get_or_insert(now);
+        if let (SipLeg::Incoming(call), false, false) = (c.sip, c.sip_ringing, c.clearing()) {
+            c.sip_ringing = true;
+            self.push(Action::Sip(SipAction::Provisional {
+                call,
+                status: 180,
+                sdp: None,
+            }));
+        }
+    }
+
+    /// Our answer to the core's offer for the call's channel, kept as the
+    /// call's local SDP; media connected to the core's address.
+    fn answer_core(&mut self, key: u64) -> Option<Sdp> {
+        let c = self.calls.get(&key)?;
+        if let Some(s) = &c.local_sdp {
+            return Some(s.clone());
+        }
+        let ts = c.timeslot?;
+        let local = self.local_media(c.span, ts, key)?;
+        let (answer, is_offer) = match &c.remote_sdp {
+            Some(offer) => (sdp::answer(offer, &local), false),
+            // No offer in the INVITE: ours goes in the 2xx (answer in the ACK).
+            None => (sdp::offer(&local), true),
+        };
+        answer.audio_address()?;
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.local_sdp = Some(answer.clone());
+            c.local_is_offer = is_offer;
+        }
+        self.connect_media(key);
+        Some(answer)
+    }
+
+    fn on_isdn_progress(&mut self, _now: Instant, span: u8, id: CallId, description: u8) {
+        let Some(key) = self.key_of_isdn(span, id) else {
+            return;
+        };
+        self.responded(key);
+        let Some(c) = self.calls.get(&key) else {
+            return;
+        };
+        // Q.931 §4.5.23: 1 (not end-to-end ISDN) and 8 (in-band information
+        // now available) both mean early media: 183 with our answer.
+        let (SipLeg::Incoming(call), false, false) = (c.sip, c.sip_early_media, c.clearing())
+        else {
+            return;
+        };
+        if !matches!(description, 1 | 8) {
+            return;
+        }
+        let Some(answer) = self.answer_core(key) else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.sip_early_media = true;
+        }
+        self.push(Action::Sip(SipAction::Provisional {
+            call,
+            status: 183,
+            sdp: Some(answer),
+        }));
+    }
+
+    fn on_isdn_connected(&mut self, now: Instant, span: u8, id: CallId) {
+        let Some(key) = self.key_of_isdn(span, id) else {
+            return;
+        };
+        self.responded(key);
+        let Some(c) = self.calls.get(&key) else {
+            return;
+        };
+        let SipLeg::Incoming(call) = c.sip else {
+            return;
+        };
+        if c.clearing() {
+            return;
+        }
+        let Some(answer) = self.answer_core(key) else {
+            // Q.931 events carry no channel after CALL PROCEEDING was skipped.
+            warn!(
+                call = key,
+                span, "CONNECT without a known channel: clearing"
+            );
+            return self.clear(now, key, Side::Gateway, Cause::RESOURCE_UNAVAILABLE.0, None);
+        };
+        self.counters.answered += 1;
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.answer_at = Some(now);
+            c.sip = SipLeg::Confirmed(call);
+            c.sip_status = Some(200);
+        }
+        self.push(Action::Sip(SipAction::Accept {
+            call,
+            sdp: Some(answer),
+        }));
+    }
+
+    fn on_isdn_clearing(
+        &mut self,
+        now: Instant,
+        span: u8,
+        id: CallId,
+        cause: Cause,
+        released: bool,
+    ) {
+        let Some(key) = self.key_of_isdn(span, id) else {
+            return;
+        };
+        if released {
+            self.by_isdn.remove(&(span, id));
+            if let Some(c) = self.calls.get_mut(&key) {
+                c.isdn = IsdnLeg::Gone;
+            }
+        } else if let Some(c) = self.calls.get_mut(&key) {
+            c.isdn = IsdnLeg::Clearing(id);
+        }
+        self.clear(now, key, Side::Exchange, cause.0, None);
+        self.maybe_finish(now, key);
+    }
+
+    fn on_channels_restarted(&mut self, now: Instant, span: u8, timeslots: &[u8]) {
+        for &ts in timeslots {
+            let ch = ChannelId {
+                span: u16::from(span),
+                timeslot: ts,
+            };
+            let Some(&key) = self.by_channel.get(&ch) else {
+                continue;
+            };
+            // §5.5: the restart cleared the call (Released normally precedes this).
+            if let Some(c) = self.calls.get_mut(&key)
+                && c.isdn_alive()
+            {
+                if let IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id) = c.isdn {
+                    self.by_isdn.remove(&(span, id));
+                }
+                c.isdn = IsdnLeg::Gone;
+                self.clear(now, key, Side::Exchange, Cause::TEMPORARY_FAILURE.0, None);
+                self.maybe_finish(now, key);
+            }
+        }
+    }
+
+    // ----- SIP input -------------------------------------------------------
+
+    /// The reply to [`SipAction::PlaceCall`]: the user agent's handle and
+    /// the peer it went to.
+    pub fn handle_sip_placed(
+        &mut self,
+        now: Instant,
+        token: Token,
+        result: Result<(CallHandle, String), SipPlaceError>,
+    ) {
+        let Some(key) = self.by_token.remove(&token) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        match result {
+            Ok((handle, peer)) => {
+                self.by_sip.insert(handle, key);
+                c.tried.push(peer.clone());
+                c.peer = Some(peer);
+                if c.clearing() {
+                    c.sip = SipLeg::Clearing(handle);
+                    let reason = c.reason.clone();
+                    self.push(Action::Sip(SipAction::Hangup {
+                        call: handle,
+                        reason,
+                    }));
+                } else {
+                    c.sip = SipLeg::Outgoing(handle);
+                }
+            }
+            Err(e) => {
+                info!(call = key, error = ?e, "INVITE not placed");
+                c.sip = SipLeg::Gone;
+                let group = c.group.clone();
+                let cause = if self.group_down(&group) {
+                    self.cfg.group_down_cause.0
+                } else {
+                    Cause::NO_CIRCUIT_AVAILABLE.0
+                };
+                self.clear(now, key, Side::Gateway, cause, None);
+                self.maybe_finish(now, key);
+            }
+        }
+    }
+
+    /// One user-agent event.
+    pub fn handle_sip(&mut self, now: Instant, event: UaEvent) {
+        match event {
+            UaEvent::IncomingCall { call, request, sdp } => {
+                self.on_invite(now, call, &request, sdp)
+            }
+            UaEvent::Provisional { call, status, sdp } => {
+                self.on_sip_provisional(now, call, status, sdp)
+            }
+            UaEvent::Answered { call, sdp } => self.on_sip_answered(now, call, sdp),
+            UaEvent::Failed {
+                call,
+                status,
+                reason,
+            } => self.on_sip_failed(now, call, status, reason),
+            UaEvent::Ended { call, by, reason } => self.on_sip_ended(now, call, by, reason),
+            UaEvent::MediaUpdate { call, sdp } => self.on_sip_media_update(call, sdp),
+            UaEvent::InfoDtmf {
+                call,
+                digit,
+                duration_ms,
+            } => self.on_sip_dtmf(call, digit, duration_ms),
+            UaEvent::ReinviteFailed { call, status } => {
+                info!(
+                    sip_call = call.0,
+                    status, "re-INVITE refused: session unchanged"
+                );
+            }
+            UaEvent::OptionsResult { .. } => {}
+        }
+    }
+
+    fn key_of_sip(&mut self, call: CallHandle) -> Option<u64> {
+        let k = self.by_sip.get(&call).copied();
+        if k.is_none() {
+            self.counters.stray_events += 1;
+            info!(
+                sip_call = call.0,
+                "sip event for a call the manager does not know"
+            );
+        }
+        k
+    }
+
+    fn reason_value(cause: u8) -> String {
+        Reason::q850_value(cause, Cause(cause).name().unwrap_or(""))
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        request: &crate::sip::message::Message,
+        offer: Option<Sdp>,
+    ) {
+        self.counters.core_to_exchange += 1;
+        let reject = |m: &mut CallManager, status: u16, cause: u8| {
+            m.push(Action::Sip(SipAction::Reject {
+                call,
+                status,
+                reason: Some(Self::reason_value(cause)),
+            }));
+        };
+        if self.draining {
+            self.counters.refused_draining += 1;
+            return reject(self, self.cfg.drain_status, self.cfg.drain_cause.0);
+        }
+        let called_user = request.start_uri().and_then(identity::uri_user);
+        let Some(called) = called_user
+            .as_deref()
+            .and_then(|u| self.cfg.numbers.to_isdn(u))
+        else {
+            // RFC 3398 §8.2.6.1: cause 28 -> 484.
+            self.counters.refused_incomplete += 1;
+            return reject(self, 484, Cause::INVALID_NUMBER_FORMAT.0);
+        };
+        if let Some(o) = &offer {
+            // RFC 3264 §6: nothing in common -> 488 (RFC 3398: cause 65).
+            let probe = self.local_media(1, 1, 0);
+            if probe.is_some_and(|l| sdp::answer(o, &l).audio_address().is_none()) {
+                return reject(self, 488, Cause::BEARER_NOT_IMPLEMENTED.0);
+            }
+        }
+        let spans = self
+            .cfg
+            .core_routes
+            .iter()
+            .find(|r| crate::config::pattern_matches(&r.called, &called.digits))
+            .map(|r| r.spans.clone())
+            .unwrap_or_default();
+        let spans: Vec<u8> = spans
+            .into_iter()
+            .filter(|s| self.links.get(s).copied().unwrap_or(true))
+            .collect();
+        let Some(&first) = spans.first() else {
+            self.counters.refused_no_channel += 1;
+            return reject(self, 503, Cause::NO_CIRCUIT_AVAILABLE.0);
+        };
+        let calling = identity::caller_from_sip(request, &self.cfg.numbers);
+        let place = PlaceCall {
+            called: identity::party_number(&called),
+            calling: calling.clone(),
+            bearer: BearerCapability::speech_alaw(),
+            channel: None,
+            exclusive: false,
+            sending_complete: true,
+        };
+        let key = self.new_call(now, Direction::CoreToExchange, first);
+        self.by_sip.insert(call, key);
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.sip = SipLeg::Incoming(call);
+            c.called = called.digits.clone();
+            c.calling = calling.map(|n| n.digits_str()).unwrap_or_default();
+            c.remote_sdp = offer;
+            c.place = Some(place);
+            c.spans_left = spans;
+        }
+        info!(call = key, sip_call = call.0, "INVITE to the exchange");
+        self.place_on_next_span(key);
+    }
+
+    /// Sends the call's SETUP on the next span of its list; false if none left.
+    fn place_on_next_span(&mut self, key: u64) -> bool {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return false;
+        };
+        if c.spans_left.is_empty() {
+            return false;
+        }
+        let span = c.spans_left.remove(0);
+        let Some(place) = c.place.clone() else {
+            return false;
+        };
+        c.span = span;
+        let token = self.token(key);
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.isdn = IsdnLeg::Placing(token);
+        }
+        self.isdn(span, IsdnCommand::PlaceCall { token, call: place });
+        true
+    }
+
+    fn on_sip_provisional(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        sdp: Option<Sdp>,
+    ) {
+        let Some(key) = self.key_of_sip(call) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        c.got_provisional = true;
+        if c.clearing() {
+            return;
+        }
+        let IsdnLeg::Up { id, .. } = c.isdn else {
+            return;
+        };
+        let span = c.span;
+        if let Some(s) = sdp {
+            c.remote_sdp = Some(s);
+            self.connect_media(key);
+        }
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let early = c.remote_sdp.is_some() && c.media != MediaLeg::Idle;
+        let mut out = Vec::new();
+        // RFC 3398 §7 (SIP to ISUP, the ACM/CPG mapping): 180-182 alert the
+        // caller; a provisional with SDP is early media: PROGRESS with
+        // progress description 8 (in-band information now available).
+        if (status == 180 || status == 181 || status == 182) && !c.isdn_alerted {
+            c.isdn_alerted = true;
+            c.alerting_at.get_or_insert(now);
+            out.push(IsdnCommand::Alerting { id });
+        }
+        if early && !c.isdn_progress {
+            c.isdn_progress = true;
+            out.push(IsdnCommand::Progress { id, description: 8 });
+        }
+        for command in out {
+            self.isdn(span, command);
+        }
+    }
+
+    fn on_sip_answered(&mut self, now: Instant, call: CallHandle, sdp: Option<Sdp>) {
+        let Some(key) = self.key_of_sip(call) else {
+            // A 2xx for a call we no longer know: end its dialog.
+            return self.push(Action::Sip(SipAction::Hangup {
+                call,
+                reason: Some(Self::reason_value(Cause::NORMAL_CLEARING.0)),
+            }));
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        c.sip_status = Some(200);
+        c.no_answer_at = None;
+        if let Some(s) = sdp {
+            c.remote_sdp = Some(s);
+        }
+        if c.clearing() {
+            // CANCEL crossed the 200: the user agent ACKs and BYEs by itself.
+            c.sip = SipLeg::Clearing(call);
+            return;
+        }
+        c.sip = SipLeg::Confirmed(call);
+        let IsdnLeg::Up { id, .. } = c.isdn else {
+            return;
+        };
+        let span = c.span;
+        if c.remote_sdp.as_ref().and_then(Sdp::audio_address).is_none() {
+            warn!(call = key, "200 without usable SDP: clearing");
+            return self.clear(
+                now,
+                key,
+                Side::Gateway,
+                Cause::BEARER_NOT_IMPLEMENTED.0,
+                None,
+            );
+        }
+        self.connect_media(key);
+        self.counters.answered += 1;
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.answer_at = Some(now);
+        }
+        self.isdn(span, IsdnCommand::Connect { id });
+    }
+
+    fn on_sip_failed(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        status: u16,
+        reason: Option<String>,
+    ) {
+        let Some(key) = self.key_of_sip(call) else {
+            return;
+        };
+        self.by_sip.remove(&call);
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        c.sip_status = Some(status);
+        c.sip = SipLeg::Gone;
+        let reason_cause = reason.as_deref().and_then(|r| q850_from_reasons([r]));
+        // Failover (DESIGN §2.3): a timeout, transport error or 503 before
+        // any provisional goes to the group's next peer.
+        let retry = !c.clearing()
+            && !c.got_provisional
+            && reason_cause.is_none()
+            && matches!(status, 408 | 503)
+            && c.tried.len() < self.cfg.max_sip_attempts;
+        if retry && let Some(invite) = c.invite.clone() {
+            self.counters.sip_failovers += 1;
+            info!(call = key, status, peer = ?c.peer, "INVITE failed: next peer");
+            let (group, exclude) = (c.group.clone(), c.tried.clone());
+            let token = self.token(key);
+            if let Some(c) = self.calls.get_mut(&key) {
+                c.sip = SipLeg::Placing(token);
+            }
+            return self.push(Action::Sip(SipAction::PlaceCall {
+                token,
+                group,
+                exclude,
+                invite: Box::new(invite),
+            }));
+        }
+        let span = c.span;
+        let mapped = self.cause_map(span).sip_to_q850(status, reason_cause, None);
+        let (cause, rule) = mapped.unwrap_or((Cause::NORMAL_CLEARING.0, Rule::ClassDefault));
+        info!(call = key, status, cause, rule = %rule, "SIP final response mapped to Q.850");
+        self.clear(now, key, Side::Core, cause, Some(status));
+        self.maybe_finish(now, key);
+    }
+
+    fn on_sip_ended(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        by: EndedBy,
+        reason: Option<String>,
+    ) {
+        let Some(key) = self.key_of_sip(call) else {
+            return;
+        };
+        self.by_sip.remove(&call);
+        if let Some(c) = self.calls.get_mut(&key) {
+            c.sip = SipLeg::Gone;
+        }
+        let (cause, why) = match by {
+            // RFC 3398 §7 (SIP to ISUP): BYE and CANCEL release with cause 16
+            // (normal call clearing); a Q.850 Reason (RFC 3326) is used as is.
+            EndedBy::Remote | EndedBy::Local => {
+                match reason.as_deref().and_then(|r| q850_from_reasons([r])) {
+                    Some(c) => (c, Rule::ReasonHeader),
+                    None => (Cause::NORMAL_CLEARING.0, Rule::Rfc3398),
+                }
+            }
+            EndedBy::Timeout => (Cause::RECOVERY_ON_TIMER_EXPIRY.0, Rule::ClassDefault),
+            EndedBy::TransportError => (Cause::TEMPORARY_FAILURE.0, Rule::ClassDefault),
+        };
+        let side = if by == EndedBy::Remote {
+            Side::Core
+        } else {
+            Side::Gateway
+        };
+        info!(call = key, by = ?by, cause, rule = %why, "SIP call ended");
+        self.clear(now, key, side, cause, None);
+        self.maybe_finish(now, key);
+    }
+
+    fn on_sip_media_update(&mut self, call: CallHandle, sdp: Sdp) {
+        let Some(key) = self.key_of_sip(call) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        c.remote_sdp = Some(sdp);
+        match c.media {
+            MediaLeg::Connected(ch, old) => {
+                let Some((ip, port)) = c.remote_sdp.as_ref().and_then(Sdp::audio_address) else {
+                    return;
+                };
+                let remote = SocketAddr::new(ip, port);
+                if remote != old {
+                    c.media = MediaLeg::Connected(ch, remote);
+                    self.push(Action::Media(media::Command::UpdateRemote {
+                        ch,
+                        remote,
+                        restrict_to_sdp: false,
+                    }));
+                }
+            }
+            MediaLeg::Idle => self.connect_media(key),
+            _ => {}
+        }
+    }
+
+    fn on_sip_dtmf(&mut self, call: CallHandle, digit: char, duration_ms: Option<u32>) {
+        let Some(key) = self.key_of_sip(call) else {
+            return;
+        };
+        if !self.cfg.dtmf_from_info {
+            return;
+        }
+        let Some(MediaLeg::Connected(ch, _)) = self.calls.get(&key).map(|c| c.media) else {
+            return;
+        };
+        let on = duration_ms.unwrap_or(100).clamp(40, 500) as u16;
+        let mut b = [0u8; 4];
+        let Some(digits) = DigitString::new(digit.encode_utf8(&mut b).as_bytes(), on, 60) else {
+            return;
+        };
+        self.push(Action::Media(media::Command::SendDigits { ch, digits }));
+    }
+
+    // ----- media -----------------------------------------------------------
+
+    /// Connect (or update) the call's channel to the remote SDP's address.
+    fn connect_media(&mut self, key: u64) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let (Some(ch), Some(remote_sdp)) = (c.channel(), c.remote_sdp.as_ref()) else {
+            return;
+        };
+        let Some((ip, port)) = remote_sdp.audio_address() else {
+            return;
+        };
+        let remote = SocketAddr::new(ip, port);
+        match c.media {
+            MediaLeg::Connected(_, old) if old == remote => {}
+            MediaLeg::Connected(_, _) => {
+                c.media = MediaLeg::Connected(ch, remote);
+                self.push(Action::Media(media::Command::UpdateRemote {
+                    ch,
+                    remote,
+                    restrict_to_sdp: false,
+                }));
+            }
+            MediaLeg::Idle => {
+                // The negotiated codec: the answer's first G.711 format.
+                let answer = if c.local_is_offer {
+                    remote_sdp
+                } else {
+                    c.local_sdp.as_ref().unwrap_or(remote_sdp)
+                };
+                let Some(params) = connect_params(answer, remote_sdp, remote) else {
+                    return;
+                };
+                c.media = MediaLeg::Connected(ch, remote);
+                self.by_channel.insert(ch, key);
+                self.push(Action::Media(media::Command::Connect { ch, params }));
+            }
+            MediaLeg::AwaitingSummary(..) | MediaLeg::Done => {}
+        }
+    }
+
+    /// One media-thread event.
+    pub fn handle_media(&mut self, now: Instant, event: media::Event) {
+        match event {
+            media::Event::CallSummary { ch, summary } => {
+                let Some(&key) = self.by_channel.get(&ch) else {
+                    return;
+                };
+                let Some(c) = self.calls.get_mut(&key) else {
+                    return;
+                };
+                if let MediaLeg::AwaitingSummary(..) = c.media {
+                    c.quality = Some(quality(&summary));
+                    c.media = MediaLeg::Done;
+                    self.maybe_finish(now, key);
+                }
+            }
+            media::Event::DtmfEnd {
+                ch,
+                digit,
+                duration_ms,
+            } if self.cfg.dtmf_to_info => {
+                let Some(c) = self.by_channel.get(&ch).and_then(|k| self.calls.get(k)) else {
+                    return;
+                };
+                if let SipLeg::Confirmed(call) = c.sip {
+                    self.push(Action::Sip(SipAction::DtmfInfo {
+                        call,
+                        digit: char::from(digit),
+                        duration_ms,
+                    }));
+                }
+            }
+            media::Event::RtpTimeout { ch, silent_ms } => {
+                self.counters.rtp_timeouts += 1;
+                warn!(channel = %ch, silent_ms, "no RTP from the core");
+            }
+            media::Event::CommandRejected { ch, reason } => {
+                self.counters.media_rejects += 1;
+                warn!(channel = %ch, reason = ?reason, "media command rejected");
+            }
+            _ => {}
+        }
+    }
+
+    // ----- clearing --------------------------------------------------------
+
+    /// Start clearing `key` from `side` with Q.850 `cause`: each leg not yet
+    /// clearing is told (mapped cause, Reason header both ways), media is
+    /// disconnected. Idempotent: the first clearing's cause is kept.
+    fn clear(&mut self, now: Instant, key: u64, side: Side, cause: u8, sip_status: Option<u16>) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if c.cleared_by.is_none() {
+            c.cleared_by = Some(side);
+            c.cause = Some(cause);
+            c.release_at = Some(now);
+            c.reason = Some(Self::reason_value(cause));
+        }
+        if sip_status.is_some() {
+            c.sip_status = sip_status;
+        }
+        c.no_answer_at = None;
+        let cause = c.cause.unwrap_or(cause);
+        let reason = c.reason.clone();
+        let span = c.span;
+        // The ISDN leg.
+        match c.isdn {
+            IsdnLeg::Up { id, responded } => {
+                c.isdn = IsdnLeg::Clearing(id);
+                let command = if responded {
+                    IsdnCommand::Disconnect {
+                        id,
+                        cause: Cause(cause),
+                    }
+                } else {
+                    IsdnCommand::Release {
+                        id,
+                        cause: Cause(cause),
+                    }
+                };
+                self.actions.push_back(Action::Isdn { span, command });
+            }
+            IsdnLeg::None => c.isdn = IsdnLeg::Gone,
+            IsdnLeg::Placing(_) | IsdnLeg::Clearing(_) | IsdnLeg::Gone => {}
+        }
+        // The SIP leg.
+        match c.sip {
+            SipLeg::Incoming(call) => {
+                let (status, rule) = if cause == self.cfg.drain_cause.0 && self.draining {
+                    (self.cfg.drain_status, Rule::Override)
+                } else {
+                    self.cfg
+                        .trunk_cause_maps
+                        .get(&span)
+                        .unwrap_or(&self.cfg.cause_map)
+                        .q850_to_sip(cause, LOCATION_PUBLIC_LOCAL)
+                };
+                info!(call = key, cause, status, rule = %rule, "Q.850 cause mapped to SIP");
+                c.sip = SipLeg::Clearing(call);
+                c.sip_status = Some(status);
+                self.actions.push_back(Action::Sip(SipAction::Reject {
+                    call,
+                    status,
+                    reason,
+                }));
+            }
+            SipLeg::Outgoing(call) | SipLeg::Confirmed(call) => {
+                c.sip = SipLeg::Clearing(call);
+                self.actions
+                    .push_back(Action::Sip(SipAction::Hangup { call, reason }));
+            }
+            SipLeg::None => c.sip = SipLeg::Gone,
+            SipLeg::Placing(_) | SipLeg::Clearing(_) | SipLeg::Gone => {}
+        }
+        // Media.
+        if let MediaLeg::Connected(ch, _) = c.media {
+            c.media = MediaLeg::AwaitingSummary(ch, now + self.cfg.summary_wait);
+            self.actions
+                .push_back(Action::Media(media::Command::Disconnect { ch }));
+        }
+        self.maybe_finish(now, key);
+    }
+
+    /// Forget a call whose legs are all gone, with its CDR.
+    fn maybe_finish(&mut self, now: Instant, key: u64) {
+        if !self.calls.get(&key).is_some_and(Call::finished) {
+            return;
+        }
+        let Some(c) = self.calls.remove(&key) else {
+            return;
+        };
+        if let Some(ch) = c.channel()
+            && self.by_channel.get(&ch) == Some(&key)
+        {
+            self.by_channel.remove(&ch);
+        }
+        self.by_isdn.retain(|_, k| *k != key);
+        self.by_sip.retain(|_, k| *k != key);
+        self.by_token.retain(|_, k| *k != key);
+        let rec = self.cdr(&c, now);
+        info!(call = key, span = c.span, ts = ?c.timeslot, cause = rec.q850_cause, sip = ?rec.sip_status, "call over");
+        self.push(Action::Cdr(rec));
+    }
+
+    fn unix_ms(&self, t: Instant) -> u64 {
+        let d = t.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.epoch_unix_ms + d
+    }
+
+    fn cdr(&self, c: &Call, now: Instant) -> CdrRecord {
+        CdrRecord {
+            call_id: format!("{}-{}", self.epoch_unix_ms, c.key),
+            span: c.span,
+            timeslot: c.timeslot.unwrap_or(0),
+            direction: c.direction,
+            calling: c.calling.clone(),
+            called: c.called.clone(),
+            setup_ms: self.unix_ms(c.setup_at),
+            alerting_ms: c.alerting_at.map(|t| self.unix_ms(t)),
+            answer_ms: c.answer_at.map(|t| self.unix_ms(t)),
+            release_ms: self.unix_ms(c.release_at.unwrap_or(now)),
+            cleared_by: match c.cleared_by {
+                Some(Side::Exchange) => cdr::ClearedBy::Exchange,
+                Some(Side::Core) => cdr::ClearedBy::Core,
+                _ => cdr::ClearedBy::Gateway,
+            },
+            q850_cause: c.cause.unwrap_or(Cause::NORMAL_CLEARING.0),
+            sip_status: c.sip_status,
+            core_peer: c.peer.clone(),
+            quality: c.quality,
+        }
+    }
+
+    // ----- channel audit ---------------------------------------------------
+
+    /// A span's channel table as its D-channel task published it.
+    pub fn handle_channel_table(&mut self, span: u8, table: &ChannelTable) {
+        self.tables.insert(span, table.clone());
+    }
+
+    /// Compares each span's channel table with the manager's calls. A
+    /// channel busy on one side and idle on the other at two audits in a
+    /// row (so that events in flight are not mistaken for faults) is
+    /// recovered with a single-channel RESTART (Q.931 §5.5.1; one per span
+    /// per audit, Q.931 allows one outstanding). Long active calls get a
+    /// STATUS ENQUIRY (§5.8.10), which clears them if Q.931 finds the peer
+    /// has lost them.
+    fn audit(&mut self, now: Instant) {
+        let mut found = HashSet::new();
+        let mut spans: Vec<u8> = self.tables.keys().copied().collect();
+        spans.sort_unstable();
+        for span in spans {
+            let Some(table) = self.tables.get(&span) else {
+                continue;
+            };
+            let mut restart = None;
+            let rows: Vec<(u8, ChannelState)> = table.iter().collect();
+            for (ts, state) in rows {
+                let ch = ChannelId {
+                    span: u16::from(span),
+                    timeslot: ts,
+                };
+                let ours = self
+                    .by_channel
+                    .get(&ch)
+                    .and_then(|k| self.calls.get(k))
+                    .filter(|c| c.isdn_alive() && c.timeslot == Some(ts))
+                    .map(|c| c.key);
+                let q931_busy = matches!(state, ChannelState::Busy | ChannelState::Reserved);
+                let q931_idle = state == ChannelState::Idle;
+                let mismatch = (q931_busy && ours.is_none()) || (q931_idle && ours.is_some());
+                if !mismatch {
+                    continue;
+                }
+                found.insert((span, ts));
+                if !self.suspects.contains(&(span, ts)) || restart.is_some() {
+                    continue;
+                }
+                self.counters.audit_mismatches += 1;
+                warn!(span, ts, q931 = ?state, call = ?ours, "audit: channel state differs: RESTART");
+                if let Some(key) = ours {
+                    // Q.931 has no call here: the manager's call is stale.
+                    if let Some(c) = self.calls.get_mut(&key) {
+                        if let IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id) = c.isdn {
+                            self.by_isdn.remove(&(span, id));
+                        }
+                        c.isdn = IsdnLeg::Gone;
+                    }
+                    self.clear(now, key, Side::Gateway, Cause::TEMPORARY_FAILURE.0, None);
+                }
+                restart = Some(ts);
+            }
+            if let Some(ts) = restart {
+                self.counters.audit_restarts += 1;
+                found.remove(&(span, ts));
+                self.isdn(
+                    span,
+                    IsdnCommand::Restart {
+                        class: RestartClass::INDICATED_CHANNELS,
+                        timeslots: vec![ts],
+                    },
+                );
+            }
+        }
+        self.suspects = found;
+        let long = self.cfg.long_call_check;
+        let mut enquiries = Vec::new();
+        for c in self.calls.values_mut() {
+            let (Some(answered), IsdnLeg::Up { id, .. }) = (c.answer_at, c.isdn) else {
+                continue;
+            };
+            let since = c.last_enquiry.unwrap_or(answered);
+            if now.saturating_duration_since(since) >= long {
+                c.last_enquiry = Some(now);
+                enquiries.push((c.span, id));
+            }
+        }
+        for (span, id) in enquiries {
+            self.counters.status_enquiries += 1;
+            self.isdn(span, IsdnCommand::StatusEnquiry { id });
+        }
+    }
+}
+
+/// Media parameters from the negotiated SDP: the answer's first G.711
+/// format, its telephone-event payload type and ptime, the remote address.
+fn connect_params(answer: &Sdp, remote_sdp: &Sdp, remote: SocketAddr) -> Option<ConnectParams> {
+    let m = answer
+        .media
+        .iter()
+        .find(|m| m.kind == "audio" && m.port != 0)?;
+    let (codec, pt) = m.formats.iter().find_map(|f| {
+        let codec = if f.encoding.eq_ignore_ascii_case("PCMA") {
+            Codec::Pcma
+        } else if f.encoding.eq_ignore_ascii_case("PCMU") {
+            Codec::Pcmu
+        } else {
+            return None;
+        };
+        Some((codec, f.payload_type))
+    })?;
+    let mut p = ConnectParams::new(remote, codec);
+    p.payload_type = crate::media::rtp::PayloadType(pt);
+    p.telephone_event_pt = m
+        .formats
+        .iter()
+        .find(|f| f.encoding.eq_ignore_ascii_case("telephone-event"))
+        .map(|f| crate::media::rtp::PayloadType(f.payload_type));
+    let ptime = remote_sdp
+        .media
+        .iter()
+        .find(|m| m.kind == "audio" && m.port != 0)
+        .and_then(|m| m.ptime_ms)
+        .unwrap_or(20);
+    if let Ok(pt) = u8::try_from(ptime)
+        && media::PTIMES_MS.contains(&pt)
+    {
+        p.ptime_ms = pt;
+    }
+    Some(p)
+}
+
+/// The CDR's quality block from the media summary: loss, jitter (8 kHz
+/// samples to ms) and the G.107 R-factor and MOS for G.711 with PLC (delay
+/// unknown here: the jitter as the only delay term).
+fn quality(s: &media::CallSummary) -> Quality {
+    let expected = s.packets_expected.max(1) as f64;
+    let lost = s.packets_lost.max(0) as u64;
+    let loss_percent = if s.packets_expected == 0 {
+        0.0
+    } else {
+        100.0 * lost as f64 / expected
+    };
+    let jitter_ms = f64::from(s.jitter_samples) / 8.0;
+    let r = EModel::default()
+        .r_factor(&Conditions::new(jitter_ms, loss_percent, 1.0, G711_PLC))
+        .r;
+    Quality {
+        packets_received: s.packets_received,
+        packets_lost: lost,
+        loss_percent,
+        jitter_ms,
+        rtt_ms: None,
+        r_factor: r,
+        mos: mos_from_r(r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn media(codecs: &[&str], port: u16) -> LocalMedia {
+        LocalMedia {
+            origin: Origin {
+                username: "t".into(),
+                session_id: 1,
+                version: 1,
+                address: "192.0.2.9".parse().unwrap(),
+            },
+            address: "192.0.2.9".parse().unwrap(),
+            port,
+            codecs: codecs.iter().map(|c| c.to_string()).collect(),
+            telephone_event: true,
+            ptime_ms: 30,
+            direction: sdp::Direction::SendRecv,
+        }
+    }
+
+    #[test]
+    fn media_parameters_follow_the_answer() {
+        let offer = sdp::offer(&media(&["PCMA", "PCMU"], 40010));
+        let answer = sdp::answer(&offer, &media(&["PCMU"], 30000));
+        let remote: SocketAddr = "192.0.2.9:30000".parse().unwrap();
+        let p = connect_params(&answer, &answer, remote).unwrap();
+        assert_eq!(p.codec, Codec::Pcmu);
+        assert_eq!(p.payload_type.0, 0);
+        assert_eq!(p.telephone_event_pt.map(|pt| pt.0), Some(101));
+        assert_eq!(p.ptime_ms, 30);
+        let g729 = sdp::answer(&offer, &media(&["G729"], 30000));
+        assert!(connect_params(&g729, &g729, remote).is_none());
+    }
+
+    #[test]
+    fn quality_from_a_clean_and_a_lossy_summary() {
+        let clean = quality(&media::CallSummary {
+            packets_received: 1000,
+            packets_expected: 1000,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(clean.loss_percent, 0.0);
+        assert!(clean.r_factor > 90.0 && clean.mos > 4.3);
+        let lossy = quality(&media::CallSummary {
+            packets_received: 900,
+            packets_expected: 1000,
+            packets_lost: 100,
+            jitter_samples: 400,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(lossy.loss_percent, 10.0);
+        assert_eq!(lossy.jitter_ms, 50.0);
+        assert!(lossy.mos < clean.mos);
+        // A negative cumulative loss (duplicates) is no loss.
+        let dup = quality(&media::CallSummary {
+            packets_lost: -3,
+            ..media::CallSummary::default()
+        });
+        assert_eq!(dup.packets_lost, 0);
+    }
+
+    #[test]
+    fn group_health_needs_every_reported_peer_down() {
+        let now = Instant::now();
+        let cfg = CallManagerConfig::new(Vec::new(), "192.0.2.1".parse().unwrap(), 40000, "gw");
+        let mut m = CallManager::new(cfg, now, 0);
+        assert!(!m.group_down("g"), "never reported: up");
+        m.handle_peer("g", "a", false);
+        assert!(m.group_down("g"));
+        m.handle_peer("g", "b", true);
+        assert!(!m.group_down("g"));
+        m.handle_peer("g", "b", false);
+        assert!(m.group_down("g"));
+        m.handle_peer("g", "a", true);
+        assert!(!m.group_down("g"));
+    }
+
+    #[test]
+    fn timeouts_are_due_at_the_audit_when_idle() {
+        let now = Instant::now();
+        let cfg = CallManagerConfig::new(Vec::new(), "192.0.2.1".parse().unwrap(), 40000, "gw");
+        let mut m = CallManager::new(cfg, now, 0);
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(60)));
+        m.handle_timeout(now + Duration::from_secs(60));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(120)));
+        assert!(m.poll_action().is_none());
+    }
+}
