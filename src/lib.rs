@@ -5,7 +5,8 @@
 //! (Q.921 and Q.931 cores and the D-channel stack), `sip` (messages, SDP,
 //! transactions), `media` (the media plane's RTP pieces), `call` (where ISDN
 //! and SIP meet), `config` (files into parameters), `ops` (systemd lifecycle,
-//! supervisor, logging, metrics, admin).
+//! supervisor, logging, metrics, admin), `sim` (the simulated exchange
+//! and core that face a real tdmgw).
 
 pub mod call;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod isdn;
 pub mod line;
 pub mod media;
 pub mod ops;
+pub mod sim;
 pub mod sip;
 
 /// `0.1.0 (git abc123)`: the crate version and the revision it was built from.

@@ -87,6 +87,19 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
         socket: PathBuf,
     },
+    /// Simulators that face a real tdmgw: exits 0 when every check held.
+    Sim {
+        #[command(subcommand)]
+        what: SimCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// A simulated exchange: the network side of a PRI on a raw E1 (SAToP
+    /// or serial) that places, answers or rejects calls, checks the audio
+    /// of each and prints the results.
+    Exchange(Box<tdmgw::sim::exchange_cli::SimExchangeArgs>),
 }
 
 const DEFAULT_ADMIN_SOCKET: &str = "/run/tdmgw/admin.sock";
@@ -105,6 +118,19 @@ fn main() -> ExitCode {
             out,
             socket,
         } => trace(&socket, span, seconds, &out),
+        Command::Sim {
+            what: SimCommand::Exchange(args),
+        } => {
+            let _log = logging::init("warn", log_format_or_text(cli.log_format));
+            tdmgw::sim::exchange_cli::run_cli(&args)
+        }
+    }
+}
+
+fn log_format_or_text(cli: Option<CliLogFormat>) -> LogFormat {
+    match cli {
+        Some(CliLogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
     }
 }
 

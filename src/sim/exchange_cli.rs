@@ -1,0 +1,251 @@
+//! `tdmgw sim exchange`: the command line of the simulated exchange.
+//!
+//! The arguments ([`SimExchangeArgs`], a clap `Args` the binary mounts
+//! under `sim exchange`) become an [`ExchangeConfig`]; the run goes on
+//! a SAToP pseudowire (`--satop-local/--satop-remote`) or a serial tty
+//! (`--serial/--baud`) until the call mix is done or `--seconds` passed.
+//! The report goes to stdout (JSON with `--json`, else a summary) and the
+//! exit status is 0 only when every check held.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::line::driver::satop::SatopParams;
+use crate::line::driver::serial::SerialParams;
+
+use super::exchange::{ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario};
+use super::exchange_audio::AudioMode;
+use super::exchange_run::{run_satop, run_serial};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliRole {
+    /// The exchange (clock master).
+    Network,
+    /// A user-side test peer (to face another simulated exchange).
+    User,
+}
+
+/// Run a simulated exchange (network side of a PRI on a raw E1) against
+/// a gateway: place and answer calls, check the audio, print the results.
+#[derive(Args, Debug, Clone)]
+pub struct SimExchangeArgs {
+    /// Our SAToP UDP address (with --satop-remote).
+    #[arg(long, requires = "satop_remote", conflicts_with = "serial")]
+    pub satop_local: Option<SocketAddr>,
+    /// The gateway's SAToP UDP address.
+    #[arg(long, requires = "satop_local")]
+    pub satop_remote: Option<SocketAddr>,
+    /// A serial tty carrying the raw E1 instead of SAToP.
+    #[arg(long)]
+    pub serial: Option<PathBuf>,
+    #[arg(long, default_value_t = 2_048_000)]
+    pub baud: u32,
+    /// SAToP playout buffer (RFC 4553 §6.2.2), ms: deeper than the
+    /// gateway's default 4 so that a loaded test box does not slip.
+    #[arg(long, default_value_t = 16)]
+    pub playout_ms: u16,
+    /// CRC-4 multiframe on the E1.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub crc4: OnOff,
+    /// Calls to place.
+    #[arg(long, default_value_t = 10)]
+    pub calls: u32,
+    /// Calls placed per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Seconds each call is held after answer.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold: f64,
+    /// Called numbers, used in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "999")]
+    pub called: Vec<String>,
+    /// Calling number.
+    #[arg(long)]
+    pub calling: Option<String>,
+    /// Answer incoming calls after this many seconds of ringing (default).
+    #[arg(long, conflicts_with = "reject")]
+    pub answer: Option<f64>,
+    /// Reject incoming calls with this Q.850 cause.
+    #[arg(long)]
+    pub reject: Option<u8>,
+    /// Clear answered incoming calls after this many seconds (else the
+    /// caller clears).
+    #[arg(long)]
+    pub incoming_hold: Option<f64>,
+    /// Every Nth call is left for the far end to clear.
+    #[arg(long, default_value_t = 0)]
+    pub far_clear_every: u32,
+    /// Every Nth call is abandoned while ringing after --abandon-after s.
+    #[arg(long, default_value_t = 0)]
+    pub abandon_every: u32,
+    #[arg(long, default_value_t = 0.5)]
+    pub abandon_after: f64,
+    /// Every Nth connected call sends --dtmf in-band and expects it back.
+    #[arg(long, default_value_t = 0)]
+    pub dtmf_every: u32,
+    #[arg(long, default_value = "123#")]
+    pub dtmf: String,
+    /// Do not end before this many incoming calls were seen.
+    #[arg(long, default_value_t = 0)]
+    pub expect_incoming: u32,
+    /// Q.850 causes of unanswered calls that are expected (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub expect_cause: Vec<u8>,
+    /// Audio check: most blocks lost, in % of those that came back.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_loss_percent: f64,
+    /// Echo the B-channels instead of playing and checking the test signal.
+    #[arg(long)]
+    pub echo: bool,
+    #[arg(long, value_enum, default_value_t = CliRole::Network)]
+    pub role: CliRole,
+    /// Longest run, in seconds; live calls are then cleared.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
+    /// Print the JSON report (else a summary).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+impl SimExchangeArgs {
+    /// The run's configuration.
+    pub fn config(&self) -> ExchangeConfig {
+        let incoming = match (self.reject, self.answer) {
+            (Some(cause), _) => Incoming::Reject { cause },
+            (None, ring) => Incoming::Answer {
+                ring: secs(ring.unwrap_or(0.0)),
+            },
+        };
+        let scenario = Scenario {
+            calls: self.calls,
+            rate_per_s: self.rate,
+            hold: secs(self.hold),
+            called: self.called.clone(),
+            calling: self.calling.clone(),
+            far_clear_every: self.far_clear_every,
+            abandon_every: self.abandon_every,
+            abandon_after: secs(self.abandon_after),
+            dtmf_every: self.dtmf_every,
+            dtmf_digits: self.dtmf.clone(),
+            incoming,
+            incoming_hold: self.incoming_hold.map(secs),
+            expect_incoming: self.expect_incoming,
+            expected_causes: self.expect_cause.clone(),
+            audio: if self.echo {
+                AudioMode::Echo
+            } else {
+                AudioMode::Test
+            },
+            max_loss_percent: self.max_loss_percent,
+            ..Scenario::default()
+        };
+        let mut cfg = match self.role {
+            CliRole::Network => ExchangeConfig::network(scenario),
+            CliRole::User => ExchangeConfig::user(scenario),
+        };
+        cfg.crc4 = self.crc4 == OnOff::On;
+        cfg.run_for = Duration::from_secs(self.seconds);
+        cfg
+    }
+}
+
+/// Runs `tdmgw sim exchange`.
+pub fn run_cli(args: &SimExchangeArgs) -> ExitCode {
+    let cfg = args.config();
+    if cfg.scenario.called.is_empty() && cfg.scenario.calls > 0 {
+        eprintln!("tdmgw sim exchange: --called needs at least one number");
+        return ExitCode::from(2);
+    }
+    let ctl = RunControl::default();
+    let result = match (&args.satop_local, &args.satop_remote, &args.serial) {
+        (Some(local), Some(remote), None) => {
+            let mut p = SatopParams::new(*local, *remote);
+            p.playout_ms = args.playout_ms;
+            run_satop(&cfg, p, &ctl)
+        }
+        (None, None, Some(dev)) => {
+            run_serial(&cfg, SerialParams::new(dev.clone(), args.baud), &ctl)
+        }
+        _ => {
+            eprintln!("tdmgw sim exchange: give --satop-local and --satop-remote, or --serial");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(rep) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
+            } else {
+                print!("{}", summary(&rep));
+            }
+            if rep.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("tdmgw sim exchange: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A few lines for a person.
+pub fn summary(r: &ExchangeReport) -> String {
+    let o = &r.outgoing;
+    let i = &r.incoming;
+    let a = &r.audio;
+    let mut s = format!(
+        "sim exchange ({}): link {} after {:?} ms, {} s\n\
+         outgoing: {} placed, {} answered, {} completed, {} abandoned, failed {:?}\n\
+         incoming: {} received, {} answered, {} completed, {} rejected, failed {:?}\n\
+         audio: {}/{} checks passed, {} blocks lost, {} mismatched, round trip {:.1} ms mean\n\
+         dtmf: {} digits sent, {} received, {} calls matched, {} mismatched\n",
+        r.role,
+        if r.link_up { "up" } else { "DOWN" },
+        r.link_up_after_ms,
+        r.elapsed_ms / 1000,
+        o.calls,
+        o.answered,
+        o.completed,
+        o.abandoned,
+        o.failed_by_cause,
+        i.calls,
+        i.answered,
+        i.completed,
+        i.rejected,
+        i.failed_by_cause,
+        a.passed,
+        a.checks,
+        a.blocks_lost,
+        a.blocks_mismatched,
+        a.rtt_ms_mean.unwrap_or(0.0),
+        r.dtmf.digits_sent,
+        r.dtmf.digits_received,
+        r.dtmf.calls_matched,
+        r.dtmf.calls_mismatched,
+    );
+    if r.ok {
+        s.push_str("every check held\n");
+    } else {
+        for f in &r.failures {
+            s.push_str(&format!("FAILED: {f}\n"));
+        }
+    }
+    s
+}
