@@ -87,7 +87,8 @@ enum Command {
         #[arg(long, default_value = DEFAULT_ADMIN_SOCKET)]
         socket: PathBuf,
     },
-    /// Simulators that face a real tdmgw: exits 0 when every check held.
+    /// Simulators that face a real tdmgw (or a real peer): exit 0 when
+    /// every check held.
     Sim {
         #[command(subcommand)]
         what: SimCommand,
@@ -100,6 +101,10 @@ enum SimCommand {
     /// or serial) that places, answers or rejects calls, checks the audio
     /// of each and prints the results.
     Exchange(Box<tdmgw::sim::exchange_cli::SimExchangeArgs>),
+    /// A simulated MCVP core on SIP/UDP: answers (optionally after ringing
+    /// and early media), rejects, echoes or generates RTP, places calls, and
+    /// reports JSON results. Exits 0 when every check held.
+    Core(Box<tdmgw::sim::core_cli::SimCoreArgs>),
 }
 
 const DEFAULT_ADMIN_SOCKET: &str = "/run/tdmgw/admin.sock";
@@ -123,6 +128,12 @@ fn main() -> ExitCode {
         } => {
             let _log = logging::init("warn", log_format_or_text(cli.log_format));
             tdmgw::sim::exchange_cli::run_cli(&args)
+        }
+        Command::Sim {
+            what: SimCommand::Core(args),
+        } => {
+            let _log = logging::init("warn", log_format_or_text(cli.log_format));
+            tdmgw::sim::core_cli::main(&args)
         }
     }
 }
@@ -215,6 +226,13 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn log_format_or_text(cli: Option<CliLogFormat>) -> LogFormat {
+    match cli {
+        Some(CliLogFormat::Json) => LogFormat::Json,
+        _ => LogFormat::Text,
     }
 }
 

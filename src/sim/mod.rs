@@ -27,7 +27,17 @@
 //! (serde JSON). The same pieces in the user role with
 //! [`exchange_audio::AudioMode::Echo`] make the test peer of
 //! `tests/sim_exchange.rs`.
+//!
+//! # The simulated core (`tdmgw sim core`)
+//!
+//! [`core`]: a simulated MCVP core on SIP/UDP
+//! ([`core::SimCore::start`] / [`core::run`] with a
+//! [`core::SimCoreConfig`], results in a [`core::SimCoreReport`]); its
+//! per-call RTP endpoint is [`rtp_peer`], its command line
+//! [`core_cli`] (issue 7 §5).
 
+pub mod core;
+pub mod core_cli;
 pub mod exchange;
 pub mod exchange_audio;
 pub mod exchange_cli;
@@ -35,6 +45,7 @@ pub mod exchange_line;
 pub mod exchange_pair;
 pub mod exchange_run;
 pub mod ring;
+pub mod rtp_peer;
 
 pub use exchange::{
     CallRecord, ExchangeConfig, ExchangeControl, ExchangeReport, Incoming, RunControl, Scenario,
