@@ -229,13 +229,6 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn log_format_or_text(cli: Option<CliLogFormat>) -> LogFormat {
-    match cli {
-        Some(CliLogFormat::Json) => LogFormat::Json,
-        _ => LogFormat::Text,
-    }
-}
-
 fn log_format(cli: Option<CliLogFormat>, config: &Config) -> LogFormat {
     match cli {
         Some(CliLogFormat::Text) => LogFormat::Text,

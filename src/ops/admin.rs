@@ -292,48 +292,10 @@ pub fn render_status(v: &Value) -> String {
         },
         lc["live_calls"]
     ));
-    if let Some(spans) = v["spans"].as_array() {
-        out.push_str("\nspans:\n");
-        for s in spans {
-            out.push_str(&format!(
-                "  span {}  {:<7} alarms: {:<12} D-channel: {}\n",
-                s["id"],
-                s["driver"].as_str().unwrap_or("?"),
-                s["alarms"].as_str().unwrap_or("-"),
-                s["dchannel"].as_str().unwrap_or("-")
-            ));
-            if let Some(grid) = s["channels"].as_str() {
-                out.push_str(&format!("    channels {grid}\n"));
-            }
-        }
-    }
-    if let Some(calls) = v["calls"].as_array() {
-        out.push_str(&format!("\ncalls in progress: {}\n", calls.len()));
-        for c in calls {
-            out.push_str(&format!(
-                "  {}  span {} ts {}  {}  age {}s  peer {}\n",
-                c["id"],
-                c["span"],
-                c["ts"],
-                c["state"].as_str().unwrap_or("?"),
-                c["age_s"],
-                c["peer"].as_str().unwrap_or("-")
-            ));
-        }
-    }
-    if let Some(peers) = v["peers"].as_array() {
-        out.push_str("\ncore peers:\n");
-        for p in peers {
-            out.push_str(&format!(
-                "  {:<28} {:<5} rtt {}\n",
-                p["address"].as_str().unwrap_or("?"),
-                p["state"].as_str().unwrap_or("?"),
-                p["rtt_ms"]
-                    .as_f64()
-                    .map_or("-".into(), |r| format!("{r:.1} ms"))
-            ));
-        }
-    }
+    // The layers' sections (absent until the layer is registered).
+    super::status_view::render_spans(v, &mut out);
+    super::status_view::render_calls(v, &mut out);
+    super::status_view::render_peers(v, &mut out);
     let loops = &v["loops"];
     out.push_str(&format!(
         "\nloops: {}",

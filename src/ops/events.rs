@@ -9,6 +9,9 @@
 
 use tracing::Level;
 
+use crate::line::e1_alarm::{Alarm, LineEvent};
+use crate::sip::peer::{PeerEvent, PeerTable};
+
 macro_rules! noc_events {
     ($( $name:ident, $id:literal, $level:ident, $doc:literal; )*) => {
         /// Every NOC event tdmgw emits.
@@ -42,6 +45,7 @@ noc_events! {
     Stopping,           "c332e10242784c50bb9f02e002d16def", WARN,  "tdmgw is stopping (drain begun)";
     AlarmRaised,        "1f1d9ac50e9b4da3ae661a133d1347e2", ERROR, "an E1 alarm (LOS, LOF, LOMF, AIS, RAI) was raised on a span";
     AlarmCleared,       "c8ce54f124f04f4e98b6afe9712e5e24", WARN,  "an E1 alarm cleared";
+    Crc4Interworking,   "08aa25f6862e4978806c2cf134c89c7b", WARN,  "a span's far end sends no CRC-4 multiframe: the span runs on basic framing (G.706 Annex B), CRC-4 error monitoring is off";
     DchannelUp,         "c4a0315c2983408db54e51a265a0e0bd", WARN,  "a span's D-channel (Q.921 multiple-frame) came up";
     DchannelDown,       "a2961d72ad514593b5129ed5d7786a1d", ERROR, "a span's D-channel went down";
     PeerUp,             "3029b57cb17b43259829e93a47ba5a08", WARN,  "a core SIP peer came up";
@@ -67,6 +71,90 @@ macro_rules! noc_event {
             _ => ::tracing::info!(message_id = ev.message_id(), noc_event = ev.name(), $($rest)+),
         }
     }};
+}
+
+/// Raises the NOC event of a line event of span `span`
+/// (`line::e1_alarm::LineEvent` from `RawSpan::poll_event`); returns which.
+/// Alarm records carry `alarm` (`LOS` ...) and `colour` (red, blue, yellow).
+pub fn line_event(span: u16, event: LineEvent) -> NocEvent {
+    match event {
+        LineEvent::AlarmRaised(a) => {
+            crate::noc_event!(
+                NocEvent::AlarmRaised,
+                span,
+                alarm = a.name(),
+                colour = alarm_colour(a),
+                "E1 {a} ({}) alarm raised on span {span}",
+                alarm_colour(a)
+            );
+            NocEvent::AlarmRaised
+        }
+        LineEvent::AlarmCleared(a) => {
+            crate::noc_event!(
+                NocEvent::AlarmCleared,
+                span,
+                alarm = a.name(),
+                colour = alarm_colour(a),
+                "E1 {a} alarm cleared on span {span}"
+            );
+            NocEvent::AlarmCleared
+        }
+        LineEvent::Crc4Interworking => {
+            crate::noc_event!(
+                NocEvent::Crc4Interworking,
+                span,
+                "span {span}: no CRC-4 multiframe from the far end within 400 ms; running on basic framing (G.706 Annex B)"
+            );
+            NocEvent::Crc4Interworking
+        }
+    }
+}
+
+/// G.775 colours: LOS/LOF/LOMF red, AIS blue, RAI yellow.
+pub fn alarm_colour(a: Alarm) -> &'static str {
+    match a {
+        Alarm::Los | Alarm::Lof | Alarm::Lomf => "red",
+        Alarm::Ais => "blue",
+        Alarm::Rai => "yellow",
+    }
+}
+
+/// Raises the NOC event of a core peer's change of state
+/// (`sip::peer::PeerTable::poll_event`), naming the peer by group, address
+/// and transport; returns which.
+pub fn peer_event(table: &PeerTable, event: PeerEvent) -> NocEvent {
+    let (id, up) = match event {
+        PeerEvent::PeerUp(id) => (id, true),
+        PeerEvent::PeerDown(id) => (id, false),
+    };
+    let params = table.params(id);
+    let peer = params.map_or_else(|| format!("#{}", id.0), |p| p.address.to_string());
+    let transport = params.map_or("?", |p| p.transport.name());
+    let group = table
+        .peers()
+        .find(|(i, ..)| *i == id)
+        .and_then(|(_, g, ..)| table.group(g))
+        .map_or("?", |g| g.name.as_str());
+    if up {
+        crate::noc_event!(NocEvent::PeerUp, peer = %peer, transport, group, "core peer {peer} ({transport}, group {group}) is up");
+        NocEvent::PeerUp
+    } else {
+        crate::noc_event!(NocEvent::PeerDown, peer = %peer, transport, group, "core peer {peer} ({transport}, group {group}) is down: calls go to the other peers of the group");
+        NocEvent::PeerDown
+    }
+}
+
+/// The channel audit found B-channel `span`/`timeslot` stuck in `was` (e.g.
+/// `busy` with no call) and put it back to idle.
+pub fn channel_recovered(span: u16, timeslot: u8, was: &str) -> NocEvent {
+    crate::noc_event!(
+        NocEvent::ChannelRecovered,
+        span,
+        ts = timeslot,
+        was,
+        "channel audit: span {span} ts {timeslot} was stuck {was}, returned to idle"
+    );
+    NocEvent::ChannelRecovered
 }
 
 /// The README table: `| MESSAGE_ID | event | priority | meaning |`.
@@ -105,6 +193,40 @@ mod tests {
             );
             assert!(seen.insert(id), "{id} twice");
         }
+    }
+
+    #[test]
+    fn line_and_peer_events_map_to_noc_events() {
+        use crate::line::e1_alarm::Alarm;
+        assert_eq!(
+            line_event(1, LineEvent::AlarmRaised(Alarm::Los)),
+            NocEvent::AlarmRaised
+        );
+        assert_eq!(
+            line_event(2, LineEvent::AlarmCleared(Alarm::Rai)),
+            NocEvent::AlarmCleared
+        );
+        assert_eq!(
+            line_event(1, LineEvent::Crc4Interworking),
+            NocEvent::Crc4Interworking
+        );
+        assert_eq!(alarm_colour(Alarm::Ais), "blue");
+        assert_eq!(alarm_colour(Alarm::Lomf), "red");
+        let table = crate::ops::status_view::tests_support::peer_table();
+        use crate::sip::peer::PeerId;
+        assert_eq!(
+            peer_event(&table, PeerEvent::PeerDown(PeerId(0))),
+            NocEvent::PeerDown
+        );
+        assert_eq!(
+            peer_event(&table, PeerEvent::PeerUp(PeerId(1))),
+            NocEvent::PeerUp
+        );
+        assert_eq!(
+            peer_event(&table, PeerEvent::PeerUp(PeerId(9))),
+            NocEvent::PeerUp
+        );
+        assert_eq!(channel_recovered(1, 5, "busy"), NocEvent::ChannelRecovered);
     }
 
     #[test]
