@@ -176,7 +176,29 @@ async fn bye(from: &mut Node, id: tdmgw::sip::task::SipCallId, to: &mut Node) {
 async fn both_ways(transport: Transport) {
     let (mut gw, mut core) = pair(transport).await;
     // Gateway -> core, the caller clears.
-    let (g, _c) = connected_call(&mut gw, &mut core, "core").await;
+    let (g, c) = connected_call(&mut gw, &mut core, "core").await;
+    // In the call: a new offer (re-INVITE) and a DTMF INFO.
+    let moved = sdp::offer(&sip_common::media(40_100));
+    gw.handle.reinvite(g, moved).await.unwrap();
+    let ev = core
+        .wait("MediaUpdate", |e| matches!(e, SipEvent::MediaUpdate { .. }))
+        .await;
+    let SipEvent::MediaUpdate { call, sdp } = ev else {
+        unreachable!()
+    };
+    assert_eq!((call, sdp.audio_address()), (c, Some((LOOPBACK, 40_100))));
+    gw.handle.send_dtmf_info(g, '9', 160).await.unwrap();
+    let ev = core
+        .wait("InfoDtmf", |e| matches!(e, SipEvent::InfoDtmf { .. }))
+        .await;
+    assert_eq!(
+        ev,
+        SipEvent::InfoDtmf {
+            call: c,
+            digit: '9',
+            duration_ms: Some(160)
+        }
+    );
     bye(&mut gw, g, &mut core).await;
     // Core -> gateway, the callee (gateway) clears.
     let (_c, g) = connected_call(&mut core, &mut gw, "gw").await;
@@ -392,10 +414,140 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
         .await;
     let s = gw.handle.status().borrow().clone();
     assert_eq!(s.peers[0].state, PeerState::Up);
+    assert_eq!((s.calls, s.ua_calls, s.dialogs), (0, 0, 0));
     assert!(s.peers[0].srtt.is_some(), "the ping round trip is measured");
     assert!(s.peers[0].ping_failures >= 2);
     let stopped = gw.stop().await;
     assert_eq!((stopped.ua.call_count(), stopped.ua.dialog_count()), (0, 0));
     core.wait_idle().await;
+    core.stop().await;
+}
+
+/// A draining core answers OPTIONS and INVITE with 503 (RFC 3261 §11.2,
+/// §21.5.4): the gateway's pings take it down, a new call fails over to the
+/// second core, and the pings bring the first back when it stops draining.
+#[tokio::test]
+async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
+    let (c1, c2) = (free_port(), free_port());
+    let core1 = node(2, &[(Transport::Udp, addr(c1))], vec![], None).await;
+    let mut core2 = node(3, &[(Transport::Udp, addr(c2))], vec![], None).await;
+    core1.handle.set_draining(true).await.unwrap();
+    assert!(core1.handle.status().borrow().draining);
+    let mut gw = node(
+        1,
+        &[(Transport::Udp, addr(free_port()))],
+        vec![group(
+            "core",
+            Duration::from_millis(100),
+            vec![
+                peer(addr(c1), Transport::Udp, 1, None),
+                peer(addr(c2), Transport::Udp, 2, None),
+            ],
+        )],
+        None,
+    )
+    .await;
+    let SipEvent::PeerDown(info) = gw
+        .wait("PeerDown", |e| matches!(e, SipEvent::PeerDown(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.address, addr(c1));
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    let SipEvent::IncomingCall { call, sdp: o, .. } = core2
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    core2
+        .handle
+        .accept(call, Some(sdp::answer(&o.unwrap(), &media(41_000))))
+        .await
+        .unwrap();
+    let ev = gw
+        .wait("Answered", |e| matches!(e, SipEvent::Answered { .. }))
+        .await;
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Answered {
+                peer: PeerId(1),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    bye(&mut gw, id, &mut core2).await;
+    gw.wait_no_calls().await;
+    core1.handle.set_draining(false).await.unwrap();
+    let SipEvent::PeerUp(info) = gw
+        .wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(info.address, addr(c1));
+    let stopped = gw.stop().await;
+    assert_eq!((stopped.ua.call_count(), stopped.ua.dialog_count()), (0, 0));
+    core2.wait_idle().await;
+    // core1 saw only pings: none of its tables hold a call.
+    let s = core1.handle.status().borrow().clone();
+    assert_eq!((s.calls, s.ua_calls, s.dialogs), (0, 0, 0));
+    core1.stop().await;
+    core2.stop().await;
+}
+
+/// The call module hangs up while the first peer is still silent: no
+/// failover to the second peer, and the call ends once.
+#[tokio::test]
+async fn hangup_during_a_silent_attempt_does_not_fail_over() {
+    let cp = free_port();
+    let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
+    let mut gw = node(
+        1,
+        &[(Transport::Udp, addr(free_port()))],
+        vec![group(
+            "core",
+            RARE,
+            vec![
+                peer(addr(closed_port()), Transport::Udp, 1, None),
+                peer(addr(cp), Transport::Udp, 2, None),
+            ],
+        )],
+        None,
+    )
+    .await;
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    gw.handle.hangup(id, Some("Q.850;cause=16")).await.unwrap();
+    let ev = gw
+        .wait("the call's end", |e| {
+            matches!(e, SipEvent::Failed { .. } | SipEvent::Ended { .. })
+        })
+        .await;
+    assert!(
+        matches!(ev, SipEvent::Failed { call, .. } | SipEvent::Ended { call, .. } if call == id),
+        "{ev:?}"
+    );
+    gw.wait_idle().await;
+    let s = gw.handle.status().borrow().clone();
+    assert_eq!(s.task.failovers, 0);
+    assert!(
+        core.events.try_recv().is_err(),
+        "the second peer got no call"
+    );
+    assert_eq!(core.handle.status().borrow().task.calls_incoming, 0);
+    gw.stop().await;
     core.stop().await;
 }

@@ -157,6 +157,26 @@ impl Node {
         }
     }
 
+    /// Waits until no call or dialog is left (transactions may run on:
+    /// pings).
+    pub async fn wait_no_calls(&self) {
+        let mut rx = self.handle.status();
+        let fut = async {
+            loop {
+                {
+                    let s = rx.borrow_and_update();
+                    if s.calls == 0 && s.ua_calls == 0 && s.dialogs == 0 {
+                        return;
+                    }
+                }
+                rx.changed().await.expect("task stopped");
+            }
+        };
+        if timeout(WAIT, fut).await.is_err() {
+            panic!("calls left: {:?}", *rx.borrow());
+        }
+    }
+
     /// Stops the task and returns its stack.
     pub async fn stop(self) -> Stopped {
         self.handle.shutdown().await;
