@@ -254,7 +254,8 @@ struct LineChunk {
 
 /// Our end of a pair line: the line itself and the rings to the far end.
 pub struct PairNearEnd {
-    line: PairLine,
+    /// Boxed: two elastic stores of 32 frames each way.
+    line: Box<PairLine>,
     to_far: Producer<LineChunk>,
     from_far: Consumer<E1Frame>,
     far_wake: Arc<OwnedFd>,
@@ -294,7 +295,7 @@ pub fn pair_line(p: PairParams) -> io::Result<(PairNearEnd, PairFarEnd)> {
     let wake = Arc::new(eventfd()?);
     Ok((
         PairNearEnd {
-            line: PairLine::new(p.line),
+            line: Box::new(PairLine::new(p.line)),
             to_far,
             from_far,
             far_wake: wake.clone(),

@@ -70,6 +70,14 @@
 //!   call summary (`disconnect`).
 //!
 //! The pieces above exist; wiring them into those hook points is next.
+//!
+//! - [`lines::LinePort`]: the engine's [`tdm::TdmPort`] over raw E1 spans
+//!   (`line::span::RawSpan` + `satop` / `serial` / `pair` driver per span),
+//!   one frame out per frame in; its [`lines::LineHandle`] gives the control
+//!   plane each span's D-channel rings ([`dchannel_ring::DChannelRings`],
+//!   `into_port()` for `isdn::task::spawn`), a ring of line events and a
+//!   lock-free [`span_status::SpanTelemetry`] per span;
+//!   [`lines::pair_line`]'s far end is the simulated exchange's span.
 
 pub mod channel;
 pub mod control;
