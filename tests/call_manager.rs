@@ -1163,3 +1163,45 @@ fn restricted_caller_is_anonymous_with_privacy() {
     assert!(invite.headers.iter().any(|h| h.is("Privacy")));
     assert!(invite.headers.iter().any(|h| h.is("P-Asserted-Identity")));
 }
+
+#[test]
+fn answer_without_g711_is_cleared_with_cause_65() {
+    let mut h = H::new();
+    exchange_call_placed(&mut h);
+    let mut g729 = core_media();
+    g729.codecs = vec!["G729".into()];
+    let mut answer = sdp::offer(&g729);
+    answer.media[0].formats.push(sdp::Format {
+        payload_type: 18,
+        encoding: "G729".into(),
+        clock_rate: 8000,
+        fmtp: None,
+    });
+    let acts = h.sip(UaEvent::Answered {
+        call: SIP_CALL,
+        sdp: Some(answer),
+    });
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::Disconnect {
+            id: CallId(1),
+            cause: Cause(65)
+        }]
+    );
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. })))
+    );
+    h.isdn(Event::Released {
+        id: CallId(1),
+        cause: Cause(65),
+        by: ClearedBy::Local,
+    });
+    let acts = h.sip(UaEvent::Ended {
+        call: SIP_CALL,
+        by: EndedBy::Local,
+        reason: None,
+    });
+    assert_eq!(cdr(&acts).q850_cause, 65);
+    assert!(h.m.is_idle());
+}

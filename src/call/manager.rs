@@ -1345,6 +1345,25 @@ impl CallManager {
             );
         }
         self.connect_media(key);
+        if self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.media == MediaLeg::Idle)
+        {
+            // RFC 3264: the answer holds no G.711 stream: nothing to carry
+            // the call's audio. RFC 3398: 488 <-> cause 65.
+            warn!(
+                call = key,
+                "200 with no usable codec: clearing with cause 65"
+            );
+            return self.clear(
+                now,
+                key,
+                Side::Gateway,
+                Cause::BEARER_NOT_IMPLEMENTED.0,
+                None,
+            );
+        }
         self.counters.answered += 1;
         if let Some(c) = self.calls.get_mut(&key) {
             c.answer_at = Some(now);
