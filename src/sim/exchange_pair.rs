@@ -286,10 +286,16 @@ mod line_tests {
         ra.commands.push(LineCommand::Stop { ts: 5 }).unwrap();
         wire.run_period();
         a.poll(|rx, tx| la.exchange(rx, tx));
-        let r = ra.reports.pop();
-        assert!(
-            matches!(r, Some(LineReport::Audio { stats, .. }) if stats.blocks_received > 0),
-            "{r:?}"
-        );
+        let mut audio = None;
+        while let Some(r) = ra.reports.pop() {
+            if let LineReport::Audio { stats, .. } = r {
+                audio = Some(stats);
+            }
+        }
+        let s = audio.expect("an audio report");
+        assert!(s.blocks_received > 0, "{s:?}");
+        assert_eq!((s.blocks_lost, s.blocks_mismatched), (0, 0), "{s:?}");
+        // 8 ms of prefill each way plus the echo's delay line.
+        assert!(s.rtt_frames_min >= 128, "{s:?}");
     }
 }

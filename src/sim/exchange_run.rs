@@ -10,6 +10,10 @@
 //! the [`ExchangeReport`]. A driver failure becomes a failure in the report
 //! (unless the caller was stopping us: the far end may close first).
 //!
+//! [`run_pair_simulated`] runs two of them on a pair line in one thread in
+//! simulated time: what tests that must not depend on the machine's load
+//! use.
+//!
 //! The line thread waits on the port's fd with `poll(2)` until the port's
 //! next deadline (at most 5 ms), then drives it; the pair port, which has
 //! no fd, is polled every millisecond.
@@ -28,7 +32,8 @@ use crate::line::driver::timing::Timing;
 
 use super::exchange::{DriverSummary, ExchangeConfig, ExchangeControl, ExchangeReport, RunControl};
 use super::exchange_line::ExchangeLine;
-use super::exchange_pair::PairEndPort;
+use super::exchange_pair::{PairEndPort, pair_wire};
+use crate::line::driver::pair::PairConfig;
 
 /// How long a run keeps its line going after it is done.
 const LINGER: Duration = Duration::from_millis(300);
@@ -300,4 +305,67 @@ pub fn run_pair_end(
     ctl: &RunControl,
 ) -> Result<ExchangeReport, SimError> {
     run_with(cfg, ctl, Instant::now(), || Ok(port))
+}
+
+/// Two simulated exchanges (typically the exchange and a user-side peer)
+/// on the two ends of an in-process [`PairLine`], in one thread and in
+/// simulated time: each millisecond of line time runs 8 frame periods of
+/// the wire, both line sides, then both control sides at that instant.
+/// Reproducible from `pair.seed` and independent of the machine's load;
+/// the run stops when both scenarios are done (then lingers 300 ms, clears
+/// what is live) or after `limit` of simulated time.
+///
+/// [`PairLine`]: crate::line::driver::pair::PairLine
+pub fn run_pair_simulated(
+    a: &ExchangeConfig,
+    b: &ExchangeConfig,
+    pair: PairConfig,
+    limit: Duration,
+) -> (ExchangeReport, ExchangeReport) {
+    let (mut wire, mut pa, mut pb) = pair_wire(pair);
+    let (mut la, ra) = ExchangeLine::new(a.span_config());
+    let (mut lb, rb) = ExchangeLine::new(b.span_config());
+    let t0 = Instant::now();
+    let mut ca = ExchangeControl::new(a.clone(), ra, t0);
+    let mut cb = ExchangeControl::new(b.clone(), rb, t0);
+    let mut ms = 0u64;
+    let mut tick = |ms: &mut u64, ca: &mut ExchangeControl, cb: &mut ExchangeControl| {
+        for _ in 0..8 {
+            wire.run_period();
+            pa.poll(|rx, tx| la.exchange(rx, tx));
+            pb.poll(|rx, tx| lb.exchange(rx, tx));
+        }
+        *ms += 1;
+        let now = t0 + Duration::from_millis(*ms);
+        ca.step(now);
+        cb.step(now);
+        now
+    };
+    let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    while ms < limit_ms && !(ca.is_done() && cb.is_done()) {
+        tick(&mut ms, &mut ca, &mut cb);
+    }
+    let timed_out = (!ca.is_done(), !cb.is_done());
+    let linger_ms = u64::try_from(LINGER.as_millis()).unwrap_or(0);
+    for _ in 0..linger_ms {
+        tick(&mut ms, &mut ca, &mut cb);
+    }
+    let now = t0 + Duration::from_millis(ms);
+    ca.shut_down(now);
+    cb.shut_down(now);
+    for _ in 0..2000 {
+        if ca.live_calls() == 0 && cb.live_calls() == 0 {
+            break;
+        }
+        tick(&mut ms, &mut ca, &mut cb);
+    }
+    let now = t0 + Duration::from_millis(ms);
+    let mut rep_a = ca.finish(now, timed_out.0);
+    let mut rep_b = cb.finish(now, timed_out.1);
+    ExchangeControl::add_line_counters(&mut rep_a, &la);
+    ExchangeControl::add_line_counters(&mut rep_b, &lb);
+    let w = wire.stats();
+    rep_a.line.driver.underruns = w.underruns[0];
+    rep_b.line.driver.underruns = w.underruns[1];
+    (rep_a, rep_b)
 }

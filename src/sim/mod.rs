@@ -52,4 +52,6 @@ pub use exchange::{
 };
 pub use exchange_audio::AudioMode;
 pub use exchange_pair::{PairEndPort, PairWire, pair_wire};
-pub use exchange_run::{SimError, run_pair_end, run_satop, run_serial, run_serial_port};
+pub use exchange_run::{
+    SimError, run_pair_end, run_pair_simulated, run_satop, run_serial, run_serial_port,
+};
