@@ -349,10 +349,24 @@ pub struct SimCoreReport {
     pub all_checks_passed: bool,
 }
 
+/// Live counters while a core runs (for a demo's progress line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SimCoreProgress {
+    pub calls_received: u64,
+    pub calls_answered: u64,
+    pub calls_rejected: u64,
+    pub calls_placed: u64,
+    pub calls_completed: u64,
+    pub calls_failed: u64,
+    /// Calls not yet ended.
+    pub calls_live: u64,
+}
+
 /// A running simulated core.
 pub struct SimCore {
     sip_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    progress: watch::Receiver<SimCoreProgress>,
     stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<SimCoreReport>,
 }
@@ -401,11 +415,13 @@ impl SimCore {
             .ok_or_else(|| SimCoreError::Bind("no UDP listener".into()))?;
         let tcp_addr = transports.local_addr(Wire::Tcp);
         let (stop, stop_rx) = watch::channel(false);
-        let core = Core::new(config, sip_addr, transports);
+        let (progress_tx, progress) = watch::channel(SimCoreProgress::default());
+        let core = Core::new(config, sip_addr, transports, progress_tx);
         let task = tokio::spawn(core.run(stop_rx));
         Ok(SimCore {
             sip_addr,
             tcp_addr,
+            progress,
             stop: Arc::new(stop),
             task,
         })
@@ -424,6 +440,11 @@ impl SimCore {
     /// End the run now (live calls are cleared first).
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// The live counters now.
+    pub fn progress(&self) -> SimCoreProgress {
+        *self.progress.borrow()
     }
 
     /// A handle that ends the run (the core itself is consumed by `finish`).
@@ -492,6 +513,7 @@ struct Core {
     ssrc_seed: u64,
     started: Instant,
     stopping: Option<Instant>,
+    progress: watch::Sender<SimCoreProgress>,
 }
 
 fn rng(state: &mut u64) -> u64 {
@@ -544,7 +566,12 @@ fn negotiated(answer: &Sdp) -> (u8, Option<u8>) {
 }
 
 impl Core {
-    fn new(cfg: SimCoreConfig, sip_addr: SocketAddr, transports: Transports) -> Core {
+    fn new(
+        cfg: SimCoreConfig,
+        sip_addr: SocketAddr,
+        transports: Transports,
+        progress: watch::Sender<SimCoreProgress>,
+    ) -> Core {
         let host = sip_addr.ip().to_string();
         let ua = UserAgent::new(UaConfig {
             timers: cfg.timers,
@@ -582,7 +609,31 @@ impl Core {
             placed: 0,
             started: now,
             stopping: None,
+            progress,
         }
+    }
+
+    /// Publishes the live counters (cheap: a few dozen calls at most per run).
+    fn publish(&self) {
+        let mut p = SimCoreProgress::default();
+        for r in &self.reports {
+            let out = r.direction == CallDirection::Outgoing;
+            match (out, r.result) {
+                (false, _) => p.calls_received += 1,
+                (true, _) => p.calls_placed += 1,
+            }
+            match (out, r.result) {
+                (_, CallResult::Live) => p.calls_live += 1,
+                (true, CallResult::Completed) => p.calls_completed += 1,
+                (true, CallResult::Failed) => p.calls_failed += 1,
+                (false, CallResult::Rejected) => p.calls_rejected += 1,
+                _ => {}
+            }
+            if !out && r.status == Some(200) {
+                p.calls_answered += 1;
+            }
+        }
+        self.progress.send_replace(p);
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> SimCoreReport {
@@ -611,7 +662,9 @@ impl Core {
                 _ = tokio::time::sleep_until(wake) => {}
             }
             self.on_time(Instant::now());
-            self.flush().await;
+            if self.flush().await {
+                self.publish();
+            }
         }
         self.finish().await
     }
@@ -681,8 +734,9 @@ impl Core {
     }
 
     /// Sends what the user agent has, handles its events (which may make
-    /// more to send), until both are empty.
-    async fn flush(&mut self) {
+    /// more to send), until both are empty. Whether there were events.
+    async fn flush(&mut self) -> bool {
+        let mut any_event = false;
         loop {
             let mut progress = false;
             while let Some(t) = self.ua.poll_transmit() {
@@ -703,10 +757,11 @@ impl Core {
             }
             while let Some(ev) = self.ua.poll_event() {
                 progress = true;
+                any_event = true;
                 self.on_event(Instant::now(), ev).await;
             }
             if !progress {
-                break;
+                return any_event;
             }
         }
     }

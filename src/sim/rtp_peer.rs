@@ -653,6 +653,25 @@ mod tests {
         assert_eq!(s.sequence_gaps, 0);
     }
 
+    proptest::proptest! {
+        /// Peer input never panics: any datagram, in any mode.
+        #[test]
+        fn any_datagram_is_taken_without_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            arrival in 0u64..1_000_000,
+        ) {
+            let tx = Sender::new(cfg(MediaMode::Pattern));
+            for mode in [MediaMode::Pattern, MediaMode::Tone { hz: 1004.0 }, MediaMode::Echo] {
+                let mut rx = Receiver::default();
+                if let Ok(p) = RtpPacket::parse(&data) {
+                    rx.on_packet(&p, &cfg(mode), arrival);
+                    rx.scan_markers(p.payload, &tx, Instant::now());
+                }
+                rx.scan_markers(&data, &tx, Instant::now());
+            }
+        }
+    }
+
     #[test]
     fn losses_and_gaps_are_counted() {
         let mut tx = Sender::new(cfg(MediaMode::Pattern));
