@@ -273,7 +273,6 @@ pub fn peer_checks(out: &mut Vec<Check>, peers: &[PeerRow]) {
         return;
     }
     let mut groups: Vec<&str> = peers.iter().map(|p| p.group.as_str()).collect();
-    groups.dedup();
     groups.sort_unstable();
     groups.dedup();
     for g in groups {
