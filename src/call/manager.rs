@@ -1122,7 +1122,9 @@ impl CallManager {
     /// One user-agent event.
     pub fn handle_sip(&mut self, now: Instant, event: UaEvent) {
         match event {
-            UaEvent::IncomingCall { call, request, sdp } => {
+            UaEvent::IncomingCall {
+                call, request, sdp, ..
+            } => {
                 self.on_invite(now, call, &request, sdp)
             }
             UaEvent::Provisional { call, status, sdp } => {

@@ -47,3 +47,4 @@ pub mod manager;
 pub mod numbers;
 pub mod routing;
 pub mod site_config;
+pub mod task;

@@ -768,7 +768,9 @@ impl Core {
 
     async fn on_event(&mut self, now: Instant, ev: UaEvent) {
         match ev {
-            UaEvent::IncomingCall { call, request, sdp } => {
+            UaEvent::IncomingCall {
+                call, request, sdp, ..
+            } => {
                 self.on_incoming(now, call, &request, sdp).await;
             }
             UaEvent::Provisional { call, status, sdp } => self.on_provisional(call, status, sdp),

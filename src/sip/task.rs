@@ -1144,7 +1144,9 @@ impl Task {
                     self.peers.handle_ping_result(now, peer, result);
                 }
             }
-            UaEvent::IncomingCall { call, request, sdp } => {
+            UaEvent::IncomingCall {
+                call, request, sdp, ..
+            } => {
                 let id = self.new_id();
                 self.counters.calls_incoming += 1;
                 // The INVITE is the input of this round (one input per round).
