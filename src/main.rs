@@ -55,11 +55,13 @@ enum Command {
         /// How long to run.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
-        /// The full path: the gateway (media thread, D-channel, SIP and call
+        /// Only the daemon's lifecycle (supervisor, watchdog, drain) with no
+        /// calls: the demo before the gateway was wired. By default the
+        /// demo runs the gateway (media thread, D-channel, SIP and call
         /// tasks) between the simulated exchange on the pair line and the
         /// simulated core on loopback UDP, with a realistic call mix.
         #[arg(long)]
-        full: bool,
+        lifecycle_only: bool,
     },
     /// Show a running gateway: spans and alarms, D-channels, channels, calls,
     /// core peers, loops and readiness.
@@ -119,11 +121,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config } => run(&config, cli.log_format),
-        Command::Demo { seconds, full } => {
-            if full {
-                demo_full(seconds, cli.log_format)
-            } else {
+        Command::Demo {
+            seconds,
+            lifecycle_only,
+        } => {
+            if lifecycle_only {
                 demo(seconds, cli.log_format)
+            } else {
+                demo_full(seconds, cli.log_format)
             }
         }
         Command::Status { json, socket } => status(&socket, json),
