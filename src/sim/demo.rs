@@ -139,7 +139,7 @@ fn progress(gw: &Gateway, core: &SimCore, t: u64) {
         .collect();
     let p = core.progress();
     println!(
-        "[{t:>3} s] calls up {:>2}, ended {:>3} (completed {}, not completed by cause {}), core: received {} answered {} placed {} completed {}, MOS {}",
+        "[{t:>3} s] calls up {:>2}, ended {:>3} (completed {}, not completed: {}), core: received {} answered {} placed {} completed {}, MOS {}",
         s.live.load(Ordering::Relaxed),
         s.ended.load(Ordering::Relaxed),
         s.completed.load(Ordering::Relaxed),
