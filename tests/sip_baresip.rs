@@ -2,7 +2,8 @@
 //! (`baresip -f DIR` with a generated config: loopback only, G.711, a sine
 //! source, auto answer). A tdmgw SIP task answers baresip's calls and
 //! places calls to it, over UDP and TCP; each call is set up with agreed
-//! media addresses and torn down cleanly with BYE. Skipped (with a message)
+//! media addresses (baresip's RTP arrives at the address of our SDP, from
+//! the address of its own) and torn down cleanly with BYE. Skipped (with a message)
 //! only when the baresip binary is absent.
 
 mod sip_common;
@@ -149,6 +150,28 @@ impl Baresip {
     }
 }
 
+/// Our RTP socket: the port we put in our SDP, so that baresip's audio
+/// reaches us and no one else.
+async fn rtp_socket() -> (tokio::net::UdpSocket, u16) {
+    let s = tokio::net::UdpSocket::bind((LOOPBACK, 0)).await.unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+/// The first RTP packet baresip sends us: version 2, G.711 (PCMU 0 or
+/// PCMA 8), from the address and port of its SDP (symmetric RTP).
+async fn expect_rtp(sock: &tokio::net::UdpSocket, from: (std::net::IpAddr, u16), bs: &Baresip) {
+    let mut buf = [0u8; 2048];
+    let (n, src) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no RTP from baresip\n{}", bs.log()))
+        .unwrap();
+    assert_eq!((src.ip(), src.port()), from, "RTP from the SDP's address");
+    assert!(n >= 12, "an RTP header");
+    assert_eq!(buf[0] >> 6, 2, "RTP version 2");
+    assert!(matches!(buf[1] & 0x7f, 0 | 8), "G.711 payload type");
+}
+
 /// Our SIP task on one port for UDP and TCP, with baresip as peer group
 /// "bs" over `transport`.
 async fn tdmgw_for(bs: &Baresip, transport: Transport) -> Node {
@@ -205,15 +228,19 @@ async fn baresip_calls_us(transport: Transport) {
         unreachable!()
     };
     let offered = offered.unwrap_or_else(|| panic!("baresip's INVITE has no SDP: {request:?}"));
-    let (ip, rtp) = offered.audio_address().expect("an audio stream");
+    let (ip, bs_rtp) = offered.audio_address().expect("an audio stream");
     assert_eq!(ip, LOOPBACK, "baresip offers its loopback media address");
-    assert!((bs.rtp_base..=bs.rtp_base + 20).contains(&rtp), "{rtp}");
+    assert!(
+        (bs.rtp_base..=bs.rtp_base + 20).contains(&bs_rtp),
+        "{bs_rtp}"
+    );
     gw.handle.send_provisional(call, 180, None).await.unwrap();
-    let answer = sdp::answer(&offered, &media(43_000));
-    assert_eq!(answer.audio_address(), Some((LOOPBACK, 43_000)));
+    let (rtp, rtp_port) = rtp_socket().await;
+    let answer = sdp::answer(&offered, &media(rtp_port));
+    assert_eq!(answer.audio_address(), Some((LOOPBACK, rtp_port)));
     gw.handle.accept(call, Some(answer)).await.unwrap();
-    // baresip ACKs; we clear after a moment of "conversation".
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // baresip ACKs and sends its audio where our answer says.
+    expect_rtp(&rtp, (ip, bs_rtp), &bs).await;
     gw.handle
         .hangup(call, Some("Q.850;cause=16"))
         .await
@@ -248,9 +275,10 @@ async fn we_call_baresip(transport: Transport) {
     let bs = Baresip::start(&[]);
     bs.ready().await;
     let mut gw = tdmgw_for(&bs, transport).await;
+    let (rtp_sock, rtp_port) = rtp_socket().await;
     let id = gw
         .handle
-        .place_call(call_to("bs", "bs", 44_000))
+        .place_call(call_to("bs", "bs", rtp_port))
         .await
         .unwrap();
     let ev = gw
@@ -267,7 +295,7 @@ async fn we_call_baresip(transport: Transport) {
         .expect("baresip answers with an audio stream");
     assert_eq!(ip, LOOPBACK);
     assert!((bs.rtp_base..=bs.rtp_base + 20).contains(&rtp), "{rtp}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    expect_rtp(&rtp_sock, (ip, rtp), &bs).await;
     gw.handle.hangup(id, Some("Q.850;cause=16")).await.unwrap();
     let ev = gw
         .wait("Ended", |e| matches!(e, SipEvent::Ended { .. }))

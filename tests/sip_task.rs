@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sip_common::*;
-use tdmgw::sip::peer::{PeerId, PeerState};
+use tdmgw::sip::peer::{GroupParams, PeerId, PeerState};
 use tdmgw::sip::sdp;
 use tdmgw::sip::task::SipEvent;
 use tdmgw::sip::transport::{TlsMaterial, Transport};
@@ -284,7 +284,12 @@ async fn cancel_of_a_ringing_call() {
 /// whose second peer is the live core: the call lands on the core.
 async fn failover(dead: Transport) {
     let cp = free_port();
-    let dead_addr = addr(closed_port());
+    // UDP: a socket that never answers; TCP: a closed port (refused).
+    let (_silent, silent_addr) = silent_udp_peer();
+    let dead_addr = match dead {
+        Transport::Udp => silent_addr,
+        _ => addr(closed_port()),
+    };
     let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     let mut gw = node(
         1,
@@ -388,7 +393,10 @@ async fn a_group_of_dead_peers_fails_the_call_with_503_or_408() {
 
 #[tokio::test]
 async fn peer_goes_down_without_options_answers_and_comes_back() {
-    let cp = free_port();
+    // Silent first: a socket of ours that never answers, on the port where
+    // the core comes up later.
+    let (silent, silent_addr) = silent_udp_peer();
+    let cp = silent_addr.port();
     let mut gw = node(
         1,
         &[(Transport::Udp, addr(free_port()))],
@@ -409,6 +417,7 @@ async fn peer_goes_down_without_options_answers_and_comes_back() {
     assert_eq!((info.address, info.group.as_str()), (addr(cp), "core"));
     assert_eq!(gw.handle.status().borrow().peers[0].state, PeerState::Down);
     // The core comes up on that port: the next answered ping brings it back.
+    drop(silent);
     let core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     gw.wait("PeerUp", |e| matches!(e, SipEvent::PeerUp(_)))
         .await;
@@ -510,6 +519,7 @@ async fn a_draining_core_is_taken_down_and_calls_go_to_the_other() {
 #[tokio::test]
 async fn hangup_during_a_silent_attempt_does_not_fail_over() {
     let cp = free_port();
+    let (_silent, silent_addr) = silent_udp_peer();
     let mut core = node(2, &[(Transport::Udp, addr(cp))], vec![], None).await;
     let mut gw = node(
         1,
@@ -518,7 +528,7 @@ async fn hangup_during_a_silent_attempt_does_not_fail_over() {
             "core",
             RARE,
             vec![
-                peer(addr(closed_port()), Transport::Udp, 1, None),
+                peer(silent_addr, Transport::Udp, 1, None),
                 peer(addr(cp), Transport::Udp, 2, None),
             ],
         )],
@@ -550,4 +560,77 @@ async fn hangup_during_a_silent_attempt_does_not_fail_over() {
     assert_eq!(core.handle.status().borrow().task.calls_incoming, 0);
     gw.stop().await;
     core.stop().await;
+}
+
+/// The best peer answers our INVITE with 503 (it is draining, RFC 3261
+/// §21.5.4): the call moves to the next peer at once.
+#[tokio::test]
+async fn failover_on_a_503_answer() {
+    let (c1, c2) = (free_port(), free_port());
+    // TCP to the draining core: on UDP its 503'd INVITE would linger for
+    // Timer D (32 s) before the test could see the gateway idle.
+    let core1 = node(2, &[(Transport::Tcp, addr(c1))], vec![], None).await;
+    let mut core2 = node(3, &[(Transport::Udp, addr(c2))], vec![], None).await;
+    core1.handle.set_draining(true).await.unwrap();
+    let mut gw = node(
+        1,
+        &[
+            (Transport::Udp, addr(free_port())),
+            (Transport::Tcp, addr(free_port())),
+        ],
+        vec![GroupParams {
+            // One failed ping is not enough to take a peer down.
+            down_after: 5,
+            ..group(
+                "core",
+                RARE,
+                vec![
+                    peer(addr(c1), Transport::Tcp, 1, None),
+                    peer(addr(c2), Transport::Udp, 2, None),
+                ],
+            )
+        }],
+        None,
+    )
+    .await;
+    let id = gw
+        .handle
+        .place_call(call_to("core", "999", 40_000))
+        .await
+        .unwrap();
+    let SipEvent::IncomingCall { call, sdp: o, .. } = core2
+        .wait("IncomingCall", |e| {
+            matches!(e, SipEvent::IncomingCall { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    core2
+        .handle
+        .accept(call, Some(sdp::answer(&o.unwrap(), &media(41_000))))
+        .await
+        .unwrap();
+    let ev = gw
+        .wait("Answered", |e| matches!(e, SipEvent::Answered { .. }))
+        .await;
+    assert!(
+        matches!(
+            ev,
+            SipEvent::Answered {
+                peer: PeerId(1),
+                ..
+            }
+        ),
+        "{ev:?}"
+    );
+    let s = gw.handle.status().borrow().clone();
+    assert_eq!((s.task.failovers, s.peers[0].call_failures), (1, 1));
+    bye(&mut gw, id, &mut core2).await;
+    gw.wait_idle().await;
+    core1.wait_idle().await;
+    core2.wait_idle().await;
+    for n in [gw, core1, core2] {
+        n.stop().await;
+    }
 }

@@ -743,6 +743,15 @@ impl Task {
     /// A 1xx-6xx to the current INVITE of an attempt: the peer is alive, so
     /// the failover timer stops (its outcome now comes from the UA).
     fn note_response(&mut self, bytes: &[u8], transport: Transport) {
+        // Parse again only what can matter: a response while an attempt
+        // still waits for its first one.
+        let waiting = self
+            .calls
+            .values()
+            .any(|c| c.outgoing.as_ref().is_some_and(|o| o.deadline.is_some()));
+        if !waiting || !bytes.starts_with(b"SIP/2.0 ") {
+            return;
+        }
         let framing = match transport {
             Transport::Udp => Framing::Datagram,
             _ => Framing::Stream,
@@ -1394,6 +1403,60 @@ mod tests {
             peer_uri("101", v6, Transport::Tcp).unwrap().to_string(),
             "sip:101@[2001:db8::1]:5060;transport=tcp"
         );
+    }
+
+    fn request(method: &str, to: &str) -> Vec<u8> {
+        format!(
+            "{method} sip:999@192.0.2.7 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:gw@192.0.2.1>;tag=a\r\n\
+             To: {to}\r\n\
+             Call-ID: c1@192.0.2.1\r\n\
+             CSeq: 1 {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn only_a_new_invite_names_an_attempt() {
+        let udp = endpoint::Transport::Udp;
+        let new = request("INVITE", "<sip:999@core>");
+        assert_eq!(invite_call_id(&new, udp).as_deref(), Some("c1@192.0.2.1"));
+        let reinvite = request("INVITE", "<sip:999@core>;tag=b");
+        assert_eq!(invite_call_id(&reinvite, udp), None);
+        assert_eq!(
+            invite_call_id(&request("OPTIONS", "<sip:x@core>"), udp),
+            None
+        );
+        assert_eq!(invite_call_id(b"garbage", udp), None);
+    }
+
+    #[test]
+    fn addresses_come_from_the_bound_listeners() {
+        let mut ua = UaConfig {
+            timers: Default::default(),
+            limits: Default::default(),
+            sent_by: String::new(),
+            sent_by_tls: None,
+            contact: Uri::parse("sip:x@127.0.0.1").unwrap(),
+            call_id_host: String::new(),
+            user_agent: String::new(),
+            seed: 1,
+            rel100: false,
+            session_expires_s: None,
+            min_se_s: 90,
+        };
+        let local = [
+            (Transport::Tls, "192.0.2.4:5061".parse().unwrap()),
+            (Transport::Udp, "192.0.2.4:5060".parse().unwrap()),
+        ];
+        fill_addresses(&mut ua, &local);
+        assert_eq!(ua.sent_by, "192.0.2.4:5060");
+        assert_eq!(ua.sent_by_tls.as_deref(), Some("192.0.2.4:5061"));
+        assert_eq!(ua.contact.to_string(), "sip:tdmgw@192.0.2.4:5060");
+        assert_eq!(ua.call_id_host, "192.0.2.4");
     }
 
     #[test]

@@ -36,9 +36,18 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
-/// A port nothing listens on (bound once, then closed).
+/// A TCP port nothing listens on (bound once, then closed): connects are
+/// refused.
 pub fn closed_port() -> u16 {
     free_port()
+}
+
+/// A UDP socket that never answers: a silent peer. Held by the test, so
+/// that what is sent to it reaches no one else's socket.
+pub fn silent_udp_peer() -> (std::net::UdpSocket, SocketAddr) {
+    let s = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
 }
 
 /// Short RFC 3261 timers, so that transactions end within ~1.3 s.
