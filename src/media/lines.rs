@@ -44,8 +44,10 @@
 //! # The `pair` line's far end
 //!
 //! [`pair_line`] builds both ends of an in-process E1: [`PairNearEnd`]
-//! (our span's driver) keeps the [`PairLine`] (with its impairment knobs),
-//! stepped 8 frame periods per millisecond by the port's timer; the
+//! (our span's driver) keeps the [`PairLine`], stepped 8 frame periods per
+//! millisecond by the port's timer, whose impairments (LOS, AIS, bit
+//! errors, bit slips) another thread changes through a [`PairControl`]
+//! ([`PairNearEnd::take_control`], a ring of [`Impairment`]s); the
 //! [`PairFarEnd`] is the exchange's end, reached through two fixed rings
 //! (line octets towards it, 32-octet frames back) and an eventfd. Hand the
 //! far end to another `LinePort` ([`LineDriverParams::PairFar`]) on the
@@ -76,7 +78,8 @@ use super::dchannel_ring::{DChannelMedia, DChannelRings, dchannel_rings};
 use super::ring::{Consumer, Producer, ring};
 use super::span_status::{SpanStatus, SpanTelemetry};
 use super::tdm::{E1Frame, TdmPort};
-use crate::line::driver::pair::{End, PairConfig, PairLine, RX_OCTETS_MAX};
+use crate::line::driver::pair::RX_OCTETS_MAX;
+pub use crate::line::driver::pair::{End, PairConfig, PairLine, Signal};
 use crate::line::driver::satop::{SatopEvent, SatopParams, SatopPort};
 use crate::line::driver::serial::{SerialEvent, SerialParams, SerialPort};
 use crate::line::e1::FRAME_OCTETS;
@@ -213,9 +216,9 @@ impl From<io::Error> for LineError {
 
 /// The control plane's ends of a [`LinePort`], spans in the port's order.
 pub struct LineHandle {
-    /// Per span: the control side of its D-channel rings (take each one
-    /// out, e.g. with `std::mem::take` on an `Option` wrapper, and call
-    /// `into_port()`).
+    /// Per span: the control side of its D-channel rings; take it
+    /// (`dchannels[i].take()`) and call `into_port()` inside the tokio
+    /// runtime, or use it directly as [`crate::isdn::port::FrameRings`].
     pub dchannels: Vec<Option<DChannelRings>>,
     pub events: Consumer<LineEventRecord>,
     pub status: Vec<Arc<SpanTelemetry>>,
@@ -260,13 +263,49 @@ pub struct PairNearEnd {
     from_far: Consumer<E1Frame>,
     far_wake: Arc<OwnedFd>,
     prefill: usize,
+    impairments: Consumer<Impairment>,
+    control: Option<PairControl>,
 }
 
 impl PairNearEnd {
     /// The line, to set impairments (LOS, AIS, bit errors, slips) before
-    /// the port is opened; afterwards through [`LinePort::pair_line_mut`].
+    /// the port is opened; afterwards through [`LinePort::pair_line_mut`]
+    /// on the media thread, or a [`PairControl`] from any other.
     pub fn line_mut(&mut self) -> &mut PairLine {
         &mut self.line
+    }
+
+    /// The handle that changes the line's impairments from another thread
+    /// (the simulated exchange, a test); `None` once taken.
+    pub fn take_control(&mut self) -> Option<PairControl> {
+        self.control.take()
+    }
+}
+
+/// A change to a pair line's impairments, towards the receiving end `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impairment {
+    /// The signal, or LOS / AIS in its place.
+    Signal { to: End, signal: Signal },
+    /// Bit errors with this probability per million bits (0 = off).
+    BitErrorRate { to: End, per_million: u32 },
+    /// One bit error every `bits` bits (0 = off).
+    BitErrorEvery { to: End, bits: u64 },
+    /// Insert (> 0) or delete (< 0) this many bits.
+    SlipBits { to: End, bits: i32 },
+}
+
+/// Sends [`Impairment`]s to the media thread that steps the pair line;
+/// applied at the next millisecond of line time.
+pub struct PairControl {
+    tx: Producer<Impairment>,
+}
+
+impl PairControl {
+    /// `false` if 64 changes are already waiting (the media thread is not
+    /// running): try again later.
+    pub fn apply(&mut self, i: Impairment) -> bool {
+        self.tx.try_push(i).is_ok()
     }
 }
 
@@ -293,6 +332,7 @@ pub fn pair_line(p: PairParams) -> io::Result<(PairNearEnd, PairFarEnd)> {
     let (to_far, from_near) = ring(p.ring_frames.max(16));
     let (to_near, from_far) = ring(p.ring_frames.max(16));
     let wake = Arc::new(eventfd()?);
+    let (itx, irx) = ring(64);
     Ok((
         PairNearEnd {
             line: Box::new(PairLine::new(p.line)),
@@ -300,6 +340,8 @@ pub fn pair_line(p: PairParams) -> io::Result<(PairNearEnd, PairFarEnd)> {
             from_far,
             far_wake: wake.clone(),
             prefill: p.prefill_frames.clamp(2, p.ring_frames.max(16) / 2),
+            impairments: irx,
+            control: Some(PairControl { tx: itx }),
         },
         PairFarEnd {
             from_near,
@@ -337,6 +379,17 @@ impl PairNear {
     }
 
     fn handle_timeout(&mut self, now_us: u64, exchange: &mut impl FnMut(&[u8], &mut [u8])) {
+        while let Some(i) = self.end.impairments.try_pop() {
+            let line = &mut self.end.line;
+            match i {
+                Impairment::Signal { to, signal } => line.set_signal(to, signal),
+                Impairment::BitErrorRate { to, per_million } => {
+                    line.set_bit_error_rate(to, per_million)
+                }
+                Impairment::BitErrorEvery { to, bits } => line.set_bit_error_every(to, bits),
+                Impairment::SlipBits { to, bits } => line.slip_bits(to, bits),
+            }
+        }
         let mut ms = 0;
         while now_us >= self.next_us {
             ms += 1;
@@ -969,7 +1022,9 @@ mod tests {
 
     #[test]
     fn both_pair_ends_in_one_port_align_and_a_los_is_reported() {
-        let (near, far) = pair_line(PairParams::default()).unwrap();
+        let (mut near, far) = pair_line(PairParams::default()).unwrap();
+        let mut control = near.take_control().unwrap();
+        assert!(near.take_control().is_none());
         let (mut port, mut h) = LinePort::open(LinePortParams::new(vec![
             LineSpanParams::new(cfg(1), LineDriverParams::Pair(near)),
             LineSpanParams::new(cfg(2), LineDriverParams::PairFar(far)),
@@ -987,9 +1042,10 @@ mod tests {
         assert_eq!(h.status[1].span, 2);
         // Cut the far end's signal towards us: LOS raised on span 1, RAI
         // (our A bit) seen by span 2.
-        port.pair_line_mut(0)
-            .unwrap()
-            .set_signal(End::A, crate::line::driver::pair::Signal::Los);
+        assert!(control.apply(Impairment::Signal {
+            to: End::A,
+            signal: Signal::Los,
+        }));
         run_until(&mut port, |p| {
             p.raw_span(0).unwrap().alarms().red() && p.raw_span(1).unwrap().alarms().yellow()
         });
