@@ -1205,3 +1205,76 @@ fn answer_without_g711_is_cleared_with_cause_65() {
     assert_eq!(cdr(&acts).q850_cause, 65);
     assert!(h.m.is_idle());
 }
+
+#[test]
+fn events_before_the_placed_reply_are_held_and_replayed() {
+    // Core -> exchange: CALL PROCEEDING and ALERTING arrive before the
+    // shell feeds the PlaceCall reply.
+    let mut h = H::new();
+    let acts = h.sip(incoming_invite("999"));
+    let Action::Isdn {
+        command: IsdnCommand::PlaceCall { token, .. },
+        ..
+    } = acts[0].clone()
+    else {
+        panic!()
+    };
+    assert!(
+        h.isdn(Event::Proceeding {
+            id: CallId(4),
+            channel: TS
+        })
+        .is_empty()
+    );
+    assert!(h.isdn(Event::Alerting { id: CallId(4) }).is_empty());
+    h.m.handle_isdn_placed(h.now, token, Ok(CallId(4)));
+    let acts = h.drain();
+    assert_eq!(
+        acts,
+        [Action::Sip(SipAction::Provisional {
+            call: SIP_CALL,
+            status: 180,
+            sdp: None
+        })]
+    );
+    assert_eq!(h.m.counters.stray_events, 0);
+
+    // Exchange -> core: the 200 arrives before the INVITE's handle.
+    let mut h = H::new();
+    let acts = h.isdn(setup("999", 1));
+    let (token, invite) = place_token(&acts);
+    assert!(
+        h.sip(UaEvent::Answered {
+            call: SIP_CALL,
+            sdp: Some(answer_to(&invite.sdp)),
+        })
+        .is_empty()
+    );
+    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "p".into())));
+    let acts = h.drain();
+    assert!(isdn_cmds(&acts).contains(&IsdnCommand::Connect { id: CallId(1) }));
+
+    // A reply that fails: the held events of nobody are dispatched as strays.
+    let mut h = H::new();
+    let acts = h.isdn(setup("999", 1));
+    let (token, _) = place_token(&acts);
+    h.sip(UaEvent::Answered {
+        call: CallHandle(500),
+        sdp: None,
+    });
+    h.m.handle_sip_placed(h.now, token, Err(SipPlaceError::Stopped));
+    let acts = h.drain();
+    assert!(
+        acts.contains(&Action::Sip(SipAction::Hangup {
+            call: CallHandle(500),
+            reason: Some("Q.850;cause=16;text=\"normal call clearing\"".into())
+        })),
+        "{acts:?}"
+    );
+    h.isdn(Event::Released {
+        id: CallId(1),
+        cause: Cause(34),
+        by: ClearedBy::Local,
+    });
+    assert!(h.m.is_idle());
+}

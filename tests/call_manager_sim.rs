@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use tdmgw::call::manager::{
-    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction, SipPlaceError,
+    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction, SipPlaceError, Token,
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
-use tdmgw::isdn::q931::{CallId, ClearedBy, CommandError, Event, PartyNumber};
+use tdmgw::isdn::q931::{
+    CallId, ChannelState, ChannelTable, ClearedBy, CommandError, Event, PartyNumber,
+};
 use tdmgw::isdn::task::TaskError;
 use tdmgw::media::control::{self as media, CallSummary};
 use tdmgw::sip::message::{Framing, Limits, Message};
@@ -84,6 +86,9 @@ enum Pending {
     SipEnded(CallHandle, EndedBy),
     SipFailed(CallHandle, u16),
     Summary(media::ChannelId),
+    /// PlaceCall replies held back, so that the call's events overtake them.
+    IsdnPlaced(Token, Result<CallId, TaskError>),
+    SipPlaced(Token, Result<(CallHandle, String), SipPlaceError>),
 }
 
 struct World {
@@ -103,6 +108,14 @@ struct World {
     sip_dead: HashSet<CallHandle>,
     pending: Vec<Pending>,
     cdrs: Vec<String>,
+    /// Calls whose PlaceCall reply is held back: the manager holds their
+    /// events too, so their end counts only once the reply is delivered.
+    unreplied_isdn: HashSet<(u8, CallId)>,
+    unreplied_sip: HashSet<CallHandle>,
+    ended_unreplied_isdn: HashSet<(u8, CallId)>,
+    ended_unreplied_sip: HashSet<CallHandle>,
+    /// Timeslots of calls whose Released is still pending.
+    released_ts: HashMap<(u8, CallId), u8>,
 }
 
 impl World {
@@ -122,6 +135,11 @@ impl World {
             sip_dead: HashSet::new(),
             pending: Vec::new(),
             cdrs: Vec::new(),
+            unreplied_isdn: HashSet::new(),
+            unreplied_sip: HashSet::new(),
+            ended_unreplied_isdn: HashSet::new(),
+            ended_unreplied_sip: HashSet::new(),
+            released_ts: HashMap::new(),
         }
     }
 
@@ -148,7 +166,14 @@ impl World {
                 } else {
                     Err(TaskError::Refused(CommandError::NoChannel))
                 };
-                self.m.handle_isdn_placed(self.now, *token, r);
+                if self.rng.one_in(2) {
+                    if let Ok(id) = r {
+                        self.unreplied_isdn.insert((span, id));
+                    }
+                    self.pending.push(Pending::IsdnPlaced(*token, r));
+                } else {
+                    self.m.handle_isdn_placed(self.now, *token, r);
+                }
                 return;
             }
             IsdnCommand::Restart { .. } => return,
@@ -161,6 +186,8 @@ impl World {
                 if self.isdn_live.contains_key(&(span, *id))
                     && self.isdn_clearing.insert((span, *id))
                 {
+                    let ts = self.isdn_live[&(span, *id)];
+                    self.released_ts.insert((span, *id), ts);
                     self.pending.push(Pending::Released(span, *id, *cause));
                 }
                 *id
@@ -183,7 +210,14 @@ impl World {
                     self.sip_live.insert(h, (true, false));
                     Ok((h, "peer".to_owned()))
                 };
-                self.m.handle_sip_placed(self.now, *token, r);
+                if self.rng.one_in(2) {
+                    if let Ok((h, _)) = &r {
+                        self.unreplied_sip.insert(*h);
+                    }
+                    self.pending.push(Pending::SipPlaced(*token, r));
+                } else {
+                    self.m.handle_sip_placed(self.now, *token, r);
+                }
                 return;
             }
             SipAction::Accept { call, .. } => {
@@ -249,7 +283,11 @@ impl World {
         match p {
             Pending::Released(span, id, cause) => {
                 self.isdn_live.remove(&(span, id));
-                self.isdn_dead.insert((span, id));
+                if self.unreplied_isdn.contains(&(span, id)) {
+                    self.ended_unreplied_isdn.insert((span, id));
+                } else {
+                    self.isdn_dead.insert((span, id));
+                }
                 self.m.handle_isdn(
                     now,
                     span,
@@ -262,7 +300,11 @@ impl World {
             }
             Pending::SipEnded(call, by) => {
                 self.sip_live.remove(&call);
-                self.sip_dead.insert(call);
+                if self.unreplied_sip.contains(&call) {
+                    self.ended_unreplied_sip.insert(call);
+                } else {
+                    self.sip_dead.insert(call);
+                }
                 self.m.handle_sip(
                     now,
                     UaEvent::Ended {
@@ -274,7 +316,11 @@ impl World {
             }
             Pending::SipFailed(call, status) => {
                 self.sip_live.remove(&call);
-                self.sip_dead.insert(call);
+                if self.unreplied_sip.contains(&call) {
+                    self.ended_unreplied_sip.insert(call);
+                } else {
+                    self.sip_dead.insert(call);
+                }
                 self.m.handle_sip(
                     now,
                     UaEvent::Failed {
@@ -283,6 +329,35 @@ impl World {
                         reason: None,
                     },
                 );
+            }
+            Pending::IsdnPlaced(token, r) => {
+                self.m.handle_isdn_placed(now, token, r);
+                self.drain();
+                if let Ok(id) = r {
+                    // Its held events have been replayed: its end counts now.
+                    let done: Vec<_> = self
+                        .ended_unreplied_isdn
+                        .iter()
+                        .filter(|k| k.1 == id)
+                        .copied()
+                        .collect();
+                    for k in done {
+                        self.ended_unreplied_isdn.remove(&k);
+                        self.isdn_dead.insert(k);
+                    }
+                    self.unreplied_isdn.retain(|k| k.1 != id);
+                }
+            }
+            Pending::SipPlaced(token, r) => {
+                let h = r.as_ref().ok().map(|(h, _)| *h);
+                self.m.handle_sip_placed(now, token, r);
+                self.drain();
+                if let Some(h) = h {
+                    self.unreplied_sip.remove(&h);
+                    if self.ended_unreplied_sip.remove(&h) {
+                        self.sip_dead.insert(h);
+                    }
+                }
             }
             Pending::Summary(ch) => self.m.handle_media(
                 now,
@@ -327,6 +402,9 @@ impl World {
 
     /// The exchange clears a call: DISCONNECT now, RELEASE later.
     fn exchange_clears(&mut self, k: (u8, CallId)) {
+        if let Some(ts) = self.isdn_live.get(&k) {
+            self.released_ts.insert(k, *ts);
+        }
         let cause = Cause([16, 17, 18, 31, 41][self.rng.range(0, 5) as usize]);
         self.isdn_clearing.insert(k);
         self.m.handle_isdn(
@@ -356,7 +434,30 @@ impl World {
         self.deliver(p);
     }
 
+    /// What each span's Q.931 would publish: a channel is busy while its
+    /// call exists (until the manager is given its `Released`).
+    fn tables(&mut self) {
+        for span in 1..=2u8 {
+            let mut t = ChannelTable::e1();
+            for ((s, _), ts) in &self.isdn_live {
+                if *s == span {
+                    t.set(*ts, ChannelState::Busy);
+                }
+            }
+            for p in &self.pending {
+                if let Pending::Released(s, id, _) = p
+                    && *s == span
+                    && let Some(ts) = self.released_ts.get(&(*s, *id))
+                {
+                    t.set(*ts, ChannelState::Busy);
+                }
+            }
+            self.m.handle_channel_table(span, &t);
+        }
+    }
+
     fn step(&mut self) {
+        self.tables();
         let now = self.now;
         match self.rng.range(0, 10) {
             0 => {
@@ -502,6 +603,10 @@ fn run(seed: u64, steps: usize) {
     }
     w.finish();
     assert!(w.m.is_idle(), "seed {seed}: calls left");
+    assert_eq!(
+        w.m.counters.audit_restarts, 0,
+        "seed {seed}: the audit restarted a channel of a live call"
+    );
     assert!(w.isdn_live.is_empty() && w.sip_live.is_empty());
     let created = w.m.counters.exchange_to_core;
     if std::env::var_os("SIM_VERBOSE").is_some() {

@@ -2,17 +2,18 @@
 //! channel. Sans-IO (DESIGN.md §4); see the contract on [`CallManager`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use tracing::{info, warn};
 
+pub use super::action::{Action, InviteParams, IsdnCommand, SipAction, SipPlaceError, Token};
+pub use super::manager_config::{CallCounters, CallManagerConfig, CoreRoute, DigitLimits};
+
 use super::cause_map::{CauseMap, Reason, Rule, q850_from_reasons};
 use super::cdr::{self, CdrRecord, Direction, Quality};
-use super::identity::{self, IdentityPolicy};
-use super::numbers::NumberFormat;
+use super::identity;
 use super::routing::Router;
-use crate::config::Route;
 use crate::isdn::cause::Cause;
 use crate::isdn::q931::{
     self, BearerCapability, CallId, ChannelState, ChannelTable, PartyNumber, PlaceCall,
@@ -22,289 +23,14 @@ use crate::isdn::task::TaskError;
 use crate::media::control::{self as media, ChannelId, Codec, ConnectParams, DigitString};
 use crate::media::engine::rtp_port;
 use crate::media::quality::{Conditions, EModel, G711_PLC, mos_from_r};
-use crate::sip::endpoint::Remote;
 use crate::sip::header::NameAddr;
-use crate::sip::message::Header;
 use crate::sip::sdp::{self, LocalMedia, Origin, Sdp};
 use crate::sip::text::Params;
-use crate::sip::ua::{CallHandle, EndedBy, OutgoingCall, UaEvent};
-use crate::sip::uri::Uri;
-
-/// Ties a command that creates an id (an ISDN `PlaceCall`, a SIP
-/// `PlaceCall`) to its reply. Chosen by the manager, never reused.
-pub type Token = u64;
+use crate::sip::ua::{CallHandle, EndedBy, UaEvent};
 
 /// Q.850 location used when a Q.931 event gives no location: "public
 /// network serving the local user" (what an exchange sends).
 const LOCATION_PUBLIC_LOCAL: u8 = 2;
-
-/// A span's D-channel command: [`crate::isdn::task::Command`] without the
-/// reply channels (the shell adds them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IsdnCommand {
-    /// Reply with [`CallManager::handle_isdn_placed`]`(token, result)`.
-    PlaceCall {
-        token: Token,
-        call: PlaceCall,
-    },
-    Information {
-        id: CallId,
-        digits: String,
-        sending_complete: bool,
-    },
-    Alerting {
-        id: CallId,
-    },
-    Progress {
-        id: CallId,
-        description: u8,
-    },
-    Connect {
-        id: CallId,
-    },
-    Disconnect {
-        id: CallId,
-        cause: Cause,
-    },
-    Release {
-        id: CallId,
-        cause: Cause,
-    },
-    StatusEnquiry {
-        id: CallId,
-    },
-    Restart {
-        class: RestartClass,
-        timeslots: Vec<u8>,
-    },
-}
-
-/// An INVITE to send: [`OutgoingCall`] without the next hop, which the SIP
-/// task picks from the peer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InviteParams {
-    pub request_uri: Uri,
-    pub from: NameAddr,
-    pub to: NameAddr,
-    /// P-Asserted-Identity, Privacy.
-    pub headers: Vec<Header>,
-    pub sdp: Sdp,
-}
-
-impl InviteParams {
-    /// The user agent's parameters for `peer`.
-    pub fn into_outgoing(self, peer: Remote) -> OutgoingCall {
-        OutgoingCall {
-            request_uri: self.request_uri,
-            from: self.from,
-            to: self.to,
-            headers: self.headers,
-            sdp: self.sdp,
-            peer,
-        }
-    }
-}
-
-/// What the SIP task does for the manager; each maps to one `UserAgent`
-/// method of the same name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SipAction {
-    /// Pick the first candidate of `group` (`PeerTable::select`) whose
-    /// address (`SocketAddr` text) is not in `exclude`, `place_call` to it,
-    /// and reply with [`CallManager::handle_sip_placed`].
-    PlaceCall {
-        token: Token,
-        group: String,
-        exclude: Vec<String>,
-        invite: Box<InviteParams>,
-    },
-    Provisional {
-        call: CallHandle,
-        status: u16,
-        sdp: Option<Sdp>,
-    },
-    Accept {
-        call: CallHandle,
-        sdp: Option<Sdp>,
-    },
-    Reject {
-        call: CallHandle,
-        status: u16,
-        reason: Option<String>,
-    },
-    Hangup {
-        call: CallHandle,
-        reason: Option<String>,
-    },
-    Reinvite {
-        call: CallHandle,
-        sdp: Sdp,
-    },
-    DtmfInfo {
-        call: CallHandle,
-        digit: char,
-        duration_ms: u32,
-    },
-}
-
-/// Everything the manager wants done. Execute in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Isdn {
-        span: u8,
-        command: IsdnCommand,
-    },
-    Sip(SipAction),
-    Media(media::Command),
-    /// Write with the `CdrWriter` (which redacts).
-    Cdr(CdrRecord),
-}
-
-/// Why the SIP task could not place a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SipPlaceError {
-    /// Every peer of the group was tried (or excluded) or the group is unknown.
-    NoPeer,
-    /// The SIP task has stopped.
-    Stopped,
-}
-
-/// Digit limits of an exchange -> core route (overlap receiving).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DigitLimits {
-    /// Fewer digits: cleared with cause 28 (address incomplete).
-    pub min_digits: usize,
-    /// More digits are dropped before routing (digit collection stops at
-    /// the route's maximum, as an exchange register does).
-    pub max_digits: usize,
-}
-
-impl Default for DigitLimits {
-    fn default() -> Self {
-        DigitLimits {
-            min_digits: 1,
-            max_digits: 32,
-        }
-    }
-}
-
-/// A core -> exchange route: called numbers matching `called` (a route
-/// pattern, `*` for any) go out on `spans`, tried in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoreRoute {
-    pub called: String,
-    pub spans: Vec<u8>,
-}
-
-/// The manager's parameters (plain values; `config` maps the site file).
-#[derive(Debug, Clone)]
-pub struct CallManagerConfig {
-    /// Exchange -> core routing rules, first match wins.
-    pub routes: Vec<Route>,
-    /// Per route (same index as `routes`); missing entries use the default.
-    pub route_digits: Vec<DigitLimits>,
-    /// Core -> exchange: the spans to try per called number.
-    pub core_routes: Vec<CoreRoute>,
-    /// Request-URI host per peer group; the group name when absent.
-    pub group_domains: HashMap<String, String>,
-    pub identity: IdentityPolicy,
-    pub numbers: NumberFormat,
-    /// The RFC 3398 tables with the site's overrides.
-    pub cause_map: CauseMap,
-    /// Per-trunk (span) tables, replacing `cause_map` for that span.
-    pub trunk_cause_maps: HashMap<u8, CauseMap>,
-    /// Our RTP address and the media engine's port base (`rtp_port`).
-    pub media_ip: IpAddr,
-    pub rtp_port_base: u16,
-    /// Codecs in preference order (`PCMA`, `PCMU`), and telephone-event.
-    pub codecs: Vec<String>,
-    pub telephone_event: bool,
-    pub ptime_ms: u32,
-    /// Q.850 causes for refusals.
-    pub no_route_cause: Cause,
-    pub group_down_cause: Cause,
-    pub drain_cause: Cause,
-    /// SIP status for INVITEs refused while draining.
-    pub drain_status: u16,
-    /// Peers tried per exchange -> core call (failover on 408/503).
-    pub max_sip_attempts: usize,
-    /// An exchange -> core call not answered after this is cleared with
-    /// cause 19 (the user agent does not time out a ringing call).
-    pub no_answer_timeout: Duration,
-    /// How long to wait for the media engine's end-of-call summary.
-    pub summary_wait: Duration,
-    /// Channel audit period; a mismatch must persist over two audits.
-    pub audit_interval: Duration,
-    /// Active calls older than this get a STATUS ENQUIRY at each audit.
-    pub long_call_check: Duration,
-    /// Send DTMF detected in the E1 audio as SIP INFO (else RFC 4733 only).
-    pub dtmf_to_info: bool,
-    /// Play DTMF from SIP INFO into the timeslot.
-    pub dtmf_from_info: bool,
-    /// Seed of SDP session ids.
-    pub seed: u64,
-}
-
-impl CallManagerConfig {
-    /// Defaults: PCMA, PCMU, telephone-event, 20 ms; causes 1 / 34 / 42 and
-    /// 503; 3 peers; 300 s no-answer; 2 s summary wait; audit every 60 s;
-    /// STATUS ENQUIRY on calls over 1 h; INFO DTMF both ways off.
-    pub fn new(routes: Vec<Route>, media_ip: IpAddr, rtp_port_base: u16, host: &str) -> Self {
-        CallManagerConfig {
-            routes,
-            route_digits: Vec::new(),
-            core_routes: Vec::new(),
-            group_domains: HashMap::new(),
-            identity: IdentityPolicy {
-                host: host.to_owned(),
-                assert_unscreened: true,
-            },
-            numbers: NumberFormat::default(),
-            cause_map: CauseMap::default(),
-            trunk_cause_maps: HashMap::new(),
-            media_ip,
-            rtp_port_base,
-            codecs: vec!["PCMA".into(), "PCMU".into()],
-            telephone_event: true,
-            ptime_ms: 20,
-            no_route_cause: Cause::UNALLOCATED_NUMBER,
-            group_down_cause: Cause::NO_CIRCUIT_AVAILABLE,
-            drain_cause: Cause::SWITCHING_EQUIPMENT_CONGESTION,
-            drain_status: 503,
-            max_sip_attempts: 3,
-            no_answer_timeout: Duration::from_secs(300),
-            summary_wait: Duration::from_secs(2),
-            audit_interval: Duration::from_secs(60),
-            long_call_check: Duration::from_secs(3600),
-            dtmf_to_info: false,
-            dtmf_from_info: true,
-            seed: 0,
-        }
-    }
-}
-
-/// Counters for telemetry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CallCounters {
-    pub exchange_to_core: u64,
-    pub core_to_exchange: u64,
-    pub answered: u64,
-    pub refused_no_route: u64,
-    pub refused_incomplete: u64,
-    pub refused_group_down: u64,
-    pub refused_draining: u64,
-    pub refused_no_channel: u64,
-    pub sip_failovers: u64,
-    pub no_answer_timeouts: u64,
-    /// Events for calls the manager does not know (late or stray).
-    pub stray_events: u64,
-    pub audit_mismatches: u64,
-    pub audit_restarts: u64,
-    pub status_enquiries: u64,
-    pub summaries_missing: u64,
-    pub media_rejects: u64,
-    pub rtp_timeouts: u64,
-}
 
 /// Who started the clearing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,12 +150,13 @@ impl Call {
 /// In (each with `now`; call order is event order):
 /// - `handle_isdn(now, span, q931::Event)` for every span event;
 ///   `handle_isdn_placed(token, Result<CallId, TaskError>)` with the reply
-///   of an [`IsdnCommand::PlaceCall`] (before any later event of that span);
+///   of an [`IsdnCommand::PlaceCall`] (events of the new call that arrive
+///   before the reply are held and replayed);
 ///   `handle_channel_table(span, &ChannelTable)` whenever a span's status
 ///   changes (the audit's input).
 /// - `handle_sip(now, UaEvent)` for every user-agent event;
 ///   `handle_sip_placed(now, token, Result<(CallHandle, peer), SipPlaceError>)`
-///   with the reply of a [`SipAction::PlaceCall`] (before later SIP events);
+///   with the reply of a [`SipAction::PlaceCall`] (likewise held and replayed);
 ///   `handle_peer(group, peer, up)` on each peer health change.
 /// - `handle_media(now, media::control::Event)`.
 /// - `handle_timeout(now)` when `poll_timeout()` is due; `set_draining`.
@@ -458,6 +185,10 @@ pub struct CallManager {
     links: HashMap<u8, bool>,
     tables: HashMap<u8, ChannelTable>,
     suspects: HashSet<(u8, u8)>,
+    /// Events held until a PlaceCall reply names their call (see
+    /// `handle_isdn` / `handle_sip`).
+    early_isdn: Vec<(u8, q931::Event)>,
+    early_sip: Vec<UaEvent>,
     next_audit: Instant,
     /// Unix milliseconds at `epoch` (CDR times).
     epoch: Instant,
@@ -485,6 +216,8 @@ impl CallManager {
             links: HashMap::new(),
             tables: HashMap::new(),
             suspects: HashSet::new(),
+            early_isdn: Vec::new(),
+            early_sip: Vec::new(),
             next_audit,
             epoch: now,
             epoch_unix_ms: unix_ms,
@@ -500,6 +233,8 @@ impl CallManager {
     /// No call, no index entry: nothing leaked.
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty()
+            && self.early_isdn.is_empty()
+            && self.early_sip.is_empty()
             && self.by_isdn.is_empty()
             && self.by_sip.is_empty()
             && self.by_token.is_empty()
@@ -660,7 +395,45 @@ impl CallManager {
     // ----- ISDN input ------------------------------------------------------
 
     /// One event of span `span`'s Q.931.
+    ///
+    /// An event for a call id the manager does not know yet, while a SETUP
+    /// of this span awaits its [`IsdnCommand::PlaceCall`] reply, is held
+    /// (bounded) and replayed when the reply names that id: the shell need
+    /// not order replies before events.
     pub fn handle_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
+        if let Some(id) = isdn_event_call(&event)
+            && !self.by_isdn.contains_key(&(span, id))
+            && self.isdn_placing_on(span)
+        {
+            hold(&mut self.early_isdn, (span, event), &mut self.counters);
+            return;
+        }
+        self.dispatch_isdn(now, span, event);
+    }
+
+    fn isdn_placing_on(&self, span: u8) -> bool {
+        self.calls
+            .values()
+            .any(|c| c.span == span && matches!(c.isdn, IsdnLeg::Placing(_)))
+    }
+
+    /// After a PlaceCall reply: replay the held events of `id` (if it was
+    /// placed), and once nothing of the span is being placed, the rest
+    /// (they are strays then).
+    fn replay_isdn(&mut self, now: Instant, span: u8, id: Option<CallId>) {
+        let placing = self.isdn_placing_on(span);
+        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_isdn)
+            .into_iter()
+            .partition(|(s, e)| {
+                *s == span && (!placing || id.is_some() && isdn_event_call(e) == id)
+            });
+        self.early_isdn = keep;
+        for (s, e) in mine {
+            self.dispatch_isdn(now, s, e);
+        }
+    }
+
+    fn dispatch_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
         use q931::Event as E;
         match event {
             E::IncomingCall {
@@ -711,6 +484,34 @@ impl CallManager {
         token: Token,
         result: Result<CallId, TaskError>,
     ) {
+        let span = self
+            .by_token
+            .get(&token)
+            .and_then(|k| self.calls.get(k))
+            .map(|c| c.span);
+        let key = self.by_token.get(&token).copied();
+        let id = result.as_ref().ok().copied();
+        self.isdn_placed(now, token, result);
+        if let Some(span) = span {
+            self.replay_isdn(now, span, id);
+        }
+        self.finish_clearing(now, key);
+    }
+
+    /// A call that started clearing while one of its legs was being placed:
+    /// clear that leg now that it exists (`clear` is idempotent).
+    fn finish_clearing(&mut self, now: Instant, key: Option<u64>) {
+        let Some(key) = key else {
+            return;
+        };
+        if let Some(c) = self.calls.get(&key)
+            && let (Some(cause), Some(_)) = (c.cause, c.cleared_by)
+        {
+            self.clear(now, key, Side::Gateway, cause, None);
+        }
+    }
+
+    fn isdn_placed(&mut self, now: Instant, token: Token, result: Result<CallId, TaskError>) {
         let Some(key) = self.by_token.remove(&token) else {
             return;
         };
@@ -720,23 +521,14 @@ impl CallManager {
         let span = c.span;
         match result {
             Ok(id) => {
+                // If the core gave up while the SETUP was being placed, the
+                // clearing reaches this leg in `finish_clearing`, after the
+                // held events (which may already release it).
                 self.by_isdn.insert((span, id), key);
-                if let Some(cause) = c.clearing().then_some(c.cause).flatten() {
-                    // The core gave up while the SETUP was being placed.
-                    c.isdn = IsdnLeg::Clearing(id);
-                    self.isdn(
-                        span,
-                        IsdnCommand::Release {
-                            id,
-                            cause: Cause(cause),
-                        },
-                    );
-                } else {
-                    c.isdn = IsdnLeg::Up {
-                        id,
-                        responded: false,
-                    };
-                }
+                c.isdn = IsdnLeg::Up {
+                    id,
+                    responded: false,
+                };
             }
             Err(e) => {
                 info!(call = key, span, error = %e, "SETUP not placed");
@@ -1082,6 +874,19 @@ impl CallManager {
         token: Token,
         result: Result<(CallHandle, String), SipPlaceError>,
     ) {
+        let key = self.by_token.get(&token).copied();
+        let handle = result.as_ref().ok().map(|(h, _)| *h);
+        self.sip_placed(now, token, result);
+        self.replay_sip(now, handle);
+        self.finish_clearing(now, key);
+    }
+
+    fn sip_placed(
+        &mut self,
+        now: Instant,
+        token: Token,
+        result: Result<(CallHandle, String), SipPlaceError>,
+    ) {
         let Some(key) = self.by_token.remove(&token) else {
             return;
         };
@@ -1090,19 +895,12 @@ impl CallManager {
         };
         match result {
             Ok((handle, peer)) => {
+                // Cleared meanwhile: hung up in `finish_clearing`, after the
+                // held events (which may already end it).
                 self.by_sip.insert(handle, key);
                 c.tried.push(peer.clone());
                 c.peer = Some(peer);
-                if c.clearing() {
-                    c.sip = SipLeg::Clearing(handle);
-                    let reason = c.reason.clone();
-                    self.push(Action::Sip(SipAction::Hangup {
-                        call: handle,
-                        reason,
-                    }));
-                } else {
-                    c.sip = SipLeg::Outgoing(handle);
-                }
+                c.sip = SipLeg::Outgoing(handle);
             }
             Err(e) => {
                 info!(call = key, error = ?e, "INVITE not placed");
@@ -1120,13 +918,43 @@ impl CallManager {
     }
 
     /// One user-agent event.
+    ///
+    /// An event for a handle the manager does not know yet, while an INVITE
+    /// awaits its [`SipAction::PlaceCall`] reply, is held (bounded) and
+    /// replayed when the reply names that handle.
     pub fn handle_sip(&mut self, now: Instant, event: UaEvent) {
+        if let Some(call) = sip_event_call(&event)
+            && !self.by_sip.contains_key(&call)
+            && self.sip_placing()
+        {
+            hold(&mut self.early_sip, event, &mut self.counters);
+            return;
+        }
+        self.dispatch_sip(now, event);
+    }
+
+    fn sip_placing(&self) -> bool {
+        self.calls
+            .values()
+            .any(|c| matches!(c.sip, SipLeg::Placing(_)))
+    }
+
+    fn replay_sip(&mut self, now: Instant, handle: Option<CallHandle>) {
+        let placing = self.sip_placing();
+        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_sip)
+            .into_iter()
+            .partition(|e| !placing || handle.is_some() && sip_event_call(e) == handle);
+        self.early_sip = keep;
+        for e in mine {
+            self.dispatch_sip(now, e);
+        }
+    }
+
+    fn dispatch_sip(&mut self, now: Instant, event: UaEvent) {
         match event {
             UaEvent::IncomingCall {
                 call, request, sdp, ..
-            } => {
-                self.on_invite(now, call, &request, sdp)
-            }
+            } => self.on_invite(now, call, &request, sdp),
             UaEvent::Provisional { call, status, sdp } => {
                 self.on_sip_provisional(now, call, status, sdp)
             }
@@ -1742,6 +1570,12 @@ impl CallManager {
             };
             let mut restart = None;
             let rows: Vec<(u8, ChannelState)> = table.iter().collect();
+            // A call whose channel Q.931 has not reported yet (no CALL
+            // PROCEEDING) may be any busy channel: none of them is stuck.
+            let unlocated = self
+                .calls
+                .values()
+                .any(|c| c.span == span && c.isdn_alive() && c.timeslot.is_none());
             for (ts, state) in rows {
                 let ch = ChannelId {
                     span: u16::from(span),
@@ -1755,7 +1589,8 @@ impl CallManager {
                     .map(|c| c.key);
                 let q931_busy = matches!(state, ChannelState::Busy | ChannelState::Reserved);
                 let q931_idle = state == ChannelState::Idle;
-                let mismatch = (q931_busy && ours.is_none()) || (q931_idle && ours.is_some());
+                let mismatch =
+                    (q931_busy && ours.is_none() && !unlocated) || (q931_idle && ours.is_some());
                 if !mismatch {
                     continue;
                 }
@@ -1806,6 +1641,48 @@ impl CallManager {
             self.counters.status_enquiries += 1;
             self.isdn(span, IsdnCommand::StatusEnquiry { id });
         }
+    }
+}
+
+/// Events held for a call not yet known: at most this many (oldest dropped).
+const HELD_EVENTS_MAX: usize = 256;
+
+fn hold<T>(queue: &mut Vec<T>, item: T, counters: &mut CallCounters) {
+    if queue.len() >= HELD_EVENTS_MAX {
+        queue.remove(0);
+        counters.stray_events += 1;
+        warn!("held events full: oldest dropped");
+    }
+    queue.push(item);
+}
+
+/// The call a Q.931 event is about; `None` for span-wide events and for
+/// `IncomingCall` (always a new id).
+fn isdn_event_call(e: &q931::Event) -> Option<CallId> {
+    use q931::Event as E;
+    match e {
+        E::SetupAcknowledged { id, .. }
+        | E::Proceeding { id, .. }
+        | E::Alerting { id }
+        | E::Progress { id, .. }
+        | E::Connected { id }
+        | E::Disconnected { id, .. }
+        | E::Released { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+/// The call a user-agent event is about; `None` for new INVITEs and OPTIONS.
+fn sip_event_call(e: &UaEvent) -> Option<CallHandle> {
+    match e {
+        UaEvent::Provisional { call, .. }
+        | UaEvent::Answered { call, .. }
+        | UaEvent::Failed { call, .. }
+        | UaEvent::Ended { call, .. }
+        | UaEvent::MediaUpdate { call, .. }
+        | UaEvent::InfoDtmf { call, .. }
+        | UaEvent::ReinviteFailed { call, .. } => Some(*call),
+        UaEvent::IncomingCall { .. } | UaEvent::OptionsResult { .. } => None,
     }
 }
 
@@ -1875,6 +1752,8 @@ fn quality(s: &media::CallSummary) -> Quality {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn media(codecs: &[&str], port: u16) -> LocalMedia {

@@ -23,9 +23,10 @@
 //! `DChannelHandle` (one method per command), `Sip(..)` on the SIP task
 //! (one `UserAgent` method per action; `PlaceCall` picks a peer of the group
 //! not in `exclude`), `Media(cmd)` into the media command ring, `Cdr(rec)`
-//! to the `CdrWriter`. The replies of the two `PlaceCall`s must be fed back
-//! before later events of the same source; other command results need not
-//! be (terminal events drive clearing, the audit catches the rest).
+//! to the `CdrWriter`. The replies of the two `PlaceCall`s are fed back
+//! whenever they come (events of the new call that arrive first are held and
+//! replayed); other command results need not be fed back (terminal events
+//! drive clearing, the audit catches the rest).
 //!
 //! What it does: routing by [`routing::Router`] with per-route digit limits,
 //! refusals (no route cause 1, incomplete 28, every peer of the group down
@@ -40,10 +41,12 @@
 //! that recovers mismatches with single-channel RESTARTs and sends STATUS
 //! ENQUIRY on long calls; one CDR per call when all legs are gone.
 
+pub mod action;
 pub mod cause_map;
 pub mod cdr;
 pub mod identity;
 pub mod manager;
+pub mod manager_config;
 pub mod numbers;
 pub mod routing;
 pub mod site_config;
