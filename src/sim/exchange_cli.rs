@@ -72,8 +72,9 @@ pub struct SimExchangeArgs {
     /// Calling number.
     #[arg(long)]
     pub calling: Option<String>,
-    /// Answer incoming calls after this many seconds of ringing (default).
-    #[arg(long, conflicts_with = "reject")]
+    /// Answer incoming calls, after this many seconds of ringing (default:
+    /// at once).
+    #[arg(long, conflicts_with = "reject", num_args = 0..=1, default_missing_value = "0")]
     pub answer: Option<f64>,
     /// Reject incoming calls with this Q.850 cause.
     #[arg(long)]

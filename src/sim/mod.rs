@@ -23,8 +23,10 @@
 //! master: internal timing), [`run_serial`] / [`run_serial_port`], and
 //! [`run_pair_end`] on one end of an in-process
 //! [`exchange_pair::PairWire`] whose other end a gateway (or the test peer)
-//! drives from its own thread. Each returns an [`exchange::ExchangeReport`]
-//! (serde JSON). The same pieces in the user role with
+//! drives from its own thread; [`run_pair_simulated`] runs two of them on a
+//! pair line in one thread in simulated time (reproducible, load-proof). Each returns an [`exchange::ExchangeReport`]
+//! (serde JSON); `tdmgw sim exchange` is [`exchange_cli`]. The same pieces
+//! in the user role with
 //! [`exchange_audio::AudioMode::Echo`] make the test peer of
 //! `tests/sim_exchange.rs`.
 //!

@@ -1,0 +1,108 @@
+//! The simulated exchange's line side allocates nothing after
+//! construction: two `ExchangeLine`s on the two ends of a pair wire, one
+//! playing the test signal with DTMF and checking it, the other echoing,
+//! D-channel frames crossing both ways, run for 3 simulated seconds under a
+//! counting global allocator armed on this test's thread only.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tdmgw::line::driver::pair::PairConfig;
+use tdmgw::line::span::SpanConfig;
+use tdmgw::sim::exchange_audio::{AudioMode, Digits};
+use tdmgw::sim::exchange_line::{DFrame, ExchangeLine, LineCommand, LineReport};
+use tdmgw::sim::pair_wire;
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+fn note() {
+    if ARMED.try_with(|a| a.get()).unwrap_or(false) {
+        EVENTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        note();
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn line_side_allocates_nothing_after_construction() {
+    let (mut wire, mut pa, mut pb) = pair_wire(PairConfig::default());
+    let (mut la, mut ra) = ExchangeLine::new(SpanConfig::default());
+    let (mut lb, mut rb) = ExchangeLine::new(SpanConfig::default());
+    let sabme = DFrame::new(&[0x00, 0x01, 0x7F]).unwrap();
+    let mut dframes_b = 0;
+    let mut digits = 0;
+    let mut audio = None;
+
+    ARMED.with(|a| a.set(true));
+    for ms in 0..3000u32 {
+        for _ in 0..8 {
+            wire.run_period();
+            pa.poll(|rx, tx| la.exchange(rx, tx));
+            pb.poll(|rx, tx| lb.exchange(rx, tx));
+        }
+        match ms {
+            100 => {
+                for (r, mode) in [(&mut ra, AudioMode::Test), (&mut rb, AudioMode::Echo)] {
+                    let cmd = LineCommand::Start {
+                        ts: 7,
+                        tag: 99,
+                        mode,
+                        digits: Digits::new("59"),
+                        dtmf_delay_frames: 800,
+                    };
+                    r.commands.push(cmd).unwrap();
+                }
+            }
+            2900 => ra.commands.push(LineCommand::Stop { ts: 7 }).unwrap(),
+            _ => {}
+        }
+        if ms % 50 == 0 {
+            let _ = ra.dframes_out.push(sabme);
+        }
+        while rb.dframes_in.pop().is_some() {
+            dframes_b += 1;
+        }
+        while ra.dframes_in.pop().is_some() {}
+        while let Some(r) = ra.reports.pop() {
+            match r {
+                LineReport::Dtmf { .. } => digits += 1,
+                LineReport::Audio { stats, .. } => audio = Some(stats),
+                _ => {}
+            }
+        }
+        while rb.reports.pop().is_some() {}
+    }
+    ARMED.with(|a| a.set(false));
+
+    assert_eq!(
+        EVENTS.load(Ordering::Relaxed),
+        0,
+        "allocations on the line side"
+    );
+    assert!(dframes_b >= 50, "{dframes_b} D-channel frames crossed");
+    assert_eq!(digits, 2, "the echoed 5 and 9");
+    let s = audio.expect("an audio report");
+    assert!(s.blocks_received > 500 && s.blocks_lost == 0, "{s:?}");
+}
