@@ -209,6 +209,9 @@ async fn calls_over_tcp_and_the_json_report() {
         let mut cfg = caller(plan, MediaMode::Pattern);
         cfg.tcp = true;
         let c = tdmgw::sim::core::run(cfg).await.unwrap();
+        let mut a = a;
+        // The answerer may not have seen the end yet; its counters follow.
+        a.wait_progress(|p| p.calls_live == 0).await;
         let live = a.progress();
         assert_eq!((live.calls_received, live.calls_answered), (1, 1));
         (c, a.stop_and_report().await)

@@ -447,6 +447,11 @@ impl SimCore {
         *self.progress.borrow()
     }
 
+    /// Wait until the live counters satisfy `f` (or the run has ended).
+    pub async fn wait_progress(&mut self, f: impl FnMut(&SimCoreProgress) -> bool) {
+        let _ = self.progress.wait_for(f).await;
+    }
+
     /// A handle that ends the run (the core itself is consumed by `finish`).
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.stop.clone())
@@ -613,7 +618,8 @@ impl Core {
         }
     }
 
-    /// Publishes the live counters (cheap: a few dozen calls at most per run).
+    /// Publishes the live counters when they changed (one pass over the
+    /// calls per loop turn: a simulator's run has hundreds, not millions).
     fn publish(&self) {
         let mut p = SimCoreProgress::default();
         for r in &self.reports {
@@ -633,7 +639,11 @@ impl Core {
                 p.calls_answered += 1;
             }
         }
-        self.progress.send_replace(p);
+        self.progress.send_if_modified(|old| {
+            let changed = *old != p;
+            *old = p;
+            changed
+        });
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) -> SimCoreReport {
@@ -662,9 +672,8 @@ impl Core {
                 _ = tokio::time::sleep_until(wake) => {}
             }
             self.on_time(Instant::now());
-            if self.flush().await {
-                self.publish();
-            }
+            self.flush().await;
+            self.publish();
         }
         self.finish().await
     }
@@ -734,9 +743,8 @@ impl Core {
     }
 
     /// Sends what the user agent has, handles its events (which may make
-    /// more to send), until both are empty. Whether there were events.
-    async fn flush(&mut self) -> bool {
-        let mut any_event = false;
+    /// more to send), until both are empty.
+    async fn flush(&mut self) {
         loop {
             let mut progress = false;
             while let Some(t) = self.ua.poll_transmit() {
@@ -757,11 +765,10 @@ impl Core {
             }
             while let Some(ev) = self.ua.poll_event() {
                 progress = true;
-                any_event = true;
                 self.on_event(Instant::now(), ev).await;
             }
             if !progress {
-                return any_event;
+                return;
             }
         }
     }
