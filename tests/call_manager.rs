@@ -354,6 +354,10 @@ fn incoming_invite(user: &str) -> UaEvent {
         call: SIP_CALL,
         request: Box::new(invite_text(user, "")),
         sdp: Some(core_offer()),
+        peer: tdmgw::sip::endpoint::Remote {
+            address: "192.0.2.7:5060".parse().unwrap(),
+            transport: tdmgw::sip::endpoint::Transport::Udp,
+        },
     }
 }
 

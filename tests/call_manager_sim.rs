@@ -489,6 +489,10 @@ impl World {
                         call: h,
                         request: invite(),
                         sdp: Some(core_sdp()),
+                        peer: tdmgw::sip::endpoint::Remote {
+                            address: "192.0.2.7:5060".parse().unwrap(),
+                            transport: tdmgw::sip::endpoint::Transport::Udp,
+                        },
                     },
                 );
             }

@@ -222,8 +222,7 @@ async fn start_gateway(
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    match super::gateway::Gateway::start(config, board, supervisor, lifecycle.clone(), seed).await
-    {
+    match super::gateway::Gateway::start(config, board, supervisor, lifecycle.clone(), seed).await {
         Ok(gw) => Some(gw),
         Err(e) => {
             tracing::error!(error = %e, "the gateway could not be started: running operations only, no calls");

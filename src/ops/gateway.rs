@@ -164,8 +164,8 @@ impl Gateway {
     ) -> Result<Gateway, GatewayError> {
         let site = &config.site;
         // 1. The media thread.
-        let plan = media_plan(site, &config.board, seed)
-            .map_err(|e| GatewayError::Plan(e.to_string()))?;
+        let plan =
+            media_plan(site, &config.board, seed).map_err(|e| GatewayError::Plan(e.to_string()))?;
         let (core, ctl) =
             MediaCore::new(&plan.engine).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
         let lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
@@ -186,7 +186,10 @@ impl Gateway {
         for (i, id) in span_ids.iter().enumerate() {
             let id8 = u8::try_from(*id).unwrap_or(u8::MAX);
             let Some(sig) = site.spans.iter().find(|s| s.id == id8) else {
-                warn!(span = id, "board span has no [[span]] in the site config: no D-channel");
+                warn!(
+                    span = id,
+                    "board span has no [[span]] in the site config: no D-channel"
+                );
                 continue;
             };
             let Some(rings) = lines.dchannels.get_mut(i).and_then(Option::take) else {
@@ -219,7 +222,12 @@ impl Gateway {
 
         // 4. The call task.
         let cdr = match &site.cdr.path {
-            Some(p) => match CdrWriter::open(p, site.cdr.max_bytes, site.cdr.keep, site.log.redact_numbers) {
+            Some(p) => match CdrWriter::open(
+                p,
+                site.cdr.max_bytes,
+                site.cdr.keep,
+                site.log.redact_numbers,
+            ) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     warn!(path = %p.display(), error = %e, "CDR file cannot be opened: no CDRs");
@@ -420,7 +428,10 @@ fn line_notice(span: u16, n: LineNotice) {
             crate::noc_event!(NocEvent::AlarmCleared, span, alarm = ?a, "E1 alarm cleared");
         }
         LineNotice::Line(LineEvent::Crc4Interworking) => {
-            warn!(span, "no CRC-4 multiframe from the far end: basic framing (G.706 Annex B)");
+            warn!(
+                span,
+                "no CRC-4 multiframe from the far end: basic framing (G.706 Annex B)"
+            );
         }
         LineNotice::Driver(d) => info!(span, event = ?d, "line driver state"),
     }

@@ -143,7 +143,11 @@ fn progress(gw: &Gateway, core: &SimCore, t: u64) {
         s.live.load(Ordering::Relaxed),
         s.ended.load(Ordering::Relaxed),
         s.completed.load(Ordering::Relaxed),
-        if failed.is_empty() { "none".to_string() } else { failed.join(", ") },
+        if failed.is_empty() {
+            "none".to_string()
+        } else {
+            failed.join(", ")
+        },
         p.calls_received,
         p.calls_answered,
         p.calls_placed,
@@ -233,7 +237,9 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
     // Let the last clearing (CDRs, media summaries, SIP transactions) end.
     let settle = Instant::now() + Duration::from_secs(5);
     while Instant::now() < settle
-        && !(gw.stats.idle.load(Ordering::Relaxed) && gw.channels_busy() == 0 && gw.sip_calls() == 0)
+        && !(gw.stats.idle.load(Ordering::Relaxed)
+            && gw.channels_busy() == 0
+            && gw.sip_calls() == 0)
     {
         sleep(Duration::from_millis(100)).await;
     }
@@ -277,8 +283,10 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
         out.failures.push("core: checks did not pass".into());
     }
     if stop.calls_left != 0 || !stop.manager_idle {
-        out.failures
-            .push(format!("gateway: {} call(s) left at the end", stop.calls_left));
+        out.failures.push(format!(
+            "gateway: {} call(s) left at the end",
+            stop.calls_left
+        ));
     }
     if stop.channels_busy != 0 {
         out.failures.push(format!(
@@ -328,7 +336,9 @@ fn summarise_exchange(r: &ExchangeReport) {
         "audio checks: {} passed of {} (rtt mean {} ms); DTMF: {} call(s) sending, {} matched, {} mismatched; channels idle at the end: {}",
         r.audio.passed,
         r.audio.checks,
-        r.audio.rtt_ms_mean.map_or("-".into(), |m| format!("{m:.1}")),
+        r.audio
+            .rtt_ms_mean
+            .map_or("-".into(), |m| format!("{m:.1}")),
         r.dtmf.calls_sending,
         r.dtmf.calls_matched,
         r.dtmf.calls_mismatched,
@@ -356,8 +366,14 @@ fn dtmf_checks(r: &ExchangeReport, at_core: &str, failures: &mut Vec<String>) {
             ));
         }
     }
-    println!("DTMF exchange -> core: {n} call(s) sent {EXCHANGE_DIGITS:?}, the core received {at_core:?}");
-    for c in r.calls.iter().filter(|c| c.direction == "incoming" && c.answered) {
+    println!(
+        "DTMF exchange -> core: {n} call(s) sent {EXCHANGE_DIGITS:?}, the core received {at_core:?}"
+    );
+    for c in r
+        .calls
+        .iter()
+        .filter(|c| c.direction == "incoming" && c.answered)
+    {
         if c.dtmf_received != CORE_DIGITS {
             failures.push(format!(
                 "DTMF core -> exchange: call {:#x} received {:?}, expected {CORE_DIGITS:?}",
