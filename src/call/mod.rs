@@ -50,3 +50,4 @@ pub mod manager_config;
 pub mod numbers;
 pub mod routing;
 pub mod site_config;
+pub mod task;

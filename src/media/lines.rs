@@ -534,6 +534,46 @@ impl PairFar {
     }
 }
 
+/// A pair line's far end driven by its owner's own loop instead of a
+/// [`LinePort`] (the simulated exchange's line thread, which has its own
+/// framer): the same loop-timed exchange, one frame back per frame
+/// received, free-running with no signal. Times are the caller's
+/// microseconds, from any fixed epoch.
+pub struct PairFarDriver(PairFar);
+
+impl PairFarEnd {
+    /// See [`PairFarDriver`]; `now_us` in the caller's time base.
+    pub fn into_driver(self, now_us: u64) -> PairFarDriver {
+        PairFarDriver(PairFar::new(self, now_us))
+    }
+}
+
+impl PairFarDriver {
+    /// Readable when line octets from our side are waiting.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.end.wake.as_fd()
+    }
+
+    /// The free-run deadline.
+    pub fn poll_timeout(&self) -> u64 {
+        self.0.poll_timeout()
+    }
+
+    /// Takes every chunk waiting, through `exchange(rx, tx)`.
+    pub fn recv_ready(&mut self, now_us: u64, mut exchange: impl FnMut(&[u8], &mut [u8])) {
+        self.0.recv_ready(now_us, &mut exchange);
+    }
+
+    pub fn handle_timeout(&mut self, now_us: u64, mut exchange: impl FnMut(&[u8], &mut [u8])) {
+        self.0.handle_timeout(now_us, &mut exchange);
+    }
+
+    /// Free-run milliseconds and chunks dropped on a full ring.
+    pub fn gaps(&self) -> u64 {
+        self.0.gaps()
+    }
+}
+
 // ---------------------------------------------------------------- port
 
 enum Driver {

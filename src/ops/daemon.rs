@@ -115,6 +115,7 @@ async fn control_loop(
     register_base_metrics(&board);
     let http = bind_management(&config, &board).await?;
     let admin = bind_admin(&config, &board, http.1)?;
+    let gateway = start_gateway(&config, &board, &supervisor, &lifecycle).await;
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -174,6 +175,14 @@ async fn control_loop(
         &control,
     )
     .await;
+    if let Some(gw) = gateway {
+        let rep = gw.stop().await;
+        tracing::info!(
+            calls_left = rep.calls_left,
+            channels_busy = rep.channels_busy,
+            "gateway stopped"
+        );
+    }
     http.0.abort();
     admin.0.abort();
     if let Some(p) = &admin.1 {
@@ -193,6 +202,33 @@ async fn control_loop(
         "tdmgw stopped"
     );
     Ok(report)
+}
+
+/// Starts the gateway (`ops::gateway`) when the site config carries calls
+/// (it has routes or core peer groups); an operations-only config runs the
+/// lifecycle and telemetry alone. A gateway that cannot be built (a board
+/// the raw-E1 media thread does not carry yet, such as DAHDI; a SIP address
+/// in use) is logged as an error and the daemon stays up for operations.
+async fn start_gateway(
+    config: &Config,
+    board: &Arc<OpsBoard>,
+    supervisor: &Supervisor,
+    lifecycle: &Arc<Lifecycle>,
+) -> Option<super::gateway::Gateway> {
+    if config.site.routes.is_empty() && config.site.peer_groups.is_empty() {
+        tracing::info!("no routes and no core peers configured: operations only, no gateway");
+        return None;
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    match super::gateway::Gateway::start(config, board, supervisor, lifecycle.clone(), seed).await {
+        Ok(gw) => Some(gw),
+        Err(e) => {
+            tracing::error!(error = %e, "the gateway could not be started: running operations only, no calls");
+            None
+        }
+    }
 }
 
 fn open_hardware_watchdog(config: &Config) -> Option<HardwareWatchdog> {

@@ -6,6 +6,7 @@ pub mod board;
 pub mod daemon;
 pub mod dchannel;
 pub mod events;
+pub mod gateway;
 pub mod http;
 pub mod hwdog;
 pub mod layer_metrics;

@@ -147,6 +147,28 @@ impl LinePort for PairEndPort {
     }
 }
 
+impl LinePort for crate::media::lines::PairFarDriver {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(crate::media::lines::PairFarDriver::fd(self))
+    }
+    fn deadline_us(&self) -> Option<u64> {
+        Some(self.poll_timeout())
+    }
+    fn drive(&mut self, now_us: u64, line: &mut ExchangeLine) -> Result<(), SimError> {
+        self.recv_ready(now_us, |rx, tx| line.exchange(rx, tx));
+        if now_us >= self.poll_timeout() {
+            self.handle_timeout(now_us, |rx, tx| line.exchange(rx, tx));
+        }
+        Ok(())
+    }
+    fn summary(&self) -> DriverSummary {
+        DriverSummary {
+            missing: self.gaps(),
+            ..DriverSummary::default()
+        }
+    }
+}
+
 /// The line thread: waits on the port's fd (or 1 ms) until its deadline,
 /// drives the port, until `stop`.
 fn line_thread<P: LinePort>(
@@ -368,4 +390,15 @@ pub fn run_pair_simulated(
     rep_a.line.driver.underruns = w.underruns[0];
     rep_b.line.driver.underruns = w.underruns[1];
     (rep_a, rep_b)
+}
+
+/// Runs it on the far end of a gateway's `pair` span
+/// (`config::MediaPlan::pair_far_ends`): the gateway's media thread is
+/// the clock, the exchange answers each frame with one frame.
+pub fn run_pair_far_end(
+    cfg: &ExchangeConfig,
+    far: crate::media::lines::PairFarEnd,
+    ctl: &RunControl,
+) -> Result<ExchangeReport, SimError> {
+    run_with(cfg, ctl, Instant::now(), || Ok(far.into_driver(0)))
 }

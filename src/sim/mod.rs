@@ -39,6 +39,7 @@
 
 pub mod core;
 pub mod core_cli;
+pub mod demo;
 pub mod exchange;
 pub mod exchange_audio;
 pub mod exchange_cli;

@@ -1,0 +1,497 @@
+//! The call task: the control plane's thin tokio shell around the
+//! [`CallManager`] (DESIGN.md §4; issue 7 §1).
+//!
+//! # Contract
+//!
+//! Each time round its loop the task waits for the first of: a
+//! [`SpanEvent`] from any D-channel task, a [`SipEvent`] from the SIP task,
+//! the media poll interval ([`CallTaskConfig::media_poll`]: the engine's
+//! event ring is a lock-free SPSC ring with no wakeup, so it is drained on
+//! a short interval), the manager's deadline (`poll_timeout`) or the
+//! heartbeat. It feeds the input to the manager, then executes every
+//! [`Action`] in order:
+//!
+//! - `Action::Isdn` → the span's [`DChannelHandle`]; the reply of a
+//!   `PlaceCall` goes back through `handle_isdn_placed` (before any later
+//!   event of that span is fed: the task awaits it inline).
+//! - `Action::Sip` → the [`SipHandle`]. SIP calls are named by
+//!   [`SipCallId`]; the manager's [`CallHandle`] carries the same number.
+//!   The SIP task already fails over across the group's peers, so a
+//!   manager re-attempt (`exclude` not empty) is answered `NoPeer`.
+//! - `Action::Media` → the media engine's command ring (a full ring is
+//!   counted, never waited on; the manager's audit recovers the call).
+//! - `Action::Cdr` → the [`CdrWriter`] (which redacts), and the
+//!   [`CallTaskStats`] the demo and telemetry read.
+//!
+//! Lifecycle: the live-call count ([`CallManager::call_count`]) is mirrored
+//! into [`Lifecycle`] with `work_started`/`work_ended`, so a SIGTERM drain
+//! waits for live calls; while [`Lifecycle::is_draining`] the manager and
+//! the SIP task refuse new calls. Supervisor: `beat()` every turn.
+//!
+//! The task stops when `stop` is set (after the drain) or both event
+//! channels close; it returns the manager for inspection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
+use tracing::{info, warn};
+
+use super::cdr::{CdrRecord, CdrWriter};
+use super::manager::{Action, CallManager, IsdnCommand, SipAction, SipPlaceError};
+use crate::isdn::task::{DChannelHandle, SpanEvent, TaskError};
+use crate::media::control::{Command as MediaCommand, Event as MediaEvent};
+use crate::media::ring::{Consumer, Producer};
+use crate::ops::daemon::Lifecycle;
+use crate::ops::layer_metrics::CallMetrics;
+use crate::ops::supervisor::Heartbeat;
+use crate::sip::task::{PlaceCall, SipCallId, SipEvent, SipHandle, SipStatus, SipTaskError};
+use crate::sip::ua::{CallHandle, UaEvent};
+
+/// The task's own knobs.
+#[derive(Debug, Clone)]
+pub struct CallTaskConfig {
+    /// How often the media event ring is drained.
+    pub media_poll: Duration,
+    /// The longest the task goes without checking in.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for CallTaskConfig {
+    /// 5 ms media polling (a quarter of a 20 ms packet), 1 s heartbeat.
+    fn default() -> Self {
+        CallTaskConfig {
+            media_poll: Duration::from_millis(5),
+            heartbeat_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Call results, read by telemetry and the demo's progress lines.
+#[derive(Debug, Default)]
+pub struct CallTaskStats {
+    /// Calls the manager holds right now.
+    pub live: AtomicU64,
+    /// CDRs written.
+    pub ended: AtomicU64,
+    /// Ended after an answer with a normal clearing (cause 16).
+    pub completed: AtomicU64,
+    pub media_ring_full: AtomicU64,
+    /// Not answered or failed, by Q.850 cause.
+    pub failed_by_cause: Mutex<std::collections::BTreeMap<u8, u64>>,
+    /// MOS of every call with a media summary (sum and count).
+    pub mos_sum_milli: AtomicU64,
+    pub mos_count: AtomicU64,
+    /// Whether the manager was idle (no call, no index entry) last turn.
+    pub idle: AtomicBool,
+}
+
+impl CallTaskStats {
+    fn record(&self, r: &CdrRecord) {
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        if r.answer_ms.is_some() && r.q850_cause == 16 {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+        } else if let Ok(mut m) = self.failed_by_cause.lock() {
+            *m.entry(r.q850_cause).or_default() += 1;
+        }
+        if let Some(q) = &r.quality
+            && q.mos > 0.0
+        {
+            self.mos_sum_milli
+                .fetch_add((q.mos * 1000.0) as u64, Ordering::Relaxed);
+            self.mos_count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Mean MOS of the calls with a media summary.
+    pub fn mean_mos(&self) -> Option<f64> {
+        let n = self.mos_count.load(Ordering::Relaxed);
+        (n > 0).then(|| self.mos_sum_milli.load(Ordering::Relaxed) as f64 / 1000.0 / n as f64)
+    }
+
+    pub fn failed(&self) -> Vec<(u8, u64)> {
+        self.failed_by_cause
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Everything the call task runs with.
+pub struct CallTaskParts {
+    pub config: CallTaskConfig,
+    pub manager: CallManager,
+    pub dchannels: Vec<DChannelHandle>,
+    pub sip: SipHandle,
+    pub span_events: mpsc::UnboundedReceiver<SpanEvent>,
+    pub sip_events: mpsc::UnboundedReceiver<SipEvent>,
+    pub media_commands: Producer<MediaCommand>,
+    pub media_events: Consumer<MediaEvent>,
+    pub cdr: Option<CdrWriter>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub heartbeat: Option<Heartbeat>,
+    pub stats: Arc<CallTaskStats>,
+    /// Telemetry's call metrics, bumped per CDR.
+    pub metrics: Option<Arc<CallMetrics>>,
+    /// Set to stop the task.
+    pub stop: watch::Receiver<bool>,
+}
+
+struct Task {
+    cfg: CallTaskConfig,
+    m: CallManager,
+    spans: HashMap<u8, DChannelHandle>,
+    sip: SipHandle,
+    sip_status: watch::Receiver<SipStatus>,
+    media_commands: Producer<MediaCommand>,
+    media_events: Consumer<MediaEvent>,
+    cdr: Option<CdrWriter>,
+    lifecycle: Arc<Lifecycle>,
+    heartbeat: Option<Heartbeat>,
+    stats: Arc<CallTaskStats>,
+    metrics: Option<Arc<CallMetrics>>,
+    live: usize,
+    draining: bool,
+    /// Last table seen per span (the audit's input when it changes).
+    tables: HashMap<u8, watch::Receiver<crate::isdn::task::DChannelStatus>>,
+}
+
+/// Runs the call task until `stop` (see the module doc).
+pub async fn run(p: CallTaskParts) -> CallManager {
+    let CallTaskParts {
+        config,
+        manager,
+        dchannels,
+        sip,
+        mut span_events,
+        mut sip_events,
+        media_commands,
+        media_events,
+        cdr,
+        lifecycle,
+        heartbeat,
+        stats,
+        metrics,
+        mut stop,
+    } = p;
+    let tables = dchannels.iter().map(|d| (d.span(), d.status())).collect();
+    let mut t = Task {
+        cfg: config,
+        m: manager,
+        spans: dchannels.into_iter().map(|d| (d.span(), d)).collect(),
+        sip_status: sip.status(),
+        sip,
+        media_commands,
+        media_events,
+        cdr,
+        lifecycle,
+        heartbeat,
+        stats,
+        metrics,
+        live: 0,
+        draining: false,
+        tables,
+    };
+    info!(spans = t.spans.len(), "call task starting");
+    let mut media_tick = interval(t.cfg.media_poll);
+    media_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut beat = interval(t.cfg.heartbeat_interval);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let (mut spans_open, mut sip_open) = (true, true);
+    loop {
+        let deadline = t.m.poll_timeout().map(Instant::from_std).unwrap_or(far);
+        tokio::select! {
+            ev = span_events.recv(), if spans_open => match ev {
+                Some(SpanEvent { span, event }) => {
+                    t.m.handle_isdn(std::time::Instant::now(), span, event);
+                }
+                None => spans_open = false,
+            },
+            ev = sip_events.recv(), if sip_open => match ev {
+                Some(e) => t.on_sip(e),
+                None => sip_open = false,
+            },
+            _ = media_tick.tick() => t.drain_media(),
+            _ = sleep_until(deadline) => t.m.handle_timeout(std::time::Instant::now()),
+            _ = beat.tick() => t.audit_tables(),
+            r = stop.changed() => {
+                if r.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+        t.turn().await;
+        if !spans_open && !sip_open {
+            break;
+        }
+    }
+    // Whatever is still live is cut now (the drain is over): release the
+    // lifecycle's count so it does not outlive the task.
+    for _ in 0..t.live {
+        t.lifecycle.work_ended();
+    }
+    info!(calls = t.m.call_count(), "call task stopped");
+    t.m
+}
+
+impl Task {
+    /// After every input: execute the actions, mirror the live count and
+    /// the drain flag, check in.
+    async fn turn(&mut self) {
+        self.execute().await;
+        let draining = self.lifecycle.is_draining();
+        if draining != self.draining {
+            self.draining = draining;
+            self.m.set_draining(draining);
+            if let Err(e) = self.sip.set_draining(draining).await {
+                warn!(error = %e, "sip task did not take the drain flag");
+            }
+        }
+        let live = self.m.call_count();
+        while self.live < live {
+            self.lifecycle.work_started();
+            self.live += 1;
+        }
+        while self.live > live {
+            self.lifecycle.work_ended();
+            self.live -= 1;
+        }
+        self.stats.live.store(live as u64, Ordering::Relaxed);
+        self.stats.idle.store(self.m.is_idle(), Ordering::Relaxed);
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
+    }
+
+    fn drain_media(&mut self) {
+        while let Some(ev) = self.media_events.try_pop() {
+            self.m.handle_media(std::time::Instant::now(), ev);
+        }
+    }
+
+    /// Feeds a span's channel table to the manager's audit when it changed.
+    fn audit_tables(&mut self) {
+        for (span, rx) in &mut self.tables {
+            if rx.has_changed().unwrap_or(false) {
+                let table = rx.borrow_and_update().channels.clone();
+                self.m.handle_channel_table(*span, &table);
+            }
+        }
+    }
+
+    fn peer_text(&self, id: crate::sip::peer::PeerId) -> Option<String> {
+        let s = self.sip_status.borrow();
+        s.peers
+            .iter()
+            .find(|p| p.info.id == id)
+            .map(|p| p.info.address.to_string())
+    }
+
+    fn on_sip(&mut self, e: SipEvent) {
+        let now = std::time::Instant::now();
+        let h = |c: SipCallId| CallHandle(c.0);
+        let ua = match e {
+            SipEvent::IncomingCall {
+                call,
+                request,
+                sdp,
+                peer,
+            } => {
+                let source = peer
+                    .and_then(|p| self.peer_text(p))
+                    .unwrap_or_else(|| "unknown".into());
+                info!(call = call.0, peer = %source, "INVITE from the core");
+                UaEvent::IncomingCall {
+                    call: h(call),
+                    request,
+                    sdp,
+                    peer: crate::sip::endpoint::Remote {
+                        transport: crate::sip::endpoint::Transport::Udp,
+                        address: source
+                            .parse()
+                            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                    },
+                }
+            }
+            SipEvent::Provisional { call, status, sdp } => UaEvent::Provisional {
+                call: h(call),
+                status,
+                sdp,
+            },
+            SipEvent::Answered { call, sdp, .. } => UaEvent::Answered { call: h(call), sdp },
+            SipEvent::Failed {
+                call,
+                status,
+                reason,
+            } => UaEvent::Failed {
+                call: h(call),
+                status,
+                reason,
+            },
+            SipEvent::Ended { call, by, reason } => UaEvent::Ended {
+                call: h(call),
+                by,
+                reason,
+            },
+            SipEvent::MediaUpdate { call, sdp } => UaEvent::MediaUpdate { call: h(call), sdp },
+            SipEvent::InfoDtmf {
+                call,
+                digit,
+                duration_ms,
+            } => UaEvent::InfoDtmf {
+                call: h(call),
+                digit,
+                duration_ms,
+            },
+            SipEvent::ReinviteFailed { call, status } => UaEvent::ReinviteFailed {
+                call: h(call),
+                status,
+            },
+            SipEvent::PeerUp(p) => {
+                self.m.handle_peer(&p.group, &p.address.to_string(), true);
+                return;
+            }
+            SipEvent::PeerDown(p) => {
+                self.m.handle_peer(&p.group, &p.address.to_string(), false);
+                return;
+            }
+        };
+        self.m.handle_sip(now, ua);
+    }
+
+    async fn execute(&mut self) {
+        while let Some(a) = self.m.poll_action() {
+            match a {
+                Action::Isdn { span, command } => self.isdn(span, command).await,
+                Action::Sip(s) => self.sip_action(s).await,
+                Action::Media(c) => {
+                    if self.media_commands.try_push(c).is_err() {
+                        self.stats.media_ring_full.fetch_add(1, Ordering::Relaxed);
+                        warn!(command = ?c, "media command ring full: command dropped");
+                    }
+                }
+                Action::Cdr(r) => {
+                    self.stats.record(&r);
+                    if let Some(m) = &self.metrics {
+                        m.started(r.direction);
+                        if let Some(a) = r.answer_ms {
+                            m.setup_latency(
+                                r.direction,
+                                Duration::from_millis(a.saturating_sub(r.setup_ms)),
+                            );
+                        }
+                        m.ended(r.direction, r.answer_ms.is_some(), r.q850_cause);
+                    }
+                    if let Some(w) = &mut self.cdr {
+                        w.write(r);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn isdn(&mut self, span: u8, c: IsdnCommand) {
+        let Some(d) = self.spans.get(&span).cloned() else {
+            warn!(span, command = ?c, "no D-channel task for the span");
+            if let IsdnCommand::PlaceCall { token, .. } = c {
+                self.m.handle_isdn_placed(
+                    std::time::Instant::now(),
+                    token,
+                    Err(TaskError::Stopped),
+                );
+            }
+            return;
+        };
+        let r = match c {
+            IsdnCommand::PlaceCall { token, call } => {
+                let r = d.place_call(call).await;
+                self.m
+                    .handle_isdn_placed(std::time::Instant::now(), token, r);
+                return;
+            }
+            IsdnCommand::Information {
+                id,
+                digits,
+                sending_complete,
+            } => d.information(id, &digits, sending_complete).await,
+            IsdnCommand::Alerting { id } => d.alerting(id).await,
+            IsdnCommand::Progress { id, description } => d.progress(id, description).await,
+            IsdnCommand::Connect { id } => d.connect(id).await,
+            IsdnCommand::Disconnect { id, cause } => d.disconnect(id, cause).await,
+            IsdnCommand::Release { id, cause } => d.release(id, cause).await,
+            IsdnCommand::StatusEnquiry { id } => d.status_enquiry(id).await,
+            IsdnCommand::Restart { class, timeslots } => d.restart(class, &timeslots).await,
+        };
+        if let Err(e) = r {
+            // The terminal events drive the clearing (manager contract).
+            info!(span, error = %e, "D-channel command refused");
+        }
+    }
+
+    async fn sip_action(&mut self, s: SipAction) {
+        let sid = |c: CallHandle| SipCallId(c.0);
+        let r: Result<(), SipTaskError> = match s {
+            SipAction::PlaceCall {
+                token,
+                group,
+                exclude,
+                invite,
+            } => {
+                let now = std::time::Instant::now();
+                if !exclude.is_empty() {
+                    // The SIP task has already tried every candidate.
+                    self.m
+                        .handle_sip_placed(now, token, Err(SipPlaceError::NoPeer));
+                    return;
+                }
+                let inv = *invite;
+                let user = super::identity::uri_user(&inv.request_uri).unwrap_or_default();
+                let place = PlaceCall {
+                    group: group.clone(),
+                    user,
+                    from: inv.from,
+                    to: inv.to,
+                    headers: inv.headers,
+                    sdp: inv.sdp,
+                };
+                let r = match self.sip.place_call(place).await {
+                    Ok(id) => Ok((CallHandle(id.0), group)),
+                    Err(SipTaskError::Stopped) => Err(SipPlaceError::Stopped),
+                    Err(e) => {
+                        info!(error = %e, "INVITE not placed");
+                        Err(SipPlaceError::NoPeer)
+                    }
+                };
+                self.m
+                    .handle_sip_placed(std::time::Instant::now(), token, r);
+                return;
+            }
+            SipAction::Provisional { call, status, sdp } => {
+                self.sip.send_provisional(sid(call), status, sdp).await
+            }
+            SipAction::Accept { call, sdp } => self.sip.accept(sid(call), sdp).await,
+            SipAction::Reject {
+                call,
+                status,
+                reason,
+            } => self.sip.reject(sid(call), status, reason.as_deref()).await,
+            SipAction::Hangup { call, reason } => {
+                self.sip.hangup(sid(call), reason.as_deref()).await
+            }
+            SipAction::Reinvite { call, sdp } => self.sip.reinvite(sid(call), sdp).await,
+            SipAction::DtmfInfo {
+                call,
+                digit,
+                duration_ms,
+            } => self.sip.send_dtmf_info(sid(call), digit, duration_ms).await,
+        };
+        if let Err(e) = r {
+            info!(error = %e, "SIP command refused");
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The gateway's assembly (issue 7 §6, issues 4/6/8 wiring): everything
+//! that carries calls, built from a validated [`Config`] and put on the
+//! [`OpsBoard`].
+//!
+//! [`Gateway::start`] (on the control runtime, after the management
+//! listener is bound and before `READY=1`):
+//!
+//! 1. the media thread: `config::media_plan` (board spans → raw line port,
+//!    engine channels, thread placement), `MediaCore` + `MediaLoop` over a
+//!    `LinePort`, `engine::spawn` checking in as loop `media`;
+//! 2. one D-channel task per span over its `RingPort` (role and timers from
+//!    the site's `SpanSignalling::dchannel_params`), each checking in as
+//!    `dchan-<span>` with NOC events through `ops::dchannel`;
+//! 3. the SIP task from `SiteConfig::sip_task_config` (loop `sip`, peer
+//!    NOC events through `ops::sip`);
+//! 4. the call task (`call::task`, loop `calls`) with the CDR writer;
+//! 5. on the board: span/D-channel, SIP, media and call metrics, the
+//!    readiness checks and the status sections (`ops::layers`), and a
+//!    watcher of the line event ring that raises the alarm NOC events.
+//!
+//! `pair` spans hand their far ends out ([`Gateway::take_pair_far_ends`])
+//! for the simulated exchange.
+//!
+//! [`Gateway::stop`] after the drain: stop the call task, then the
+//! D-channel and SIP tasks, then the media thread; it reports whether
+//! every call, dialog and channel was gone.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::board::OpsBoard;
+use super::daemon::Lifecycle;
+use super::dchannel::DchannelOps;
+use super::events::NocEvent;
+use super::layer_metrics::{CallMetrics, PeerRow, SipMessageMetrics, SipSnapshot, SpanSnapshot};
+use super::layers;
+use super::sip::SipOps;
+use super::supervisor::Supervisor;
+use crate::call::cdr::CdrWriter;
+use crate::call::manager::CallManager;
+use crate::call::site_config::manager_config;
+use crate::call::task::{self as call_task, CallTaskConfig, CallTaskParts, CallTaskStats};
+use crate::config::{Config, media_plan};
+use crate::isdn::task::{self as isdn_task, DChannelHandle, DChannelStatus, TaskConfig};
+use crate::line::e1_perf::PerfCounts;
+use crate::media::engine::{self, MediaCore, MediaLoop};
+use crate::media::lines::{LineNotice, LinePort, PairFarEnd};
+use crate::media::span_status::SpanTelemetry;
+use crate::sip::peer::PeerState;
+use crate::sip::task::{self as sip_task, SipHandle, SipStatus};
+
+/// Why the gateway could not be built.
+#[derive(Debug)]
+pub enum GatewayError {
+    Plan(String),
+    Media(String),
+    Sip(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GatewayError::Plan(e) => write!(f, "media plan: {e}"),
+            GatewayError::Media(e) => write!(f, "media thread: {e}"),
+            GatewayError::Sip(e) => write!(f, "sip task: {e}"),
+            GatewayError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+/// What was left when the gateway stopped.
+#[derive(Debug, Clone, Default)]
+pub struct StopReport {
+    /// Calls the call manager still held (0: nothing leaked).
+    pub calls_left: usize,
+    pub manager_idle: bool,
+    /// B-channels not idle per span at the end.
+    pub channels_busy: usize,
+    /// SIP dialogs still held by the user agent (an ended call's dialog
+    /// stays until its transactions end: RFC 3261 Timer J/K).
+    pub dialogs_left: usize,
+    /// SIP calls not yet ended (the leak check).
+    pub sip_calls_left: usize,
+}
+
+/// The running gateway.
+pub struct Gateway {
+    media_stop: Arc<AtomicBool>,
+    media_join: Option<std::thread::JoinHandle<std::io::Result<(MediaLoop, LinePort)>>>,
+    dchannels: Vec<DChannelHandle>,
+    dchannel_joins: Vec<JoinHandle<isdn_task::Stopped>>,
+    sip: SipHandle,
+    sip_join: JoinHandle<sip_task::Stopped>,
+    call_stop: watch::Sender<bool>,
+    call_join: JoinHandle<CallManager>,
+    line_watch: JoinHandle<()>,
+    sip_mirror: JoinHandle<()>,
+    /// Call results (the demo's progress lines).
+    pub stats: Arc<CallTaskStats>,
+    pair_far_ends: Vec<(u8, PairFarEnd)>,
+    span_status: Vec<Arc<SpanTelemetry>>,
+}
+
+fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
+    let s = t.read();
+    SpanSnapshot {
+        span,
+        alarms: s.alarms,
+        counters: s.counters,
+        current: PerfCounts::default(),
+        total: PerfCounts {
+            es: s.es,
+            ses: s.ses,
+            uas: s.uas,
+            slips: s.slips,
+            ..PerfCounts::default()
+        },
+        unavailable: false,
+    }
+}
+
+fn sip_snapshot(s: &SipStatus) -> SipSnapshot {
+    SipSnapshot {
+        peers: s
+            .peers
+            .iter()
+            .map(|p| PeerRow {
+                group: p.info.group.clone(),
+                address: p.info.address.to_string(),
+                transport: p.info.transport,
+                up: p.state == PeerState::Up,
+                in_state: Duration::ZERO,
+                rtt: p.srtt,
+                pings_sent: p.pings_sent,
+                ping_failures: p.ping_failures,
+                call_failures: p.call_failures,
+            })
+            .collect(),
+        ua: s.ua,
+        endpoint: s.endpoint,
+    }
+}
+
+impl Gateway {
+    /// Builds and starts everything (module doc). `seed` seeds SSRCs, SDP
+    /// session ids, SIP tags.
+    pub async fn start(
+        config: &Config,
+        board: &Arc<OpsBoard>,
+        supervisor: &Supervisor,
+        lifecycle: Arc<Lifecycle>,
+        seed: u64,
+    ) -> Result<Gateway, GatewayError> {
+        let site = &config.site;
+        // 1. The media thread.
+        let plan =
+            media_plan(site, &config.board, seed).map_err(|e| GatewayError::Plan(e.to_string()))?;
+        let (core, ctl) =
+            MediaCore::new(&plan.engine).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
+        let lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
+        let span_ids: Vec<u16> = plan.lines.spans.iter().map(|s| s.span.span_id).collect();
+        let (port, mut lines) =
+            LinePort::open(plan.lines).map_err(|e| GatewayError::Media(e.to_string()))?;
+        let media_stop = Arc::new(AtomicBool::new(false));
+        let media_beat = supervisor.register("media");
+        let media_join = engine::spawn(lp, port, plan.thread, media_stop.clone(), move || {
+            media_beat.beat()
+        })
+        .map_err(GatewayError::Io)?;
+
+        // 2. One D-channel task per span.
+        let (span_tx, span_rx) = mpsc::unbounded_channel();
+        let mut dchannels = Vec::new();
+        let mut dchannel_joins = Vec::new();
+        for (i, id) in span_ids.iter().enumerate() {
+            let id8 = u8::try_from(*id).unwrap_or(u8::MAX);
+            let Some(sig) = site.spans.iter().find(|s| s.id == id8) else {
+                warn!(
+                    span = id,
+                    "board span has no [[span]] in the site config: no D-channel"
+                );
+                continue;
+            };
+            let Some(rings) = lines.dchannels.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
+            let channels = config
+                .board
+                .spans
+                .iter()
+                .find(|b| b.id == id8)
+                .map_or(30, |b| b.channels);
+            let (link, q931) = sig.dchannel_params(channels);
+            let port = rings.into_port().map_err(GatewayError::Io)?;
+            let obs = DchannelOps::register(supervisor, id8);
+            let (h, j) = isdn_task::spawn(TaskConfig::new(link, q931), port, span_tx.clone(), obs);
+            dchannels.push(h);
+            dchannel_joins.push(j);
+        }
+        drop(span_tx);
+
+        // 3. The SIP task.
+        let base_dir = config.site_path.parent().unwrap_or(Path::new("."));
+        let sip_cfg = site
+            .sip_task_config(base_dir, seed)
+            .map_err(|e| GatewayError::Sip(e.to_string()))?;
+        let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+        let (sip, sip_join) = sip_task::spawn(sip_cfg, sip_tx, SipOps::register(supervisor))
+            .await
+            .map_err(|e| GatewayError::Sip(format!("{e:?}")))?;
+
+        // 4. The call task.
+        let cdr = match &site.cdr.path {
+            Some(p) => match CdrWriter::open(
+                p,
+                site.cdr.max_bytes,
+                site.cdr.keep,
+                site.log.redact_numbers,
+            ) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!(path = %p.display(), error = %e, "CDR file cannot be opened: no CDRs");
+                    None
+                }
+            },
+            None => None,
+        };
+        let stats = Arc::new(CallTaskStats::default());
+        let call_metrics = Arc::new(CallMetrics::new());
+        let (call_stop, stop_rx) = watch::channel(false);
+        let manager = CallManager::new(
+            manager_config(site, seed),
+            std::time::Instant::now(),
+            unix_ms(),
+        );
+        let parts = CallTaskParts {
+            config: CallTaskConfig::default(),
+            manager,
+            dchannels: dchannels.clone(),
+            sip: sip.clone(),
+            span_events: span_rx,
+            sip_events: sip_rx,
+            media_commands: ctl.commands,
+            media_events: ctl.events,
+            cdr,
+            lifecycle,
+            heartbeat: Some(supervisor.register("calls")),
+            stats: stats.clone(),
+            metrics: Some(call_metrics.clone()),
+            stop: stop_rx,
+        };
+        let call_join = tokio::spawn(call_task::run(parts));
+
+        // 5. The operations board.
+        let status = lines.status.clone();
+        let ids = span_ids.clone();
+        let watches: Vec<watch::Receiver<DChannelStatus>> =
+            dchannels.iter().map(DChannelHandle::status).collect();
+        layers::register_spans(
+            board,
+            move || {
+                ids.iter()
+                    .zip(status.iter())
+                    .map(|(id, t)| span_snapshot(*id, t))
+                    .collect()
+            },
+            watches,
+        );
+        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(&sip.status().borrow()));
+        let mut sip_status = sip.status();
+        let sip_mirror = tokio::spawn(async move {
+            while sip_status.changed().await.is_ok() {
+                let s = sip_snapshot(&sip_status.borrow_and_update());
+                if snap_tx.send(s).is_err() {
+                    break;
+                }
+            }
+        });
+        layers::register_sip(
+            board,
+            sip.transport_counters(),
+            Arc::new(SipMessageMetrics::new()),
+            snap_rx,
+        );
+        layers::register_media(board, vec![ctl.stats.clone()], Vec::new());
+        layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);
+        let mut events = lines.events;
+        let line_watch = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tick.tick().await;
+                while let Some(r) = events.try_pop() {
+                    line_notice(r.span, r.notice);
+                }
+            }
+        });
+        info!(
+            spans = span_ids.len(),
+            dchannels = dchannels.len(),
+            sip = ?sip.local_addrs(),
+            "gateway started: media thread, D-channel tasks, SIP task, call task"
+        );
+        Ok(Gateway {
+            media_stop,
+            media_join: Some(media_join),
+            dchannels,
+            dchannel_joins,
+            sip,
+            sip_join,
+            call_stop,
+            call_join,
+            line_watch,
+            sip_mirror,
+            stats,
+            pair_far_ends: plan.pair_far_ends,
+            span_status: lines.status,
+        })
+    }
+
+    /// The far ends of the `pair` spans (once).
+    pub fn take_pair_far_ends(&mut self) -> Vec<(u8, PairFarEnd)> {
+        std::mem::take(&mut self.pair_far_ends)
+    }
+
+    /// The SIP listeners actually bound.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.local_addrs().first().map(|(_, a)| *a)
+    }
+
+    /// Every span's D-channel is established.
+    pub fn dchannels_up(&self) -> bool {
+        !self.dchannels.is_empty() && self.dchannels.iter().all(|d| d.status().borrow().link_up)
+    }
+
+    /// B-channels not idle, over every span.
+    pub fn channels_busy(&self) -> usize {
+        self.dchannels
+            .iter()
+            .map(|d| {
+                d.status()
+                    .borrow()
+                    .channels
+                    .iter()
+                    .filter(|(_, s)| *s != crate::isdn::q931::ChannelState::Idle)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// SIP dialogs the user agent holds.
+    pub fn dialogs(&self) -> usize {
+        self.sip.status().borrow().dialogs
+    }
+
+    /// SIP calls not yet ended.
+    pub fn sip_calls(&self) -> usize {
+        self.sip.status().borrow().calls
+    }
+
+    /// A span's line status.
+    pub fn span_status(&self, index: usize) -> Option<crate::media::span_status::SpanStatus> {
+        self.span_status.get(index).map(|t| t.read())
+    }
+
+    /// Orderly stop (module doc); call after the drain.
+    pub async fn stop(mut self) -> StopReport {
+        let mut rep = StopReport {
+            channels_busy: self.channels_busy(),
+            dialogs_left: self.dialogs(),
+            sip_calls_left: self.sip_calls(),
+            ..StopReport::default()
+        };
+        let _ = self.call_stop.send(true);
+        match (&mut self.call_join).await {
+            Ok(m) => {
+                rep.calls_left = m.call_count();
+                rep.manager_idle = m.is_idle();
+            }
+            Err(e) => warn!(error = %e, "call task failed"),
+        }
+        for d in &self.dchannels {
+            d.shutdown().await;
+        }
+        for j in self.dchannel_joins.drain(..) {
+            let _ = j.await;
+        }
+        self.sip.shutdown().await;
+        let _ = (&mut self.sip_join).await;
+        self.line_watch.abort();
+        self.sip_mirror.abort();
+        self.media_stop.store(true, Ordering::Relaxed);
+        if let Some(j) = self.media_join.take() {
+            let r = tokio::task::spawn_blocking(move || j.join()).await;
+            if !matches!(r, Ok(Ok(Ok(_)))) {
+                warn!("media thread ended with an error");
+            }
+        }
+        info!(?rep, "gateway stopped");
+        rep
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Alarm raise/clear from the line event ring as NOC events (issue 8 §4).
+fn line_notice(span: u16, n: LineNotice) {
+    use crate::line::e1_alarm::LineEvent;
+    match n {
+        LineNotice::Line(LineEvent::AlarmRaised(a)) => {
+            crate::noc_event!(NocEvent::AlarmRaised, span, alarm = ?a, "E1 alarm raised");
+        }
+        LineNotice::Line(LineEvent::AlarmCleared(a)) => {
+            crate::noc_event!(NocEvent::AlarmCleared, span, alarm = ?a, "E1 alarm cleared");
+        }
+        LineNotice::Line(LineEvent::Crc4Interworking) => {
+            warn!(
+                span,
+                "no CRC-4 multiframe from the far end: basic framing (G.706 Annex B)"
+            );
+        }
+        LineNotice::Driver(d) => info!(span, event = ?d, "line driver state"),
+    }
+}
