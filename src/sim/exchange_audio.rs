@@ -125,6 +125,10 @@ pub struct AudioStats {
     /// Wrong blocks after the last good one: the far end stopped echoing
     /// mid-block (it cleared first). Not counted as mismatched.
     pub blocks_truncated: u64,
+    /// Blocks missing or garbled across a DTMF digit heard on the channel:
+    /// a far end sending RFC 4733 events holds its voice (RFC 4733 §2.5.1.1)
+    /// and the digit is regenerated in their place, so these are not loss.
+    pub blocks_excused_dtmf: u64,
     pub rtt_frames_min: u32,
     pub rtt_frames_max: u32,
     pub rtt_frames_sum: u64,
@@ -205,6 +209,8 @@ pub struct AudioChannel {
     detector: DtmfDetector,
     pcm: [i16; DETECT_CHUNK],
     pcm_len: usize,
+    /// A digit was heard since the last good block (see `blocks_excused_dtmf`).
+    dtmf_heard: bool,
     stats: AudioStats,
 }
 
@@ -240,6 +246,7 @@ impl AudioChannel {
             detector: DtmfDetector::new(),
             pcm: [0; DETECT_CHUNK],
             pcm_len: 0,
+            dtmf_heard: false,
             stats: AudioStats::default(),
         }
     }
@@ -367,6 +374,7 @@ impl AudioChannel {
         self.detector.handle_samples(&self.pcm);
         let mut digit = None;
         while let Some(ev) = self.detector.poll_event() {
+            self.dtmf_heard = true;
             if let DtmfEvent::DigitStart { digit: d, .. } = ev {
                 digit = Some(d);
             }
@@ -398,7 +406,11 @@ impl AudioChannel {
             self.stats.blocks_truncated += 1;
             return;
         }
-        self.stats.blocks_mismatched += self.stats.blocks_truncated;
+        if self.dtmf_heard {
+            self.stats.blocks_excused_dtmf += self.stats.blocks_truncated;
+        } else {
+            self.stats.blocks_mismatched += self.stats.blocks_truncated;
+        }
         self.stats.blocks_truncated = 0;
         self.block_received(idx);
     }
@@ -410,8 +422,13 @@ impl AudioChannel {
                 self.stats.blocks_out_of_order += 1;
                 return;
             }
-            self.stats.blocks_lost += u64::from(step - 1);
+            if self.dtmf_heard {
+                self.stats.blocks_excused_dtmf += u64::from(step - 1);
+            } else {
+                self.stats.blocks_lost += u64::from(step - 1);
+            }
         }
+        self.dtmf_heard = false;
         self.last_idx = Some(idx);
         self.stats.blocks_received += 1;
         let (sent_idx, at) = self.sent_at[usize::from(idx) % SENT_HISTORY];
