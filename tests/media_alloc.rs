@@ -14,11 +14,8 @@
 //! timeslots, RTCP reports both ways (and malformed ones), BYE at every
 //! disconnect, SSRC changes, remote updates and RTP timeouts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tdmgw::line::g711;
@@ -33,46 +30,8 @@ use tdmgw::media::rtp::{PayloadType, RtpPacket, RtpRepr};
 use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
 use tdmgw::media::tone::{ToneGenerator, ToneSpec};
 
-struct Counting;
-
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static FREES: AtomicU64 = AtomicU64::new(0);
-
-fn tracking() -> bool {
-    TRACK.try_with(|t| t.get()).unwrap_or(false)
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if tracking() {
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.dealloc(p, l) }
-    }
-}
+mod common;
+use common::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -567,9 +526,9 @@ fn media_path_allocates_nothing() {
         }
 
         // ---- the media thread: one E1 millisecond, tracked ----
-        TRACK.with(|t| t.set(true));
+        counting_alloc::track(true);
         let r = lp.turn(&mut port, Some(Duration::ZERO));
-        TRACK.with(|t| t.set(false));
+        counting_alloc::track(false);
         r.unwrap();
 
         while let Some(e) = ctl.events.try_pop() {
@@ -577,8 +536,7 @@ fn media_path_allocates_nothing() {
         }
     }
 
-    let allocs = ALLOCS.load(Ordering::Relaxed);
-    let frees = FREES.load(Ordering::Relaxed);
+    let (allocs, frees) = counting_alloc::counts();
     assert_eq!(
         (allocs, frees),
         (0, 0),

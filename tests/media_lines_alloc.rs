@@ -12,10 +12,7 @@
 //! go both ways through the rings and RTP audio crosses the line from
 //! span 1's TS1 to span 2's TS1.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tdmgw::isdn::port::FrameRings;
@@ -27,46 +24,8 @@ use tdmgw::media::lines::{
     LineDriverParams, LinePort, LinePortParams, LineSpanParams, PairParams, pair_line,
 };
 
-struct Counting;
-
-thread_local! {
-    static TRACK: Cell<bool> = const { Cell::new(false) };
-}
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static FREES: AtomicU64 = AtomicU64::new(0);
-
-fn tracking() -> bool {
-    TRACK.try_with(|t| t.get()).unwrap_or(false)
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if tracking() {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if tracking() {
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.dealloc(p, l) }
-    }
-}
+mod common;
+use common::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -136,9 +95,9 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     while lines.status[0].read().counters.frame_periods < FRAMES {
         turns += 1;
         assert!(turns < 200_000, "line time does not advance");
-        TRACK.with(|t| t.set(true));
+        counting_alloc::track(true);
         let r = lp.turn(&mut port, Some(Duration::from_millis(2)));
-        TRACK.with(|t| t.set(false));
+        counting_alloc::track(false);
         r.unwrap();
         // The control plane: D-channel frames both ways, RTP in.
         if turns % 4 == 0 && sent < 400 {
@@ -168,8 +127,7 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
         }
         while lines.events.try_pop().is_some() {}
     }
-    let allocs = ALLOCS.load(Ordering::Relaxed);
-    let frees = FREES.load(Ordering::Relaxed);
+    let (allocs, frees) = counting_alloc::counts();
     let s1 = lines.status[0].read();
     let s2 = lines.status[1].read();
     eprintln!(

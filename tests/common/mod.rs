@@ -29,3 +29,4 @@ impl Rng {
         lo + self.next() % (hi - lo)
     }
 }
+pub mod counting_alloc;
