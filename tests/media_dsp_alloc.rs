@@ -3,10 +3,6 @@
 //! reports, BYE) and the quality summary, run for 20 simulated seconds with
 //! loss, under a counting global allocator armed on this test's thread only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tdmgw::media::plc::Plc;
 use tdmgw::media::quality::{CallQuality, CallStats, EModel};
 use tdmgw::media::rfc4733::{EventReceiver, EventReceiverConfig, EventSender, EventSenderConfig};
@@ -15,33 +11,8 @@ use tdmgw::media::rtcp::rr::ReportBlock;
 use tdmgw::media::rtcp::session::{ReceptionStats, ReportTime, RtcpConfig, RtcpSession};
 use tdmgw::media::seq::SourceSeq;
 
-struct Counting;
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-static EVENTS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    if ARMED.try_with(|a| a.get()).unwrap_or(false) {
-        EVENTS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        note();
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
+use common::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -75,7 +46,7 @@ fn media_dsp_allocates_nothing_after_construction() {
         .map(|i| ((i * 131) % 6000) as i16 - 3000)
         .collect();
 
-    ARMED.with(|a| a.set(true));
+    counting_alloc::track(true);
     let mut pkt = 0u16;
     for tick in 0..20_000u64 {
         let now = tick * 8;
@@ -140,11 +111,11 @@ fn media_dsp_allocates_nothing_after_construction() {
         },
         &EModel::default(),
     );
-    ARMED.with(|a| a.set(false));
+    counting_alloc::track(false);
 
     assert_eq!(
-        EVENTS.load(Ordering::Relaxed),
-        0,
+        counting_alloc::counts(),
+        (0, 0),
         "allocations or frees on the media path"
     );
     // The run did what it says.

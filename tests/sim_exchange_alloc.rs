@@ -4,43 +4,14 @@
 //! D-channel frames crossing both ways, run for 3 simulated seconds under a
 //! counting global allocator armed on this test's thread only.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use tdmgw::line::driver::pair::PairConfig;
 use tdmgw::line::span::SpanConfig;
 use tdmgw::sim::exchange_audio::{AudioMode, Digits};
 use tdmgw::sim::exchange_line::{DFrame, ExchangeLine, LineCommand, LineReport};
 use tdmgw::sim::pair_wire;
 
-struct Counting;
-
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-}
-static EVENTS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    if ARMED.try_with(|a| a.get()).unwrap_or(false) {
-        EVENTS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        note();
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
+use common::counting_alloc::{self, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -55,7 +26,7 @@ fn line_side_allocates_nothing_after_construction() {
     let mut digits = 0;
     let mut audio = None;
 
-    ARMED.with(|a| a.set(true));
+    counting_alloc::track(true);
     for ms in 0..3000u32 {
         for _ in 0..8 {
             wire.run_period();
@@ -94,11 +65,11 @@ fn line_side_allocates_nothing_after_construction() {
         }
         while rb.reports.pop().is_some() {}
     }
-    ARMED.with(|a| a.set(false));
+    counting_alloc::track(false);
 
     assert_eq!(
-        EVENTS.load(Ordering::Relaxed),
-        0,
+        counting_alloc::counts(),
+        (0, 0),
         "allocations on the line side"
     );
     assert!(dframes_b >= 50, "{dframes_b} D-channel frames crossed");
