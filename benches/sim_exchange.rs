@@ -26,7 +26,7 @@ fn main() {
                 digits: Digits::default(),
                 dtmf_delay_frames: 0,
             };
-            while r.commands.push(cmd).is_err() {}
+            while r.commands.try_push(cmd).is_err() {}
         }
     }
     let mut fa = [0xFFu8; FRAME_OCTETS];
@@ -37,16 +37,16 @@ fn main() {
         let (ina, inb) = (fb, fa);
         a.exchange(&ina, &mut fa);
         b.exchange(&inb, &mut fb);
-        while ra.reports.pop().is_some() {}
-        while rb.reports.pop().is_some() {}
+        while ra.reports.try_pop().is_some() {}
+        while rb.reports.try_pop().is_some() {}
     }
     let secs = start.elapsed().as_secs_f64();
     for ts in (1..=31u8).filter(|&t| t != 16) {
-        while ra.commands.push(LineCommand::Stop { ts }).is_err() {}
+        while ra.commands.try_push(LineCommand::Stop { ts }).is_err() {}
     }
     a.exchange(&fb.clone(), &mut fa);
     let mut received = 0;
-    while let Some(r) = ra.reports.pop() {
+    while let Some(r) = ra.reports.try_pop() {
         if let LineReport::Audio { stats, .. } = r {
             received += stats.blocks_received;
         }

@@ -43,27 +43,27 @@ fn line_side_allocates_nothing_after_construction() {
                         digits: Digits::new("59"),
                         dtmf_delay_frames: 800,
                     };
-                    r.commands.push(cmd).unwrap();
+                    r.commands.try_push(cmd).unwrap();
                 }
             }
-            2900 => ra.commands.push(LineCommand::Stop { ts: 7 }).unwrap(),
+            2900 => ra.commands.try_push(LineCommand::Stop { ts: 7 }).unwrap(),
             _ => {}
         }
         if ms % 50 == 0 {
-            let _ = ra.dframes_out.push(sabme);
+            let _ = ra.dframes_out.try_push(sabme);
         }
-        while rb.dframes_in.pop().is_some() {
+        while rb.dframes_in.try_pop().is_some() {
             dframes_b += 1;
         }
-        while ra.dframes_in.pop().is_some() {}
-        while let Some(r) = ra.reports.pop() {
+        while ra.dframes_in.try_pop().is_some() {}
+        while let Some(r) = ra.reports.try_pop() {
             match r {
                 LineReport::Dtmf { .. } => digits += 1,
                 LineReport::Audio { stats, .. } => audio = Some(stats),
                 _ => {}
             }
         }
-        while rb.reports.pop().is_some() {}
+        while rb.reports.try_pop().is_some() {}
     }
     counting_alloc::track(false);
 

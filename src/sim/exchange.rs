@@ -413,7 +413,7 @@ impl ExchangeControl {
 
     /// Everything due at `now`.
     pub fn step(&mut self, now: Instant) {
-        while let Some(r) = self.rings.reports.pop() {
+        while let Some(r) = self.rings.reports.try_pop() {
             self.line_report(now, r);
         }
         if !self.dch_running && self.line_up_since.is_some_and(|t| now - t >= LINE_SETTLE) {
@@ -421,7 +421,7 @@ impl ExchangeControl {
             self.dch_running = true;
             self.dch.handle_timeout(now);
         }
-        while let Some(f) = self.rings.dframes_in.pop() {
+        while let Some(f) = self.rings.dframes_in.try_pop() {
             if !self.dch_running {
                 // The far end's stack already runs: so do we, at once
                 // (dropping its SABME would cost a T200 and a collision).
@@ -475,7 +475,7 @@ impl ExchangeControl {
 
     /// The report (call once, at the end).
     pub fn finish(&mut self, now: Instant, timed_out: bool) -> ExchangeReport {
-        while let Some(r) = self.rings.reports.pop() {
+        while let Some(r) = self.rings.reports.try_pop() {
             self.line_report(now, r);
         }
         let mut rep = std::mem::take(&mut self.report);
@@ -1048,13 +1048,13 @@ impl ExchangeControl {
             }
         }
         while let Some(d) = self.pending_out.pop_front() {
-            if let Err(d) = self.rings.dframes_out.push(d) {
+            if let Err(d) = self.rings.dframes_out.try_push(d) {
                 self.pending_out.push_front(d);
                 break;
             }
         }
         while let Some(c) = self.pending_cmds.pop_front() {
-            if let Err(c) = self.rings.commands.push(c) {
+            if let Err(c) = self.rings.commands.try_push(c) {
                 self.pending_cmds.push_front(c);
                 break;
             }

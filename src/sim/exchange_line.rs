@@ -15,7 +15,7 @@ use crate::line::hdlc::MAX_FRAME_OCTETS;
 use crate::line::span::{DCHANNEL_TS, LineEvent, RawSpan, SpanConfig, SpanCounters};
 
 use super::exchange_audio::{AudioChannel, AudioMode, AudioStats, Digits};
-use super::ring::{Consumer, Producer, spsc};
+use crate::media::ring::{Consumer, Producer, ring as spsc};
 
 /// One D-channel frame (address..information, no FCS) in a ring slot.
 #[derive(Clone, Copy)]
@@ -181,7 +181,7 @@ impl ExchangeLine {
                         tag: ch.tag(),
                         digit,
                     };
-                    if reports.push(r).is_err() {
+                    if reports.try_push(r).is_err() {
                         counters.reports_dropped += 1;
                     }
                 }
@@ -202,19 +202,20 @@ impl ExchangeLine {
     /// Moves D-channel frames, commands and line events across the rings.
     pub fn service(&mut self) {
         while let Some(n) = self.span.poll_dchannel_frame(&mut self.scratch) {
-            let pushed = DFrame::new(&self.scratch[..n]).is_some_and(|d| self.d_rx.push(d).is_ok());
+            let pushed =
+                DFrame::new(&self.scratch[..n]).is_some_and(|d| self.d_rx.try_push(d).is_ok());
             if !pushed {
                 self.counters.dframes_dropped += 1;
             }
         }
-        while let Some(d) = self.pending_tx.take().or_else(|| self.d_tx.pop()) {
+        while let Some(d) = self.pending_tx.take().or_else(|| self.d_tx.try_pop()) {
             if self.span.send_dchannel_frame(d.as_bytes()).is_err() {
                 // The span's queue is full: keep it for the next frame.
                 self.pending_tx = Some(d);
                 break;
             }
         }
-        while let Some(c) = self.commands.pop() {
+        while let Some(c) = self.commands.try_pop() {
             self.command(c);
         }
         while let Some(ev) = self.span.poll_event() {
@@ -260,7 +261,7 @@ impl ExchangeLine {
     }
 
     fn report(&mut self, r: LineReport) {
-        if self.reports.push(r).is_err() {
+        if self.reports.try_push(r).is_err() {
             self.counters.reports_dropped += 1;
         }
     }
@@ -283,20 +284,20 @@ mod tests {
         for i in 0..frames {
             if i == 4000 {
                 for c in a_cmds {
-                    ra.commands.push(*c).unwrap();
+                    ra.commands.try_push(*c).unwrap();
                 }
                 for c in b_cmds {
-                    rb.commands.push(*c).unwrap();
+                    rb.commands.try_push(*c).unwrap();
                 }
             }
             let (ina, inb) = (fb, fa);
             a.exchange(&ina, &mut fa);
             b.exchange(&inb, &mut fb);
         }
-        ra.commands.push(LineCommand::Stop { ts: 5 }).unwrap();
+        ra.commands.try_push(LineCommand::Stop { ts: 5 }).unwrap();
         a.exchange(&fb.clone(), &mut fa);
         let mut out = Vec::new();
-        while let Some(r) = ra.reports.pop() {
+        while let Some(r) = ra.reports.try_pop() {
             out.push(r);
         }
         out

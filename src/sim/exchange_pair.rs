@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::line::driver::pair::{End, PairConfig, PairLine, RX_OCTETS_MAX};
 use crate::line::e1::FRAME_OCTETS;
 
-use super::ring::{Consumer, Producer, spsc};
+use crate::media::ring::{Consumer, Producer, ring as spsc};
 
 /// Received octets buffered per end (64 ms).
 const RX_RING_OCTETS: usize = 64 * 256;
@@ -124,7 +124,7 @@ impl PairWire {
                 if !e.primed && e.from_end.len() >= PREFILL_FRAMES {
                     e.primed = true;
                 }
-                let next = if e.primed { e.from_end.pop() } else { None };
+                let next = if e.primed { e.from_end.try_pop() } else { None };
                 let f = match next {
                     Some(f) => f,
                     None => {
@@ -144,7 +144,7 @@ impl PairWire {
             for _ in 0..ticks[i] {
                 let n = self.line.receive(end, &mut buf);
                 for &o in &buf[..n] {
-                    if self.ends[i].to_end.push(o).is_err() {
+                    if self.ends[i].to_end.try_push(o).is_err() {
                         self.stats.overruns[i] += 1;
                     }
                 }
@@ -194,7 +194,7 @@ impl PairEndPort {
         loop {
             let mut n = 0;
             while n < CHUNK_OCTETS {
-                match self.rx.pop() {
+                match self.rx.try_pop() {
                     Some(o) => {
                         self.rx_buf[n] = o;
                         n += 1;
@@ -213,7 +213,7 @@ impl PairEndPort {
             for f in tx.chunks_exact(FRAME_OCTETS) {
                 let mut frame = [0u8; FRAME_OCTETS];
                 frame.copy_from_slice(f);
-                if self.tx.push(frame).is_err() {
+                if self.tx.try_push(frame).is_err() {
                     self.tx_dropped += 1;
                 }
             }
@@ -276,18 +276,18 @@ mod line_tests {
                     digits: Digits::default(),
                     dtmf_delay_frames: 0,
                 };
-                ra.commands.push(st(AudioMode::Test)).unwrap();
-                rb.commands.push(st(AudioMode::Echo)).unwrap();
+                ra.commands.try_push(st(AudioMode::Test)).unwrap();
+                rb.commands.try_push(st(AudioMode::Echo)).unwrap();
             }
             wire.run_period();
             a.poll(|rx, tx| la.exchange(rx, tx));
             b.poll(|rx, tx| lb.exchange(rx, tx));
         }
-        ra.commands.push(LineCommand::Stop { ts: 5 }).unwrap();
+        ra.commands.try_push(LineCommand::Stop { ts: 5 }).unwrap();
         wire.run_period();
         a.poll(|rx, tx| la.exchange(rx, tx));
         let mut audio = None;
-        while let Some(r) = ra.reports.pop() {
+        while let Some(r) = ra.reports.try_pop() {
             if let LineReport::Audio { stats, .. } = r {
                 audio = Some(stats);
             }

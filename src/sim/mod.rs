@@ -15,7 +15,7 @@
 //!   mix of an [`exchange::Scenario`], in a plain loop (`step(now)` /
 //!   `poll_timeout(now)`);
 //! - between them, the SPSC rings of [`exchange_line::ControlRings`]
-//!   ([`ring`]: the simulators' own until `media::ring` is on main):
+//!   (`media::ring`, the project's SPSC ring):
 //!   D-channel frames both ways, audio commands in, audio and DTMF reports
 //!   out.
 //!
@@ -46,7 +46,6 @@ pub mod exchange_cli;
 pub mod exchange_line;
 pub mod exchange_pair;
 pub mod exchange_run;
-pub mod ring;
 pub mod rtp_peer;
 
 pub use exchange::{
