@@ -199,7 +199,7 @@ const SIP_CALL: CallHandle = CallHandle(77);
 fn exchange_call_placed(h: &mut H) -> Sdp {
     let acts = h.isdn(setup("999", 1));
     let (token, invite) = place_token(&acts);
-    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "192.0.2.7:5060".into())));
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
     assert!(h.drain().is_empty());
     invite.sdp
 }
@@ -242,7 +242,9 @@ fn emergency_call_exchange_to_core_end_to_end() {
         .collect();
     assert_eq!(names, ["PCMA", "PCMU", "telephone-event"]);
 
-    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "192.0.2.7:5060".into())));
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
+    // The SIP task names the peer that answered (its `Answered { peer }`).
+    h.m.handle_sip_peer(SIP_CALL, "192.0.2.7:5060");
     h.now += Duration::from_millis(300);
     let acts = h.sip(UaEvent::Provisional {
         call: SIP_CALL,
@@ -476,7 +478,7 @@ fn drive_to(h: &mut H, stage: Stage) -> Option<Token> {
     if let Stage::Placing = stage {
         return Some(token);
     }
-    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "p".into())));
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
     h.drain();
     if matches!(stage, Stage::Ringing | Stage::EarlyMedia | Stage::Answered) {
         h.sip(UaEvent::Provisional {
@@ -527,7 +529,7 @@ fn clearing_from_either_side_in_each_state() {
                 });
                 if let Some(token) = pending {
                     // The INVITE went out anyway: it is hung up at once.
-                    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "p".into())));
+                    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
                     let late = h.drain();
                     assert!(
                         matches!(late[..], [Action::Sip(SipAction::Hangup { .. })]),
@@ -603,9 +605,7 @@ fn clearing_from_either_side_in_each_state() {
 #[test]
 fn every_sip_to_q850_row_through_the_manager() {
     for &(status, cause) in SIP_TO_Q850 {
-        let mut cfg = config();
-        cfg.max_sip_attempts = 1;
-        let mut h = H::with(cfg);
+        let mut h = H::new();
         exchange_call_placed(&mut h);
         let acts = h.sip(UaEvent::Failed {
             call: SIP_CALL,
@@ -707,47 +707,45 @@ fn reason_header_and_trunk_override_win() {
     );
 }
 
+/// Failover between the group's peers is the SIP task's: a 503 or 408
+/// reaching the manager is the call's end (every peer tried), mapped by the
+/// RFC 3398 table (503 -> 41, 408 -> 102), never a second round of
+/// attempts; the CDR names the peer the SIP task reported.
 #[test]
-fn failover_to_the_next_peer_on_503() {
-    let mut h = H::new();
-    exchange_call_placed(&mut h);
-    let acts = h.sip(UaEvent::Failed {
-        call: SIP_CALL,
-        status: 503,
-        reason: None,
-    });
-    let Action::Sip(SipAction::PlaceCall { token, exclude, .. }) = one(
-        &acts,
-        |a| matches!(a, Action::Sip(SipAction::PlaceCall { .. })),
-        "retry",
-    ) else {
-        panic!()
-    };
-    assert_eq!(exclude, ["192.0.2.7:5060"]);
-    h.m.handle_sip_placed(h.now, token, Ok((CallHandle(78), "192.0.2.8:5060".into())));
-    let acts = h.sip(UaEvent::Answered {
-        call: CallHandle(78),
-        sdp: Some(answer_to(&core_offer())),
-    });
-    assert!(isdn_cmds(&acts).contains(&IsdnCommand::Connect { id: CallId(1) }));
-    h.isdn(Event::Disconnected {
-        id: CallId(1),
-        cause: Cause(16),
-        by: ClearedBy::Remote,
-    });
-    h.isdn(Event::Released {
-        id: CallId(1),
-        cause: Cause(16),
-        by: ClearedBy::Remote,
-    });
-    h.sip(UaEvent::Ended {
-        call: CallHandle(78),
-        by: EndedBy::Local,
-        reason: None,
-    });
-    let r = cdr(&h.summary(TS));
-    assert_eq!(r.core_peer.as_deref(), Some("192.0.2.8:5060"));
-    assert!(h.m.is_idle());
+fn a_final_503_or_408_is_mapped_not_retried() {
+    for (status, cause) in [(503, 41), (408, 102)] {
+        let mut h = H::new();
+        exchange_call_placed(&mut h);
+        h.m.handle_sip_peer(SIP_CALL, "192.0.2.8:5060");
+        let acts = h.sip(UaEvent::Failed {
+            call: SIP_CALL,
+            status,
+            reason: None,
+        });
+        assert!(
+            !acts
+                .iter()
+                .any(|a| matches!(a, Action::Sip(SipAction::PlaceCall { .. }))),
+            "{status}: no retry in the manager"
+        );
+        assert_eq!(
+            isdn_cmds(&acts),
+            [IsdnCommand::Disconnect {
+                id: CallId(1),
+                cause: Cause(cause)
+            }],
+            "{status}"
+        );
+        let acts = h.isdn(Event::Released {
+            id: CallId(1),
+            cause: Cause(cause),
+            by: ClearedBy::Local,
+        });
+        let r = cdr(&acts);
+        assert_eq!((r.q850_cause, r.sip_status), (cause, Some(status)));
+        assert_eq!(r.core_peer.as_deref(), Some("192.0.2.8:5060"));
+        assert!(h.m.is_idle());
+    }
 }
 
 #[test]
@@ -1091,15 +1089,26 @@ fn audit_restarts_a_stuck_channel() {
     let acts = h.advance(Duration::from_secs(120));
     assert!(isdn_cmds(&acts).is_empty());
 
-    // The other way: the manager holds a call Q.931 has forgotten.
+    // The other way: the manager holds a call Q.931 has the channel idle
+    // for. It is probed, not restarted or forgotten, until Q.931 says it
+    // does not know the call.
     drive_to(&mut h, Stage::Answered);
     h.advance(Duration::from_secs(60));
     let acts = h.advance(Duration::from_secs(60));
-    let cmds = isdn_cmds(&acts);
-    assert!(cmds.contains(&IsdnCommand::Restart {
-        class: RestartClass::INDICATED_CHANNELS,
-        timeslots: vec![TS]
-    }));
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::StatusEnquiry { id: CallId(1) }]
+    );
+    assert_eq!(h.m.counters.audit_restarts, 1, "no RESTART for a call");
+    assert_eq!(h.m.call_count(), 1, "not forgotten on suspicion");
+    h.m.handle_isdn_refused(
+        h.now,
+        SPAN,
+        CallId(1),
+        TaskError::Refused(CommandError::UnknownCall),
+    );
+    let acts = h.drain();
+    assert!(isdn_cmds(&acts).is_empty(), "nothing for a call Q.931 lost");
     assert!(
         acts.iter()
             .any(|a| matches!(a, Action::Sip(SipAction::Hangup { .. })))
@@ -1255,7 +1264,7 @@ fn events_before_the_placed_reply_are_held_and_replayed() {
         })
         .is_empty()
     );
-    h.m.handle_sip_placed(h.now, token, Ok((SIP_CALL, "p".into())));
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
     let acts = h.drain();
     assert!(isdn_cmds(&acts).contains(&IsdnCommand::Connect { id: CallId(1) }));
 

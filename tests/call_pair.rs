@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tdmgw::call::cdr::{CdrRecord, ClearedBy as CdrClearedBy, Direction};
 use tdmgw::call::manager::{
-    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction, SipPlaceError,
+    Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction,
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
@@ -178,6 +178,7 @@ impl World {
                         IsdnCommand::Restart { class, timeslots } => {
                             ignore(q.restart(now, class, &timeslots))
                         }
+                        IsdnCommand::BusyOut { on } => q.set_busy_out(on),
                     }
                     self.gw_dc.pump(now);
                 }
@@ -207,25 +208,14 @@ impl World {
         let now = self.now;
         let ua = &mut self.gw_ua;
         match s {
-            SipAction::PlaceCall {
-                token,
-                exclude,
-                invite,
-                ..
-            } => {
-                let r = if exclude.iter().any(|e| e == CORE) {
-                    Err(SipPlaceError::NoPeer)
-                } else {
-                    let peer = Remote {
-                        address: CORE.parse().unwrap(),
-                        transport: Transport::Udp,
-                    };
-                    Ok((
-                        ua.place_call(now, invite.into_outgoing(peer)),
-                        CORE.to_owned(),
-                    ))
+            SipAction::PlaceCall { token, invite, .. } => {
+                let peer = Remote {
+                    address: CORE.parse().unwrap(),
+                    transport: Transport::Udp,
                 };
-                self.mgr.handle_sip_placed(now, token, r);
+                let call = ua.place_call(now, invite.into_outgoing(peer));
+                self.mgr.handle_sip_placed(now, token, Ok(call));
+                self.mgr.handle_sip_peer(call, CORE);
             }
             SipAction::Provisional { call, status, sdp } => {
                 ignore(ua.send_provisional(now, call, status, sdp.as_ref()))

@@ -56,6 +56,10 @@ pub enum IsdnCommand {
         class: RestartClass,
         timeslots: Vec<u8>,
     },
+    /// Busy-out of the span's B-channels on or off.
+    BusyOut {
+        on: bool,
+    },
 }
 
 /// An INVITE to send: [`OutgoingCall`] without the next hop, which the SIP
@@ -88,13 +92,12 @@ impl InviteParams {
 /// method of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SipAction {
-    /// Pick the first candidate of `group` (`PeerTable::select`) whose
-    /// address (`SocketAddr` text) is not in `exclude`, `place_call` to it,
-    /// and reply with [`CallManager::handle_sip_placed`](super::manager::CallManager::handle_sip_placed).
+    /// Place the call to `group`: the SIP task tries the group's peers in
+    /// turn (`PeerTable::select`) and fails over between them by itself;
+    /// reply with [`CallManager::handle_sip_placed`](super::manager::CallManager::handle_sip_placed).
     PlaceCall {
         token: Token,
         group: String,
-        exclude: Vec<String>,
         invite: Box<InviteParams>,
     },
     Provisional {
@@ -142,7 +145,7 @@ pub enum Action {
 /// Why the SIP task could not place a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SipPlaceError {
-    /// Every peer of the group was tried (or excluded) or the group is unknown.
+    /// The group has no peer or is unknown.
     NoPeer,
     /// The SIP task has stopped.
     Stopped,

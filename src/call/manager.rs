@@ -8,7 +8,9 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 pub use super::action::{Action, InviteParams, IsdnCommand, SipAction, SipPlaceError, Token};
-pub use super::manager_config::{CallCounters, CallManagerConfig, CoreRoute, DigitLimits};
+pub use super::manager_config::{
+    CallCounters, CallManagerConfig, CoreRoute, DigitLimits, RtpTimeoutAction,
+};
 
 use super::cause_map::{CauseMap, Reason, Rule, q850_from_reasons};
 use super::cdr::{self, CdrRecord, Direction, Quality};
@@ -88,9 +90,8 @@ struct Call {
     called: String,
     calling: String,
     group: String,
+    /// The core peer the SIP call went to (or came from), once known.
     peer: Option<String>,
-    tried: Vec<String>,
-    invite: Option<InviteParams>,
     place: Option<PlaceCall>,
     spans_left: Vec<u8>,
     remote_sdp: Option<Sdp>,
@@ -143,6 +144,24 @@ impl Call {
     }
 }
 
+/// A call in progress, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// The CDR's `call_id` (`<start unix ms>-<call>`; `call=<call>` in logs).
+    pub id: String,
+    pub direction: Direction,
+    /// As dialled (the status redacts them when the site asks).
+    pub calling: String,
+    pub called: String,
+    pub span: u8,
+    pub timeslot: Option<u8>,
+    /// The core peer, once known.
+    pub peer: Option<String>,
+    /// `setup`, `alerting`, `active` or `clearing`.
+    pub state: &'static str,
+    pub started: Instant,
+}
+
 /// The call module's core.
 ///
 /// # Contract
@@ -177,18 +196,19 @@ pub struct CallManager {
     by_isdn: HashMap<(u8, CallId), u64>,
     by_sip: HashMap<CallHandle, u64>,
     by_token: HashMap<Token, u64>,
-    by_channel: HashMap<ChannelId, u64>,
     next_key: u64,
     actions: VecDeque<Action>,
     draining: bool,
     peers: HashMap<String, HashMap<String, bool>>,
+    /// Spans busied out (see [`CallManager::handle_peer`]).
+    busied_out: HashSet<u8>,
     links: HashMap<u8, bool>,
     tables: HashMap<u8, ChannelTable>,
     suspects: HashSet<(u8, u8)>,
-    /// Events held until a PlaceCall reply names their call (see
-    /// `handle_isdn` / `handle_sip`).
-    early_isdn: Vec<(u8, q931::Event)>,
-    early_sip: Vec<UaEvent>,
+    /// Events held until a PlaceCall reply names their call, in arrival
+    /// order (see `handle_isdn` / `handle_sip`).
+    early_isdn: VecDeque<(u8, q931::Event)>,
+    early_sip: VecDeque<UaEvent>,
     next_audit: Instant,
     /// Unix milliseconds at `epoch` (CDR times).
     epoch: Instant,
@@ -208,16 +228,16 @@ impl CallManager {
             by_isdn: HashMap::new(),
             by_sip: HashMap::new(),
             by_token: HashMap::new(),
-            by_channel: HashMap::new(),
             next_key: 1,
             actions: VecDeque::new(),
             draining: false,
             peers: HashMap::new(),
+            busied_out: HashSet::new(),
             links: HashMap::new(),
             tables: HashMap::new(),
             suspects: HashSet::new(),
-            early_isdn: Vec::new(),
-            early_sip: Vec::new(),
+            early_isdn: VecDeque::new(),
+            early_sip: VecDeque::new(),
             next_audit,
             epoch: now,
             epoch_unix_ms: unix_ms,
@@ -230,6 +250,43 @@ impl CallManager {
         self.calls.len()
     }
 
+    /// The calls not yet forgotten, oldest first.
+    pub fn calls_in_progress(&self) -> Vec<CallInfo> {
+        let mut v: Vec<&Call> = self.calls.values().collect();
+        v.sort_by_key(|c| c.key);
+        v.into_iter()
+            .map(|c| CallInfo {
+                id: self.call_id(c.key),
+                direction: c.direction,
+                calling: c.calling.clone(),
+                called: c.called.clone(),
+                span: c.span,
+                timeslot: c.timeslot,
+                peer: c.peer.clone(),
+                state: if c.clearing() {
+                    "clearing"
+                } else if c.answer_at.is_some() {
+                    "active"
+                } else if c.alerting_at.is_some() {
+                    "alerting"
+                } else {
+                    "setup"
+                },
+                started: c.setup_at,
+            })
+            .collect()
+    }
+
+    /// The id of call `key` in CDRs and the status.
+    fn call_id(&self, key: u64) -> String {
+        format!("{}-{}", self.epoch_unix_ms, key)
+    }
+
+    /// Events held for a PlaceCall reply (see `handle_isdn`, `handle_sip`).
+    pub fn held_events(&self) -> usize {
+        self.early_isdn.len() + self.early_sip.len()
+    }
+
     /// No call, no index entry: nothing leaked.
     pub fn is_idle(&self) -> bool {
         self.calls.is_empty()
@@ -238,7 +295,6 @@ impl CallManager {
             && self.by_isdn.is_empty()
             && self.by_sip.is_empty()
             && self.by_token.is_empty()
-            && self.by_channel.is_empty()
     }
 
     /// While set, new calls both ways are refused (drain_cause / drain_status).
@@ -321,8 +377,6 @@ impl CallManager {
                 calling: String::new(),
                 group: String::new(),
                 peer: None,
-                tried: Vec::new(),
-                invite: None,
                 place: None,
                 spans_left: Vec::new(),
                 remote_sdp: None,
@@ -377,11 +431,80 @@ impl CallManager {
     // ----- peers, links, draining ------------------------------------------
 
     /// A core peer of `group` (named by its address text) went up or down.
+    ///
+    /// With `busy_out` configured, a span every one of whose routes' peer
+    /// groups is down is busied out ([`IsdnCommand::BusyOut`]: its idle
+    /// B-channels, and channels as their calls end, go out of service in
+    /// Q.931, so the exchange's SETUPs are refused at once and the gateway
+    /// hunts none of them) and back in service when a peer of one of those
+    /// groups comes up. Without it, SETUPs for a route whose group is down
+    /// are refused with `group_down_cause` (34) all the same.
     pub fn handle_peer(&mut self, group: &str, peer: &str, up: bool) {
         self.peers
             .entry(group.to_owned())
             .or_default()
             .insert(peer.to_owned(), up);
+        if self.cfg.busy_out {
+            self.review_busy_out();
+        }
+    }
+
+    /// The spans the manager knows of: core routes' and audited ones.
+    fn known_spans(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = self
+            .cfg
+            .core_routes
+            .iter()
+            .flat_map(|r| r.spans.iter().copied())
+            .chain(self.tables.keys().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether every peer group a span's routes use is down (a span no
+    /// route applies to has nothing to protect: never busied out).
+    fn span_unreachable(&self, span: u8) -> bool {
+        let mut groups = self
+            .cfg
+            .routes
+            .iter()
+            .filter(|r| r.span.is_none_or(|s| s == span))
+            .map(|r| r.peer_group.as_str())
+            .peekable();
+        groups.peek().is_some() && groups.all(|g| self.group_down(g))
+    }
+
+    fn review_busy_out(&mut self) {
+        for span in self.known_spans() {
+            let down = self.span_unreachable(span);
+            if down == self.busied_out.contains(&span) {
+                continue;
+            }
+            if down {
+                self.busied_out.insert(span);
+                self.counters.busy_outs += 1;
+                warn!(
+                    span,
+                    "busy-out: no peer of the span's core groups is up: B-channels out of service"
+                );
+            } else {
+                self.busied_out.remove(&span);
+                warn!(
+                    span,
+                    "busy-out ended: a core peer is up: B-channels back in service"
+                );
+            }
+            self.isdn(span, IsdnCommand::BusyOut { on: down });
+        }
+    }
+
+    /// Spans busied out now.
+    pub fn busied_out(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = self.busied_out.iter().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// Every peer of the group that has been reported is down (a group with
@@ -399,16 +522,67 @@ impl CallManager {
     /// An event for a call id the manager does not know yet, while a SETUP
     /// of this span awaits its [`IsdnCommand::PlaceCall`] reply, is held
     /// (bounded) and replayed when the reply names that id: the shell need
-    /// not order replies before events.
+    /// not order replies before events. A later event of the span that
+    /// depends on a held one waits behind it (same call, or same channel:
+    /// a channel freed by one call and taken by the next must be seen in
+    /// that order; span-wide events wait for everything held), so what
+    /// the manager applies is always in Q.931's order.
     pub fn handle_isdn(&mut self, now: Instant, span: u8, event: q931::Event) {
-        if let Some(id) = isdn_event_call(&event)
-            && !self.by_isdn.contains_key(&(span, id))
-            && self.isdn_placing_on(span)
-        {
-            hold(&mut self.early_isdn, (span, event), &mut self.counters);
+        if self.isdn_blocked(span, &event, self.early_isdn.len()) {
+            if self.early_isdn.len() >= HELD_EVENTS_MAX {
+                self.force_oldest_isdn(now);
+            }
+            self.early_isdn.push_back((span, event));
+            self.replay_isdn(now, span);
             return;
         }
         self.dispatch_isdn(now, span, event);
+    }
+
+    /// Whether `event` must wait: its call is not known while a SETUP of
+    /// the span awaits its reply, or one of the first `before` held events
+    /// of the span is about the same call or channel.
+    fn isdn_blocked(&self, span: u8, event: &q931::Event, before: usize) -> bool {
+        let id = isdn_event_call(event);
+        let unplaced = id.is_some_and(|id| !self.by_isdn.contains_key(&(span, id)))
+            && self.isdn_placing_on(span);
+        if unplaced {
+            return true;
+        }
+        let channels = self.event_channels(span, event);
+        self.early_isdn
+            .iter()
+            .take(before)
+            .filter(|(s, _)| *s == span)
+            .any(|(_, held)| {
+                let held_id = isdn_event_call(held);
+                (id.is_none() && !matches!(event, q931::Event::IncomingCall { .. }))
+                    || (id.is_some() && held_id == id)
+                    || channels
+                        .iter()
+                        .any(|ts| self.event_channels(span, held).contains(ts))
+            })
+    }
+
+    /// The channels an event is about: the one it names, or that of the
+    /// call it is for (as the manager knows it).
+    fn event_channels(&self, span: u8, event: &q931::Event) -> Vec<u8> {
+        use q931::Event as E;
+        match event {
+            E::IncomingCall { channel, .. }
+            | E::SetupAcknowledged { channel, .. }
+            | E::Proceeding { channel, .. }
+            | E::ChannelSelected { channel, .. } => vec![*channel],
+            E::ChannelsRestarted { timeslots } | E::RestartReceived { timeslots, .. } => {
+                timeslots.clone()
+            }
+            _ => isdn_event_call(event)
+                .and_then(|id| self.by_isdn.get(&(span, id)))
+                .and_then(|k| self.calls.get(k))
+                .and_then(|c| c.timeslot)
+                .into_iter()
+                .collect(),
+        }
     }
 
     fn isdn_placing_on(&self, span: u8) -> bool {
@@ -417,19 +591,35 @@ impl CallManager {
             .any(|c| c.span == span && matches!(c.isdn, IsdnLeg::Placing(_)))
     }
 
-    /// After a PlaceCall reply: replay the held events of `id` (if it was
-    /// placed), and once nothing of the span is being placed, the rest
-    /// (they are strays then).
-    fn replay_isdn(&mut self, now: Instant, span: u8, id: Option<CallId>) {
-        let placing = self.isdn_placing_on(span);
-        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_isdn)
-            .into_iter()
-            .partition(|(s, e)| {
-                *s == span && (!placing || id.is_some() && isdn_event_call(e) == id)
-            });
-        self.early_isdn = keep;
-        for (s, e) in mine {
-            self.dispatch_isdn(now, s, e);
+    /// Applies the span's held events, oldest first, that no longer wait
+    /// (their call is known, or nothing of the span is being placed any
+    /// more: strays then; and nothing earlier still held is about them).
+    fn replay_isdn(&mut self, now: Instant, span: u8) {
+        let mut i = 0;
+        while i < self.early_isdn.len() {
+            let (s, e) = &self.early_isdn[i];
+            if *s != span || self.isdn_blocked(span, e, i) {
+                i += 1;
+                continue;
+            }
+            if let Some((s, e)) = self.early_isdn.remove(i) {
+                self.dispatch_isdn(now, s, e);
+            }
+            // Applying it may release what waited behind it: start over.
+            i = 0;
+        }
+    }
+
+    /// The held queue is full (a PlaceCall reply never came): apply the
+    /// oldest event as it is (a stray if its call is unknown).
+    fn force_oldest_isdn(&mut self, now: Instant) {
+        if let Some((span, e)) = self.early_isdn.pop_front() {
+            self.counters.held_overflows += 1;
+            warn!(
+                span,
+                "held Q.931 events full: the oldest is applied unmatched"
+            );
+            self.dispatch_isdn(now, span, e);
         }
     }
 
@@ -443,9 +633,9 @@ impl CallManager {
                 bearer,
                 channel,
             } => self.on_incoming_setup(now, span, id, called, calling, bearer, channel),
-            E::SetupAcknowledged { id, channel } | E::Proceeding { id, channel } => {
-                self.on_isdn_channel(span, id, channel)
-            }
+            E::SetupAcknowledged { id, channel }
+            | E::Proceeding { id, channel }
+            | E::ChannelSelected { id, channel } => self.on_isdn_channel(span, id, channel),
             E::Alerting { id } => self.on_isdn_alerting(now, span, id),
             E::Progress { id, description } => self.on_isdn_progress(now, span, id, description),
             E::Connected { id } => self.on_isdn_connected(now, span, id),
@@ -490,10 +680,9 @@ impl CallManager {
             .and_then(|k| self.calls.get(k))
             .map(|c| c.span);
         let key = self.by_token.get(&token).copied();
-        let id = result.as_ref().ok().copied();
         self.isdn_placed(now, token, result);
         if let Some(span) = span {
-            self.replay_isdn(now, span, id);
+            self.replay_isdn(now, span);
         }
         self.finish_clearing(now, key);
     }
@@ -558,12 +747,18 @@ impl CallManager {
         ts: u8,
     ) {
         self.counters.exchange_to_core += 1;
+        if let Some(other) = self.isdn_calls_on(span, ts).first() {
+            // Q.931 offers the channel, so it holds no call there: the
+            // older call's channel is stale (the audit probes it).
+            warn!(
+                span,
+                ts,
+                old = other,
+                "SETUP on a channel the manager holds a call on"
+            );
+        }
         let key = self.new_call(now, Direction::ExchangeToCore, span);
         self.by_isdn.insert((span, id), key);
-        let channel = ChannelId {
-            span: u16::from(span),
-            timeslot: ts,
-        };
         let mut called_digits = called.as_ref().map(|n| n.digits_str()).unwrap_or_default();
         let calling_digits = calling.as_ref().map(|n| n.digits_str());
         if let Some(c) = self.calls.get_mut(&key) {
@@ -574,14 +769,6 @@ impl CallManager {
             c.timeslot = Some(ts);
             c.calling = calling_digits.clone().unwrap_or_default();
             c.called = called_digits.clone();
-        }
-        if let Some(other) = self.by_channel.insert(channel, key) {
-            warn!(
-                span,
-                ts,
-                old = other,
-                "SETUP on a channel the manager holds a call on"
-            );
         }
         if self.draining {
             self.counters.refused_draining += 1;
@@ -661,14 +848,12 @@ impl CallManager {
             c.group = group.clone();
             c.local_sdp = Some(offer);
             c.local_is_offer = true;
-            c.invite = Some(invite.clone());
             c.sip = SipLeg::Placing(token);
             c.no_answer_at = Some(now + self.cfg.no_answer_timeout);
         }
         self.push(Action::Sip(SipAction::PlaceCall {
             token,
             group,
-            exclude: Vec::new(),
             invite: Box::new(invite),
         }));
     }
@@ -689,19 +874,28 @@ impl CallManager {
         if let IsdnLeg::Up { responded, .. } = &mut c.isdn {
             *responded = true;
         }
-        if c.timeslot != Some(ts) {
-            if let Some(old) = c.channel() {
-                self.by_channel.remove(&old);
-            }
-            c.timeslot = Some(ts);
-            self.by_channel.insert(
-                ChannelId {
-                    span: u16::from(span),
-                    timeslot: ts,
-                },
-                key,
-            );
-        }
+        c.timeslot = Some(ts);
+    }
+
+    /// The calls whose live Q.931 call is on `span`/`ts` (normally one).
+    fn isdn_calls_on(&self, span: u8, ts: u8) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .calls
+            .values()
+            .filter(|c| c.span == span && c.timeslot == Some(ts) && c.isdn_alive())
+            .map(|c| c.key)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The call whose media session on `ch` matches `state` (oldest first).
+    fn media_call(&self, ch: ChannelId, f: impl Fn(&MediaLeg) -> bool) -> Option<u64> {
+        self.calls
+            .values()
+            .filter(|c| c.channel() == Some(ch) && f(&c.media))
+            .map(|c| c.key)
+            .min()
     }
 
     fn responded(&mut self, key: u64) {
@@ -843,49 +1037,80 @@ impl CallManager {
 
     fn on_channels_restarted(&mut self, now: Instant, span: u8, timeslots: &[u8]) {
         for &ts in timeslots {
-            let ch = ChannelId {
-                span: u16::from(span),
-                timeslot: ts,
-            };
-            let Some(&key) = self.by_channel.get(&ch) else {
-                continue;
-            };
             // §5.5: the restart cleared the call (Released normally precedes this).
-            if let Some(c) = self.calls.get_mut(&key)
-                && c.isdn_alive()
-            {
-                if let IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id) = c.isdn {
-                    self.by_isdn.remove(&(span, id));
-                }
-                c.isdn = IsdnLeg::Gone;
+            for key in self.isdn_calls_on(span, ts) {
+                self.forget_isdn(key);
                 self.clear(now, key, Side::Exchange, Cause::TEMPORARY_FAILURE.0, None);
                 self.maybe_finish(now, key);
             }
         }
     }
 
+    /// Q.931 no longer holds the call's Q.931 call (released, restarted,
+    /// or it answered a command "unknown call").
+    fn forget_isdn(&mut self, key: u64) {
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if let IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id) = c.isdn {
+            self.by_isdn.remove(&(c.span, id));
+        }
+        c.isdn = IsdnLeg::Gone;
+    }
+
+    /// A command for Q.931 call `id` of `span` was refused. Only "unknown
+    /// call" matters: Q.931 has forgotten the call (it is in the null state,
+    /// its channel free), so the manager may too; its `Released`, if still
+    /// on the way, is then a stray. The shell feeds every refusal.
+    pub fn handle_isdn_refused(&mut self, now: Instant, span: u8, id: CallId, error: TaskError) {
+        if error != TaskError::Refused(q931::CommandError::UnknownCall) {
+            return;
+        }
+        let Some(&key) = self.by_isdn.get(&(span, id)) else {
+            return;
+        };
+        info!(
+            call = key,
+            span,
+            call_id = id.0,
+            "Q.931 no longer knows the call: its leg is gone"
+        );
+        self.forget_isdn(key);
+        self.clear(now, key, Side::Gateway, Cause::TEMPORARY_FAILURE.0, None);
+        self.maybe_finish(now, key);
+    }
+
     // ----- SIP input -------------------------------------------------------
 
-    /// The reply to [`SipAction::PlaceCall`]: the user agent's handle and
-    /// the peer it went to.
+    /// The reply to [`SipAction::PlaceCall`]: the SIP call's handle (the
+    /// SIP task picks the peer, and fails over between the group's peers by
+    /// itself; [`CallManager::handle_sip_peer`] names the peer once known).
     pub fn handle_sip_placed(
         &mut self,
         now: Instant,
         token: Token,
-        result: Result<(CallHandle, String), SipPlaceError>,
+        result: Result<CallHandle, SipPlaceError>,
     ) {
         let key = self.by_token.get(&token).copied();
-        let handle = result.as_ref().ok().map(|(h, _)| *h);
         self.sip_placed(now, token, result);
-        self.replay_sip(now, handle);
+        self.replay_sip(now);
         self.finish_clearing(now, key);
+    }
+
+    /// The core peer (its address) SIP call `call` went to or came from,
+    /// for the CDR and the status: the shell tells it when the SIP layer
+    /// names it (answer, final failure).
+    pub fn handle_sip_peer(&mut self, call: CallHandle, peer: &str) {
+        if let Some(c) = self.by_sip.get(&call).and_then(|k| self.calls.get_mut(k)) {
+            c.peer = Some(peer.to_owned());
+        }
     }
 
     fn sip_placed(
         &mut self,
         now: Instant,
         token: Token,
-        result: Result<(CallHandle, String), SipPlaceError>,
+        result: Result<CallHandle, SipPlaceError>,
     ) {
         let Some(key) = self.by_token.remove(&token) else {
             return;
@@ -894,12 +1119,10 @@ impl CallManager {
             return;
         };
         match result {
-            Ok((handle, peer)) => {
+            Ok(handle) => {
                 // Cleared meanwhile: hung up in `finish_clearing`, after the
                 // held events (which may already end it).
                 self.by_sip.insert(handle, key);
-                c.tried.push(peer.clone());
-                c.peer = Some(peer);
                 c.sip = SipLeg::Outgoing(handle);
             }
             Err(e) => {
@@ -921,16 +1144,37 @@ impl CallManager {
     ///
     /// An event for a handle the manager does not know yet, while an INVITE
     /// awaits its [`SipAction::PlaceCall`] reply, is held (bounded) and
-    /// replayed when the reply names that handle.
+    /// replayed when the reply names that handle; later events of the same
+    /// call wait behind it, so each call's events are applied in order.
     pub fn handle_sip(&mut self, now: Instant, event: UaEvent) {
-        if let Some(call) = sip_event_call(&event)
-            && !self.by_sip.contains_key(&call)
-            && self.sip_placing()
-        {
-            hold(&mut self.early_sip, event, &mut self.counters);
+        if self.sip_blocked(&event, self.early_sip.len()) {
+            if self.early_sip.len() >= HELD_EVENTS_MAX
+                && let Some(e) = self.early_sip.pop_front()
+            {
+                self.counters.held_overflows += 1;
+                warn!("held SIP events full: the oldest is applied unmatched");
+                self.dispatch_sip(now, e);
+            }
+            self.early_sip.push_back(event);
+            self.replay_sip(now);
             return;
         }
         self.dispatch_sip(now, event);
+    }
+
+    /// Whether `event` must wait: its handle is unknown while an INVITE
+    /// awaits its reply, or one of the first `before` held events is of the
+    /// same call.
+    fn sip_blocked(&self, event: &UaEvent, before: usize) -> bool {
+        let Some(h) = sip_event_call(event) else {
+            return false;
+        };
+        (!self.by_sip.contains_key(&h) && self.sip_placing())
+            || self
+                .early_sip
+                .iter()
+                .take(before)
+                .any(|e| sip_event_call(e) == Some(h))
     }
 
     fn sip_placing(&self) -> bool {
@@ -939,22 +1183,28 @@ impl CallManager {
             .any(|c| matches!(c.sip, SipLeg::Placing(_)))
     }
 
-    fn replay_sip(&mut self, now: Instant, handle: Option<CallHandle>) {
-        let placing = self.sip_placing();
-        let (mine, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_sip)
-            .into_iter()
-            .partition(|e| !placing || handle.is_some() && sip_event_call(e) == handle);
-        self.early_sip = keep;
-        for e in mine {
-            self.dispatch_sip(now, e);
+    fn replay_sip(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.early_sip.len() {
+            if self.sip_blocked(&self.early_sip[i], i) {
+                i += 1;
+                continue;
+            }
+            if let Some(e) = self.early_sip.remove(i) {
+                self.dispatch_sip(now, e);
+            }
+            i = 0;
         }
     }
 
     fn dispatch_sip(&mut self, now: Instant, event: UaEvent) {
         match event {
             UaEvent::IncomingCall {
-                call, request, sdp, ..
-            } => self.on_invite(now, call, &request, sdp),
+                call,
+                request,
+                sdp,
+                peer,
+            } => self.on_invite(now, call, &request, sdp, peer.address),
             UaEvent::Provisional { call, status, sdp } => {
                 self.on_sip_provisional(now, call, status, sdp)
             }
@@ -1003,6 +1253,7 @@ impl CallManager {
         call: CallHandle,
         request: &crate::sip::message::Message,
         offer: Option<Sdp>,
+        source: SocketAddr,
     ) {
         self.counters.core_to_exchange += 1;
         let reject = |m: &mut CallManager, status: u16, cause: u8| {
@@ -1065,6 +1316,7 @@ impl CallManager {
             c.remote_sdp = offer;
             c.place = Some(place);
             c.spans_left = spans;
+            c.peer = (!source.ip().is_unspecified()).then(|| source.to_string());
         }
         info!(call = key, sip_call = call.0, "INVITE to the exchange");
         self.place_on_next_span(key);
@@ -1217,29 +1469,10 @@ impl CallManager {
         };
         c.sip_status = Some(status);
         c.sip = SipLeg::Gone;
+        // Failover between the group's peers is the SIP task's (it knows
+        // their health, the INVITE timeout and transport errors): a final
+        // failure here is the call's end, mapped by the cause table.
         let reason_cause = reason.as_deref().and_then(|r| q850_from_reasons([r]));
-        // Failover (DESIGN §2.3): a timeout, transport error or 503 before
-        // any provisional goes to the group's next peer.
-        let retry = !c.clearing()
-            && !c.got_provisional
-            && reason_cause.is_none()
-            && matches!(status, 408 | 503)
-            && c.tried.len() < self.cfg.max_sip_attempts;
-        if retry && let Some(invite) = c.invite.clone() {
-            self.counters.sip_failovers += 1;
-            info!(call = key, status, peer = ?c.peer, "INVITE failed: next peer");
-            let (group, exclude) = (c.group.clone(), c.tried.clone());
-            let token = self.token(key);
-            if let Some(c) = self.calls.get_mut(&key) {
-                c.sip = SipLeg::Placing(token);
-            }
-            return self.push(Action::Sip(SipAction::PlaceCall {
-                token,
-                group,
-                exclude,
-                invite: Box::new(invite),
-            }));
-        }
         let span = c.span;
         let mapped = self.cause_map(span).sip_to_q850(status, reason_cause, None);
         let (cause, rule) = mapped.unwrap_or((Cause::NORMAL_CLEARING.0, Rule::ClassDefault));
@@ -1361,11 +1594,12 @@ impl CallManager {
                 } else {
                     c.local_sdp.as_ref().unwrap_or(remote_sdp)
                 };
-                let Some(params) = connect_params(answer, remote_sdp, remote) else {
+                let Some(mut params) = connect_params(answer, remote_sdp, remote) else {
                     return;
                 };
+                params.rtp_timeout_ms =
+                    u32::try_from(self.cfg.rtp_timeout.as_millis()).unwrap_or(u32::MAX);
                 c.media = MediaLeg::Connected(ch, remote);
-                self.by_channel.insert(ch, key);
                 self.push(Action::Media(media::Command::Connect { ch, params }));
             }
             MediaLeg::AwaitingSummary(..) | MediaLeg::Done => {}
@@ -1374,26 +1608,30 @@ impl CallManager {
 
     /// One media-thread event.
     pub fn handle_media(&mut self, now: Instant, event: media::Event) {
+        let connected = |m: &MediaLeg| matches!(m, MediaLeg::Connected(..));
         match event {
             media::Event::CallSummary { ch, summary } => {
-                let Some(&key) = self.by_channel.get(&ch) else {
+                // The session's summary follows its Disconnect; a newer call
+                // on the channel is not waiting for one.
+                let awaiting = |m: &MediaLeg| matches!(m, MediaLeg::AwaitingSummary(..));
+                let Some(key) = self.media_call(ch, awaiting) else {
                     return;
                 };
-                let Some(c) = self.calls.get_mut(&key) else {
-                    return;
-                };
-                if let MediaLeg::AwaitingSummary(..) = c.media {
+                if let Some(c) = self.calls.get_mut(&key) {
                     c.quality = Some(quality(&summary));
                     c.media = MediaLeg::Done;
-                    self.maybe_finish(now, key);
                 }
+                self.maybe_finish(now, key);
             }
             media::Event::DtmfEnd {
                 ch,
                 digit,
                 duration_ms,
             } if self.cfg.dtmf_to_info => {
-                let Some(c) = self.by_channel.get(&ch).and_then(|k| self.calls.get(k)) else {
+                let Some(c) = self
+                    .media_call(ch, connected)
+                    .and_then(|k| self.calls.get(&k))
+                else {
                     return;
                 };
                 if let SipLeg::Confirmed(call) = c.sip {
@@ -1406,13 +1644,52 @@ impl CallManager {
             }
             media::Event::RtpTimeout { ch, silent_ms } => {
                 self.counters.rtp_timeouts += 1;
-                warn!(channel = %ch, silent_ms, "no RTP from the core");
+                let key = self.media_call(ch, connected);
+                self.on_rtp_timeout(now, ch, key, silent_ms);
             }
             media::Event::CommandRejected { ch, reason } => {
                 self.counters.media_rejects += 1;
                 warn!(channel = %ch, reason = ?reason, "media command rejected");
             }
             _ => {}
+        }
+    }
+
+    /// No RTP from the core for `rtp_timeout` on `ch`. An answered call
+    /// whose remote SDP says the core sends (not `recvonly`/`inactive`, RFC
+    /// 3264 §6.1: a held call is silent on purpose) is cleared with
+    /// `rtp_timeout_cause` (41, temporary failure: the exchange may retry at
+    /// once) towards the exchange, and BYE with `Reason: Q.850;cause=41`
+    /// towards the core, when `rtp_timeout_action` is `Clear`; otherwise,
+    /// and before an answer (early media may be silent), it is logged only.
+    fn on_rtp_timeout(&mut self, now: Instant, ch: ChannelId, key: Option<u64>, silent_ms: u32) {
+        let Some(c) = key.and_then(|k| self.calls.get(&k)) else {
+            warn!(channel = %ch, silent_ms, "no RTP from the core (no call on the channel)");
+            return;
+        };
+        let key = c.key;
+        let held = c.remote_sdp.as_ref().is_some_and(|s| {
+            let media = s.media.iter().find(|m| m.kind == "audio" && m.port != 0);
+            matches!(
+                media.and_then(|m| m.direction).or(s.direction),
+                Some(sdp::Direction::RecvOnly | sdp::Direction::Inactive)
+            )
+        });
+        let rule = if c.answer_at.is_none() {
+            "not answered yet: logged only"
+        } else if held {
+            "the core holds the call (SDP recvonly/inactive): logged only"
+        } else if self.cfg.rtp_timeout_action == RtpTimeoutAction::Log {
+            "rtp_timeout_action = log: logged only"
+        } else {
+            "rtp_timeout_action = clear: clearing"
+        };
+        let clear = rule.ends_with("clearing");
+        let cause = self.cfg.rtp_timeout_cause;
+        warn!(call = key, channel = %ch, silent_ms, cause = cause.0, rule, "no RTP from the core");
+        if clear {
+            self.counters.rtp_timeout_clears += 1;
+            self.clear(now, key, Side::Gateway, cause.0, None);
         }
     }
 
@@ -1504,11 +1781,6 @@ impl CallManager {
         let Some(c) = self.calls.remove(&key) else {
             return;
         };
-        if let Some(ch) = c.channel()
-            && self.by_channel.get(&ch) == Some(&key)
-        {
-            self.by_channel.remove(&ch);
-        }
         self.by_isdn.retain(|_, k| *k != key);
         self.by_sip.retain(|_, k| *k != key);
         self.by_token.retain(|_, k| *k != key);
@@ -1524,7 +1796,7 @@ impl CallManager {
 
     fn cdr(&self, c: &Call, now: Instant) -> CdrRecord {
         CdrRecord {
-            call_id: format!("{}-{}", self.epoch_unix_ms, c.key),
+            call_id: self.call_id(c.key),
             span: c.span,
             timeslot: c.timeslot.unwrap_or(0),
             direction: c.direction,
@@ -1555,62 +1827,60 @@ impl CallManager {
 
     /// Compares each span's channel table with the manager's calls. A
     /// channel busy on one side and idle on the other at two audits in a
-    /// row (so that events in flight are not mistaken for faults) is
-    /// recovered with a single-channel RESTART (Q.931 §5.5.1; one per span
-    /// per audit, Q.931 allows one outstanding). Long active calls get a
-    /// STATUS ENQUIRY (§5.8.10), which clears them if Q.931 finds the peer
-    /// has lost them.
+    /// row (so that events in flight are not mistaken for faults) is a
+    /// mismatch, counted and logged:
+    ///
+    /// - Q.931 busy (or reserved), no call of the manager there (and none of
+    ///   the span whose channel is still unknown): a stuck channel, recovered
+    ///   with a single-channel RESTART (Q.931 §5.5.1; one per span per
+    ///   audit, Q.931 allows one outstanding). Calls are never touched: if
+    ///   Q.931 still had a call there, the manager would know it.
+    /// - Q.931 idle, a call of the manager there: the manager's view is
+    ///   stale. The call is probed with STATUS ENQUIRY (§5.8.10); if Q.931
+    ///   answers "unknown call" the manager forgets the leg
+    ///   ([`CallManager::handle_isdn_refused`]); a call Q.931 still holds is
+    ///   never forgotten.
+    ///
+    /// Long active calls get a STATUS ENQUIRY too, which clears them if
+    /// Q.931 finds the peer has lost them.
     fn audit(&mut self, now: Instant) {
         let mut found = HashSet::new();
         let mut spans: Vec<u8> = self.tables.keys().copied().collect();
         spans.sort_unstable();
+        let mut probes = Vec::new();
         for span in spans {
             let Some(table) = self.tables.get(&span) else {
                 continue;
             };
-            let mut restart = None;
             let rows: Vec<(u8, ChannelState)> = table.iter().collect();
-            // A call whose channel Q.931 has not reported yet (no CALL
-            // PROCEEDING) may be any busy channel: none of them is stuck.
+            // A call whose channel Q.931 has not reported yet (its SETUP not
+            // answered) may be on any busy channel: none of them is stuck.
             let unlocated = self
                 .calls
                 .values()
                 .any(|c| c.span == span && c.isdn_alive() && c.timeslot.is_none());
+            let mut restart = None;
             for (ts, state) in rows {
-                let ch = ChannelId {
-                    span: u16::from(span),
-                    timeslot: ts,
-                };
-                let ours = self
-                    .by_channel
-                    .get(&ch)
-                    .and_then(|k| self.calls.get(k))
-                    .filter(|c| c.isdn_alive() && c.timeslot == Some(ts))
-                    .map(|c| c.key);
+                let ours = self.isdn_calls_on(span, ts);
                 let q931_busy = matches!(state, ChannelState::Busy | ChannelState::Reserved);
-                let q931_idle = state == ChannelState::Idle;
-                let mismatch =
-                    (q931_busy && ours.is_none() && !unlocated) || (q931_idle && ours.is_some());
-                if !mismatch {
+                let stuck = q931_busy && ours.is_empty() && !unlocated;
+                let stale = state == ChannelState::Idle && !ours.is_empty();
+                if !stuck && !stale {
                     continue;
                 }
                 found.insert((span, ts));
-                if !self.suspects.contains(&(span, ts)) || restart.is_some() {
+                if !self.suspects.contains(&(span, ts)) {
                     continue;
                 }
-                self.counters.audit_mismatches += 1;
-                warn!(span, ts, q931 = ?state, call = ?ours, "audit: channel state differs: RESTART");
-                if let Some(key) = ours {
-                    // Q.931 has no call here: the manager's call is stale.
-                    if let Some(c) = self.calls.get_mut(&key) {
-                        if let IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id) = c.isdn {
-                            self.by_isdn.remove(&(span, id));
-                        }
-                        c.isdn = IsdnLeg::Gone;
-                    }
-                    self.clear(now, key, Side::Gateway, Cause::TEMPORARY_FAILURE.0, None);
+                if stale {
+                    self.counters.audit_mismatches += 1;
+                    warn!(span, ts, calls = ?ours, "audit: Q.931 has the channel idle, the manager a call on it: STATUS ENQUIRY");
+                    probes.extend(ours.into_iter().map(|k| (span, k)));
+                } else if restart.is_none() {
+                    self.counters.audit_mismatches += 1;
+                    warn!(span, ts, q931 = ?state, "audit: channel busy in Q.931 with no call: single-channel RESTART");
+                    restart = Some(ts);
                 }
-                restart = Some(ts);
             }
             if let Some(ts) = restart {
                 self.counters.audit_restarts += 1;
@@ -1623,6 +1893,14 @@ impl CallManager {
                     },
                 );
             }
+        }
+        for (span, key) in probes {
+            let id = match self.calls.get(&key).map(|c| c.isdn) {
+                Some(IsdnLeg::Up { id, .. } | IsdnLeg::Clearing(id)) => id,
+                _ => continue,
+            };
+            self.counters.audit_probes += 1;
+            self.isdn(span, IsdnCommand::StatusEnquiry { id });
         }
         self.suspects = found;
         let long = self.cfg.long_call_check;
@@ -1644,17 +1922,9 @@ impl CallManager {
     }
 }
 
-/// Events held for a call not yet known: at most this many (oldest dropped).
-const HELD_EVENTS_MAX: usize = 256;
-
-fn hold<T>(queue: &mut Vec<T>, item: T, counters: &mut CallCounters) {
-    if queue.len() >= HELD_EVENTS_MAX {
-        queue.remove(0);
-        counters.stray_events += 1;
-        warn!("held events full: oldest dropped");
-    }
-    queue.push(item);
-}
+/// Events held for a call not yet known: at most this many (then the oldest
+/// is applied unmatched).
+const HELD_EVENTS_MAX: usize = 1024;
 
 /// The call a Q.931 event is about; `None` for span-wide events and for
 /// `IncomingCall` (always a new id).
@@ -1663,6 +1933,7 @@ fn isdn_event_call(e: &q931::Event) -> Option<CallId> {
     match e {
         E::SetupAcknowledged { id, .. }
         | E::Proceeding { id, .. }
+        | E::ChannelSelected { id, .. }
         | E::Alerting { id }
         | E::Progress { id, .. }
         | E::Connected { id }

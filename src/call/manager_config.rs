@@ -68,8 +68,9 @@ pub struct CallManagerConfig {
     pub drain_cause: Cause,
     /// SIP status for INVITEs refused while draining.
     pub drain_status: u16,
-    /// Peers tried per exchange -> core call (failover on 408/503).
-    pub max_sip_attempts: usize,
+    /// Take the channels of a span out of service while every peer group
+    /// its routes use is down (see `CallManager::busy_out`).
+    pub busy_out: bool,
     /// An exchange -> core call not answered after this is cleared with
     /// cause 19 (the user agent does not time out a ringing call).
     pub no_answer_timeout: Duration,
@@ -83,14 +84,31 @@ pub struct CallManagerConfig {
     pub dtmf_to_info: bool,
     /// Play DTMF from SIP INFO into the timeslot.
     pub dtmf_from_info: bool,
+    /// No RTP from the core for this long raises the media engine's RTP
+    /// timeout.
+    pub rtp_timeout: Duration,
+    /// What an RTP timeout on an answered call does.
+    pub rtp_timeout_action: RtpTimeoutAction,
+    /// The Q.850 cause an RTP timeout clears with (both ways).
+    pub rtp_timeout_cause: Cause,
     /// Seed of SDP session ids.
     pub seed: u64,
 }
 
+/// What an RTP timeout on an answered call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtpTimeoutAction {
+    /// Clear the call with `rtp_timeout_cause` both ways.
+    Clear,
+    /// Log it (and count it) only.
+    Log,
+}
+
 impl CallManagerConfig {
     /// Defaults: PCMA, PCMU, telephone-event, 20 ms; causes 1 / 34 / 42 and
-    /// 503; 3 peers; 300 s no-answer; 2 s summary wait; audit every 60 s;
-    /// STATUS ENQUIRY on calls over 1 h; INFO DTMF both ways off.
+    /// 503; no busy-out; 300 s no-answer; 2 s summary wait; audit every
+    /// 60 s; STATUS ENQUIRY on calls over 1 h; INFO DTMF to the core off,
+    /// from the core on; RTP timeout 30 s clears with cause 41.
     pub fn new(routes: Vec<Route>, media_ip: IpAddr, rtp_port_base: u16, host: &str) -> Self {
         CallManagerConfig {
             routes,
@@ -113,13 +131,16 @@ impl CallManagerConfig {
             group_down_cause: Cause::NO_CIRCUIT_AVAILABLE,
             drain_cause: Cause::SWITCHING_EQUIPMENT_CONGESTION,
             drain_status: 503,
-            max_sip_attempts: 3,
+            busy_out: false,
             no_answer_timeout: Duration::from_secs(300),
             summary_wait: Duration::from_secs(2),
             audit_interval: Duration::from_secs(60),
             long_call_check: Duration::from_secs(3600),
             dtmf_to_info: false,
             dtmf_from_info: true,
+            rtp_timeout: Duration::from_secs(30),
+            rtp_timeout_action: RtpTimeoutAction::Clear,
+            rtp_timeout_cause: Cause::TEMPORARY_FAILURE,
             seed: 0,
         }
     }
@@ -136,12 +157,19 @@ pub struct CallCounters {
     pub refused_group_down: u64,
     pub refused_draining: u64,
     pub refused_no_channel: u64,
-    pub sip_failovers: u64,
     pub no_answer_timeouts: u64,
     /// Events for calls the manager does not know (late or stray).
     pub stray_events: u64,
     pub audit_mismatches: u64,
     pub audit_restarts: u64,
+    /// STATUS ENQUIRYs the audit sent to probe a call Q.931 may have lost.
+    pub audit_probes: u64,
+    /// Events applied unmatched because the held queue was full.
+    pub held_overflows: u64,
+    /// Answered calls cleared on an RTP timeout.
+    pub rtp_timeout_clears: u64,
+    /// Times a span was busied out.
+    pub busy_outs: u64,
     pub status_enquiries: u64,
     pub summaries_missing: u64,
     pub media_rejects: u64,

@@ -1,16 +1,24 @@
 //! The site config turned into the call manager's parameters
 //! (`config` -> `call`, DESIGN.md §3).
 //!
-//! What the site file gives today: the exchange -> core routes, the RTP
-//! address and port base, the spans (core -> exchange calls try them in the
-//! order written), the SIP listen address (the host of our From and
-//! P-Asserted-Identity URIs) and the peer groups (each group's name is its
-//! Request-URI host unless the group has one peer, whose address is used).
-//! Cause overrides, digit limits and timers have no section in the site file
-//! yet and keep [`CallManagerConfig::new`]'s defaults.
+//! From the site file: the exchange -> core routes, the RTP address and
+//! port base, the spans (core -> exchange calls try them in the order
+//! written), the SIP listen address (the host of our From and
+//! P-Asserted-Identity URIs), the peer groups (each group's name is its
+//! Request-URI host unless the group has one peer, whose address is used)
+//! and the `[call]` section (`config::call`): refusal causes, busy-out,
+//! digit limits (every route), the audit, RTP timeouts, SIP INFO DTMF,
+//! number formats and the cause-table overrides, every span's and each
+//! `[[call.trunk]]`'s (a trunk's table is the site's plus its own).
 
-use super::manager::{CallManagerConfig, CoreRoute};
+use super::cause_map::CauseMap;
+use super::manager::{CallManagerConfig, CoreRoute, DigitLimits, RtpTimeoutAction};
+use super::numbers::NumberFormat;
 use crate::config::SiteConfig;
+use crate::config::call::{
+    RtpTimeoutAction as CfgRtpAction, q850_to_sip_overrides, sip_to_q850_overrides,
+};
+use crate::isdn::cause::Cause;
 
 /// The manager's parameters for `site`; `seed` seeds the SDP session ids.
 pub fn manager_config(site: &SiteConfig, seed: u64) -> CallManagerConfig {
@@ -36,6 +44,46 @@ pub fn manager_config(site: &SiteConfig, seed: u64) -> CallManagerConfig {
                 .insert(g.name.clone(), only.address.to_string());
         }
     }
+    let c = &site.call;
+    cfg.no_route_cause = Cause(c.no_route_cause);
+    cfg.group_down_cause = Cause(c.group_down_cause);
+    cfg.drain_cause = Cause(c.drain_cause);
+    cfg.drain_status = c.drain_status;
+    cfg.busy_out = c.busy_out;
+    cfg.no_answer_timeout = c.no_answer_timeout.get();
+    cfg.route_digits = vec![
+        DigitLimits {
+            min_digits: c.min_digits,
+            max_digits: c.max_digits,
+        };
+        site.routes.len()
+    ];
+    cfg.audit_interval = c.audit_interval.get();
+    cfg.long_call_check = c.status_enquiry_after.get();
+    cfg.rtp_timeout = c.rtp_timeout.get();
+    cfg.rtp_timeout_action = match c.rtp_timeout_action {
+        CfgRtpAction::Clear => RtpTimeoutAction::Clear,
+        CfgRtpAction::Log => RtpTimeoutAction::Log,
+    };
+    cfg.rtp_timeout_cause = Cause(c.rtp_timeout_cause);
+    cfg.summary_wait = c.media_summary_wait.get();
+    cfg.dtmf_to_info = c.dtmf_info_to_core;
+    cfg.dtmf_from_info = c.dtmf_info_from_core;
+    cfg.numbers = NumberFormat {
+        country_code: c.country_code.clone(),
+        national_prefix: c.national_prefix.clone(),
+        international_prefix: c.international_prefix.clone(),
+    };
+    cfg.cause_map = CauseMap {
+        q850_to_sip: q850_to_sip_overrides(&c.q850_to_sip),
+        sip_to_q850: sip_to_q850_overrides(&c.sip_to_q850),
+    };
+    for t in &c.trunks {
+        let mut m = cfg.cause_map.clone();
+        m.q850_to_sip.extend(q850_to_sip_overrides(&t.q850_to_sip));
+        m.sip_to_q850.extend(sip_to_q850_overrides(&t.sip_to_q850));
+        cfg.trunk_cause_maps.insert(t.span, m);
+    }
     cfg.seed = seed;
     cfg
 }
@@ -57,6 +105,10 @@ mod tests {
         );
         assert_eq!(m.no_route_cause.0, 1);
         assert_eq!(m.group_down_cause.0, 34);
+        assert_eq!(m.rtp_timeout_cause.0, 41);
+        assert_eq!(m.rtp_timeout_action, RtpTimeoutAction::Clear);
+        assert!(!m.busy_out);
+        assert_eq!(m.route_digits.len(), m.routes.len());
         assert_eq!(m.seed, 7);
     }
 }

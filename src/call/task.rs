@@ -13,15 +13,23 @@
 //!
 //! - `Action::Isdn` → the span's [`DChannelHandle`]; the reply of a
 //!   `PlaceCall` goes back through `handle_isdn_placed` (before any later
-//!   event of that span is fed: the task awaits it inline).
+//!   event of that span is fed: the task awaits it inline); a refused
+//!   command goes back through `handle_isdn_refused` (the manager forgets
+//!   a call Q.931 answers "unknown call" for); a channel RESTART the
+//!   audit asked for raises the `ChannelRecovered` NOC event.
 //! - `Action::Sip` → the [`SipHandle`]. SIP calls are named by
 //!   [`SipCallId`]; the manager's [`CallHandle`] carries the same number.
-//!   The SIP task already fails over across the group's peers, so a
-//!   manager re-attempt (`exclude` not empty) is answered `NoPeer`.
+//!   Failover between a group's peers is the SIP task's alone; the peer a
+//!   call was answered or refused by is told to the manager
+//!   (`handle_sip_peer`) for its CDR and the status.
 //! - `Action::Media` → the media engine's command ring (a full ring is
 //!   counted, never waited on; the manager's audit recovers the call).
 //! - `Action::Cdr` → the [`CdrWriter`] (which redacts), and the
 //!   [`CallTaskStats`] the demo and telemetry read.
+//!
+//! Status: the calls in progress ([`CallTaskStats::calls`], the status
+//! view's `calls` section) are refreshed when the count changes and at
+//! most every [`CallTaskConfig::status_interval`] otherwise.
 //!
 //! Lifecycle: the live-call count ([`CallManager::call_count`]) is mirrored
 //! into [`Lifecycle`] with `work_started`/`work_ended`, so a SIGTERM drain
@@ -48,6 +56,7 @@ use crate::media::control::{Command as MediaCommand, Event as MediaEvent};
 use crate::media::ring::{Consumer, Producer};
 use crate::ops::daemon::Lifecycle;
 use crate::ops::layer_metrics::CallMetrics;
+use crate::ops::status_view::CallView;
 use crate::ops::supervisor::Heartbeat;
 use crate::sip::task::{PlaceCall, SipCallId, SipEvent, SipHandle, SipStatus, SipTaskError};
 use crate::sip::ua::{CallHandle, UaEvent};
@@ -59,14 +68,18 @@ pub struct CallTaskConfig {
     pub media_poll: Duration,
     /// The longest the task goes without checking in.
     pub heartbeat_interval: Duration,
+    /// How often the calls in progress are copied out for the status.
+    pub status_interval: Duration,
 }
 
 impl Default for CallTaskConfig {
-    /// 5 ms media polling (a quarter of a 20 ms packet), 1 s heartbeat.
+    /// 5 ms media polling (a quarter of a 20 ms packet), 1 s heartbeat,
+    /// status refreshed every 500 ms.
     fn default() -> Self {
         CallTaskConfig {
             media_poll: Duration::from_millis(5),
             heartbeat_interval: Duration::from_secs(1),
+            status_interval: Duration::from_millis(500),
         }
     }
 }
@@ -88,6 +101,8 @@ pub struct CallTaskStats {
     pub mos_count: AtomicU64,
     /// Whether the manager was idle (no call, no index entry) last turn.
     pub idle: AtomicBool,
+    /// The calls in progress, for the status view.
+    pub calls: Mutex<Vec<CallView>>,
 }
 
 impl CallTaskStats {
@@ -111,6 +126,11 @@ impl CallTaskStats {
     pub fn mean_mos(&self) -> Option<f64> {
         let n = self.mos_count.load(Ordering::Relaxed);
         (n > 0).then(|| self.mos_sum_milli.load(Ordering::Relaxed) as f64 / 1000.0 / n as f64)
+    }
+
+    /// The calls in progress as last copied out.
+    pub fn calls(&self) -> Vec<CallView> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     pub fn failed(&self) -> Vec<(u8, u64)> {
@@ -156,6 +176,9 @@ struct Task {
     metrics: Option<Arc<CallMetrics>>,
     live: usize,
     draining: bool,
+    /// When the calls were last copied out, and how many there were.
+    status_at: std::time::Instant,
+    status_count: usize,
     /// Last table seen per span (the audit's input when it changes).
     tables: HashMap<u8, watch::Receiver<crate::isdn::task::DChannelStatus>>,
 }
@@ -194,6 +217,8 @@ pub async fn run(p: CallTaskParts) -> CallManager {
         metrics,
         live: 0,
         draining: false,
+        status_at: std::time::Instant::now(),
+        status_count: 0,
         tables,
     };
     info!(spans = t.spans.len(), "call task starting");
@@ -263,8 +288,40 @@ impl Task {
         }
         self.stats.live.store(live as u64, Ordering::Relaxed);
         self.stats.idle.store(self.m.is_idle(), Ordering::Relaxed);
+        self.publish_calls(live);
         if let Some(h) = &self.heartbeat {
             h.beat();
+        }
+    }
+
+    /// Copies the calls in progress out for the status view when their
+    /// number changed, or at the status interval while there are any.
+    fn publish_calls(&mut self, live: usize) {
+        let now = std::time::Instant::now();
+        let due = now.saturating_duration_since(self.status_at) >= self.cfg.status_interval;
+        if live == self.status_count && (live == 0 || !due) {
+            return;
+        }
+        self.status_at = now;
+        self.status_count = live;
+        let views = self
+            .m
+            .calls_in_progress()
+            .into_iter()
+            .map(|c| CallView {
+                id: c.id,
+                direction: c.direction,
+                calling: c.calling,
+                called: c.called,
+                span: c.span,
+                timeslot: c.timeslot.unwrap_or(0),
+                peer: c.peer,
+                state: c.state.to_owned(),
+                started: c.started,
+            })
+            .collect();
+        if let Ok(mut calls) = self.stats.calls.lock() {
+            *calls = views;
         }
     }
 
@@ -323,16 +380,27 @@ impl Task {
                 status,
                 sdp,
             },
-            SipEvent::Answered { call, sdp, .. } => UaEvent::Answered { call: h(call), sdp },
+            SipEvent::Answered { call, sdp, peer } => {
+                if let Some(p) = self.peer_text(peer) {
+                    self.m.handle_sip_peer(h(call), &p);
+                }
+                UaEvent::Answered { call: h(call), sdp }
+            }
             SipEvent::Failed {
                 call,
                 status,
                 reason,
-            } => UaEvent::Failed {
-                call: h(call),
-                status,
-                reason,
-            },
+                peer,
+            } => {
+                if let Some(p) = peer.and_then(|p| self.peer_text(p)) {
+                    self.m.handle_sip_peer(h(call), &p);
+                }
+                UaEvent::Failed {
+                    call: h(call),
+                    status,
+                    reason,
+                }
+            }
             SipEvent::Ended { call, by, reason } => UaEvent::Ended {
                 call: h(call),
                 by,
@@ -407,6 +475,11 @@ impl Task {
             }
             return;
         };
+        let id = isdn_command_call(&c);
+        let restart = match &c {
+            IsdnCommand::Restart { timeslots, .. } => Some(timeslots.clone()),
+            _ => None,
+        };
         let r = match c {
             IsdnCommand::PlaceCall { token, call } => {
                 let r = d.place_call(call).await;
@@ -426,10 +499,24 @@ impl Task {
             IsdnCommand::Release { id, cause } => d.release(id, cause).await,
             IsdnCommand::StatusEnquiry { id } => d.status_enquiry(id).await,
             IsdnCommand::Restart { class, timeslots } => d.restart(class, &timeslots).await,
+            IsdnCommand::BusyOut { on } => d.busy_out(on).await,
         };
-        if let Err(e) = r {
-            // The terminal events drive the clearing (manager contract).
-            info!(span, error = %e, "D-channel command refused");
+        match r {
+            Ok(()) => {
+                // Only the manager's audit asks for a RESTART.
+                for ts in restart.into_iter().flatten() {
+                    crate::ops::events::channel_recovered(u16::from(span), ts, "busy");
+                }
+            }
+            Err(e) => {
+                // The terminal events drive the clearing (manager contract);
+                // "unknown call" tells the manager Q.931 has forgotten it.
+                info!(span, call_id = ?id, error = %e, "D-channel command refused");
+                if let Some(id) = id {
+                    self.m
+                        .handle_isdn_refused(std::time::Instant::now(), span, id, e);
+                }
+            }
         }
     }
 
@@ -439,16 +526,8 @@ impl Task {
             SipAction::PlaceCall {
                 token,
                 group,
-                exclude,
                 invite,
             } => {
-                let now = std::time::Instant::now();
-                if !exclude.is_empty() {
-                    // The SIP task has already tried every candidate.
-                    self.m
-                        .handle_sip_placed(now, token, Err(SipPlaceError::NoPeer));
-                    return;
-                }
                 let inv = *invite;
                 let user = super::identity::uri_user(&inv.request_uri).unwrap_or_default();
                 let place = PlaceCall {
@@ -460,7 +539,7 @@ impl Task {
                     sdp: inv.sdp,
                 };
                 let r = match self.sip.place_call(place).await {
-                    Ok(id) => Ok((CallHandle(id.0), group)),
+                    Ok(id) => Ok(CallHandle(id.0)),
                     Err(SipTaskError::Stopped) => Err(SipPlaceError::Stopped),
                     Err(e) => {
                         info!(error = %e, "INVITE not placed");
@@ -493,5 +572,21 @@ impl Task {
         if let Err(e) = r {
             info!(error = %e, "SIP command refused");
         }
+    }
+}
+
+/// The Q.931 call a command is for.
+fn isdn_command_call(c: &IsdnCommand) -> Option<crate::isdn::q931::CallId> {
+    match c {
+        IsdnCommand::Information { id, .. }
+        | IsdnCommand::Alerting { id }
+        | IsdnCommand::Progress { id, .. }
+        | IsdnCommand::Connect { id }
+        | IsdnCommand::Disconnect { id, .. }
+        | IsdnCommand::Release { id, .. }
+        | IsdnCommand::StatusEnquiry { id } => Some(*id),
+        IsdnCommand::PlaceCall { .. }
+        | IsdnCommand::Restart { .. }
+        | IsdnCommand::BusyOut { .. } => None,
     }
 }

@@ -5,6 +5,7 @@
 //! Unknown keys are errors. The loader reports all problems it finds in one go.
 
 mod board;
+pub mod call;
 mod duration;
 mod media_plan;
 pub mod sip;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use board::{
     BUILTIN_SIM, BUILTIN_SIM_NAME, BoardProfile, BoardSpan, Driver, HardwareWatchdog, MediaThread,
 };
+pub use call::{CallSection, TrunkCauses};
 pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use media_plan::{MediaPlan, MediaPlanError, media_plan};
 pub use site::{

@@ -38,6 +38,9 @@ pub struct SiteConfig {
     pub routes: Vec<Route>,
     #[serde(default, rename = "span")]
     pub spans: Vec<SpanSignalling>,
+    /// The call layer's knobs (`config::call`).
+    #[serde(default)]
+    pub call: super::call::CallSection,
     #[serde(default)]
     pub debug: Debug,
 }
@@ -527,6 +530,8 @@ impl SiteConfig {
         self.validate_sip(src, &mut errs);
         self.validate_routes(src, &mut errs);
         self.validate_spans(src, board, &mut errs);
+        let span_ids: Vec<u8> = self.spans.iter().map(|s| s.id).collect();
+        self.call.validate(src, &span_ids, &mut errs);
         self.validate_debug(src, &mut errs);
         errs
     }

@@ -131,6 +131,11 @@ pub enum Command {
         timeslots: Vec<u8>,
         reply: Reply<()>,
     },
+    /// Busy-out of the span's B-channels on or off (`Q931::set_busy_out`).
+    BusyOut {
+        on: bool,
+        reply: Reply<()>,
+    },
     /// Stop the task after sending what is queued.
     Shutdown,
 }
@@ -312,6 +317,11 @@ impl DChannelHandle {
             reply,
         })
         .await
+    }
+
+    /// Busy-out of the span's B-channels on or off (`Q931::set_busy_out`).
+    pub async fn busy_out(&self, on: bool) -> Result<(), TaskError> {
+        self.ask(|reply| Command::BusyOut { on, reply }).await
     }
 
     /// Asks the task to stop; its `JoinHandle` says when it has.
@@ -518,6 +528,10 @@ impl<P: FramePort> Task<P> {
                 timeslots,
                 reply,
             } => reply.send(q.restart(now, class, &timeslots)).is_ok(),
+            Command::BusyOut { on, reply } => {
+                q.set_busy_out(on);
+                reply.send(Ok(())).is_ok()
+            }
             Command::Shutdown => true,
         };
         self.dc.pump(now);

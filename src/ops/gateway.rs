@@ -201,7 +201,8 @@ impl Gateway {
                 .iter()
                 .find(|b| b.id == id8)
                 .map_or(30, |b| b.channels);
-            let (link, q931) = sig.dchannel_params(channels);
+            let (link, mut q931) = sig.dchannel_params(channels);
+            q931.overlap_receiving = site.call.overlap_receiving;
             let port = rings.into_port().map_err(GatewayError::Io)?;
             let obs = DchannelOps::register(supervisor, id8);
             let (h, j) = isdn_task::spawn(TaskConfig::new(link, q931), port, span_tx.clone(), obs);
@@ -294,7 +295,13 @@ impl Gateway {
             snap_rx,
         );
         layers::register_media(board, vec![ctl.stats.clone()], Vec::new());
-        layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);
+        let call_stats = stats.clone();
+        layers::register_calls(
+            board,
+            call_metrics,
+            move || call_stats.calls(),
+            site.log.redact_numbers,
+        );
         let mut events = lines.events;
         let line_watch = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));

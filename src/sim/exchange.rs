@@ -600,7 +600,9 @@ impl ExchangeControl {
                 channel,
                 ..
             } => self.incoming(now, id, called, calling, channel),
-            Event::Proceeding { id, channel } | Event::SetupAcknowledged { id, channel } => {
+            Event::Proceeding { id, channel }
+            | Event::SetupAcknowledged { id, channel }
+            | Event::ChannelSelected { id, channel } => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.rec.ts = Some(channel);
                 }

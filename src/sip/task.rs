@@ -163,13 +163,14 @@ pub enum SipEvent {
         sdp: Option<Sdp>,
         peer: PeerId,
     },
-    /// Our call failed: a final status from the last peer tried (408 for a
-    /// timeout, 503 for a transport error or every peer failing), or 503
-    /// when the group had no peer.
+    /// Our call failed: a final status from the last peer tried (`peer`;
+    /// 408 for a timeout, 503 for a transport error or every peer failing),
+    /// or 503 when the group had no peer (`peer` none).
     Failed {
         call: SipCallId,
         status: u16,
         reason: Option<String>,
+        peer: Option<PeerId>,
     },
     /// The call is over (see `UaEvent::Ended`).
     Ended {
@@ -891,6 +892,7 @@ impl Task {
                 call: id,
                 status: 503,
                 reason: None,
+                peer: None,
             });
             return Ok(id);
         };
@@ -1007,6 +1009,7 @@ impl Task {
                     call: id,
                     status,
                     reason,
+                    peer: Some(peer),
                 });
             }
         }
@@ -1285,6 +1288,7 @@ impl Task {
                 call: id,
                 status,
                 reason,
+                peer: None,
             });
             return;
         };
@@ -1296,8 +1300,9 @@ impl Task {
             );
             return self.fail_over(now, id, status, reason, false);
         }
+        let peer = o.peer;
         if status != 503 && status != 408 {
-            self.peers.report_success(now, o.peer);
+            self.peers.report_success(now, peer);
         }
         if let Some(c) = self.calls.remove(&id) {
             self.by_handle.remove(&c.handle);
@@ -1306,6 +1311,7 @@ impl Task {
             call: id,
             status,
             reason,
+            peer: Some(peer),
         });
     }
 

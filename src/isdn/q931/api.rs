@@ -85,6 +85,13 @@ pub enum Event {
         id: CallId,
         channel: u8,
     },
+    /// The channel of our call, when the peer's first answer is ALERTING
+    /// or CONNECT (no CALL PROCEEDING, which would carry it) or an answer
+    /// names another channel. Comes before that answer's own event.
+    ChannelSelected {
+        id: CallId,
+        channel: u8,
+    },
     Alerting {
         id: CallId,
     },

@@ -725,6 +725,25 @@ impl Q931 {
         Ok(())
     }
 
+    /// Busy-out of the span's B-channels (the call module's, while no core
+    /// peer can take calls): idle channels, and channels as their calls
+    /// end, go out of service, so neither our hunting nor an incoming
+    /// SETUP takes them (a SETUP naming one is refused with cause 44, or 34
+    /// when it lets us choose and none is left); off gives them back. No
+    /// message is sent: EN 300 403 has no SERVICE message.
+    pub fn set_busy_out(&mut self, on: bool) {
+        if self.channels.busy_out() == on {
+            return;
+        }
+        let changed = self.channels.set_busy_out(on);
+        info!(
+            span = self.cfg.span,
+            on,
+            channels = changed,
+            "q931 busy-out"
+        );
+    }
+
     /// STATUS ENQUIRY for a call (§5.8.10), T322 running until STATUS.
     pub fn status_enquiry(&mut self, now: Instant, id: CallId) -> Result<(), CommandError> {
         let k = self.key_of(id).ok_or(CommandError::UnknownCall)?;
@@ -945,11 +964,31 @@ impl Q931 {
         self.progress_events(k, m);
     }
 
+    /// ALERTING or CONNECT answering our SETUP first (§5.1.5, §5.1.8: the
+    /// peer may skip CALL PROCEEDING), or naming another channel than the
+    /// one reported: the call module learns the channel here, since these
+    /// events carry none.
+    fn adopt_and_report_channel(&mut self, k: Key, m: &Message) {
+        let Some(c) = self.calls.get(&k) else {
+            return;
+        };
+        let first = matches!(c.state, State::U1CallInitiated | State::N6CallPresent);
+        let before = c.channel;
+        self.adopt_channel(k, m);
+        let c = &self.calls[&k];
+        if let Some(channel) = c.channel
+            && (first || c.channel != before)
+        {
+            self.events
+                .push_back(Event::ChannelSelected { id: c.id, channel });
+        }
+    }
+
     fn on_alerting(&mut self, now: Instant, k: Key, m: &Message) {
         self.stop(k, TimerId::T303);
         self.stop(k, TimerId::T304);
         self.stop(k, TimerId::T310);
-        self.adopt_channel(k, m);
+        self.adopt_and_report_channel(k, m);
         let s = self.st(State::U4CallDelivered, State::N7CallReceived);
         self.set_state(k, s);
         self.start(now, k, TimerId::T301);
@@ -960,7 +999,7 @@ impl Q931 {
 
     fn on_connect(&mut self, _now: Instant, k: Key, m: &Message) {
         self.stop_call_timers(k);
-        self.adopt_channel(k, m);
+        self.adopt_and_report_channel(k, m);
         let ack = self.msg(k, Mt::CONNECT_ACKNOWLEDGE);
         self.send(&ack);
         let s = self.st(State::U10Active, State::N10Active);

@@ -1,7 +1,7 @@
 //! The B-channel table of one span (what the call module and telemetry
 //! read) and channel hunting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One B-channel's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,12 @@ pub enum Hunt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelTable {
     states: BTreeMap<u8, ChannelState>,
+    /// Busy-out (asked by the call module): a channel that goes idle goes
+    /// out of service instead, until busy-out ends.
+    busy_out: bool,
+    /// The channels busy-out took out of service (given back when it ends;
+    /// a channel out of service for another reason, a failed RESTART, is not).
+    busied: BTreeSet<u8>,
 }
 
 impl ChannelTable {
@@ -40,6 +46,8 @@ impl ChannelTable {
                 .into_iter()
                 .map(|t| (t, ChannelState::Idle))
                 .collect(),
+            busy_out: false,
+            busied: BTreeSet::new(),
         }
     }
 
@@ -47,10 +55,49 @@ impl ChannelTable {
         self.states.get(&ts).copied()
     }
 
+    /// Sets a channel's state; while busied out, idle means out of service.
     pub fn set(&mut self, ts: u8, s: ChannelState) {
         if let Some(v) = self.states.get_mut(&ts) {
-            *v = s;
+            if s == ChannelState::Idle && self.busy_out {
+                *v = ChannelState::OutOfService;
+                self.busied.insert(ts);
+            } else {
+                *v = s;
+                self.busied.remove(&ts);
+            }
         }
+    }
+
+    /// Busy-out on: every idle channel, and each channel that goes idle
+    /// later, is out of service. Off: those channels are idle again.
+    /// Returns how many channels changed state.
+    pub fn set_busy_out(&mut self, on: bool) -> usize {
+        self.busy_out = on;
+        let mut changed = 0;
+        if on {
+            for (t, s) in self.states.iter_mut() {
+                if *s == ChannelState::Idle {
+                    *s = ChannelState::OutOfService;
+                    self.busied.insert(*t);
+                    changed += 1;
+                }
+            }
+        } else {
+            for t in std::mem::take(&mut self.busied) {
+                if let Some(s) = self.states.get_mut(&t)
+                    && *s == ChannelState::OutOfService
+                {
+                    *s = ChannelState::Idle;
+                    changed += 1;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Whether busy-out is on.
+    pub fn busy_out(&self) -> bool {
+        self.busy_out
     }
 
     pub fn exists(&self, ts: u8) -> bool {
@@ -97,5 +144,23 @@ mod tests {
         assert_eq!(t.hunt(Hunt::Descending), Some(30));
         assert_eq!(t.hunt(Hunt::Ascending), Some(2));
         assert!(!t.exists(16));
+    }
+
+    #[test]
+    fn busy_out_takes_idle_channels_and_gives_back_only_its_own() {
+        let mut t = ChannelTable::new([1, 2, 3, 4]);
+        t.set(1, ChannelState::Busy);
+        t.set(4, ChannelState::OutOfService); // a failed RESTART
+        assert_eq!(t.set_busy_out(true), 2);
+        assert_eq!(t.hunt(Hunt::Ascending), None);
+        assert_eq!(t.get(2), Some(ChannelState::OutOfService));
+        // The call on 1 ends: its channel stays out of service.
+        t.set(1, ChannelState::Idle);
+        assert_eq!(t.get(1), Some(ChannelState::OutOfService));
+        assert_eq!(t.set_busy_out(false), 3);
+        assert_eq!(t.get(1), Some(ChannelState::Idle));
+        assert_eq!(t.get(4), Some(ChannelState::OutOfService));
+        t.set(2, ChannelState::Idle);
+        assert_eq!(t.get(2), Some(ChannelState::Idle));
     }
 }

@@ -36,7 +36,9 @@
 //! cause)`, `status_enquiry(id)`, `restart(class, timeslots)`.
 //!
 //! Events: `IncomingCall { id, called, calling, bearer, channel }`,
-//! `SetupAcknowledged`, `Proceeding`, `Alerting`, `Progress { description }`,
+//! `SetupAcknowledged`, `Proceeding`, `ChannelSelected` (the channel of our
+//! call when ALERTING or CONNECT answers its SETUP first), `Alerting`,
+//! `Progress { description }`,
 //! `Connected`, `Disconnected { cause, by }` (the peer started clearing),
 //! `Released { cause, by }` (null state, channel free: exactly one per call),
 //! `RestartSent { class, timeslots, attempt }`, `RestartReceived { class,
