@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tdmgw::call::cause_map::{Q850_TO_SIP, SIP_TO_Q850};
 use tdmgw::call::cdr::{ClearedBy as CdrClearedBy, Direction};
 use tdmgw::call::manager::{
-    Action, CallManager, CallManagerConfig, CoreRoute, DigitLimits, IsdnCommand, SipAction,
-    SipPlaceError, Token,
+    Action, CallManager, CallManagerConfig, CoreRoute, DigitLimits, IsdnCommand, RtpTimeoutAction,
+    SipAction, SipPlaceError, Token,
 };
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
@@ -1291,4 +1291,356 @@ fn events_before_the_placed_reply_are_held_and_replayed() {
         by: ClearedBy::Local,
     });
     assert!(h.m.is_idle());
+}
+
+/// An exchange that answers our SETUP with CONNECT at once (no CALL
+/// PROCEEDING, Q.931 §5.1.8): Q.931 reports the channel first
+/// (`ChannelSelected`), so the call is answered, not cleared with cause 47
+/// for want of a channel.
+#[test]
+fn connect_as_first_answer_carries_the_channel() {
+    let mut h = H::new();
+    let acts = h.sip(incoming_invite("+442079460999"));
+    let Action::Isdn {
+        command: IsdnCommand::PlaceCall { token, .. },
+        ..
+    } = one(&acts, |a| matches!(a, Action::Isdn { .. }), "SETUP")
+    else {
+        panic!()
+    };
+    h.m.handle_isdn_placed(h.now, token, Ok(CallId(9)));
+    assert!(
+        h.isdn(Event::ChannelSelected {
+            id: CallId(9),
+            channel: TS
+        })
+        .is_empty()
+    );
+    let acts = h.isdn(Event::Connected { id: CallId(9) });
+    let Action::Sip(SipAction::Accept { sdp: Some(ans), .. }) = one(
+        &acts,
+        |a| matches!(a, Action::Sip(SipAction::Accept { .. })),
+        "200",
+    ) else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(ans.audio_address().unwrap().1, 40000 + 2 * u16::from(TS));
+    assert_eq!(h.m.counters.answered, 1);
+    assert_eq!(h.m.calls_in_progress()[0].state, "active");
+}
+
+/// Issue 7, the audit restart (seed 8535512414357255292, scripted): two
+/// SETUPs of span 1 await their PlaceCall replies. The first call gets
+/// TS 6, is released, and the second then gets TS 6; the second reply
+/// comes first. Held events are applied in Q.931's order, so the second
+/// call ends on TS 6 and the audit finds nothing to restart.
+#[test]
+fn held_events_keep_the_order_of_a_channel() {
+    let mut cfg = config();
+    cfg.core_routes = vec![CoreRoute {
+        called: "*".into(),
+        spans: vec![SPAN],
+    }];
+    let mut h = H::with(cfg);
+    let mut tokens = Vec::new();
+    for (i, call) in [CallHandle(1), CallHandle(2)].into_iter().enumerate() {
+        let mut invite = incoming_invite("+442079460999");
+        if let UaEvent::IncomingCall { call: c, .. } = &mut invite {
+            *c = call;
+        }
+        let acts = h.sip(invite);
+        let Action::Isdn {
+            command: IsdnCommand::PlaceCall { token, .. },
+            ..
+        } = one(&acts, |a| matches!(a, Action::Isdn { .. }), "SETUP")
+        else {
+            panic!("{i}")
+        };
+        tokens.push(token);
+    }
+    // Q.931's order: call 1 on TS 6 and released; call 2 on TS 6.
+    for e in [
+        Event::Proceeding {
+            id: CallId(1),
+            channel: 6,
+        },
+        Event::Released {
+            id: CallId(1),
+            cause: Cause(41),
+            by: ClearedBy::Remote,
+        },
+        Event::Proceeding {
+            id: CallId(2),
+            channel: 6,
+        },
+        Event::Alerting { id: CallId(2) },
+    ] {
+        assert!(h.isdn(e).is_empty(), "held while both replies are out");
+    }
+    assert_eq!(h.m.held_events(), 4);
+    // The second reply first: its events still wait behind call 1's TS 6.
+    h.m.handle_isdn_placed(h.now, tokens[1], Ok(CallId(2)));
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.held_events(), 4);
+    h.m.handle_isdn_placed(h.now, tokens[0], Ok(CallId(1)));
+    let acts = h.drain();
+    assert_eq!(h.m.held_events(), 0);
+    assert!(
+        acts.iter().any(|a| matches!(
+            a,
+            Action::Sip(SipAction::Reject {
+                call: CallHandle(1),
+                ..
+            })
+        )),
+        "call 1 refused to the core: {acts:?}"
+    );
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::Sip(SipAction::Provisional {
+            call: CallHandle(2),
+            status: 180,
+            ..
+        })
+    )));
+    let calls = h.m.calls_in_progress();
+    let live: Vec<_> = calls.iter().filter(|c| c.state != "clearing").collect();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].timeslot, Some(6));
+    // Two audits over a table with TS 6 busy: the call is there, no RESTART.
+    let mut table = ChannelTable::e1();
+    table.set(6, ChannelState::Busy);
+    h.m.handle_channel_table(SPAN, &table);
+    let mut acts = h.advance(Duration::from_secs(60));
+    acts.extend(h.advance(Duration::from_secs(60)));
+    assert!(isdn_cmds(&acts).is_empty(), "{acts:?}");
+    assert_eq!(h.m.counters.audit_mismatches, 0);
+}
+
+/// A call Q.931 still holds is never forgotten on the audit's suspicion:
+/// STATUS ENQUIRY is sent, and only "unknown call" drops the leg.
+#[test]
+fn the_audit_never_forgets_a_call_q931_holds() {
+    let mut h = H::new();
+    drive_to(&mut h, Stage::Answered);
+    // Q.931 shows the channel idle (a stale table), twice.
+    h.m.handle_channel_table(SPAN, &ChannelTable::e1());
+    h.advance(Duration::from_secs(60));
+    let acts = h.advance(Duration::from_secs(60));
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::StatusEnquiry { id: CallId(1) }]
+    );
+    // Q.931 knows the call (a refusal for another reason changes nothing).
+    h.m.handle_isdn_refused(
+        h.now,
+        SPAN,
+        CallId(1),
+        TaskError::Refused(CommandError::WrongState),
+    );
+    assert!(h.drain().is_empty());
+    assert_eq!(h.m.call_count(), 1);
+    assert_eq!(h.m.counters.audit_restarts, 0);
+    assert_eq!(h.m.counters.audit_probes, 1);
+}
+
+fn rtp_timeout(h: &mut H) -> Vec<Action> {
+    h.m.handle_media(
+        h.now,
+        media::Event::RtpTimeout {
+            ch: ChannelId {
+                span: u16::from(SPAN),
+                timeslot: TS,
+            },
+            silent_ms: 30_000,
+        },
+    );
+    h.drain()
+}
+
+/// RTP timeout on an answered call: cleared with cause 41 towards the
+/// exchange (DISCONNECT) and BYE with `Reason: Q.850;cause=41` towards the
+/// core. Before the answer, or with `rtp_timeout_action = log`, it is
+/// logged only.
+#[test]
+fn rtp_timeout_clears_an_answered_call() {
+    let mut h = H::new();
+    drive_to(&mut h, Stage::Answered);
+    let acts = rtp_timeout(&mut h);
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::Disconnect {
+            id: CallId(1),
+            cause: Cause(41)
+        }]
+    );
+    let Action::Sip(SipAction::Hangup {
+        reason: Some(r), ..
+    }) = one(
+        &acts,
+        |a| matches!(a, Action::Sip(SipAction::Hangup { .. })),
+        "BYE",
+    )
+    else {
+        panic!()
+    };
+    assert!(r.starts_with("Q.850;cause=41"), "{r}");
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Media(media::Command::Disconnect { .. })))
+    );
+    assert_eq!(h.m.counters.rtp_timeout_clears, 1);
+
+    // Early media only: logged.
+    let mut h = H::new();
+    drive_to(&mut h, Stage::EarlyMedia);
+    assert!(rtp_timeout(&mut h).is_empty());
+    assert_eq!(h.m.counters.rtp_timeouts, 1);
+
+    // The site asked for logging only.
+    let mut cfg = config();
+    cfg.rtp_timeout_action = RtpTimeoutAction::Log;
+    let mut h = H::with(cfg);
+    drive_to(&mut h, Stage::Answered);
+    assert!(rtp_timeout(&mut h).is_empty());
+    assert_eq!(h.m.counters.rtp_timeout_clears, 0);
+}
+
+/// The media session of an answered call is connected with the configured
+/// RTP timeout.
+#[test]
+fn media_is_connected_with_the_configured_rtp_timeout() {
+    let mut cfg = config();
+    cfg.rtp_timeout = Duration::from_secs(12);
+    let mut h = H::with(cfg);
+    let acts = h.isdn(setup("999", 1));
+    let (token, offer) = place_token(&acts);
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
+    let acts = h.sip(UaEvent::Answered {
+        call: SIP_CALL,
+        sdp: Some(answer_to(&offer.sdp)),
+    });
+    let Action::Media(media::Command::Connect { params, .. }) = one(
+        &acts,
+        |a| matches!(a, Action::Media(media::Command::Connect { .. })),
+        "connect",
+    ) else {
+        panic!()
+    };
+    assert_eq!(params.rtp_timeout_ms, 12_000);
+}
+
+/// Busy-out: when every peer of the groups a span's routes use is down,
+/// the span is busied out (once), and back in service when one comes up.
+#[test]
+fn busy_out_follows_the_core_groups() {
+    let mut cfg = config();
+    cfg.busy_out = true;
+    cfg.core_routes[0].spans = vec![SPAN];
+    let mut h = H::with(cfg);
+    h.m.handle_peer("mcvp", "192.0.2.7:5060", true);
+    h.m.handle_peer("contact", "192.0.2.9:5060", false);
+    assert!(
+        h.drain().is_empty(),
+        "the span's 999 and 101 still have a peer"
+    );
+    h.m.handle_peer("mcvp", "192.0.2.7:5060", false);
+    let acts = h.drain();
+    assert_eq!(
+        acts,
+        [Action::Isdn {
+            span: SPAN,
+            command: IsdnCommand::BusyOut { on: true }
+        }]
+    );
+    assert_eq!(h.m.busied_out(), [SPAN]);
+    h.m.handle_peer("mcvp", "192.0.2.8:5060", false);
+    assert!(h.drain().is_empty(), "once");
+    // A SETUP that still comes (on a channel busy before) gets 34 at once.
+    let acts = h.isdn(setup("999", 3));
+    assert_eq!(
+        isdn_cmds(&acts),
+        [IsdnCommand::Disconnect {
+            id: CallId(3),
+            cause: Cause(34)
+        }]
+    );
+    h.m.handle_peer("mcvp", "192.0.2.8:5060", true);
+    let acts = h.drain();
+    assert_eq!(
+        acts,
+        [Action::Isdn {
+            span: SPAN,
+            command: IsdnCommand::BusyOut { on: false }
+        }]
+    );
+    assert!(h.m.busied_out().is_empty());
+
+    // Without the switch nothing is busied out.
+    let mut h = H::new();
+    h.m.handle_peer("mcvp", "192.0.2.7:5060", false);
+    assert!(h.drain().is_empty());
+}
+
+/// The status view's calls: span, timeslot, direction, numbers, state,
+/// peer; the id is the CDR's.
+#[test]
+fn calls_in_progress_for_the_status() {
+    let mut h = H::new();
+    let acts = h.isdn(setup("999", 1));
+    let (token, offer) = place_token(&acts);
+    let c = &h.m.calls_in_progress()[0];
+    assert_eq!((c.span, c.timeslot, c.state), (SPAN, Some(TS), "setup"));
+    assert_eq!(
+        (c.called.as_str(), c.calling.as_str()),
+        ("999", "2079460123")
+    );
+    assert_eq!(c.direction, Direction::ExchangeToCore);
+    assert_eq!(c.peer, None);
+    h.m.handle_sip_placed(h.now, token, Ok(SIP_CALL));
+    h.sip(UaEvent::Provisional {
+        call: SIP_CALL,
+        status: 180,
+        sdp: None,
+    });
+    assert_eq!(h.m.calls_in_progress()[0].state, "alerting");
+    h.m.handle_sip_peer(SIP_CALL, "192.0.2.7:5060");
+    h.sip(UaEvent::Answered {
+        call: SIP_CALL,
+        sdp: Some(answer_to(&offer.sdp)),
+    });
+    let c = h.m.calls_in_progress()[0].clone();
+    assert_eq!(c.state, "active");
+    assert_eq!(c.peer.as_deref(), Some("192.0.2.7:5060"));
+    h.isdn(Event::Disconnected {
+        id: CallId(1),
+        cause: Cause::NORMAL_CLEARING,
+        by: ClearedBy::Remote,
+    });
+    assert_eq!(h.m.calls_in_progress()[0].state, "clearing");
+    h.isdn(Event::Released {
+        id: CallId(1),
+        cause: Cause::NORMAL_CLEARING,
+        by: ClearedBy::Remote,
+    });
+    h.sip(UaEvent::Ended {
+        call: SIP_CALL,
+        by: EndedBy::Local,
+        reason: None,
+    });
+    let r = cdr(&h.summary(TS));
+    assert_eq!(r.call_id, c.id);
+    assert_eq!(r.core_peer.as_deref(), Some("192.0.2.7:5060"));
+    assert!(h.m.calls_in_progress().is_empty());
+}
+
+/// The core's INVITE names its source as the call's peer.
+#[test]
+fn an_incoming_call_names_its_core_peer() {
+    let mut h = H::new();
+    core_call_proceeding(&mut h);
+    assert_eq!(
+        h.m.calls_in_progress()[0].peer.as_deref(),
+        Some("192.0.2.7:5060")
+    );
 }

@@ -724,3 +724,74 @@ fn fuzz_seed_corpus_runs() {
     }
     assert!(n >= 8, "seed corpus has {n} files");
 }
+
+fn establishments(s: &Side) -> usize {
+    count(s, |e| {
+        matches!(
+            e,
+            Event::EstablishIndication { .. } | Event::EstablishConfirm
+        )
+    })
+}
+
+/// Start-up over a line that loses the first SABMEs (an E1 still
+/// aligning, as the demo's pair line does): both ends establish by
+/// themselves, the network 300 ms after the user. The user's retransmitted
+/// SABME gets through first; the network answers it while it still waits
+/// for the UA to its own SABME (§5.5.4.1) and then retransmits that to a
+/// user already in state 7: MDL-ERROR F there, the peer re-establishing
+/// (Annex B state 7). With no I frame outstanding, the user's layer 3
+/// keeps its link: one DL-ESTABLISH each side, none for the reset, so
+/// Q.931 never sees a data link reset (which would clear its calls).
+#[test]
+fn crossed_start_up_over_a_priming_line_does_not_reset_layer_3() {
+    let mut p = Pair::new(21);
+    p.net = Link::new(cfg(Role::Network), p.now + Duration::from_millis(300));
+    p.cut = true;
+    p.run_for(Duration::from_millis(600));
+    p.cut = false;
+    p.establish();
+    p.run_for(Duration::from_secs(3));
+    let mdl_f = p.user.counters().mdl(MdlError::F) + p.net.counters().mdl(MdlError::F);
+    assert_eq!(mdl_f, 1, "the crossing seen once");
+    assert_eq!(establishments(&p.u), 1, "user: {:?}", p.u.events);
+    assert_eq!(establishments(&p.n), 1, "network: {:?}", p.n.events);
+    assert!(p.settled());
+    transfer(&mut p, 50, Duration::from_secs(30));
+}
+
+/// The peer re-establishes (SABME in state 7) while an I frame of ours is
+/// unacknowledged: that frame went with the old link, so it is discarded
+/// and layer 3 is told (DL-ESTABLISH indication, Q.921 §5.7.1). With
+/// nothing outstanding, the reset is counted (MDL-ERROR F) and nothing
+/// more.
+#[test]
+fn peer_reestablishment_tells_layer_3_only_when_frames_were_lost() {
+    let mut p = Pair::new(22);
+    p.establish();
+    let before = establishments(&p.u);
+    let now = p.now;
+    p.net.dl_establish(now);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.user.counters().mdl(MdlError::F), 1);
+    assert_eq!(establishments(&p.u), before, "no indication: nothing lost");
+    assert!(p.settled());
+
+    // Again, with a frame of the user's lost on the wire.
+    p.cut = true;
+    let now = p.now;
+    p.user.dl_data(now, &payload(1, 0)).unwrap();
+    p.pump();
+    p.cut = false;
+    p.net.dl_establish(now);
+    p.run_for(Duration::from_secs(1));
+    assert_eq!(p.user.counters().mdl(MdlError::F), 2);
+    assert!(
+        p.u.events
+            .iter()
+            .any(|e| matches!(e, Event::EstablishIndication { discarded: 1 })),
+        "{:?}",
+        p.u.events
+    );
+    p.drive_until(Duration::from_secs(10), |p| p.settled());
+}

@@ -264,6 +264,9 @@ pub struct Link {
     reject_exception: bool,
     ack_pending: bool,
     layer3_initiated: bool,
+    /// State 5 entered from 7/8 by the link itself (an MDL error): layer 3
+    /// still has the link, so the UA tells it only if frames were lost.
+    reestablishing: bool,
     /// Layer 3 released the link: do not re-establish by ourselves.
     released_by_layer3: bool,
     backoff: Duration,
@@ -305,6 +308,7 @@ impl Link {
             reject_exception: false,
             ack_pending: false,
             layer3_initiated: false,
+            reestablishing: false,
             released_by_layer3: false,
             timers,
             slot_head: 0,
@@ -674,13 +678,21 @@ impl Link {
             // §5.5.4.1: same commands crossed: answer UA, stay, wait for ours.
             State::AwaitingEstablishment => self.send_u(Unnumbered::Ua, false, p),
             State::AwaitingRelease => self.send_u(Unnumbered::Dm, false, p),
+            // Annex B state 7 (and 8), SABME: the peer re-establishes
+            // (MDL-ERROR F). Layer 3 keeps its link; only if I frames of
+            // ours were outstanding (V(S) != V(A)) are they discarded and
+            // layer 3 told (DL-ESTABLISH indication), as libpri does too.
+            // Both ends establishing at start-up over a line that lost the
+            // first SABMEs end here once, and must not disturb layer 3.
             State::MultipleFrameEstablished | State::TimerRecovery => {
                 self.send_u(Unnumbered::Ua, false, p);
                 self.clear_exceptions();
                 self.mdl_error(MdlError::F);
-                let discarded = self.discard_i_queue();
-                self.events
-                    .push_back(Event::EstablishIndication { discarded });
+                if self.frames_outstanding() {
+                    let discarded = self.discard_i_queue();
+                    self.events
+                        .push_back(Event::EstablishIndication { discarded });
+                }
                 self.reset_sequence();
                 self.enter_established(now);
             }
@@ -708,13 +720,15 @@ impl Link {
             State::AwaitingEstablishment if f => {
                 if self.layer3_initiated {
                     self.events.push_back(Event::EstablishConfirm);
-                } else {
-                    // Re-establishment: anything not yet acknowledged went
-                    // with the old link (§5.7.1).
+                } else if !self.reestablishing || self.frames_outstanding() {
+                    // Established by the link (start-up, after a failure),
+                    // or re-established with frames unacknowledged: those
+                    // went with the old link (§5.7.1, Annex B state 5 UA).
                     let discarded = self.discard_i_queue();
                     self.events
                         .push_back(Event::EstablishIndication { discarded });
                 }
+                self.reestablishing = false;
                 self.reset_sequence();
                 self.enter_established(now);
             }
@@ -897,7 +911,14 @@ impl Link {
     fn reestablish(&mut self, now: Instant) {
         self.establish_data_link(now);
         self.layer3_initiated = false;
+        self.reestablishing = true;
         self.set_state(State::AwaitingEstablishment);
+    }
+
+    /// I frames sent and not acknowledged (V(S) != V(A), Annex B), or kept
+    /// for retransmission.
+    fn frames_outstanding(&self) -> bool {
+        self.vs != self.va || self.stored > 0
     }
 
     fn enter_established(&mut self, now: Instant) {
@@ -914,6 +935,7 @@ impl Link {
         self.stop(Timer::T200);
         self.stop(Timer::T203);
         self.discard_i_queue();
+        self.reestablishing = false;
         self.set_state(State::TeiAssigned);
         if self.cfg.auto_establish && !self.released_by_layer3 {
             self.start(Timer::Reestablish, now);

@@ -1572,6 +1572,62 @@ mod tests {
             .collect()
     }
 
+    /// ALERTING or CONNECT as the first answer to our SETUP (the CALL
+    /// PROCEEDING is skipped, here dropped): the call module learns the
+    /// channel from `ChannelSelected`, once, before the answer's event.
+    #[test]
+    fn first_answer_without_call_proceeding_reports_the_channel() {
+        let now = Instant::now();
+        for (alerting, skip_proceeding) in [(true, true), (false, true), (true, false)] {
+            let mut user = linked(Role::User, now);
+            let mut net = linked(Role::Network, now);
+            let a = user
+                .place_call(now, PlaceCall::speech("999", None))
+                .expect("call");
+            deliver(sent(&mut user), &mut net, now);
+            let (b, ts) = std::iter::from_fn(|| net.poll_event())
+                .find_map(|e| match e {
+                    Event::IncomingCall { id, channel, .. } => Some((id, channel)),
+                    _ => None,
+                })
+                .expect("incoming call");
+            let proceeding = sent(&mut net);
+            assert_eq!(types(&proceeding), [Mt::CALL_PROCEEDING]);
+            if !skip_proceeding {
+                deliver(proceeding, &mut user, now);
+            }
+            if alerting {
+                net.alerting(now, b).expect("alerting");
+                deliver(sent(&mut net), &mut user, now);
+            }
+            net.connect(now, b).expect("connect");
+            deliver(sent(&mut net), &mut user, now);
+            let events: Vec<Event> = std::iter::from_fn(|| user.poll_event())
+                .filter(|e| !matches!(e, Event::LinkUp))
+                .collect();
+            let selected: Vec<&Event> = events
+                .iter()
+                .filter(|e| matches!(e, Event::ChannelSelected { .. }))
+                .collect();
+            if skip_proceeding {
+                assert_eq!(
+                    selected,
+                    [&Event::ChannelSelected { id: a, channel: ts }],
+                    "{events:?}"
+                );
+                assert!(matches!(events[0], Event::ChannelSelected { .. }));
+            } else {
+                assert!(
+                    selected.is_empty(),
+                    "CALL PROCEEDING carried it: {events:?}"
+                );
+                assert!(matches!(events[0], Event::Proceeding { channel, .. } if channel == ts));
+            }
+            assert!(events.contains(&Event::Connected { id: a }));
+            assert_eq!(user.call_state(a), Some(State::U10Active));
+        }
+    }
+
     #[test]
     fn connect_ack_crossing_our_clearing_is_not_a_state_error() {
         let now = Instant::now();
