@@ -170,13 +170,15 @@ pub struct CallInfo {
 /// - `handle_isdn(now, span, q931::Event)` for every span event;
 ///   `handle_isdn_placed(token, Result<CallId, TaskError>)` with the reply
 ///   of an [`IsdnCommand::PlaceCall`] (events of the new call that arrive
-///   before the reply are held and replayed);
-///   `handle_channel_table(span, &ChannelTable)` whenever a span's status
-///   changes (the audit's input).
+///   before the reply are held and replayed, later events of the span that
+///   depend on them wait behind them); `handle_isdn_refused(span, id,
+///   error)` with any other command's refusal; `handle_channel_table(span,
+///   &ChannelTable)` whenever a span's status changes (the audit's input).
 /// - `handle_sip(now, UaEvent)` for every user-agent event;
-///   `handle_sip_placed(now, token, Result<(CallHandle, peer), SipPlaceError>)`
-///   with the reply of a [`SipAction::PlaceCall`] (likewise held and replayed);
-///   `handle_peer(group, peer, up)` on each peer health change.
+///   `handle_sip_placed(now, token, Result<CallHandle, SipPlaceError>)`
+///   with the reply of a [`SipAction::PlaceCall`] (likewise held and
+///   replayed); `handle_sip_peer(call, peer)` when the SIP layer names the
+///   peer; `handle_peer(group, peer, up)` on each peer health change.
 /// - `handle_media(now, media::control::Event)`.
 /// - `handle_timeout(now)` when `poll_timeout()` is due; `set_draining`.
 ///
@@ -184,7 +186,9 @@ pub struct CallInfo {
 /// other commands (a refused `Alerting`, a `Hangup` on a dead handle) need
 /// not be fed back: the terminal events (`Released`, `Ended`/`Failed`,
 /// `CallSummary`) drive the clearing, and a reply that never comes is
-/// covered by the audit.
+/// covered by the audit; a Q.931 "unknown call" refusal fed back lets the
+/// manager forget a leg Q.931 has forgotten (the only other ways a Q.931
+/// leg is forgotten are its `Released` and a RESTART of its channel).
 ///
 /// A call is forgotten, with exactly one [`Action::Cdr`], when its Q.931
 /// call has been released, its SIP call has ended and its media session has

@@ -121,6 +121,10 @@ fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCore
     plan.dtmf = CORE_DIGITS.into();
     plan.dtmf_every = 1;
     c.plan = Some(plan);
+    // Serve the gateway until the demo stops us: without a run time the core
+    // ends once its call-backs are done and no call is up, and every later
+    // INVITE goes unanswered (issue 7: the exchange then saw cause 34).
+    c.run_for = Some(Duration::from_secs(seconds + 60));
     c.drain = Duration::from_secs(3);
     c
 }
