@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use tdmgw::call::cdr::Direction;
 use tdmgw::config::Config;
 use tdmgw::ops::board::OpsBoard;
 use tdmgw::ops::daemon::Lifecycle;
@@ -83,8 +84,13 @@ async fn start_gateway(core: SocketAddr, dir: &std::path::Path) -> Gateway {
 }
 
 /// The exchange places `calls` calls to `called` on the pair line and
-/// expects each to end with `cause`; returns its report once done.
-async fn exchange_run(gw: &mut Gateway, called: &str, calls: u32, cause: u8) -> ExchangeReport {
+/// expects each to end with `cause`; its report once done.
+fn exchange_run(
+    gw: &mut Gateway,
+    called: &str,
+    calls: u32,
+    cause: u8,
+) -> tokio::task::JoinHandle<ExchangeReport> {
     let (_, far) = gw
         .take_pair_far_ends()
         .into_iter()
@@ -96,19 +102,17 @@ async fn exchange_run(gw: &mut Gateway, called: &str, calls: u32, cause: u8) -> 
         called: vec![called.into()],
         calling: Some("01632960123".into()),
         expected_causes: vec![cause],
-        // The line aligns and the data link comes up first.
-        start_delay: Duration::from_millis(500),
+        // After the line aligns, the ends' data links come up within one
+        // T200 (1 s) of each other when the first SABMEs were lost (Q.921
+        // §5.5.4.1; a SETUP sent in between is lost with the link reset):
+        // start once both are up.
+        start_delay: Duration::from_secs(2),
         ..Scenario::default()
     };
     let mut cfg = ExchangeConfig::network(scenario);
     cfg.run_for = Duration::from_secs(40);
     let ctl = RunControl::default();
-    let t = std::thread::spawn(move || run_pair_far_end(&cfg, far, &ctl));
-    tokio::task::spawn_blocking(move || t.join())
-        .await
-        .expect("join")
-        .expect("exchange thread")
-        .expect("exchange run")
+    tokio::task::spawn_blocking(move || run_pair_far_end(&cfg, far, &ctl).expect("exchange run"))
 }
 
 /// Waits (bounded) until the gateway holds nothing, then stops it.
@@ -160,7 +164,7 @@ fn busy_core_reaches_the_exchange_as_cause_17_and_leaves_nothing() {
         )];
         let core = SimCore::start(cc).await.expect("sim core");
         let mut gw = start_gateway(core.sip_addr(), dir.path()).await;
-        let report = exchange_run(&mut gw, "101", 4, 17).await;
+        let report = exchange_run(&mut gw, "101", 4, 17).await.expect("exchange");
         let causes: Vec<u8> = report.calls.iter().map(|c| c.cause).collect();
         assert_eq!(causes, [17, 17, 17, 17], "{:?}", report.failures);
         assert!(report.ok, "{:?}", report.failures);
@@ -181,7 +185,24 @@ fn silent_core_reaches_the_exchange_as_cause_102_not_34() {
         let dir = tempfile::tempdir().unwrap();
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut gw = start_gateway(silent.local_addr().unwrap(), dir.path()).await;
-        let report = exchange_run(&mut gw, "999", 1, 102).await;
+        let run = exchange_run(&mut gw, "999", 1, 102);
+        // While the INVITE waits, the status lists the call.
+        let end = Instant::now() + Duration::from_secs(20);
+        let call = loop {
+            if let Some(c) = gw.stats.calls().first() {
+                break c.clone();
+            }
+            assert!(Instant::now() < end, "no call in the status");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!((call.span, call.direction), (1, Direction::ExchangeToCore));
+        assert_eq!(
+            (call.called.as_str(), call.calling.as_str()),
+            ("999", "01632960123")
+        );
+        assert_eq!(call.state, "setup");
+        assert!((1..=31).contains(&call.timeslot) && call.timeslot != 16);
+        let report = run.await.expect("exchange");
         let causes: Vec<u8> = report.calls.iter().map(|c| c.cause).collect();
         assert_eq!(causes, [102], "{:?}", report.failures);
         assert!(report.ok, "{:?}", report.failures);

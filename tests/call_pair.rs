@@ -552,3 +552,79 @@ fn call_refused_by_the_core_reaches_the_exchange_with_the_mapped_cause() {
 /// A command refused by a core is fine here: the terminal events clear the
 /// call (what the daemon's shell does too, after logging).
 fn ignore<T, E>(_: Result<T, E>) {}
+
+/// Busy-out with the real Q.931 on both ends: while the core group is down
+/// the gateway's idle B-channels are out of service, so the exchange's
+/// SETUP is refused by Q.931 at once (cause 34: no channel to choose); once
+/// a peer is up the channels are idle again and a call goes through.
+#[test]
+fn busy_out_refuses_at_q931_while_the_core_is_down() {
+    let mut w = World::new(Script {
+        core_answers: true,
+        exchange_hangs_up_after: Some(Duration::from_secs(1)),
+        ..Script::default()
+    });
+    w.mgr = {
+        let mut cfg = CallManagerConfig::new(
+            vec![Route {
+                called: "999".into(),
+                calling: None,
+                span: None,
+                peer_group: "mcvp".into(),
+            }],
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            40000,
+            "10.0.0.1",
+        );
+        cfg.core_routes = vec![CoreRoute {
+            called: "*".into(),
+            spans: vec![1],
+        }];
+        cfg.busy_out = true;
+        CallManager::new(cfg, w.now, 1_700_000_000_000)
+    };
+    w.link_up();
+    w.mgr.handle_peer("mcvp", CORE, false);
+    w.execute();
+    let table = w.gw_dc.q931().channels();
+    assert!(table.busy_out());
+    assert!(
+        table
+            .iter()
+            .all(|(_, s)| s == q931::ChannelState::OutOfService)
+    );
+    let now = w.now;
+    w.exchange
+        .q931_mut()
+        .place_call(now, PlaceCall::speech("999", None))
+        .unwrap();
+    w.exchange.pump(now);
+    w.run_until(Duration::from_secs(5), "refused", |w| {
+        w.exchange_events
+            .iter()
+            .any(|e| matches!(e, Event::Released { .. }))
+    });
+    assert!(w.exchange_events.iter().any(
+        |e| matches!(e, Event::Released { cause, .. } if *cause == Cause::NO_CIRCUIT_AVAILABLE)
+    ));
+    assert!(w.mgr.is_idle(), "the manager never saw the SETUP");
+    assert!(
+        w.core_events.is_empty(),
+        "nothing reached the core: {:?}",
+        w.core_events
+    );
+
+    w.mgr.handle_peer("mcvp", CORE, true);
+    w.execute();
+    assert!(w.gw_dc.q931().channels().all_idle());
+    let now = w.now;
+    w.exchange
+        .q931_mut()
+        .place_call(now, PlaceCall::speech("999", None))
+        .unwrap();
+    w.exchange.pump(now);
+    w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
+    assert_eq!(w.cdrs[0].q850_cause, 16);
+    assert_eq!(w.cdrs[0].core_peer.as_deref(), Some(CORE));
+    w.assert_clean();
+}
