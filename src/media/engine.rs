@@ -73,6 +73,7 @@ use super::channel::{Channel, ChannelParams, ChannelStats, STATS_EVERY_TICKS, TI
 use super::control::{ChannelId, Command, Event, RejectReason};
 use super::ring::{Consumer, Producer, ring};
 use super::tdm::{E1Frame, TdmPort};
+use super::trace_tap::TraceTap;
 
 /// One span of the group: its number (from 1, as configured) and the
 /// timeslots that carry B-channels.
@@ -598,6 +599,8 @@ pub struct MediaLoop {
     rtcp: Box<[UdpSocket]>,
     buf: Box<[u8]>,
     tdm_registered: bool,
+    /// `tdmgw trace`'s copies (`trace_tap`); off unless set.
+    tap: TraceTap,
     pub counters: LoopCounters,
 }
 
@@ -641,8 +644,28 @@ impl MediaLoop {
             rtcp: rtcp.into_boxed_slice(),
             buf: vec![0; RECV_BUF].into_boxed_slice(),
             tdm_registered: false,
+            tap: TraceTap::off(),
             counters: LoopCounters::default(),
         })
+    }
+
+    /// Gives the loop its trace tap (start-up only; see `trace_tap`).
+    pub fn set_trace_tap(&mut self, mut tap: TraceTap) {
+        let table = (0..self.core.channels.len())
+            .filter_map(|i| {
+                let (rtp, rtcp) = self.rtp_addr(i)?;
+                Some((self.core.channels[i].id().span, rtp, rtcp))
+            })
+            .collect();
+        tap.set_channels(table);
+        let slot = std::mem::size_of::<super::trace_tap::TapPacket>();
+        self.core.budget.add("trace tap ring", tap.capacity(), slot);
+        tracing::info!(
+            slots = tap.capacity(),
+            bytes = tap.capacity() * slot,
+            "media engine: trace tap ring"
+        );
+        self.tap = tap;
     }
 
     pub fn core(&self) -> &MediaCore {
@@ -683,6 +706,7 @@ impl MediaLoop {
             Err(e) => return Err(e),
         }
         self.counters.turns += 1;
+        self.tap.refresh();
         let mut tdm_due = port.raw_fd().is_none();
         let Self {
             core,
@@ -691,6 +715,7 @@ impl MediaLoop {
             rtcp,
             buf,
             counters,
+            tap,
             ..
         } = self;
         for ev in events.iter() {
@@ -698,9 +723,9 @@ impl MediaLoop {
             if t == TDM_TOKEN.0 {
                 tdm_due = true;
             } else if t % 2 == 1 {
-                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters);
+                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters, tap);
             } else if let Some(s) = rtcp.get((t - 2) / 2) {
-                drain_rtcp(core, (t - 2) / 2, s, buf, counters);
+                drain_rtcp(core, (t - 2) / 2, s, buf, counters, tap);
             }
         }
         // Commands first: a connect applies before this turn's frames.
@@ -716,12 +741,18 @@ impl MediaLoop {
 
     fn flush(&mut self) {
         while let Some((idx, to, pkt)) = self.core.poll_transmit() {
+            if self.tap.on() {
+                self.tap.packet(idx, false, true, to, pkt);
+            }
             match self.rtp[idx].send_to(pkt, to) {
                 Ok(_) => self.counters.datagrams_out += 1,
                 Err(_) => self.counters.send_errors += 1,
             }
         }
         while let Some((idx, to, pkt)) = self.core.poll_transmit_rtcp() {
+            if self.tap.on() {
+                self.tap.packet(idx, true, true, to, pkt);
+            }
             match self.rtcp[idx].send_to(pkt, to) {
                 Ok(_) => self.counters.rtcp_datagrams_out += 1,
                 Err(_) => self.counters.send_errors += 1,
@@ -754,6 +785,7 @@ fn drain_rtp(
     sock: &UdpSocket,
     buf: &mut [u8],
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     // A queued ICMP error (RFC 1122 4.1.3.3) fails one read and the next
     // continues; a socket that keeps failing is left until its next event.
@@ -762,6 +794,9 @@ fn drain_rtp(
         match sock.recv_from(buf) {
             Ok((n, from)) => {
                 counters.datagrams_in += 1;
+                if tap.on() {
+                    tap.packet(idx, false, false, from, &buf[..n]);
+                }
                 core.handle_rtp(idx, &buf[..n], from);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -783,12 +818,16 @@ fn drain_rtcp(
     sock: &UdpSocket,
     buf: &mut [u8],
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     let mut errors = 0;
     loop {
         match sock.recv_from(buf) {
             Ok((n, from)) => {
                 counters.rtcp_datagrams_in += 1;
+                if tap.on() {
+                    tap.packet(idx, true, false, from, &buf[..n]);
+                }
                 core.handle_rtcp(idx, &buf[..n], from);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

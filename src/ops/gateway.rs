@@ -25,6 +25,7 @@
 //! D-channel and SIP tasks, then the media thread; it reports whether
 //! every call, dialog and channel was gone.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::board::OpsBoard;
+use super::board::{OpsBoard, TraceHub, TraceRecord};
 use super::daemon::Lifecycle;
 use super::dchannel::DchannelOps;
 use super::events::NocEvent;
@@ -54,6 +55,7 @@ use crate::line::e1_perf::PerfCounts;
 use crate::media::engine::{self, MediaCore, MediaLoop};
 use crate::media::lines::{LineNotice, LinePort, PairFarEnd};
 use crate::media::span_status::SpanTelemetry;
+use crate::media::trace_tap::{TAP_RING_DEFAULT, TapControl, trace_tap};
 use crate::sip::peer::PeerState;
 use crate::sip::task::{self as sip_task, SipHandle, SipStatus};
 
@@ -106,6 +108,7 @@ pub struct Gateway {
     call_join: JoinHandle<CallManager>,
     line_watch: JoinHandle<()>,
     sip_mirror: JoinHandle<()>,
+    trace_drain: JoinHandle<()>,
     /// Call results (the demo's progress lines).
     pub stats: Arc<CallTaskStats>,
     pair_far_ends: Vec<(u8, PairFarEnd)>,
@@ -168,8 +171,14 @@ impl Gateway {
             media_plan(site, &config.board, seed).map_err(|e| GatewayError::Plan(e.to_string()))?;
         let (core, ctl) =
             MediaCore::new(&plan.engine).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
-        let lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
+        let mut lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
         let span_ids: Vec<u16> = plan.lines.spans.iter().map(|s| s.span.span_id).collect();
+        let (tap, tap_ctl) = trace_tap(
+            span_ids.iter().copied().max().unwrap_or(0),
+            TAP_RING_DEFAULT,
+        );
+        lp.set_trace_tap(tap);
+        let rtp_ports = rtp_port_spans(&lp);
         let (port, mut lines) =
             LinePort::open(plan.lines).map_err(|e| GatewayError::Media(e.to_string()))?;
         let media_stop = Arc::new(AtomicBool::new(false));
@@ -203,7 +212,9 @@ impl Gateway {
                 .map_or(30, |b| b.channels);
             let (link, q931) = sig.dchannel_params(channels);
             let port = rings.into_port().map_err(GatewayError::Io)?;
-            let obs = DchannelOps::register(supervisor, id8);
+            let we_are_network = q931.role == crate::isdn::q931::Role::Network;
+            let obs =
+                DchannelOps::register_traced(supervisor, id8, board.trace.clone(), we_are_network);
             let (h, j) = isdn_task::spawn(TaskConfig::new(link, q931), port, span_tx.clone(), obs);
             dchannels.push(h);
             dchannel_joins.push(j);
@@ -216,7 +227,14 @@ impl Gateway {
             .sip_task_config(base_dir, seed)
             .map_err(|e| GatewayError::Sip(e.to_string()))?;
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
-        let (sip, sip_join) = sip_task::spawn(sip_cfg, sip_tx, SipOps::register(supervisor))
+        let sip_messages = Arc::new(SipMessageMetrics::new());
+        let sip_ops = SipOps::register_full(
+            supervisor,
+            sip_messages.clone(),
+            board.trace.clone(),
+            rtp_ports,
+        );
+        let (sip, sip_join) = sip_task::spawn(sip_cfg, sip_tx, sip_ops)
             .await
             .map_err(|e| GatewayError::Sip(format!("{e:?}")))?;
 
@@ -287,14 +305,14 @@ impl Gateway {
                 }
             }
         });
-        layers::register_sip(
-            board,
-            sip.transport_counters(),
-            Arc::new(SipMessageMetrics::new()),
-            snap_rx,
-        );
+        layers::register_sip(board, sip.transport_counters(), sip_messages, snap_rx);
         layers::register_media(board, vec![ctl.stats.clone()], Vec::new());
         layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);
+        let trace_drain = tokio::spawn(drain_trace_tap(
+            tap_ctl,
+            span_ids.clone(),
+            board.trace.clone(),
+        ));
         let mut events = lines.events;
         let line_watch = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -322,6 +340,7 @@ impl Gateway {
             call_join,
             line_watch,
             sip_mirror,
+            trace_drain,
             stats,
             pair_far_ends: plan.pair_far_ends,
             span_status: lines.status,
@@ -399,6 +418,7 @@ impl Gateway {
         let _ = (&mut self.sip_join).await;
         self.line_watch.abort();
         self.sip_mirror.abort();
+        self.trace_drain.abort();
         self.media_stop.store(true, Ordering::Relaxed);
         if let Some(j) = self.media_join.take() {
             let r = tokio::task::spawn_blocking(move || j.join()).await;
@@ -408,6 +428,66 @@ impl Gateway {
         }
         info!(?rep, "gateway stopped");
         rep
+    }
+}
+
+/// Our B-channels' RTP ports and their spans (the SIP trace's Call-ID →
+/// span rule, `ops::sip`).
+fn rtp_port_spans(lp: &MediaLoop) -> HashMap<u16, u8> {
+    (0..lp.core().channel_count())
+        .filter_map(|i| {
+            let span = u8::try_from(lp.core().channel(i)?.id().span).ok()?;
+            Some((lp.rtp_addr(i)?.0.port(), span))
+        })
+        .collect()
+}
+
+/// How often the media trace tap is drained while a trace runs (its ring
+/// holds about 170 ms of a full E1, `media::trace_tap`).
+const TAP_DRAIN_PERIOD: Duration = Duration::from_millis(10);
+
+/// The control plane's end of the media trace tap: turns the spans being
+/// traced on and off, and publishes the copied RTP/RTCP datagrams to the
+/// trace hub. Idle (a check every 100 ms) while nothing is traced.
+async fn drain_trace_tap(mut tap: TapControl, spans: Vec<u16>, hub: TraceHub) {
+    let mut dropped = tap.overflows();
+    loop {
+        let active = hub.is_active();
+        for &s in &spans {
+            let on = active && u8::try_from(s).is_ok_and(|s8| hub.span_active(s8));
+            if tap.span_on(s) != on {
+                tap.set_span(s, on);
+            }
+        }
+        while let Some(p) = tap.try_pop() {
+            let (src, dst) = if p.sent {
+                (p.local, p.remote)
+            } else {
+                (p.remote, p.local)
+            };
+            hub.publish(TraceRecord::Udp {
+                span: u8::try_from(p.span).ok(),
+                at: p.at,
+                src,
+                dst,
+                payload: p.payload().to_vec(),
+                orig_len: usize::from(p.orig_len),
+            });
+        }
+        let o = tap.overflows();
+        if o != dropped {
+            warn!(
+                lost = o - dropped,
+                "trace tap ring full: RTP packets left out of the trace"
+            );
+            dropped = o;
+        }
+        tokio::time::sleep(if active {
+            TAP_DRAIN_PERIOD
+        } else {
+            Duration::from_millis(100)
+        })
+        .await;
     }
 }
 
