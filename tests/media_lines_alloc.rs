@@ -5,7 +5,9 @@
 //! the engine's loop turns over a `LinePort` (inner epoll, timerfd, the
 //! pair line stepped in real time, G.704 framing, HDLC on TS16, alarms,
 //! G.826 counters, D-channel and event rings, the status seqlock, RTP),
-//! and down while the test plays the control plane.
+//! and down while the test plays the control plane. The loop metrics the
+//! daemon records every turn (`MediaLoopMetrics::observe_turn`) run in the
+//! counted region too.
 //!
 //! Both ends of a pair line sit in the one port (span 1 the near end,
 //! span 2 the far end), with bit errors towards span 1; D-channel frames
@@ -26,6 +28,7 @@ use tdmgw::media::lines::{
     LineDriverParams, LinePort, LinePortParams, LineSpanParams, PairParams, pair_line,
 };
 use tdmgw::media::trace_tap::{TAP_RING_DEFAULT, trace_tap};
+use tdmgw::ops::layer_metrics::{LOOP_OVERRUN_DEFAULT_US, MediaLoopMetrics};
 
 mod common;
 use common::counting_alloc::{self, Counting};
@@ -68,6 +71,8 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     );
     let (core, mut ctl) = MediaCore::new(&ep).unwrap();
     let mut lp = MediaLoop::new(core).unwrap();
+    // The daemon's per-turn telemetry runs on the media thread too.
+    let loop_metrics = MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US);
     let (tap, mut tap_ctl) = trace_tap(2, TAP_RING_DEFAULT);
     lp.set_trace_tap(tap);
     tap_ctl.set_span(1, true);
@@ -105,6 +110,7 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
         assert!(turns < 200_000, "line time does not advance");
         counting_alloc::track(true);
         let r = lp.turn(&mut port, Some(Duration::from_millis(2)));
+        loop_metrics.observe_turn(&lp);
         counting_alloc::track(false);
         r.unwrap();
         // The control plane: D-channel frames both ways, RTP in.
@@ -161,7 +167,10 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     );
     // The trace saw what went through the sockets: RTP into span 1 and out
     // of span 2 (about 150 packets each way in 3 s).
-    assert!(traced_in >= 100 && traced_out >= 100, "{traced_in} {traced_out}");
+    assert!(
+        traced_in >= 100 && traced_out >= 100,
+        "{traced_in} {traced_out}"
+    );
     assert_eq!(tap_ctl.overflows(), 0);
     // Everything ran: frames both ways (bit errors may cost a few), audio
     // across the line, bit errors counted.

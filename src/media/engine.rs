@@ -388,6 +388,11 @@ impl MediaCore {
         &self.budget
     }
 
+    /// Values dropped on a full command ring and event ring so far.
+    pub fn ring_overflows(&self) -> (u64, u64) {
+        (self.commands.overflows(), self.events.overflows())
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -601,6 +606,8 @@ pub struct MediaLoop {
     tdm_registered: bool,
     /// `tdmgw trace`'s copies (`trace_tap`); off unless set.
     tap: TraceTap,
+    /// Time the last turn spent outside `poll`.
+    last_busy: Duration,
     pub counters: LoopCounters,
 }
 
@@ -645,6 +652,7 @@ impl MediaLoop {
             buf: vec![0; RECV_BUF].into_boxed_slice(),
             tdm_registered: false,
             tap: TraceTap::off(),
+            last_busy: Duration::ZERO,
             counters: LoopCounters::default(),
         })
     }
@@ -705,6 +713,7 @@ impl MediaLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        let busy_from = std::time::Instant::now();
         self.counters.turns += 1;
         self.tap.refresh();
         let mut tdm_due = port.raw_fd().is_none();
@@ -736,7 +745,14 @@ impl MediaLoop {
             self.counters.tdm_frames += n as u64;
         }
         self.flush();
+        self.last_busy = busy_from.elapsed();
         Ok(())
+    }
+
+    /// Time the last turn spent working (outside `poll`): the loop
+    /// duration histogram's input.
+    pub fn last_turn_busy(&self) -> Duration {
+        self.last_busy
     }
 
     fn flush(&mut self) {
@@ -760,20 +776,20 @@ impl MediaLoop {
         }
     }
 
-    /// Turns until `stop` is set, calling `check_in` once per turn (the
-    /// supervisor's heartbeat).
+    /// Turns until `stop` is set, calling `check_in` with the loop once
+    /// per turn (the supervisor's heartbeat, loop telemetry).
     pub fn run(
         &mut self,
         port: &mut dyn TdmPort,
         stop: &AtomicBool,
-        check_in: &mut dyn FnMut(),
+        check_in: &mut dyn FnMut(&MediaLoop),
     ) -> io::Result<()> {
         // The line clocks the loop; the timeout only lets `stop` be seen
         // (and the supervisor be told) on a dead line.
         let idle = Some(Duration::from_millis(100));
         while !stop.load(Ordering::Relaxed) {
             self.turn(port, idle)?;
-            check_in();
+            check_in(self);
         }
         Ok(())
     }
@@ -905,7 +921,8 @@ pub fn apply_thread_params(tp: &ThreadParams) {
 }
 
 /// Starts a media thread running `lp` over `port` until `stop` is set; it
-/// calls `check_in` every turn. Returns the loop and the port when it ends.
+/// calls `check_in` with the loop every turn. Returns the loop and the
+/// port when it ends.
 pub fn spawn<P, H>(
     mut lp: MediaLoop,
     mut port: P,
@@ -915,7 +932,7 @@ pub fn spawn<P, H>(
 ) -> io::Result<JoinHandle<io::Result<(MediaLoop, P)>>>
 where
     P: TdmPort + Send + 'static,
-    H: FnMut() + Send + 'static,
+    H: FnMut(&MediaLoop) + Send + 'static,
 {
     std::thread::Builder::new()
         .name(tp.name.clone())

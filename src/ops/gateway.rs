@@ -41,7 +41,10 @@ use super::board::{OpsBoard, TraceHub, TraceRecord};
 use super::daemon::Lifecycle;
 use super::dchannel::DchannelOps;
 use super::events::NocEvent;
-use super::layer_metrics::{CallMetrics, PeerRow, SipMessageMetrics, SipSnapshot, SpanSnapshot};
+use super::layer_metrics::{
+    CallMetrics, LOOP_OVERRUN_DEFAULT_US, MediaLoopMetrics, PeerRow, SipMessageMetrics,
+    SipSnapshot, SpanSnapshot,
+};
 use super::layers;
 use super::sip::SipOps;
 use super::supervisor::Supervisor;
@@ -117,41 +120,83 @@ pub struct Gateway {
 
 fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
     let s = t.read();
+    let d = &s.counters.deframer;
     SpanSnapshot {
         span,
         alarms: s.alarms,
         counters: s.counters,
-        current: PerfCounts::default(),
+        current: PerfCounts {
+            seconds: u32::from(s.interval.elapsed),
+            es: u32::from(s.interval.es),
+            ses: u32::from(s.interval.ses),
+            uas: u32::from(s.interval.uas),
+            ..PerfCounts::default()
+        },
         total: PerfCounts {
+            fas_errors: d.fas_errors,
+            crc4_blocks: d.crc4_blocks,
+            crc4_errors: d.crc4_errors,
+            febe: d.febe,
+            alignment_losses: d.alignment_losses,
             es: s.es,
             ses: s.ses,
             uas: s.uas,
             slips: s.slips,
             ..PerfCounts::default()
         },
-        unavailable: false,
+        unavailable: s.unavailable,
     }
 }
 
-fn sip_snapshot(s: &SipStatus) -> SipSnapshot {
+/// When each peer entered its current state (as the mirror saw it).
+type PeerSince = HashMap<(String, SocketAddr), (bool, std::time::Instant)>;
+
+fn sip_snapshot(s: &SipStatus, since: &mut PeerSince) -> SipSnapshot {
+    let now = std::time::Instant::now();
     SipSnapshot {
         peers: s
             .peers
             .iter()
-            .map(|p| PeerRow {
-                group: p.info.group.clone(),
-                address: p.info.address.to_string(),
-                transport: p.info.transport,
-                up: p.state == PeerState::Up,
-                in_state: Duration::ZERO,
-                rtt: p.srtt,
-                pings_sent: p.pings_sent,
-                ping_failures: p.ping_failures,
-                call_failures: p.call_failures,
+            .map(|p| {
+                let up = p.state == PeerState::Up;
+                let key = (p.info.group.clone(), p.info.address);
+                let entry = since.entry(key).or_insert((up, now));
+                if entry.0 != up {
+                    *entry = (up, now);
+                }
+                PeerRow {
+                    group: p.info.group.clone(),
+                    address: p.info.address.to_string(),
+                    transport: p.info.transport,
+                    up,
+                    in_state: now.saturating_duration_since(entry.1),
+                    rtt: p.srtt,
+                    pings_sent: p.pings_sent,
+                    ping_failures: p.ping_failures,
+                    call_failures: p.call_failures,
+                }
             })
             .collect(),
         ua: s.ua,
         endpoint: s.endpoint,
+    }
+}
+
+/// Mirrors the SIP task's status into the snapshot the metrics and status
+/// read: on every change, and each second so that the time in state
+/// (`tdmgw_sip_peer_state_duration_seconds`) moves.
+async fn mirror_sip_status(mut status: watch::Receiver<SipStatus>, tx: watch::Sender<SipSnapshot>) {
+    let mut since = PeerSince::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = status.changed() => if r.is_err() { break },
+            _ = tick.tick() => {}
+        }
+        let s = sip_snapshot(&status.borrow_and_update(), &mut since);
+        if tx.send(s).is_err() {
+            break;
+        }
     }
 }
 
@@ -183,8 +228,11 @@ impl Gateway {
             LinePort::open(plan.lines).map_err(|e| GatewayError::Media(e.to_string()))?;
         let media_stop = Arc::new(AtomicBool::new(false));
         let media_beat = supervisor.register("media");
-        let media_join = engine::spawn(lp, port, plan.thread, media_stop.clone(), move || {
-            media_beat.beat()
+        let loop_metrics = Arc::new(MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US));
+        let lm = loop_metrics.clone();
+        let media_join = engine::spawn(lp, port, plan.thread, media_stop.clone(), move |lp| {
+            media_beat.beat();
+            lm.observe_turn(lp);
         })
         .map_err(GatewayError::Io)?;
 
@@ -295,18 +343,11 @@ impl Gateway {
             },
             watches,
         );
-        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(&sip.status().borrow()));
-        let mut sip_status = sip.status();
-        let sip_mirror = tokio::spawn(async move {
-            while sip_status.changed().await.is_ok() {
-                let s = sip_snapshot(&sip_status.borrow_and_update());
-                if snap_tx.send(s).is_err() {
-                    break;
-                }
-            }
-        });
+        let (snap_tx, snap_rx) =
+            watch::channel(sip_snapshot(&sip.status().borrow(), &mut PeerSince::new()));
+        let sip_mirror = tokio::spawn(mirror_sip_status(sip.status(), snap_tx));
         layers::register_sip(board, sip.transport_counters(), sip_messages, snap_rx);
-        layers::register_media(board, vec![ctl.stats.clone()], Vec::new());
+        layers::register_media(board, vec![ctl.stats.clone()], vec![loop_metrics]);
         layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);
         let trace_drain = tokio::spawn(drain_trace_tap(
             tap_ctl,
