@@ -111,6 +111,7 @@ pub fn status(board: &OpsBoard, context: &Value) -> Value {
             "stuck": board.supervisor.stuck_loops(),
         }),
     );
+    m.insert("traces".into(), json!({"running": board.trace.running()}));
     m.insert(
         "lifecycle".into(),
         json!({"draining": board.lifecycle.is_draining(), "live_calls": board.lifecycle.live()}),
@@ -304,6 +305,9 @@ pub fn render_status(v: &Value) -> String {
     super::status_view::render_spans(v, &mut out);
     super::status_view::render_calls(v, &mut out);
     super::status_view::render_peers(v, &mut out);
+    if let Some(n) = v["traces"]["running"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!("\ntraces running: {n}"));
+    }
     let loops = &v["loops"];
     out.push_str(&format!(
         "\nloops: {}",

@@ -112,6 +112,11 @@ impl TraceHub {
         self.activity.any.load(Ordering::Relaxed) > 0
     }
 
+    /// Traces running (every span).
+    pub fn running(&self) -> usize {
+        self.activity.any.load(Ordering::Relaxed)
+    }
+
     /// A trace of `span` is running.
     pub fn span_active(&self, span: u8) -> bool {
         self.activity.spans[usize::from(span)].load(Ordering::Relaxed) > 0
