@@ -130,8 +130,15 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
     }
 }
 
-fn sip_snapshot(s: &SipStatus) -> SipSnapshot {
+fn sip_snapshot(
+    s: &SipStatus,
+    listeners: &[(crate::sip::transport::Transport, SocketAddr)],
+) -> SipSnapshot {
     SipSnapshot {
+        calls: s.calls,
+        dialogs: s.dialogs,
+        transactions: s.transactions,
+        listeners: listeners.to_vec(),
         peers: s
             .peers
             .iter()
@@ -277,11 +284,12 @@ impl Gateway {
             },
             watches,
         );
-        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(&sip.status().borrow()));
+        let listeners = sip.local_addrs().to_vec();
+        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(&sip.status().borrow(), &listeners));
         let mut sip_status = sip.status();
         let sip_mirror = tokio::spawn(async move {
             while sip_status.changed().await.is_ok() {
-                let s = sip_snapshot(&sip_status.borrow_and_update());
+                let s = sip_snapshot(&sip_status.borrow_and_update(), &listeners);
                 if snap_tx.send(s).is_err() {
                     break;
                 }

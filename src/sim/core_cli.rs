@@ -48,8 +48,15 @@ pub struct SimCoreArgs {
     /// Clear answered incoming calls after this many seconds.
     #[arg(long, value_name = "S")]
     pub hangup_after: Option<f64>,
+    /// Rejections carry no `Reason: Q.850` header (the far end maps the
+    /// status by its own table).
+    #[arg(long)]
+    pub no_reason: bool,
     /// Per called number: `NUMBER=answer[:S]`, `NUMBER=STATUS[:S]` (reject
-    /// after S seconds) or `NUMBER=none` (never answer). Repeatable.
+    /// after S seconds) or `NUMBER=none` (never answer), then options
+    /// `,ring`/`,no-ring`, `,early`/`,no-early`, `,hangup=S`, `,reason=CAUSE`
+    /// (the Reason header's Q.850 cause), `,no-reason`, `,dtmf=DIGITS`.
+    /// Repeatable.
     #[arg(long = "policy", value_name = "NUMBER=WHAT")]
     pub policies: Vec<String>,
     /// Echo what is received (the default).
@@ -78,8 +85,9 @@ pub struct SimCoreArgs {
     /// Seconds an answered call is held before we clear it.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub hold: f64,
-    #[arg(long, default_value = "999")]
-    pub called: String,
+    /// Called numbers of placed calls, used in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "999")]
+    pub called: Vec<String>,
     #[arg(long, default_value = "01632960001")]
     pub calling: String,
     /// DTMF digits sent as RFC 4733 events on placed calls.
@@ -91,12 +99,20 @@ pub struct SimCoreArgs {
     /// What each placed call must get: `answer`, `no-answer` or a status.
     #[arg(long, default_value = "answer")]
     pub expect: String,
+    /// Per called number: `NUMBER=answer|no-answer|STATUS`, instead of
+    /// --expect. Repeatable.
+    #[arg(long = "expect-for", value_name = "NUMBER=WHAT")]
+    pub expect_for: Vec<String>,
     /// The far end clears placed calls (we wait hold + 5 s).
     #[arg(long)]
     pub far_end_clears: bool,
     /// CANCEL a placed call still ringing after this many seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     pub no_answer_timeout: f64,
+    /// CANCEL a placed call this many seconds after its first 180 or 183
+    /// if it is not answered by then.
+    #[arg(long, value_name = "S")]
+    pub cancel_after_ring: Option<f64>,
     /// Check that what we generate (pattern, tone, DTMF) comes back.
     #[arg(long)]
     pub expect_echo: bool,
@@ -127,11 +143,25 @@ fn secs(s: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{what}: {s} is not a duration in seconds"))
 }
 
-/// `answer[:S]`, `STATUS[:S]`, `none`.
+/// `answer`, `no-answer` or a 300-699 status.
+fn parse_expect(s: &str) -> Result<Expect, String> {
+    match s {
+        "answer" => Ok(Expect::Answer),
+        "no-answer" => Ok(Expect::NoAnswer),
+        s => match s.parse::<u16>() {
+            Ok(status) if (300..=699).contains(&status) => Ok(Expect::Status { status }),
+            _ => Err(format!("--expect {s}: answer, no-answer or a status")),
+        },
+    }
+}
+
+/// `answer[:S]`, `STATUS[:S]`, `none`, then `,OPTION`s.
 fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy), String> {
-    let (number, what) = spec
+    let (number, rest) = spec
         .split_once('=')
         .ok_or_else(|| format!("--policy {spec}: expected NUMBER=WHAT"))?;
+    let mut parts = rest.split(',');
+    let what = parts.next().unwrap_or_default();
     let (kind, delay) = match what.split_once(':') {
         Some((k, d)) => {
             let d: f64 = d
@@ -141,7 +171,7 @@ fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy
         }
         None => (what, None),
     };
-    let outcome = match kind {
+    let mut outcome = match kind {
         "answer" => Outcome::Answer,
         "none" | "no-answer" => Outcome::NoAnswer,
         s => match s.parse::<u16>() {
@@ -149,14 +179,56 @@ fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy
             _ => return Err(format!("--policy {spec}: answer, none or a 300-699 status")),
         },
     };
-    Ok((
-        number.to_owned(),
-        AnswerPolicy {
-            outcome,
-            delay: delay.unwrap_or(base.delay),
-            ..base.clone()
-        },
-    ))
+    let mut p = AnswerPolicy {
+        delay: delay.unwrap_or(base.delay),
+        ..base.clone()
+    };
+    for opt in parts {
+        match opt.split_once('=') {
+            None => match opt {
+                "ring" => p.ring = true,
+                "no-ring" => p.ring = false,
+                "early" => p.early_media = true,
+                "no-early" => p.early_media = false,
+                "no-reason" => p.reason_header = false,
+                _ => return Err(format!("--policy {spec}: unknown option {opt:?}")),
+            },
+            Some(("hangup", v)) => {
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--policy {spec}: bad hangup {v}"))?;
+                p.hangup_after = Some(secs(s, "--policy hangup")?);
+            }
+            Some(("reason", v)) => match (&mut outcome, v.parse::<u8>()) {
+                (Outcome::Reject { q850, .. }, Ok(c)) if (1..=127).contains(&c) => {
+                    *q850 = Some(c);
+                    p.reason_header = true;
+                }
+                _ => {
+                    return Err(format!(
+                        "--policy {spec}: reason=CAUSE (1-127) goes with a rejection"
+                    ));
+                }
+            },
+            Some(("dtmf", v)) => {
+                check_dtmf(v)?;
+                p.dtmf = v.to_ascii_uppercase();
+            }
+            Some(_) => return Err(format!("--policy {spec}: unknown option {opt:?}")),
+        }
+    }
+    p.outcome = outcome;
+    Ok((number.to_owned(), p))
+}
+
+fn check_dtmf(digits: &str) -> Result<(), String> {
+    match digits
+        .chars()
+        .find(|c| !"0123456789*#ABCDabcd".contains(*c))
+    {
+        Some(d) => Err(format!("--dtmf: {d:?} is not a DTMF digit")),
+        None => Ok(()),
+    }
 }
 
 impl SimCoreArgs {
@@ -183,6 +255,7 @@ impl SimCoreArgs {
                 .map(|s| secs(s, "--hangup-after"))
                 .transpose()?,
             dtmf: String::new(),
+            reason_header: !self.no_reason,
         };
         cfg.answer_by_number = self
             .policies
@@ -198,25 +271,25 @@ impl SimCoreArgs {
             (None, false) => MediaMode::Echo,
         };
         cfg.codecs = self.codecs.clone();
-        if let Some(d) = self
-            .dtmf
-            .chars()
-            .find(|c| !"0123456789*#ABCDabcd".contains(*c))
-        {
-            return Err(format!("--dtmf: {d:?} is not a DTMF digit"));
-        }
+        check_dtmf(&self.dtmf)?;
         if let Some(target) = self.call {
             if self.rate <= 0.0 {
                 return Err("--rate must be above 0".into());
             }
-            let expect = match self.expect.as_str() {
-                "answer" => Expect::Answer,
-                "no-answer" => Expect::NoAnswer,
-                s => match s.parse::<u16>() {
-                    Ok(status) if (300..=699).contains(&status) => Expect::Status { status },
-                    _ => return Err(format!("--expect {s}: answer, no-answer or a status")),
-                },
-            };
+            let expect = parse_expect(&self.expect)?;
+            let expect_by_number = self
+                .expect_for
+                .iter()
+                .map(|spec| {
+                    let (n, w) = spec
+                        .split_once('=')
+                        .ok_or_else(|| format!("--expect-for {spec}: expected NUMBER=WHAT"))?;
+                    Ok((n.to_owned(), parse_expect(w)?))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if self.called.is_empty() || self.called.iter().any(String::is_empty) {
+                return Err("--called: at least one number, none empty".into());
+            }
             cfg.plan = Some(CallPlan {
                 target,
                 transport: match self.call_transport {
@@ -226,7 +299,17 @@ impl SimCoreArgs {
                 calls: self.calls,
                 rate_per_s: self.rate,
                 hold: secs(self.hold, "--hold")?,
-                called: self.called.clone(),
+                called: self.called[0].clone(),
+                called_in_turn: if self.called.len() > 1 {
+                    self.called.clone()
+                } else {
+                    Vec::new()
+                },
+                expect_by_number,
+                cancel_after_ring: self
+                    .cancel_after_ring
+                    .map(|s| secs(s, "--cancel-after-ring"))
+                    .transpose()?,
                 calling: self.calling.clone(),
                 dtmf: self.dtmf.to_ascii_uppercase(),
                 dtmf_every: if self.dtmf.is_empty() {
