@@ -210,18 +210,28 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     }
 }
 
-/// A temp dir kept (and named) when the test fails, for the logs.
+/// One scenario at a time per test binary: each is a gateway, an
+/// exchange and cores with their media threads, and the box has two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A test's temp dir, kept (and named) when the test fails, for the logs;
+/// it also holds the test binary's scenario lock for the test's life.
 pub struct TestDir {
     dir: Option<tempfile::TempDir>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl TestDir {
     pub fn new(name: &str) -> TestDir {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix(&format!("tdmgw-e2e-{name}-"))
             .tempdir()
             .expect("temp dir");
-        TestDir { dir: Some(dir) }
+        TestDir {
+            dir: Some(dir),
+            _serial: serial,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -279,7 +289,7 @@ driver = "satop"
 local = "{satop_gw}"
 remote = "{satop_ex}"
 # A deep playout buffer: the test box is busy (two cores, many tests).
-playout_ms = 16
+playout_ms = 40
 crc4 = true
 clock_priority = 1
 "#
@@ -377,14 +387,28 @@ switchtype = "euro-isdn"
             .unwrap_or_else(|e| panic!("GET /metrics: {e}\n{}", self.proc.tail()))
     }
 
-    /// Waits until span 1's D-channel is up.
+    /// Waits until span 1's D-channel is up and has stayed up, with no
+    /// (re-)establishment, for 2 s. Both ends establish at start-up; when
+    /// the SABMEs collide and one is lost (the far end's receiver was not
+    /// aligned yet), its sender's T200 (1 s) repeats it and the peer
+    /// re-establishes (Q.921 §5.5.1.3, MDL-ERROR F), clearing calls not
+    /// yet answered: calls from the core must start after that.
     pub fn wait_dchannel_up(&self) {
-        let up = wait_for(Duration::from_secs(60), || {
-            (self.status()["spans"][0]["dchannel"]["up"] == true).then_some(())
+        let mut last = (f64::NAN, Instant::now());
+        let stable = wait_for(Duration::from_secs(60), || {
+            let up = self.status()["spans"][0]["dchannel"]["up"] == true;
+            let m = self.metrics();
+            let n = metric_sum(&m, "tdmgw_q921_establishments_total")
+                + metric_sum(&m, "tdmgw_dchannel_reestablishments_total");
+            if !up || n != last.0 {
+                last = (n, Instant::now());
+                return None;
+            }
+            (last.1.elapsed() >= Duration::from_secs(2)).then_some(())
         });
         assert!(
-            up.is_some(),
-            "the D-channel did not come up\n{}",
+            stable.is_some(),
+            "the D-channel did not come up and stay up\n{}",
             self.proc.tail()
         );
     }
@@ -520,8 +544,9 @@ pub fn metric_sum(text: &str, family: &str) -> f64 {
 
 // ------------------------------------------------------------- simulators
 
-/// `tdmgw sim exchange` facing `gw`'s SAToP span; `args` are the scenario.
-pub fn exchange(dir: &Path, name: &str, gw: &Gateway, args: &[&str]) -> Proc {
+/// `tdmgw sim exchange` facing `gw`'s SAToP span; `args` (split at
+/// whitespace) are the scenario.
+pub fn exchange(dir: &Path, name: &str, gw: &Gateway, args: &str) -> Proc {
     let mut all: Vec<String> = vec![
         "sim".into(),
         "exchange".into(),
@@ -536,8 +561,15 @@ pub fn exchange(dir: &Path, name: &str, gw: &Gateway, args: &[&str]) -> Proc {
         // start-up re-establishes the link once before the first call.
         "--start-delay".into(),
         "1.5".into(),
+        "--playout-ms".into(),
+        "40".into(),
+        // Loss is what a loaded two-core box costs (the exchange's line
+        // thread held off the CPU gives up E1 frames); codec or framing
+        // faults corrupt every block and still fail.
+        "--max-loss-percent".into(),
+        "10".into(),
     ];
-    all.extend(args.iter().map(|a| a.to_string()));
+    all.extend(args.split_whitespace().map(String::from));
     Proc::spawn(name, dir, &all, &[])
 }
 
@@ -548,17 +580,23 @@ pub struct Core {
 }
 
 impl Core {
-    /// Starts `tdmgw sim core --listen 127.0.0.1:0 --json args` and waits
-    /// for the address it bound.
-    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Core {
+    /// Starts `tdmgw sim core --listen 127.0.0.1:0 --json ARGS` (`args`
+    /// split at whitespace) and waits for the address it bound. Each core
+    /// gets its own seed: two with the same one make the same Call-IDs and
+    /// branches, which the gateway rightly takes for a loop (482).
+    pub fn start(dir: &Path, name: &str, args: &str) -> Core {
+        static SEEDS: AtomicU64 = AtomicU64::new(1);
+        let seed = SEEDS.fetch_add(1, Ordering::Relaxed) ^ (u64::from(std::process::id()) << 20);
         let mut all: Vec<String> = vec![
             "sim".into(),
             "core".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--json".into(),
+            "--seed".into(),
+            seed.to_string(),
         ];
-        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend(args.split_whitespace().map(String::from));
         let mut proc = Proc::spawn(name, dir, &all, &[]);
         let addr = wait_for(Duration::from_secs(20), || {
             if proc.try_status().is_some() {
