@@ -463,6 +463,92 @@ mod tests {
     }
 
     #[test]
+    fn policy_options_and_reason_headers() {
+        let c = args(&[
+            "--no-reason",
+            "--policy",
+            "6001=none,no-ring",
+            "--policy",
+            "6002=486:0.5,early,reason=21",
+            "--policy",
+            "6003=answer,hangup=1,dtmf=12#",
+        ])
+        .to_config()
+        .unwrap();
+        assert!(!c.answer.reason_header);
+        let p = |n: &str| {
+            c.answer_by_number
+                .iter()
+                .find(|(k, _)| k == n)
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(!p("6001").ring);
+        assert_eq!(p("6001").outcome, Outcome::NoAnswer);
+        let r = p("6002");
+        assert_eq!(
+            r.outcome,
+            Outcome::Reject {
+                status: 486,
+                q850: Some(21)
+            }
+        );
+        assert!(r.early_media && r.reason_header);
+        assert_eq!(r.delay, Duration::from_millis(500));
+        let a = p("6003");
+        assert_eq!(a.hangup_after, Some(Duration::from_secs(1)));
+        assert_eq!(a.dtmf, "12#");
+        for bad in [
+            "1=answer,reason=21",
+            "1=486,reason=0",
+            "1=486,loud",
+            "1=answer,dtmf=x",
+        ] {
+            assert!(args(&["--policy", bad]).to_config().is_err(), "{bad}");
+        }
+        assert!(args(&[]).to_config().unwrap().answer.reason_header);
+    }
+
+    #[test]
+    fn numbers_in_turn_with_their_expectations() {
+        let c = args(&[
+            "--call",
+            "127.0.0.1:5060",
+            "--called",
+            "7001,7002,7003",
+            "--expect-for",
+            "7002=486",
+            "--expect-for",
+            "7003=no-answer",
+            "--cancel-after-ring",
+            "0.5",
+        ])
+        .to_config()
+        .unwrap();
+        let p = c.plan.unwrap();
+        assert_eq!(
+            (p.called_for(0), p.called_for(1), p.called_for(5)),
+            ("7001", "7002", "7003")
+        );
+        assert_eq!(p.expect_for("7001"), Expect::Answer);
+        assert_eq!(p.expect_for("7002"), Expect::Status { status: 486 });
+        assert_eq!(p.expect_for("7003"), Expect::NoAnswer);
+        assert_eq!(p.cancel_after_ring, Some(Duration::from_millis(500)));
+        let one = args(&["--call", "127.0.0.1:5060", "--called", "101"])
+            .to_config()
+            .unwrap()
+            .plan
+            .unwrap();
+        assert_eq!((one.called.as_str(), one.called_for(3)), ("101", "101"));
+        assert!(
+            args(&["--call", "127.0.0.1:1", "--expect-for", "7001"])
+                .to_config()
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_call_plan_from_flags() {
         let c = args(&[
             "--call",

@@ -411,3 +411,135 @@ pub fn summary(r: &ExchangeReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: SimExchangeArgs,
+    }
+
+    fn config(v: &[&str]) -> Result<ExchangeConfig, String> {
+        let mut all = vec![
+            "x",
+            "--satop-local",
+            "127.0.0.1:1",
+            "--satop-remote",
+            "127.0.0.1:2",
+        ];
+        all.extend_from_slice(v);
+        T::try_parse_from(all)
+            .map_err(|e| e.to_string())?
+            .a
+            .config()
+    }
+
+    #[test]
+    fn defaults_are_unchanged() {
+        let c = config(&[]).unwrap();
+        let s = &c.scenario;
+        assert_eq!(
+            s.incoming,
+            Incoming::Answer {
+                ring: Duration::ZERO
+            }
+        );
+        assert!(s.dtmf_expect_echo && !s.early_media);
+        assert_eq!(s.start_delay, Duration::from_millis(100));
+        let p = s.incoming_policy("999");
+        assert_eq!(p.audio, AudioMode::Test);
+        assert_eq!((p.reject_after, p.hold, p.early_media), (None, None, false));
+        assert_eq!(s.clear_plan("999"), None);
+    }
+
+    #[test]
+    fn incoming_policies_per_number_over_the_defaults() {
+        let c = config(&[
+            "--reject",
+            "21",
+            "--reject-after",
+            "0.5",
+            "--incoming-audio",
+            "echo",
+            "--policy",
+            "101=answer:1.5,early,hold=2,test",
+            "--policy",
+            "102=none",
+            "--policy",
+            "103=17",
+        ])
+        .unwrap();
+        let s = &c.scenario;
+        let d = s.incoming_policy("999");
+        assert_eq!(d.action, Incoming::Reject { cause: 21 });
+        assert_eq!(d.reject_after, Some(Duration::from_millis(500)));
+        assert_eq!(d.audio, AudioMode::Echo);
+        let p = s.incoming_policy("101");
+        assert_eq!(
+            p.action,
+            Incoming::Answer {
+                ring: Duration::from_millis(1500)
+            }
+        );
+        assert!(p.early_media);
+        assert_eq!(p.hold, Some(Duration::from_secs(2)));
+        assert_eq!(p.audio, AudioMode::Test);
+        assert_eq!(s.incoming_policy("102").action, Incoming::NoAnswer);
+        let r = s.incoming_policy("103");
+        assert_eq!(r.action, Incoming::Reject { cause: 17 });
+        assert_eq!(
+            r.reject_after,
+            Some(Duration::from_millis(500)),
+            "the default delay"
+        );
+        assert_eq!(
+            config(&["--no-answer"]).unwrap().scenario.incoming,
+            Incoming::NoAnswer
+        );
+        for bad in [
+            "101",
+            "101=200",
+            "101=answer,loud",
+            "=answer",
+            "101=answer:x",
+        ] {
+            assert!(config(&["--policy", bad]).is_err(), "{bad}");
+        }
+        assert!(config(&["--no-answer", "--reject", "17"]).is_err());
+    }
+
+    #[test]
+    fn clear_plans_per_number() {
+        let c = config(&[
+            "--clear",
+            "6001=proceeding:1",
+            "--clear",
+            "6002=alerting",
+            "--clear",
+            "6003=far",
+            "--no-dtmf-echo",
+            "--start-delay",
+            "1.5",
+        ])
+        .unwrap();
+        let s = &c.scenario;
+        assert_eq!(
+            s.clear_plan("6001"),
+            Some(ClearPlan {
+                on: ClearOn::Proceeding,
+                after: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(s.clear_plan("6002").map(|p| p.on), Some(ClearOn::Alerting));
+        assert_eq!(s.clear_plan("6003").map(|p| p.on), Some(ClearOn::Far));
+        assert!(!s.dtmf_expect_echo);
+        assert_eq!(s.start_delay, Duration::from_millis(1500));
+        for bad in ["6001", "6001=ringing", "6001=active:-"] {
+            assert!(config(&["--clear", bad]).is_err(), "{bad}");
+        }
+    }
+}

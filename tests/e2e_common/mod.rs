@@ -22,6 +22,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -60,8 +61,9 @@ pub fn free_rtp_base() -> u16 {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        // 20000..31936, 64-aligned: below Linux's ephemeral ports (32768-).
-        let base = 20_000 + ((seed >> 33) % 187) as u16 * 64;
+        // 20000..29952, 64-aligned: below Linux's ephemeral ports (32768-)
+        // and the demo's 30000.
+        let base = 20_000 + ((seed >> 33) % 156) as u16 * 64;
         let mut held = RTP_BASES.lock().unwrap();
         if held.contains(&base) {
             continue;
@@ -103,6 +105,14 @@ impl Proc {
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        // If the test process dies without dropping us (a kill, an abort),
+        // the child is killed too.
+        // SAFETY: prctl(2) only, in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
         }
         let child = cmd
             .spawn()
