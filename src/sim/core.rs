@@ -18,13 +18,17 @@
 //!   number (`answer_by_number`, else `answer`): optional 180, optional 183
 //!   with SDP (early media, the RTP peer starts then), after `delay` either
 //!   200 with the SDP answer, a 3xx-6xx with a `Reason: Q.850` header (RFC
-//!   3326; the cause from RFC 3398 §7.2.4.1 unless given), or nothing (the
-//!   caller's timers run). An answered incoming call is cleared by the
+//!   3326; the cause from RFC 3398 §7.2.4.1 unless given; none with
+//!   `reason_header: false`, so the far end maps by its own table), or
+//!   nothing (the caller's timers run). An answered incoming call is cleared by the
 //!   caller, or by us after `hangup_after`.
 //! - Outgoing calls ([`CallPlan`]): `calls` INVITEs at `rate_per_s` to
 //!   `target`, each with our SDP offer (PCMA/PCMU/telephone-event), cleared
-//!   by us after `hold` (or by the far end, `far_end_clears`); `dtmf` digits
-//!   as RFC 4733 events on every `dtmf_every`-th call.
+//!   by us after `hold` (or by the far end, `far_end_clears`), or cancelled
+//!   `cancel_after_ring` after the first 180/183 if still unanswered;
+//!   `dtmf` digits as RFC 4733 events on every `dtmf_every`-th call; the
+//!   numbers of `called_in_turn` in turn, each with its `expect_by_number`
+//!   outcome.
 //! - Checks ([`MediaChecks`], plan expectations) are evaluated once at the
 //!   end: each placed call got its expected outcome; each answered call
 //!   received at least `min_packets` RTP packets with at most

@@ -908,10 +908,10 @@ impl ExchangeControl {
             }
             // Q.931 §5.2.5.1: in-band information from the called side,
             // progress indicator 8, before the answer.
-            if policy.early_media {
-                if let Err(e) = q.progress(now, id, 8) {
-                    warn!(call = ?id, error = ?e, "sim exchange: cannot send PROGRESS");
-                }
+            if policy.early_media
+                && let Err(e) = q.progress(now, id, 8)
+            {
+                warn!(call = ?id, error = ?e, "sim exchange: cannot send PROGRESS");
             }
         }
         self.calls.insert(id, call);
