@@ -250,10 +250,10 @@ impl TestDir {
 }
 
 impl Drop for TestDir {
+    /// Kept when the test fails, or always with `TDMGW_E2E_KEEP=1`.
     fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(d) = self.dir.take()
-        {
+        let keep = std::thread::panicking() || std::env::var_os("TDMGW_E2E_KEEP").is_some();
+        if keep && let Some(d) = self.dir.take() {
             eprintln!("e2e: logs kept in {}", d.keep().display());
         }
     }
