@@ -197,12 +197,21 @@ fn exchange_calls_cleared_in_each_state() {
         "6007: cleared by the core's BYE, cause 16",
     );
 
-    // The core's side.
+    // The core's side; the gateway's CANCEL and BYE carry the exchange's
+    // cause (RFC 3326).
+    let normal = |c: &Value| {
+        c["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("Q.850;cause=16;"))
+    };
     let cancelled = |num: &str, prov: &[u64]| {
         let c = call(&core, num);
         core.check(
-            c["result"] == "cancelled" && c["ended_by"] == "remote" && provisional(&c) == prov,
-            &format!("{num}: CANCEL from the gateway after {prov:?}"),
+            c["result"] == "cancelled"
+                && c["ended_by"] == "remote"
+                && provisional(&c) == prov
+                && normal(&c),
+            &format!("{num}: CANCEL with Reason: Q.850;cause=16 from the gateway after {prov:?}"),
         );
         c
     };
@@ -215,8 +224,8 @@ fn exchange_calls_cleared_in_each_state() {
     );
     let c = call(&core, "6004");
     core.check(
-        c["result"] == "completed" && c["ended_by"] == "remote",
-        "6004: BYE from the gateway",
+        c["result"] == "completed" && c["ended_by"] == "remote" && normal(&c),
+        "6004: BYE with Reason: Q.850;cause=16 from the gateway",
     );
     for num in ["6005", "6006"] {
         let c = call(&core, num);
