@@ -449,3 +449,45 @@ fn clear_plans_early_media_and_incoming_policies_in_simulated_time() {
     assert!(c.early_media && c.audio_ok == Some(true), "{ex_json}");
     assert_eq!(ex.incoming.abandoned, 1);
 }
+
+/// `max_in_progress`: calls due while the limit is reached wait for one to
+/// end (the schedule shifts); all are placed and completed.
+#[test]
+fn calls_in_progress_are_bounded() {
+    let mut ex = ExchangeConfig::network(Scenario {
+        calls: 6,
+        rate_per_s: 100.0,
+        hold: Duration::from_millis(200),
+        max_in_progress: 2,
+        ..Scenario::default()
+    });
+    ex.run_for = Duration::from_secs(15);
+    let mut peer = ExchangeConfig::user(Scenario {
+        audio: AudioMode::Echo,
+        expect_incoming: 6,
+        ..Scenario::default()
+    });
+    peer.run_for = Duration::from_secs(15);
+    let (ex, peer) = run_pair_simulated(&ex, &peer, PairConfig::default(), Duration::from_secs(20));
+    assert!(ex.ok && peer.ok, "{ex:?}\n{peer:?}");
+    assert_eq!(ex.outgoing.completed, 6);
+    assert_eq!(ex.outgoing.peak_in_progress, 2, "{ex:?}");
+    assert_eq!(peer.incoming.peak_in_progress, 2, "{peer:?}");
+    // Unbounded, the six calls overlap.
+    let mut free = ExchangeConfig::network(Scenario {
+        calls: 6,
+        rate_per_s: 100.0,
+        hold: Duration::from_millis(200),
+        ..Scenario::default()
+    });
+    free.run_for = Duration::from_secs(15);
+    let mut peer = ExchangeConfig::user(Scenario {
+        audio: AudioMode::Echo,
+        expect_incoming: 6,
+        ..Scenario::default()
+    });
+    peer.run_for = Duration::from_secs(15);
+    let (free, _) =
+        run_pair_simulated(&free, &peer, PairConfig::default(), Duration::from_secs(20));
+    assert!(free.outgoing.peak_in_progress > 2, "{free:?}");
+}

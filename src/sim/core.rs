@@ -28,7 +28,7 @@
 //!   `cancel_after_ring` after the first 180/183 if still unanswered;
 //!   `dtmf` digits as RFC 4733 events on every `dtmf_every`-th call; the
 //!   numbers of `called_in_turn` in turn, each with its `expect_by_number`
-//!   outcome.
+//!   outcome; never more than `max_in_progress` at once (a due call waits).
 //! - Checks ([`MediaChecks`], plan expectations) are evaluated once at the
 //!   end: each placed call got its expected outcome; each answered call
 //!   received at least `min_packets` RTP packets with at most
@@ -154,6 +154,9 @@ pub struct CallPlan {
     /// CANCEL a call this long after its first 180 or 183 if it is not
     /// answered by then (a caller giving up while it rings).
     pub cancel_after_ring: Option<Duration>,
+    /// At most this many placed calls in progress at once (0: no limit); a
+    /// call due while the limit is reached waits for one to end.
+    pub max_in_progress: u32,
     pub calling: String,
     /// Digits sent as RFC 4733 events on every `dtmf_every`-th call (0: none).
     pub dtmf: String,
@@ -195,6 +198,7 @@ impl CallPlan {
             called_in_turn: Vec::new(),
             expect_by_number: Vec::new(),
             cancel_after_ring: None,
+            max_in_progress: 0,
             calling: "01632960001".to_owned(),
             dtmf: String::new(),
             dtmf_every: 0,
@@ -1080,6 +1084,17 @@ impl Core {
         let Some(plan) = self.cfg.plan.clone() else {
             return;
         };
+        let live = self
+            .calls
+            .values()
+            .filter(|c| self.reports[c.index].direction == CallDirection::Outgoing)
+            .count();
+        if plan.max_in_progress > 0 && live >= plan.max_in_progress as usize {
+            // Back-pressure: try again shortly, the schedule shifts.
+            self.jobs
+                .push((now + Duration::from_millis(20), Job::Place(i)));
+            return;
+        }
         if i + 1 < plan.calls {
             let gap = Duration::from_secs_f64(1.0 / plan.rate_per_s.max(0.001));
             self.jobs.push((now + gap, Job::Place(i + 1)));

@@ -113,6 +113,9 @@ pub struct SimCoreArgs {
     /// if it is not answered by then.
     #[arg(long, value_name = "S")]
     pub cancel_after_ring: Option<f64>,
+    /// At most this many placed calls in progress at once (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_in_progress: u32,
     /// Check that what we generate (pattern, tone, DTMF) comes back.
     #[arg(long)]
     pub expect_echo: bool,
@@ -310,6 +313,7 @@ impl SimCoreArgs {
                     .cancel_after_ring
                     .map(|s| secs(s, "--cancel-after-ring"))
                     .transpose()?,
+                max_in_progress: self.max_in_progress,
                 calling: self.calling.clone(),
                 dtmf: self.dtmf.to_ascii_uppercase(),
                 dtmf_every: if self.dtmf.is_empty() {
@@ -523,6 +527,8 @@ mod tests {
             "7003=no-answer",
             "--cancel-after-ring",
             "0.5",
+            "--max-in-progress",
+            "8",
         ])
         .to_config()
         .unwrap();
@@ -535,6 +541,7 @@ mod tests {
         assert_eq!(p.expect_for("7002"), Expect::Status { status: 486 });
         assert_eq!(p.expect_for("7003"), Expect::NoAnswer);
         assert_eq!(p.cancel_after_ring, Some(Duration::from_millis(500)));
+        assert_eq!(p.max_in_progress, 8);
         let one = args(&["--call", "127.0.0.1:5060", "--called", "101"])
             .to_config()
             .unwrap()

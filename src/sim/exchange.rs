@@ -157,6 +157,9 @@ pub struct Scenario {
     pub incoming_by_number: Vec<(String, IncomingPolicy)>,
     /// Placed calls to these numbers are cleared by their plan.
     pub clear_by_number: Vec<(String, ClearPlan)>,
+    /// At most this many placed calls in progress at once (0: no limit); a
+    /// call due while the limit is reached waits for one to end.
+    pub max_in_progress: u32,
 }
 
 impl Default for Scenario {
@@ -191,6 +194,7 @@ impl Default for Scenario {
             reject_after: None,
             incoming_by_number: Vec::new(),
             clear_by_number: Vec::new(),
+            max_in_progress: 0,
         }
     }
 }
@@ -294,6 +298,8 @@ pub struct CallCounts {
     pub failed_by_cause: BTreeMap<String, u64>,
     pub cleared_by_us: u64,
     pub cleared_by_far_end: u64,
+    /// Most calls of this direction in progress at once.
+    pub peak_in_progress: u64,
 }
 
 /// Audio checks over all calls.
@@ -770,6 +776,13 @@ impl ExchangeControl {
         if !self.link_up || self.placed >= s.calls || now < at {
             return;
         }
+        if s.max_in_progress > 0
+            && self.calls.values().filter(|c| c.outgoing).count() >= s.max_in_progress as usize
+        {
+            // Back-pressure: placed when one ends, the schedule shifts.
+            self.next_call_at = Some(now + Duration::from_millis(1));
+            return;
+        }
         let n = self.placed;
         let called = s
             .called
@@ -817,6 +830,7 @@ impl ExchangeControl {
                     clear_cause: Cause::NORMAL_CLEARING,
                 };
                 self.calls.insert(id, call);
+                self.note_peak(true);
                 self.reached(now, id, ClearOn::Setup);
             }
             Err(e) => {
@@ -915,9 +929,24 @@ impl ExchangeControl {
             }
         }
         self.calls.insert(id, call);
+        self.note_peak(false);
         if alert && policy.early_media {
             self.early_media(id);
         }
+    }
+
+    fn note_peak(&mut self, outgoing: bool) {
+        let n = self
+            .calls
+            .values()
+            .filter(|c| c.outgoing == outgoing)
+            .count() as u64;
+        let counts = if outgoing {
+            &mut self.report.outgoing
+        } else {
+            &mut self.report.incoming
+        };
+        counts.peak_in_progress = counts.peak_in_progress.max(n);
     }
 
     /// Starts a call's audio before the answer (once).

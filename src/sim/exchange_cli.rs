@@ -66,6 +66,9 @@ pub struct SimExchangeArgs {
     /// Calls placed per second.
     #[arg(long, default_value_t = 1.0)]
     pub rate: f64,
+    /// At most this many placed calls in progress at once (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_in_progress: u32,
     /// Seconds from the D-channel's establishment (the last one before the
     /// first call) to the first call.
     #[arg(long, default_value_t = 0.1, value_name = "S")]
@@ -292,6 +295,7 @@ impl SimExchangeArgs {
             audio,
             max_loss_percent: self.max_loss_percent,
             start_delay: secs(self.start_delay),
+            max_in_progress: self.max_in_progress,
             early_media: self.early_media,
             incoming_audio: self.incoming_audio.map(AudioMode::from),
             reject_after: self.reject_after.map(secs),
@@ -524,6 +528,8 @@ mod tests {
             "--no-dtmf-echo",
             "--start-delay",
             "1.5",
+            "--max-in-progress",
+            "16",
         ])
         .unwrap();
         let s = &c.scenario;
@@ -538,6 +544,7 @@ mod tests {
         assert_eq!(s.clear_plan("6003").map(|p| p.on), Some(ClearOn::Far));
         assert!(!s.dtmf_expect_echo);
         assert_eq!(s.start_delay, Duration::from_millis(1500));
+        assert_eq!(s.max_in_progress, 16);
         for bad in ["6001", "6001=ringing", "6001=active:-"] {
             assert!(config(&["--clear", bad]).is_err(), "{bad}");
         }
