@@ -41,10 +41,14 @@ fn provisional(c: &Value) -> Vec<u64> {
 /// 999 and 101 calls with its test signal, which the core echoes (the
 /// exchange checks every block for loss, corruption and round trip); the
 /// core places call-backs with a marked pattern, which the exchange
-/// echoes (the core checks its markers came back). DTMF both ways: the
-/// exchange's in-band digits reach the core as RFC 4733 events (and come
-/// back through the echo), the core's RFC 4733 events reach the exchange
-/// in-band (and come back as RFC 4733 through the exchange's echo).
+/// echoes (the core checks its markers came back). DTMF both ways on every
+/// call: the exchange's in-band digits reach the core as RFC 4733 events
+/// (and come back through the echo), the core's RFC 4733 events reach the
+/// exchange in-band (and come back as RFC 4733 through the exchange's
+/// echo). One call each way may miss a digit: a line slip on a loaded box
+/// inside a 60 ms tone cuts it (the E1 is real-time UDP between
+/// processes); the digits are checked strictly in simulated time
+/// elsewhere.
 #[test]
 fn calls_both_ways_with_audio_and_dtmf() {
     let dir = TestDir::new("both-ways");
@@ -56,8 +60,7 @@ fn calls_both_ways_with_audio_and_dtmf() {
         "exchange",
         &gw,
         "--calls 6 --rate 4 --hold 2 --called 999,101 --calling 01632960123 \
-         --dtmf-every 2 --dtmf 123# --incoming-audio echo --expect-incoming 4 \
-        ",
+         --dtmf-every 1 --dtmf 123# --incoming-audio echo --expect-incoming 4",
     );
     gw.wait_dchannel_up();
     let mut caller = Core::start(
@@ -65,15 +68,15 @@ fn calls_both_ways_with_audio_and_dtmf() {
         "caller",
         &format!(
             "--call {} --calls 4 --rate 2 --hold 3 --called {EXCHANGE_NUMBER} \
-             --pattern --expect-echo --dtmf 456* --dtmf-every 2",
+             --pattern --expect-echo --min-echo-percent 60 --dtmf 456* --dtmf-every 1",
             gw.sip
         ),
     );
     let placed = caller.report();
     let ex = report_of(&mut ex);
     let answered = core.stop();
-    ex.assert_ok("exchange");
-    placed.assert_ok("calling core");
+    ex.assert_ok_but("exchange", &["DTMF sent"], 1);
+    placed.assert_ok_but("calling core", &["dtmf echoed"], 1);
     answered.assert_ok("answering core");
 
     // The exchange's calls: answered, test signal echoed through the core.
@@ -88,8 +91,8 @@ fn calls_both_ways_with_audio_and_dtmf() {
         "6 audio checks passed",
     );
     ex.check(
-        n(&ex.json["dtmf"], "calls_matched") == 3,
-        "3 calls got 123# back",
+        n(&ex.json["dtmf"], "calls_sending") == 6 && n(&ex.json["dtmf"], "calls_matched") >= 5,
+        "123# came back on the calls",
     );
     // Its DTMF: in-band on the E1, RFC 4733 at the core.
     let at_core = answered
@@ -97,7 +100,10 @@ fn calls_both_ways_with_audio_and_dtmf() {
         .into_iter()
         .filter(|c| c["rtp"]["dtmf_received"] == "123#")
         .count();
-    answered.check(at_core == 3, "3 calls carried 123# to the core as RFC 4733");
+    answered.check(
+        at_core >= 5,
+        "the calls carried 123# to the core as RFC 4733",
+    );
     // The core's calls: answered by the exchange, pattern echoed back.
     let i = &ex.json["incoming"];
     ex.check(
@@ -115,8 +121,8 @@ fn calls_both_ways_with_audio_and_dtmf() {
         .filter(|c| c["direction"] == "incoming" && c["dtmf_received"] == "456*")
         .count();
     ex.check(
-        in_band == 2,
-        "2 call-backs carried 456* in-band to the exchange",
+        in_band >= 3,
+        "the call-backs carried 456* in-band to the exchange",
     );
     gw.assert_idle();
     gw.stop();
@@ -395,7 +401,9 @@ fn early_media_both_ways() {
     let mut answered = Core::start(
         d,
         "caller-6312",
-        &format!("--call {target} --called 6312 --pattern --expect-echo --hold 1"),
+        &format!(
+            "--call {target} --called 6312 --pattern --expect-echo --min-echo-percent 60 --hold 1"
+        ),
     );
     let unanswered = unanswered.report();
     let answered = answered.report();

@@ -125,6 +125,10 @@ pub struct SimCoreArgs {
     /// Largest RTP loss per call, percent.
     #[arg(long, default_value_t = 5.0)]
     pub max_loss: f64,
+    /// With --expect-echo: share of the pattern's markers (or of the audio
+    /// packets carrying the tone) that must come back, percent.
+    #[arg(long, default_value_t = 80.0, value_name = "P")]
+    pub min_echo_percent: f64,
     /// Run this long; without it, until the placed calls are done (or
     /// Ctrl-C when no calls are placed).
     #[arg(long, value_name = "S")]
@@ -331,7 +335,7 @@ impl SimCoreArgs {
             min_packets: self.min_packets,
             max_loss_percent: self.max_loss,
             expect_echo: self.expect_echo,
-            ..MediaChecks::default()
+            min_echo_percent: self.min_echo_percent,
         };
         cfg.seed = self.seed;
         Ok(cfg)
@@ -529,6 +533,8 @@ mod tests {
             "0.5",
             "--max-in-progress",
             "8",
+            "--min-echo-percent",
+            "60",
         ])
         .to_config()
         .unwrap();
@@ -542,6 +548,7 @@ mod tests {
         assert_eq!(p.expect_for("7003"), Expect::NoAnswer);
         assert_eq!(p.cancel_after_ring, Some(Duration::from_millis(500)));
         assert_eq!(p.max_in_progress, 8);
+        assert_eq!(c.checks.min_echo_percent, 60.0);
         let one = args(&["--call", "127.0.0.1:5060", "--called", "101"])
             .to_config()
             .unwrap()
