@@ -62,8 +62,9 @@ fn rtp_base(attempt: u32) -> u16 {
     20_000 + ((seed % 600) as u16) * 64
 }
 
-/// The gateway facing `core`, retrying on an RTP port range in use.
-async fn start_gateway(core: SocketAddr, dir: &std::path::Path) -> Gateway {
+/// The gateway facing `core` and its operations board, retrying on an RTP
+/// port range in use.
+async fn start_gateway(core: SocketAddr, dir: &std::path::Path) -> (Gateway, Arc<OpsBoard>) {
     let supervisor = Supervisor::new();
     let lifecycle = Arc::new(Lifecycle::default());
     let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
@@ -76,7 +77,7 @@ async fn start_gateway(core: SocketAddr, dir: &std::path::Path) -> Gateway {
         }
         let config = Config::load(&site(core, base, dir)).expect("site config");
         match Gateway::start(&config, &board, &supervisor, lifecycle.clone(), 7).await {
-            Ok(gw) => return gw,
+            Ok(gw) => return (gw, board),
             Err(e) => last = e.to_string(),
         }
     }
@@ -163,7 +164,7 @@ fn busy_core_reaches_the_exchange_as_cause_17_and_leaves_nothing() {
             },
         )];
         let core = SimCore::start(cc).await.expect("sim core");
-        let mut gw = start_gateway(core.sip_addr(), dir.path()).await;
+        let (mut gw, _board) = start_gateway(core.sip_addr(), dir.path()).await;
         let report = exchange_run(&mut gw, "101", 4, 17).await.expect("exchange");
         let causes: Vec<u8> = report.calls.iter().map(|c| c.cause).collect();
         assert_eq!(causes, [17, 17, 17, 17], "{:?}", report.failures);
@@ -184,7 +185,7 @@ fn silent_core_reaches_the_exchange_as_cause_102_not_34() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut gw = start_gateway(silent.local_addr().unwrap(), dir.path()).await;
+        let (mut gw, board) = start_gateway(silent.local_addr().unwrap(), dir.path()).await;
         let run = exchange_run(&mut gw, "999", 1, 102);
         // While the INVITE waits, the status lists the call.
         let end = Instant::now() + Duration::from_secs(20);
@@ -202,11 +203,28 @@ fn silent_core_reaches_the_exchange_as_cause_102_not_34() {
         );
         assert_eq!(call.state, "setup");
         assert!((1..=31).contains(&call.timeslot) && call.timeslot != 16);
+        // The board serves it: the status section and the gauge.
+        let status = board.status_json();
+        assert_eq!(status["calls"][0]["state"], "setup", "{status:?}");
+        assert_eq!(status["calls"][0]["direction"], "exchange_to_core");
+        let in_progress = "tdmgw_calls_in_progress{direction=\"exchange_to_core\"}";
+        assert!(
+            board
+                .metrics
+                .render()
+                .contains(&format!("{in_progress} 1\n"))
+        );
         let report = run.await.expect("exchange");
         let causes: Vec<u8> = report.calls.iter().map(|c| c.cause).collect();
         assert_eq!(causes, [102], "{:?}", report.failures);
         assert!(report.ok, "{:?}", report.failures);
         assert_nothing_left(&stop_when_idle(gw).await);
+        assert!(
+            board
+                .metrics
+                .render()
+                .contains(&format!("{in_progress} 0\n"))
+        );
         drop(silent);
     });
 }

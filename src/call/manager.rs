@@ -367,6 +367,10 @@ impl CallManager {
     fn new_call(&mut self, now: Instant, direction: Direction, span: u8) -> u64 {
         let key = self.next_key;
         self.next_key += 1;
+        match direction {
+            Direction::ExchangeToCore => self.counters.created_exchange_to_core += 1,
+            Direction::CoreToExchange => self.counters.created_core_to_exchange += 1,
+        }
         self.calls.insert(
             key,
             Call {

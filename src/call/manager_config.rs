@@ -149,8 +149,12 @@ impl CallManagerConfig {
 /// Counters for telemetry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallCounters {
+    /// SETUPs and INVITEs received (refused ones included).
     pub exchange_to_core: u64,
     pub core_to_exchange: u64,
+    /// Calls the manager took on, by direction: each ends with one CDR.
+    pub created_exchange_to_core: u64,
+    pub created_core_to_exchange: u64,
     pub answered: u64,
     pub refused_no_route: u64,
     pub refused_incomplete: u64,

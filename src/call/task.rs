@@ -155,7 +155,8 @@ pub struct CallTaskParts {
     pub lifecycle: Arc<Lifecycle>,
     pub heartbeat: Option<Heartbeat>,
     pub stats: Arc<CallTaskStats>,
-    /// Telemetry's call metrics, bumped per CDR.
+    /// Telemetry's call metrics: started as the manager takes a call on,
+    /// ended (with the setup latency) per CDR.
     pub metrics: Option<Arc<CallMetrics>>,
     /// Set to stop the task.
     pub stop: watch::Receiver<bool>,
@@ -179,6 +180,8 @@ struct Task {
     /// When the calls were last copied out, and how many there were.
     status_at: std::time::Instant,
     status_count: usize,
+    /// The manager's created-call counters already told to the metrics.
+    started_seen: (u64, u64),
     /// Last table seen per span (the audit's input when it changes).
     tables: HashMap<u8, watch::Receiver<crate::isdn::task::DChannelStatus>>,
 }
@@ -219,6 +222,7 @@ pub async fn run(p: CallTaskParts) -> CallManager {
         draining: false,
         status_at: std::time::Instant::now(),
         status_count: 0,
+        started_seen: (0, 0),
         tables,
     };
     info!(spans = t.spans.len(), "call task starting");
@@ -432,8 +436,27 @@ impl Task {
         self.m.handle_sip(now, ua);
     }
 
+    /// Calls the manager took on since last time: `tdmgw_calls_in_progress`
+    /// counts them until their CDR.
+    fn mirror_started(&mut self) {
+        let c = &self.m.counters;
+        let now = (c.created_exchange_to_core, c.created_core_to_exchange);
+        if let Some(m) = &self.metrics {
+            for _ in self.started_seen.0..now.0 {
+                m.started(super::cdr::Direction::ExchangeToCore);
+            }
+            for _ in self.started_seen.1..now.1 {
+                m.started(super::cdr::Direction::CoreToExchange);
+            }
+        }
+        self.started_seen = now;
+    }
+
     async fn execute(&mut self) {
+        self.mirror_started();
         while let Some(a) = self.m.poll_action() {
+            // A reply fed back below may have taken a new call on.
+            self.mirror_started();
             match a {
                 Action::Isdn { span, command } => self.isdn(span, command).await,
                 Action::Sip(s) => self.sip_action(s).await,
@@ -446,7 +469,6 @@ impl Task {
                 Action::Cdr(r) => {
                     self.stats.record(&r);
                     if let Some(m) = &self.metrics {
-                        m.started(r.direction);
                         if let Some(a) = r.answer_ms {
                             m.setup_latency(
                                 r.direction,
