@@ -46,7 +46,7 @@ use crate::isdn::q931::{self, CallId, ClearedBy, Event, PlaceCall, Role};
 use crate::isdn::timers::TimerValues;
 use crate::line::span::{LineEvent, SpanConfig};
 
-use super::exchange_audio::{AudioMode, AudioStats, Digits};
+use super::exchange_audio::{AudioMode, AudioStats, BLOCK_OCTETS, Digits};
 use super::exchange_line::{ControlRings, DFrame, ExchangeLine, LineCommand, LineReport};
 
 /// What the simulated exchange does with incoming calls.
@@ -1208,7 +1208,7 @@ impl ExchangeControl {
         };
         c.rec.audio = Some(stats);
         if c.mode == AudioMode::Test {
-            let verdict = self.check_audio(&stats);
+            let verdict = check_audio(&self.cfg.scenario, &stats);
             let a = &mut self.report.audio;
             a.checks += 1;
             a.blocks_sent += stats.blocks_sent;
@@ -1242,32 +1242,6 @@ impl ExchangeControl {
             }
         }
         self.end_call(c);
-    }
-
-    fn check_audio(&self, s: &AudioStats) -> Result<(), String> {
-        let sc = &self.cfg.scenario;
-        if s.blocks_received == 0 {
-            return Err(format!("none of {} blocks came back", s.blocks_sent));
-        }
-        // Corrupted blocks count against the loss budget: a slip (a SAToP
-        // packet or an RTP frame played twice or skipped by a jitter
-        // buffer) garbles the block it falls in. Corruption beyond the
-        // budget (a wrong codec, bit errors) fails.
-        let bad = s.blocks_lost + s.blocks_mismatched;
-        let seen = (s.blocks_received + bad) as f64;
-        if bad as f64 * 100.0 > sc.max_loss_percent * seen {
-            return Err(format!(
-                "{} lost and {} corrupted of {} blocks",
-                s.blocks_lost, s.blocks_mismatched, seen
-            ));
-        }
-        if (s.blocks_received as f64) * 100.0 < sc.min_received_percent * s.blocks_sent as f64 {
-            return Err(format!(
-                "only {} of {} blocks came back",
-                s.blocks_received, s.blocks_sent
-            ));
-        }
-        Ok(())
     }
 
     fn end_call(&mut self, mut c: Call) {
@@ -1347,4 +1321,66 @@ fn clear_on_name(s: ClearOn) -> &'static str {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One call's audio verdict against the scenario's budgets.
+fn check_audio(sc: &Scenario, s: &AudioStats) -> Result<(), String> {
+    if s.blocks_received == 0 {
+        return Err(format!("none of {} blocks came back", s.blocks_sent));
+    }
+    // Corrupted blocks count against the loss budget: a slip (a SAToP
+    // packet or an RTP frame played twice or skipped by a jitter
+    // buffer) garbles the block it falls in. Corruption beyond the
+    // budget (a wrong codec, bit errors) fails.
+    let bad = s.blocks_lost + s.blocks_mismatched;
+    let seen = (s.blocks_received + bad) as f64;
+    if bad as f64 * 100.0 > sc.max_loss_percent * seen {
+        return Err(format!(
+            "{} lost and {} corrupted of {} blocks",
+            s.blocks_lost, s.blocks_mismatched, seen
+        ));
+    }
+    // Blocks sent in the last round trip could not come back before the
+    // call ended: the share is of those that could.
+    let in_flight = u64::from(s.rtt_frames_max).div_ceil(BLOCK_OCTETS as u64);
+    let could = s.blocks_sent.saturating_sub(in_flight).max(1);
+    if (s.blocks_received as f64) * 100.0 < sc.min_received_percent * could as f64 {
+        return Err(format!(
+            "only {} of {} blocks came back ({} more were still in flight)",
+            s.blocks_received,
+            could,
+            s.blocks_sent - could.min(s.blocks_sent)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_share_counts_only_blocks_that_could_come_back() {
+        let sc = Scenario::default();
+        // 146 blocks sent, a 185 ms round trip: the last 47 were in flight.
+        let s = AudioStats {
+            blocks_sent: 146,
+            blocks_received: 72,
+            rtt_frames_max: 1480,
+            ..AudioStats::default()
+        };
+        assert_eq!(check_audio(&sc, &s), Ok(()));
+        let short = AudioStats {
+            blocks_received: 40,
+            ..s
+        };
+        let err = check_audio(&sc, &short).unwrap_err();
+        assert!(err.contains("only 40 of 99"), "{err}");
+        assert!(check_audio(&sc, &AudioStats::default()).is_err());
+        let lossy = AudioStats {
+            blocks_lost: 30,
+            ..s
+        };
+        assert!(check_audio(&sc, &lossy).is_err(), "30 of 102 lost");
+    }
 }
