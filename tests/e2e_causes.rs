@@ -123,7 +123,6 @@ fn sip_status_to_q850_cause_every_row() {
 /// provisional, no peer is left to try, and the exchange must get the
 /// row's cause (102, 41).
 #[test]
-#[ignore = "call-layer bug, see issue 7: a 408 or 503 from the group's only peer reaches the exchange as cause 34 (no circuit/channel available), not RFC 3398's 102/41: call::manager::on_sip_failed retries on the group's next peer after the SIP task has already tried every peer, the retry fails with NoPeer and that failure is cleared with the group-down cause 34"]
 fn sip_408_and_503_to_q850_when_no_peer_is_left() {
     let rows: Vec<(u16, u8)> = SIP_TO_Q850
         .iter()
