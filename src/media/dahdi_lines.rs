@@ -1,0 +1,778 @@
+//! DAHDI spans as the media engine's line side (DESIGN.md §1 and §5):
+//! [`DahdiLinePort`] is a [`TdmPort`] over the B-channels of DAHDI spans
+//! ([`DahdiBChannels`], the half of a [`DahdiSpan`] that
+//! `DahdiSpan::split` hands over; the D-channel stays with the D-channel
+//! task as `isdn::port::DahdiPort`, kernel HDLC, no rings through here).
+//!
+//! # Blocks to frames
+//!
+//! The card frames the line; DAHDI gives one fd per B-channel, each read
+//! or write one block of `block_octets` A-law octets (160 = 20 ms by
+//! default) for one timeslot. The engine wants whole E1 frames, one at a
+//! time. So, per span, each B-channel ("lane") keeps a small FIFO of
+//! received blocks ([`LANE_DEPTH`] blocks). A span *block* is assembled
+//! when every working lane has a block (the card fills every channel of
+//! a span in the same interrupt, but their readiness reaches us one fd at
+//! a time), or when one lane is [`LAG_BLOCKS`] blocks ahead of an empty
+//! one (a channel that stopped delivering must not stop the others; its
+//! missing block is played as idle and counted). Assembly transposes the
+//! lanes' blocks into `block_octets` frames (TS0 and TS16 idle, timeslots
+//! without a B-channel idle), passes each through `on_frame(span, rx,
+//! tx)`, transposes the transmit frames back into one block per lane and
+//! writes it.
+//!
+//! # Clocking
+//!
+//! Transmit is clocked by the card (DAHDI loop timing): one block written
+//! per block read, never a timer of ours. The first block written on each
+//! lane is preceded by [`DahdiLinePortParams::tx_prime_blocks`] idle
+//! blocks, so the card's transmit buffers hold a block in hand and a late
+//! turn of the media thread does not underrun them. A write refused
+//! because the card's buffers are full (the thread fell behind by more
+//! than `b_numbufs` blocks) drops that block, counted.
+//!
+//! # Readiness
+//!
+//! The engine registers one descriptor. The port keeps an inner
+//! `mio::Poll` (an epoll descriptor, readable while any of its sources
+//! is) holding every B-channel fd (READABLE | PRIORITY: DAHDI signals a
+//! pending channel event as POLLPRI) and a `timerfd`; [`TdmPort::raw_fd`]
+//! is the inner poll's descriptor. A readable lane is read until `EAGAIN`
+//! (or until its FIFO is full: then the timer is armed to fire at once so
+//! the rest is read next turn). The timer also fires every
+//! [`DahdiLinePortParams::status_interval_ms`] for the span status.
+//!
+//! # Alarms and status
+//!
+//! A read that meets `ELAST` fetches the channel's events (the driver);
+//! ALARM / NOALARM re-read DAHDI_SPANSTAT, and SPANSTAT is also read on
+//! every status interval. The span's alarms ([`LineAlarms`]) are mapped
+//! onto the raw spans' [`Alarms`] ([`alarms_from_dahdi`]); each change is
+//! an [`LineEvent::AlarmRaised`] / [`LineEvent::AlarmCleared`] in the same
+//! event ring the raw spans use, and the span's [`SpanTelemetry`] is
+//! published every service, so metrics, `/readyz` and `tdmgw status` read
+//! DAHDI spans as they read raw ones. SPANSTAT's counters (FAS, CRC-4,
+//! E-bit errors, errored seconds) are accumulated from the port's start
+//! (a counter reset by `dahdi_cfg` is taken as a restart from 0). No
+//! B-channel block for a whole status interval is the driver's loss of
+//! signal (`driver_los`, [`DahdiLineEvent::BlocksStopped`]).
+//!
+//! Nothing here allocates after [`DahdiLinePort::open`], takes a lock or
+//! blocks (the simulated card of the tests takes its own mutex inside its
+//! ioctls; the kernel's do not).
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use super::lines::{DriverEvent, LineEventRecord, LineHandle, LineNotice, now_us};
+use super::ring::{Producer, ring};
+use super::span_status::{SpanStatus, SpanTelemetry};
+use super::tdm::{E1Frame, TdmPort};
+use crate::line::driver::dahdi::{
+    DahdiBChannels, DahdiChannel, DahdiEvent, LineAlarms, LineCounters, SpanEvent,
+};
+use crate::line::e1_alarm::{Alarm, Alarms, LineEvent};
+use crate::line::g711::ALAW_IDLE;
+
+/// Blocks each lane holds (the kernel's own `b_numbufs` are behind them).
+pub const LANE_DEPTH: usize = 4;
+/// A lane this many blocks ahead of an empty one forces assembly.
+pub const LAG_BLOCKS: usize = 2;
+/// Largest block the port handles: 20 ms.
+pub const BLOCK_OCTETS_MAX: usize = 160;
+const IDLE_FRAME: E1Frame = [ALAW_IDLE; 32];
+const TIMER_TOKEN: Token = Token(1 << 20);
+/// Read-and-assemble rounds per span per service (each round reads at
+/// most one block per lane).
+const ROUNDS: usize = 2 * LANE_DEPTH + 2;
+
+/// What a DAHDI span's media side reports besides alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DahdiLineEvent {
+    /// No B-channel block for a whole status interval: the card (or
+    /// DAHDI's timing) stopped delivering. The span carries no audio.
+    BlocksStopped,
+    BlocksResumed,
+    /// A B-channel's read or write failed (the device went away): the
+    /// lane is out of use until tdmgw restarts.
+    ChannelFailed {
+        timeslot: u8,
+    },
+    /// Any other DAHDI event on a B-channel (e.g. REMOVED).
+    Channel {
+        timeslot: u8,
+        event: DahdiEvent,
+    },
+}
+
+/// One DAHDI span of a [`DahdiLinePort`].
+pub struct DahdiLineSpanParams<C: DahdiChannel> {
+    /// The span number as configured (the engine's, from 1).
+    pub number: u16,
+    /// The span's B-channels (`DahdiSpan::split`).
+    pub channels: DahdiBChannels<C>,
+    /// CRC-4 configured on the span (for `in_multiframe`).
+    pub crc4: bool,
+}
+
+impl<C: DahdiChannel> fmt::Debug for DahdiLineSpanParams<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DahdiLineSpanParams")
+            .field("number", &self.number)
+            .field("dahdi", self.channels.params())
+            .field("crc4", &self.crc4)
+            .finish()
+    }
+}
+
+/// Everything a [`DahdiLinePort`] is built from; spans in the engine's
+/// order (`on_frame`'s span index is the index here).
+#[derive(Debug)]
+pub struct DahdiLinePortParams<C: DahdiChannel> {
+    pub spans: Vec<DahdiLineSpanParams<C>>,
+    /// Slots of the line event ring.
+    pub event_ring: usize,
+    /// Idle blocks written ahead of each lane's first block.
+    pub tx_prime_blocks: usize,
+    /// How often SPANSTAT is read and block delivery checked.
+    pub status_interval_ms: u64,
+}
+
+impl<C: DahdiChannel> DahdiLinePortParams<C> {
+    /// A 256-slot event ring, one block primed, status every second.
+    pub fn new(spans: Vec<DahdiLineSpanParams<C>>) -> Self {
+        DahdiLinePortParams {
+            spans,
+            event_ring: 256,
+            tx_prime_blocks: 1,
+            status_interval_ms: 1000,
+        }
+    }
+}
+
+/// Why a port could not be opened.
+#[derive(Debug)]
+pub enum DahdiLineError {
+    /// A span's block size is outside 1..=[`BLOCK_OCTETS_MAX`].
+    BlockSize {
+        span: u16,
+        octets: usize,
+    },
+    Io(io::Error),
+}
+
+impl fmt::Display for DahdiLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DahdiLineError::BlockSize { span, octets } => write!(
+                f,
+                "span {span}: DAHDI block of {octets} octets (the media thread takes 1-{BLOCK_OCTETS_MAX})"
+            ),
+            DahdiLineError::Io(e) => write!(f, "dahdi line port: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DahdiLineError {}
+
+impl From<io::Error> for DahdiLineError {
+    fn from(e: io::Error) -> Self {
+        DahdiLineError::Io(e)
+    }
+}
+
+/// The E1 alarms of a DAHDI span as the raw spans name them.
+///
+/// LOS, LOF, LOMF, AIS and RAI map one to one. A card that reports RED
+/// without a cause (no verbose bits) shows LOF: red means no frame
+/// alignment, whatever the cause. NOT_OPEN (the span was never started
+/// by `dahdi_cfg`) shows LOS: nothing is received on it. LOOPBACK and
+/// RECOVERING are not line alarms; they are in the raw word only.
+pub fn alarms_from_dahdi(a: LineAlarms) -> Alarms {
+    let red_cause = LineAlarms::LOS | LineAlarms::LOF | LineAlarms::LOMF;
+    Alarms::NONE
+        .with(
+            Alarm::Los,
+            a.contains(LineAlarms::LOS) || a.contains(LineAlarms::NOT_OPEN),
+        )
+        .with(
+            Alarm::Lof,
+            a.contains(LineAlarms::LOF) || (a.is_red() && !a.intersects(red_cause)),
+        )
+        .with(Alarm::Lomf, a.contains(LineAlarms::LOMF))
+        .with(Alarm::Ais, a.contains(LineAlarms::AIS))
+        .with(Alarm::Rai, a.contains(LineAlarms::RAI))
+}
+
+/// One B-channel of a span and its FIFO of received blocks.
+struct Lane {
+    ts: u8,
+    /// A readiness edge seen and not yet read down to `EAGAIN`.
+    pending: bool,
+    /// Read or write failed: out of use, logged once.
+    failed: bool,
+    /// The idle prime blocks have been written.
+    primed: bool,
+    fifo: Box<[u8]>,
+    head: usize,
+    len: usize,
+}
+
+/// SPANSTAT counters accumulated from the port's start.
+#[derive(Default, Clone, Copy)]
+struct Accumulated {
+    last: LineCounters,
+    fas: u64,
+    crc4: u64,
+    ebit: u64,
+    errsec: u64,
+}
+
+impl Accumulated {
+    fn add(&mut self, now: LineCounters) {
+        // A counter below its last value was reset (dahdi_cfg): count
+        // from 0 again.
+        let d = |new: u32, old: u32| u64::from(if new >= old { new - old } else { new });
+        self.fas += d(now.fas_errors, self.last.fas_errors);
+        self.crc4 += d(now.crc4_errors, self.last.crc4_errors);
+        self.ebit += d(now.ebit_errors, self.last.ebit_errors);
+        self.errsec += d(now.errored_seconds, self.last.errored_seconds);
+        self.last = now;
+    }
+}
+
+struct DahdiLineSpan<C: DahdiChannel> {
+    number: u16,
+    b: DahdiBChannels<C>,
+    lanes: Box<[Lane]>,
+    /// Timeslot -> lane index, `u8::MAX` when none.
+    lane_of_ts: [u8; 32],
+    block: usize,
+    crc4: bool,
+    /// Idle blocks written ahead of each lane's first block.
+    prime_blocks: usize,
+    telemetry: Arc<SpanTelemetry>,
+    /// The alarms last reported in the event ring.
+    alarms: Alarms,
+    acc: Accumulated,
+    frames_rx: u64,
+    frames_tx: u64,
+    /// Lane blocks assembled as idle because the lane had none.
+    missing_blocks: u64,
+    /// Frames of idle sent as the prime.
+    primed_frames: u64,
+    /// Blocks since the last status interval (0: blocks stopped).
+    blocks_in_interval: u64,
+    stopped: bool,
+    status_failed: bool,
+}
+
+/// Scratch for one assembly, shared by the spans.
+struct Scratch {
+    rx: Box<[E1Frame]>,
+    tx: Box<[E1Frame]>,
+    block: Box<[u8]>,
+    idle: Box<[u8]>,
+}
+
+impl<C: DahdiChannel> DahdiLineSpan<C> {
+    fn lane_block(&self, lane: usize, k: usize) -> &[u8] {
+        let l = &self.lanes[lane];
+        let at = ((l.head + k) % LANE_DEPTH) * self.block;
+        &l.fifo[at..at + self.block]
+    }
+
+    /// Reads every pending lane and assembles what is complete; returns
+    /// the frames handed to the engine. `again`: a lane still has data.
+    fn pump(
+        &mut self,
+        index: usize,
+        on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
+        scratch: &mut Scratch,
+        events: &mut Producer<LineEventRecord>,
+        again: &mut bool,
+    ) -> usize {
+        let mut frames = 0;
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            for i in 0..self.lanes.len() {
+                progress |= self.read_lane(i, events);
+            }
+            while self.can_assemble() {
+                self.assemble(index, on_frame, scratch, events);
+                frames += self.block;
+                progress = true;
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self
+            .lanes
+            .iter()
+            .any(|l| l.pending && !l.failed && l.len == LANE_DEPTH)
+        {
+            *again = true;
+        }
+        frames
+    }
+
+    /// One block from lane `i` if it is readable and has room.
+    fn read_lane(&mut self, i: usize, events: &mut Producer<LineEventRecord>) -> bool {
+        let lane = &self.lanes[i];
+        if !lane.pending || lane.failed || lane.len == LANE_DEPTH {
+            return false;
+        }
+        let ts = lane.ts;
+        match self.b.recv_b_block(ts) {
+            Ok(Some(data)) => {
+                let lane = &mut self.lanes[i];
+                let at = ((lane.head + lane.len) % LANE_DEPTH) * self.block;
+                let slot = &mut lane.fifo[at..at + self.block];
+                let n = data.len().min(self.block);
+                slot[..n].copy_from_slice(&data[..n]);
+                // A short block (counted by the driver) is padded with idle.
+                slot[n..].fill(ALAW_IDLE);
+                lane.len += 1;
+                true
+            }
+            Ok(None) => {
+                self.lanes[i].pending = false;
+                false
+            }
+            Err(e) => {
+                self.fail_lane(i, &e, events);
+                false
+            }
+        }
+    }
+
+    fn fail_lane(
+        &mut self,
+        i: usize,
+        e: &dyn fmt::Display,
+        events: &mut Producer<LineEventRecord>,
+    ) {
+        let lane = &mut self.lanes[i];
+        lane.failed = true;
+        lane.len = 0;
+        tracing::error!(span = self.number, ts = lane.ts, error = %e, "dahdi B-channel failed; out of use until restart");
+        events.push_or_count(LineEventRecord {
+            span: self.number,
+            notice: LineNotice::Driver(DriverEvent::Dahdi(DahdiLineEvent::ChannelFailed {
+                timeslot: lane.ts,
+            })),
+        });
+    }
+
+    /// Every working lane has a block, or one is [`LAG_BLOCKS`] ahead.
+    fn can_assemble(&self) -> bool {
+        let mut live = 0;
+        let mut all = true;
+        for l in self.lanes.iter().filter(|l| !l.failed) {
+            live += 1;
+            if l.len >= LAG_BLOCKS {
+                return true;
+            }
+            all &= l.len >= 1;
+        }
+        live > 0 && all
+    }
+
+    fn assemble(
+        &mut self,
+        index: usize,
+        on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
+        s: &mut Scratch,
+        events: &mut Producer<LineEventRecord>,
+    ) {
+        let n = self.block;
+        s.rx[..n].fill(IDLE_FRAME);
+        for i in 0..self.lanes.len() {
+            let ts = usize::from(self.lanes[i].ts);
+            if self.lanes[i].len == 0 {
+                if !self.lanes[i].failed {
+                    self.missing_blocks += 1;
+                }
+                continue;
+            }
+            for (f, &o) in s.rx[..n].iter_mut().zip(self.lane_block(i, 0)) {
+                f[ts] = o;
+            }
+            let lane = &mut self.lanes[i];
+            lane.head = (lane.head + 1) % LANE_DEPTH;
+            lane.len -= 1;
+        }
+        for (rx, tx) in s.rx[..n].iter().zip(s.tx[..n].iter_mut()) {
+            *tx = IDLE_FRAME;
+            on_frame(index, rx, tx);
+        }
+        self.frames_rx += n as u64;
+        self.blocks_in_interval += 1;
+        for i in 0..self.lanes.len() {
+            if self.lanes[i].failed {
+                continue;
+            }
+            let ts = self.lanes[i].ts;
+            for (o, f) in s.block[..n].iter_mut().zip(&s.tx[..n]) {
+                *o = f[usize::from(ts)];
+            }
+            if let Err(e) = self.write_lane(i, &s.block[..n], &s.idle[..n]) {
+                self.fail_lane(i, &e, events);
+            }
+        }
+        self.frames_tx += n as u64;
+    }
+
+    fn write_lane(
+        &mut self,
+        i: usize,
+        block: &[u8],
+        idle: &[u8],
+    ) -> Result<(), crate::line::driver::dahdi::DahdiError> {
+        let ts = self.lanes[i].ts;
+        if !self.lanes[i].primed {
+            self.lanes[i].primed = true;
+            for _ in 0..self.prime_blocks {
+                if self.b.send_b_block(ts, idle)? {
+                    self.primed_frames += idle.len() as u64;
+                }
+            }
+        }
+        // `false`: the card's buffers are full; the driver counts the drop.
+        self.b.send_b_block(ts, block)?;
+        Ok(())
+    }
+
+    /// Every status interval: SPANSTAT, and block delivery.
+    fn on_status_interval(&mut self, events: &mut Producer<LineEventRecord>) {
+        match self.b.refresh_status() {
+            Ok(st) => {
+                self.acc.add(st.counters);
+                if self.status_failed {
+                    self.status_failed = false;
+                    tracing::info!(span = self.number, "DAHDI_SPANSTAT answers again");
+                }
+            }
+            Err(e) => {
+                if !self.status_failed {
+                    self.status_failed = true;
+                    tracing::error!(span = self.number, error = %e, "DAHDI_SPANSTAT failed; span alarms are stale");
+                }
+            }
+        }
+        let stopped = self.blocks_in_interval == 0;
+        self.blocks_in_interval = 0;
+        if stopped != self.stopped {
+            self.stopped = stopped;
+            let e = if stopped {
+                tracing::error!(
+                    span = self.number,
+                    "no B-channel blocks from the DAHDI card for a status interval"
+                );
+                DahdiLineEvent::BlocksStopped
+            } else {
+                tracing::info!(
+                    span = self.number,
+                    "B-channel blocks from the DAHDI card again"
+                );
+                DahdiLineEvent::BlocksResumed
+            };
+            events.push_or_count(LineEventRecord {
+                span: self.number,
+                notice: LineNotice::Driver(DriverEvent::Dahdi(e)),
+            });
+        }
+    }
+
+    /// Drains the driver's events, reports alarm changes and publishes the
+    /// span's status.
+    fn report(&mut self, events: &mut Producer<LineEventRecord>) {
+        let span = self.number;
+        while let Some(e) = self.b.poll_event() {
+            // Alarm changes are read from the status below (one path for
+            // the events and the periodic SPANSTAT alike).
+            if let SpanEvent::Channel {
+                timeslot, event, ..
+            } = e
+            {
+                events.push_or_count(LineEventRecord {
+                    span,
+                    notice: LineNotice::Driver(DriverEvent::Dahdi(DahdiLineEvent::Channel {
+                        timeslot,
+                        event,
+                    })),
+                });
+            }
+        }
+        let alarms = alarms_from_dahdi(self.b.status().alarms);
+        for a in Alarm::ALL {
+            let (was, is) = (self.alarms.contains(a), alarms.contains(a));
+            if was != is {
+                let e = if is {
+                    LineEvent::AlarmRaised(a)
+                } else {
+                    LineEvent::AlarmCleared(a)
+                };
+                events.push_or_count(LineEventRecord {
+                    span,
+                    notice: LineNotice::Line(e),
+                });
+            }
+        }
+        self.alarms = alarms;
+        self.telemetry.publish(&self.status());
+    }
+
+    fn status(&self) -> SpanStatus {
+        let a = self.alarms;
+        let in_frame = !(a.contains(Alarm::Los) || a.contains(Alarm::Lof) || a.blue());
+        let c = self.b.counters();
+        let mut st = SpanStatus {
+            alarms: a,
+            in_frame,
+            in_multiframe: self.crc4 && in_frame && !a.contains(Alarm::Lomf),
+            es: u32::try_from(self.acc.errsec).unwrap_or(u32::MAX),
+            driver_los: self.stopped,
+            tx_idle_frames: self.primed_frames,
+            tx_backlog_drops: c.b_tx_busy * self.block as u64,
+            driver_gaps: self.missing_blocks + c.b_short_blocks + c.b_tx_busy,
+            ..SpanStatus::default()
+        };
+        let d = &mut st.counters.deframer;
+        d.frames = self.frames_rx;
+        d.fas_errors = self.acc.fas;
+        d.crc4_errors = self.acc.crc4;
+        d.febe = self.acc.ebit;
+        st.counters.frame_periods = self.frames_rx;
+        st.counters.frames_sent = self.frames_tx;
+        st.counters.events_dropped = c.events_dropped;
+        st
+    }
+}
+
+/// DAHDI spans as the engine's [`TdmPort`]; see the module doc.
+pub struct DahdiLinePort<C: DahdiChannel> {
+    spans: Box<[DahdiLineSpan<C>]>,
+    poll: Poll,
+    events: Events,
+    timer: TimerFd,
+    line_events: Producer<LineEventRecord>,
+    scratch: Scratch,
+    status_interval_us: u64,
+    next_status_us: u64,
+}
+
+impl<C: DahdiChannel> DahdiLinePort<C> {
+    /// Registers every B-channel fd, allocates every FIFO, scratch buffer
+    /// and ring. The spans' order is the engine's. The returned
+    /// [`LineHandle`] has no D-channel rings (`dchannels` are all `None`:
+    /// the D-channel task owns the span's D-channel fd), the line event
+    /// ring and a [`SpanTelemetry`] per span.
+    pub fn open(
+        params: DahdiLinePortParams<C>,
+    ) -> Result<(DahdiLinePort<C>, LineHandle), DahdiLineError> {
+        let poll = Poll::new()?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        poll.registry().register(
+            &mut SourceFd(&timer.as_fd().as_raw_fd()),
+            TIMER_TOKEN,
+            Interest::READABLE,
+        )?;
+        let n = params.spans.len();
+        let mut spans = Vec::with_capacity(n);
+        let mut status = Vec::with_capacity(n);
+        let mut fds = 0;
+        let mut max_block = 1;
+        for (i, sp) in params.spans.into_iter().enumerate() {
+            let block = sp.channels.params().block_octets;
+            if !(1..=BLOCK_OCTETS_MAX).contains(&block) {
+                return Err(DahdiLineError::BlockSize {
+                    span: sp.number,
+                    octets: block,
+                });
+            }
+            max_block = max_block.max(block);
+            let mut lanes = Vec::with_capacity(sp.channels.len());
+            let mut lane_of_ts = [u8::MAX; 32];
+            for (ts, fd) in sp.channels.b_channel_raw_fds() {
+                poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(i * 32 + usize::from(ts)),
+                    Interest::READABLE | Interest::PRIORITY,
+                )?;
+                lane_of_ts[usize::from(ts)] = lanes.len() as u8;
+                lanes.push(Lane {
+                    ts,
+                    // Read once at the start: data may be waiting already.
+                    pending: true,
+                    failed: false,
+                    primed: false,
+                    fifo: vec![ALAW_IDLE; LANE_DEPTH * block].into_boxed_slice(),
+                    head: 0,
+                    len: 0,
+                });
+                fds += 1;
+            }
+            let telemetry = Arc::new(SpanTelemetry::new(sp.number));
+            status.push(telemetry.clone());
+            let acc = Accumulated {
+                last: sp.channels.status().counters,
+                ..Accumulated::default()
+            };
+            let span = DahdiLineSpan {
+                number: sp.number,
+                b: sp.channels,
+                lanes: lanes.into_boxed_slice(),
+                lane_of_ts,
+                block,
+                crc4: sp.crc4,
+                prime_blocks: params.tx_prime_blocks,
+                telemetry,
+                alarms: Alarms::NONE,
+                acc,
+                frames_rx: 0,
+                frames_tx: 0,
+                missing_blocks: 0,
+                primed_frames: 0,
+                blocks_in_interval: 0,
+                stopped: false,
+                status_failed: false,
+            };
+            // The alarms in force at open are reported like later changes.
+            span.telemetry.publish(&span.status());
+            spans.push(span);
+        }
+        let (mut line_events, events) = ring(params.event_ring.max(1));
+        for s in &mut spans {
+            s.report(&mut line_events);
+        }
+        let scratch = Scratch {
+            rx: vec![IDLE_FRAME; max_block].into_boxed_slice(),
+            tx: vec![IDLE_FRAME; max_block].into_boxed_slice(),
+            block: vec![ALAW_IDLE; max_block].into_boxed_slice(),
+            idle: vec![ALAW_IDLE; max_block].into_boxed_slice(),
+        };
+        let interval = params.status_interval_ms.max(1) * 1000;
+        let now = now_us();
+        let mut port = DahdiLinePort {
+            spans: spans.into_boxed_slice(),
+            poll,
+            events: Events::with_capacity(fds + 1),
+            timer,
+            line_events,
+            scratch,
+            status_interval_us: interval,
+            next_status_us: now + interval,
+        };
+        // At once: the first service reads whatever is already waiting.
+        port.arm_timer(now, true)?;
+        let handle = LineHandle {
+            dchannels: (0..n).map(|_| None).collect(),
+            events,
+            status,
+        };
+        Ok((port, handle))
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Span `index`'s B-channels (counters, status; tests and inspection).
+    pub fn channels(&self, index: usize) -> Option<&DahdiBChannels<C>> {
+        self.spans.get(index).map(|s| &s.b)
+    }
+
+    /// Line events dropped on a full ring.
+    pub fn events_dropped(&self) -> u64 {
+        self.line_events.overflows()
+    }
+
+    fn arm_timer(&mut self, now: u64, at_once: bool) -> io::Result<()> {
+        let next = if at_once { now } else { self.next_status_us };
+        // Absolute on CLOCK_MONOTONIC; 0 would disarm, so at least 1 ns.
+        let ts = TimeSpec::new(
+            (next / 1_000_000) as i64,
+            ((next % 1_000_000) * 1000) as i64,
+        );
+        let ts = if next == 0 { TimeSpec::new(0, 1) } else { ts };
+        self.timer
+            .set(
+                Expiration::OneShot(ts),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )
+            .map_err(io::Error::from)
+    }
+}
+
+/// Marks the lane of `token` (span index × 32 + timeslot) readable.
+fn mark<C: DahdiChannel>(spans: &mut [DahdiLineSpan<C>], token: usize) {
+    let (span, ts) = (token / 32, token % 32);
+    if let Some(s) = spans.get_mut(span) {
+        let i = s.lane_of_ts[ts];
+        if let Some(l) = s.lanes.get_mut(usize::from(i)) {
+            l.pending = true;
+        }
+    }
+}
+
+impl<C: DahdiChannel> TdmPort for DahdiLinePort<C> {
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.poll.as_raw_fd())
+    }
+
+    fn service(
+        &mut self,
+        on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
+    ) -> io::Result<usize> {
+        // Drain the inner readiness (edge-triggered: it must be consumed
+        // for the outer poll to see the next edge).
+        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for ev in self.events.iter() {
+            if ev.token() != TIMER_TOKEN {
+                mark(&mut self.spans, ev.token().0);
+            }
+        }
+        let mut exp = [0u8; 8];
+        let _ = nix::unistd::read(self.timer.as_fd(), &mut exp);
+        let now = now_us();
+        let status_due = now >= self.next_status_us;
+        if status_due {
+            self.next_status_us = now + self.status_interval_us;
+        }
+        let mut frames = 0;
+        let mut again = false;
+        let DahdiLinePort {
+            spans,
+            line_events,
+            scratch,
+            ..
+        } = self;
+        for (i, s) in spans.iter_mut().enumerate() {
+            frames += s.pump(i, on_frame, scratch, line_events, &mut again);
+            if status_due {
+                s.on_status_interval(line_events);
+            }
+            s.report(line_events);
+        }
+        self.arm_timer(now, again)?;
+        Ok(frames)
+    }
+}
