@@ -267,7 +267,7 @@ struct DahdiLineSpan<C: DahdiChannel> {
     frames_tx: u64,
     /// Lane blocks assembled as idle because the lane had none.
     missing_blocks: u64,
-    /// Frames of idle sent as the prime.
+    /// Frames of idle sent as the prime (per span, not per lane).
     primed_frames: u64,
     /// Blocks since the last status interval (0: blocks stopped).
     blocks_in_interval: u64,
@@ -417,6 +417,7 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
         }
         self.frames_rx += n as u64;
         self.blocks_in_interval += 1;
+        let mut primed = 0;
         for i in 0..self.lanes.len() {
             if self.lanes[i].failed {
                 continue;
@@ -425,31 +426,35 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
             for (o, f) in s.block[..n].iter_mut().zip(&s.tx[..n]) {
                 *o = f[usize::from(ts)];
             }
-            if let Err(e) = self.write_lane(i, &s.block[..n], &s.idle[..n]) {
-                self.fail_lane(i, &e, events);
+            match self.write_lane(i, &s.block[..n], &s.idle[..n]) {
+                Ok(p) => primed = primed.max(p),
+                Err(e) => self.fail_lane(i, &e, events),
             }
         }
+        // Prime blocks are written on every lane at once: idle frames.
+        self.primed_frames += (primed * n) as u64;
         self.frames_tx += n as u64;
     }
 
+    /// Writes `block` to lane `i`, after the idle prime blocks if it is
+    /// the lane's first; returns the prime blocks written.
     fn write_lane(
         &mut self,
         i: usize,
         block: &[u8],
         idle: &[u8],
-    ) -> Result<(), crate::line::driver::dahdi::DahdiError> {
+    ) -> Result<usize, crate::line::driver::dahdi::DahdiError> {
         let ts = self.lanes[i].ts;
+        let mut primed = 0;
         if !self.lanes[i].primed {
             self.lanes[i].primed = true;
             for _ in 0..self.prime_blocks {
-                if self.b.send_b_block(ts, idle)? {
-                    self.primed_frames += idle.len() as u64;
-                }
+                primed += usize::from(self.b.send_b_block(ts, idle)?);
             }
         }
         // `false`: the card's buffers are full; the driver counts the drop.
         self.b.send_b_block(ts, block)?;
-        Ok(())
+        Ok(primed)
     }
 
     /// Every status interval: SPANSTAT, and block delivery.
@@ -774,5 +779,320 @@ impl<C: DahdiChannel> TdmPort for DahdiLinePort<C> {
         }
         self.arm_timer(now, again)?;
         Ok(frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line::driver::dahdi::seqpacket::{CardSpan, SeqpacketCard, SeqpacketChannel};
+    use crate::line::driver::dahdi::{DahdiSpan, DahdiSpanParams, sys};
+
+    type Port = DahdiLinePort<SeqpacketChannel>;
+
+    /// A port over one simulated span of `b` B-channels, its card ends and
+    /// the control side; `block` octets per block.
+    fn port(b: u8, block: usize) -> (SeqpacketCard, CardSpan, Port, LineHandle) {
+        let (mut card, ends) = SeqpacketCard::e1_pri(1, 1, b, sys::DAHDI_SIG_HDLCFCS).unwrap();
+        let mut p = DahdiSpanParams::e1_pri(1, 1, b);
+        p.block_octets = block;
+        let (_d, channels) = DahdiSpan::open(&mut card, p).unwrap().split();
+        let (port, h) = DahdiLinePort::open(DahdiLinePortParams::new(vec![DahdiLineSpanParams {
+            number: 7,
+            channels,
+            crc4: true,
+        }]))
+        .unwrap();
+        (card, ends, port, h)
+    }
+
+    /// Octet `k` of the block card lane `ts` sends (distinct per lane
+    /// and position, never the idle code).
+    fn rx_octet(ts: u8, k: usize) -> u8 {
+        (ts.wrapping_mul(8) ^ k as u8) | 1
+    }
+
+    fn send_block(ends: &CardSpan, ts: u8, block: usize) {
+        let end = &ends.b.iter().find(|(t, _)| *t == ts).unwrap().1;
+        let b: Vec<u8> = (0..block).map(|k| rx_octet(ts, k)).collect();
+        end.send(&b).unwrap();
+    }
+
+    fn recv_blocks(ends: &CardSpan, ts: u8) -> Vec<Vec<u8>> {
+        let end = &ends.b.iter().find(|(t, _)| *t == ts).unwrap().1;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Some(n) = end.recv(&mut buf).unwrap() {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn events(h: &mut LineHandle) -> Vec<LineNotice> {
+        std::iter::from_fn(|| h.events.try_pop())
+            .map(|r| r.notice)
+            .collect()
+    }
+
+    #[test]
+    fn dahdi_alarms_map_to_the_raw_spans_names() {
+        let m = |a| alarms_from_dahdi(LineAlarms::from_dahdi(a)).to_string();
+        assert_eq!(m(0), "none");
+        assert_eq!(m(sys::DAHDI_ALARM_RED | sys::DAHDI_ALARM_LOS), "LOS");
+        assert_eq!(m(sys::DAHDI_ALARM_RED), "LOF", "red without a cause");
+        assert_eq!(m(sys::DAHDI_ALARM_LFA | sys::DAHDI_ALARM_LMFA), "LOF|LOMF");
+        assert_eq!(m(sys::DAHDI_ALARM_BLUE), "AIS");
+        assert_eq!(m(sys::DAHDI_ALARM_YELLOW), "RAI");
+        assert_eq!(m(sys::DAHDI_ALARM_NOTOPEN), "LOS");
+        assert_eq!(
+            m(sys::DAHDI_ALARM_LOOPBACK | sys::DAHDI_ALARM_RECOVER),
+            "none"
+        );
+    }
+
+    #[test]
+    fn a_block_per_lane_becomes_frames_and_a_block_goes_back() {
+        let (_card, ends, mut port, h) = port(4, 40);
+        for ts in 1..=4 {
+            send_block(&ends, ts, 40);
+        }
+        let mut seen = Vec::new();
+        let n = port
+            .service(&mut |span, rx, tx| {
+                assert_eq!(span, 0);
+                seen.push(*rx);
+                // Send back each frame's received octet + 1 per timeslot.
+                for ts in 1..=4 {
+                    tx[ts] = rx[ts].wrapping_add(1);
+                }
+            })
+            .unwrap();
+        assert_eq!(n, 40);
+        assert_eq!(seen.len(), 40);
+        for (k, f) in seen.iter().enumerate() {
+            for ts in 1..=4u8 {
+                assert_eq!(f[usize::from(ts)], rx_octet(ts, k), "frame {k} ts {ts}");
+            }
+            // TS0, TS16 and timeslots without a B-channel are idle.
+            assert!(f[5..].iter().chain(&f[..1]).all(|&o| o == ALAW_IDLE));
+        }
+        for ts in 1..=4u8 {
+            let got = recv_blocks(&ends, ts);
+            // One idle block primes the card's buffers, then the answer.
+            assert_eq!(got.len(), 2, "ts {ts}");
+            assert_eq!(got[0], vec![ALAW_IDLE; 40]);
+            let want: Vec<u8> = (0..40).map(|k| rx_octet(ts, k).wrapping_add(1)).collect();
+            assert_eq!(got[1], want);
+        }
+        let s = h.status[0].read();
+        assert_eq!(h.status[0].span, 7);
+        assert_eq!((s.counters.frame_periods, s.counters.frames_sent), (40, 40));
+        assert!(s.in_frame && s.in_multiframe && s.alarms.is_empty());
+        assert_eq!(s.tx_idle_frames, 40);
+        // The next block: no prime this time.
+        for ts in 1..=4 {
+            send_block(&ends, ts, 40);
+        }
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 40);
+        assert_eq!(recv_blocks(&ends, 3).len(), 1);
+    }
+
+    #[test]
+    fn a_span_waits_for_its_last_lane_but_not_for_a_dead_one() {
+        let (_card, ends, mut port, h) = port(3, 16);
+        send_block(&ends, 1, 16);
+        send_block(&ends, 2, 16);
+        assert_eq!(
+            port.service(&mut |_, _, _| {}).unwrap(),
+            0,
+            "TS3 not in yet"
+        );
+        send_block(&ends, 3, 16);
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 16);
+        // TS3 stops: TS1 and TS2 go on once they are LAG_BLOCKS ahead,
+        // TS3 played as idle and counted.
+        let mut ts3 = Vec::new();
+        for _ in 0..LAG_BLOCKS {
+            send_block(&ends, 1, 16);
+            send_block(&ends, 2, 16);
+        }
+        let n = port.service(&mut |_, rx, _| ts3.push(rx[3])).unwrap();
+        assert_eq!(n, 16, "one block assembled, the other waits for TS3");
+        assert!(ts3.iter().all(|&o| o == ALAW_IDLE));
+        let s = h.status[0].read();
+        assert_eq!(s.driver_gaps, 1);
+        // TS3 catches up: the waiting block goes with it.
+        send_block(&ends, 3, 16);
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 16);
+    }
+
+    #[test]
+    fn a_backlog_of_blocks_is_read_and_assembled_in_one_service() {
+        let (_card, ends, mut port, _h) = port(2, 16);
+        for _ in 0..LANE_DEPTH + 3 {
+            send_block(&ends, 1, 16);
+            send_block(&ends, 2, 16);
+        }
+        // More blocks than a lane holds: read and assembled in turn.
+        let n = port.service(&mut |_, _, _| {}).unwrap();
+        assert_eq!(n, 16 * (LANE_DEPTH + 3));
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 0);
+    }
+
+    #[test]
+    fn span_alarms_become_line_events_and_status() {
+        let (card, ends, mut port, mut h) = port(2, 16);
+        assert!(events(&mut h).is_empty());
+        card.alarm(sys::DAHDI_ALARM_RED | sys::DAHDI_ALARM_LOS);
+        send_block(&ends, 1, 16);
+        send_block(&ends, 2, 16);
+        // The reads meet ELAST; GETEVENT gives ALARM; SPANSTAT says LOS.
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 16);
+        assert_eq!(
+            events(&mut h),
+            [LineNotice::Line(LineEvent::AlarmRaised(Alarm::Los))]
+        );
+        let s = h.status[0].read();
+        assert!(s.alarms.contains(Alarm::Los) && !s.in_frame && !s.in_multiframe);
+        card.alarm(sys::DAHDI_ALARM_YELLOW);
+        send_block(&ends, 1, 16);
+        send_block(&ends, 2, 16);
+        port.service(&mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            events(&mut h),
+            [
+                LineNotice::Line(LineEvent::AlarmCleared(Alarm::Los)),
+                LineNotice::Line(LineEvent::AlarmRaised(Alarm::Rai)),
+            ]
+        );
+        let s = h.status[0].read();
+        assert!(s.alarms.yellow() && s.in_frame);
+        // A B-channel event other than an alarm is passed on.
+        card.raise_event(2, DahdiEvent::REMOVED.0);
+        send_block(&ends, 1, 16);
+        send_block(&ends, 2, 16);
+        port.service(&mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            events(&mut h),
+            [LineNotice::Driver(DriverEvent::Dahdi(
+                DahdiLineEvent::Channel {
+                    timeslot: 2,
+                    event: DahdiEvent::REMOVED
+                }
+            ))]
+        );
+    }
+
+    #[test]
+    fn alarms_in_force_at_open_are_reported() {
+        let (mut card, _ends) = SeqpacketCard::e1_pri(2, 32, 1, sys::DAHDI_SIG_HDLCFCS).unwrap();
+        card.set_alarms(sys::DAHDI_ALARM_BLUE);
+        let (_d, channels) = DahdiSpan::open(&mut card, DahdiSpanParams::e1_pri(2, 32, 1))
+            .unwrap()
+            .split();
+        let (_port, mut h) =
+            DahdiLinePort::open(DahdiLinePortParams::new(vec![DahdiLineSpanParams {
+                number: 2,
+                channels,
+                crc4: false,
+            }]))
+            .unwrap();
+        assert_eq!(
+            events(&mut h),
+            [LineNotice::Line(LineEvent::AlarmRaised(Alarm::Ais))]
+        );
+        assert!(h.status[0].read().alarms.blue());
+        assert!(h.dchannels.iter().all(Option::is_none));
+    }
+
+    /// Waits (bounded) for the port's descriptor, then services it.
+    fn service_when_ready(port: &mut Port) -> usize {
+        let mut pfd = [nix::libc::pollfd {
+            fd: port.raw_fd().unwrap(),
+            events: nix::libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { nix::libc::poll(pfd.as_mut_ptr(), 1, 5000) };
+        port.service(&mut |_, _, _| {}).unwrap()
+    }
+
+    #[test]
+    fn spanstat_counters_accumulate_and_silence_is_reported() {
+        let (mut card, ends) = SeqpacketCard::e1_pri(1, 1, 1, sys::DAHDI_SIG_HDLCFCS).unwrap();
+        card.set_spaninfo(sys::DahdiSpanInfo {
+            spanno: 1,
+            fascount: 100,
+            crc4count: 10,
+            ..Default::default()
+        });
+        let (_d, channels) = DahdiSpan::open(&mut card, DahdiSpanParams::e1_pri(1, 1, 1))
+            .unwrap()
+            .split();
+        let mut params = DahdiLinePortParams::new(vec![DahdiLineSpanParams {
+            number: 1,
+            channels,
+            crc4: true,
+        }]);
+        params.status_interval_ms = 2;
+        let (mut port, mut h) = DahdiLinePort::open(params).unwrap();
+        // Counted from the port's start; a reset counts from 0 again.
+        card.set_spaninfo(sys::DahdiSpanInfo {
+            spanno: 1,
+            fascount: 103,
+            crc4count: 4,
+            ebitcount: 2,
+            errsec: 1,
+            ..Default::default()
+        });
+        let mut stopped = false;
+        for _ in 0..1000 {
+            service_when_ready(&mut port);
+            if events(&mut h).contains(&LineNotice::Driver(DriverEvent::Dahdi(
+                DahdiLineEvent::BlocksStopped,
+            ))) {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped, "no BlocksStopped without blocks");
+        let s = h.status[0].read();
+        assert!(s.driver_los);
+        assert_eq!(s.counters.deframer.fas_errors, 3);
+        assert_eq!(s.counters.deframer.crc4_errors, 4);
+        assert_eq!(s.counters.deframer.febe, 2);
+        assert_eq!(s.es, 1);
+        // Blocks again: resumed at the next interval that saw one.
+        let mut resumed = false;
+        for _ in 0..1000 {
+            send_block(&ends, 1, 160);
+            service_when_ready(&mut port);
+            if events(&mut h).contains(&LineNotice::Driver(DriverEvent::Dahdi(
+                DahdiLineEvent::BlocksResumed,
+            ))) {
+                resumed = true;
+                break;
+            }
+        }
+        assert!(resumed);
+        assert!(!h.status[0].read().driver_los);
+    }
+
+    #[test]
+    fn a_vanished_channel_is_taken_out_and_the_others_go_on() {
+        let (_card, mut ends, mut port, mut h) = port(2, 16);
+        let (_, gone) = ends.b.remove(1);
+        drop(gone);
+        send_block(&ends, 1, 16);
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 16);
+        assert_eq!(
+            events(&mut h),
+            [LineNotice::Driver(DriverEvent::Dahdi(
+                DahdiLineEvent::ChannelFailed { timeslot: 2 }
+            ))]
+        );
+        send_block(&ends, 1, 16);
+        assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 16);
+        assert_eq!(recv_blocks(&ends, 1).len(), 3, "prime + 2 blocks");
     }
 }
