@@ -445,3 +445,94 @@ fn validate_driver_keys(s: &BoardSpan, p: &str, src: &Source, errs: &mut Vec<Con
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn board(text: &str) -> (BoardProfile, Source) {
+        let src = Source::from_text(Path::new("b.toml"), text.to_string()).unwrap();
+        (src.deserialize().unwrap(), src)
+    }
+
+    fn keys(b: &BoardProfile, src: &Source) -> Vec<(String, String)> {
+        b.validate(src)
+            .into_iter()
+            .map(|e| (e.key, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn dahdi_keys_are_range_checked() {
+        let (b, src) = board(
+            "name = \"x\"\n[[span]]\nid = 1\ndriver = \"dahdi\"\ndahdi_span = 129\n\
+             base_channel = 1000\nblock_octets = 100\n[[span]]\nid = 2\ndriver = \"dahdi\"\n\
+             dahdi_span = 2\nblock_octets = 8\n",
+        );
+        let errs = keys(&b, &src);
+        let has = |k: &str, m: &str| errs.iter().any(|(key, msg)| key == k && msg.contains(m));
+        assert!(has("span[0].dahdi_span", "1-128"), "{errs:?}");
+        assert!(has("span[0].base_channel", "1-1024"), "{errs:?}");
+        assert!(has("span[0].block_octets", "multiple of 8"), "{errs:?}");
+        assert!(has("span[1].block_octets", "from 16 to 160"), "{errs:?}");
+        let (b, src) = board(
+            "name = \"x\"\n[[span]]\nid = 1\ndriver = \"dahdi\"\ndahdi_span = 1\nblock_octets = 40\n",
+        );
+        assert!(keys(&b, &src).is_empty());
+        assert_eq!(b.spans[0].dahdi_block_octets(), 40);
+        // block_octets belongs to dahdi.
+        let (b, src) =
+            board("name = \"x\"\n[[span]]\nid = 1\ndriver = \"pair\"\nblock_octets = 40\n");
+        assert!(
+            keys(&b, &src).iter().any(
+                |(k, m)| k == "span[0].block_octets" && m.contains("not used by driver `pair`")
+            )
+        );
+    }
+
+    #[test]
+    fn a_board_is_all_dahdi_or_none() {
+        let (b, src) = board(
+            "name = \"x\"\n[[span]]\nid = 1\ndriver = \"dahdi\"\ndahdi_span = 1\n\
+             [[span]]\nid = 2\ndriver = \"pair\"\n",
+        );
+        assert!(
+            keys(&b, &src)
+                .iter()
+                .any(|(k, m)| k == "span" && m.contains("all `dahdi` or none")),
+            "{:?}",
+            keys(&b, &src)
+        );
+    }
+
+    #[test]
+    fn the_shipped_dahdi_board_says_what_system_conf_needs() {
+        let (b, src) = board(include_str!("../../board/dahdi-4e1.toml"));
+        assert!(keys(&b, &src).is_empty());
+        let lines = b.dahdi_setup();
+        let has = |l: &str| lines.iter().any(|x| x.trim_start().starts_with(l));
+        assert!(has("span=1,1,0,ccs,hdb3,crc4"), "{lines:#?}");
+        assert!(has("bchan=1-15,17-31") && has("hardhdlc=16"), "{lines:#?}");
+        // Span 2 of the card: channels 32-62, D-channel 47.
+        assert!(has("bchan=32-46,48-62") && has("hardhdlc=47"), "{lines:#?}");
+        // Span 4 never gives the clock.
+        assert!(has("span=4,0,0,ccs,hdb3,crc4"), "{lines:#?}");
+        assert!(b.spans[1].describe().contains("D-channel 47"));
+        let (b, _) = board("name = \"x\"\n[[span]]\nid = 1\ndriver = \"pair\"\n");
+        assert!(b.dahdi_setup().is_empty());
+        // Fewer channels: the first B-channel timeslots only.
+        let (b, _) = board(
+            "name = \"x\"\n[[span]]\nid = 1\ndriver = \"dahdi\"\ndahdi_span = 1\nchannels = 20\ncrc4 = false\n",
+        );
+        let lines = b.dahdi_setup();
+        assert!(
+            lines.iter().any(|l| l.trim() == "bchan=1-15,17-21"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.trim() == "span=1,0,0,ccs,hdb3"),
+            "{lines:#?}"
+        );
+    }
+}

@@ -175,7 +175,21 @@ impl fmt::Display for DahdiError {
         match self {
             DahdiError::Params(m) => write!(f, "DAHDI span parameters: {m}"),
             DahdiError::Open { channo, source } => {
-                write!(f, "cannot open DAHDI channel {channo}: {source}")
+                write!(f, "cannot open DAHDI channel {channo}: {source}")?;
+                let hint = match source.raw_os_error().map(nix::errno::Errno::from_raw) {
+                    Some(nix::errno::Errno::ENOENT) => {
+                        " (no /dev/dahdi/channel: is DAHDI loaded for the card?)"
+                    }
+                    Some(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => {
+                        " (the tdmgw user may not open /dev/dahdi/channel: see the udev rule in README)"
+                    }
+                    Some(nix::errno::Errno::ENXIO | nix::errno::Errno::EINVAL) => {
+                        " (not configured: check /etc/dahdi/system.conf and run dahdi_cfg)"
+                    }
+                    Some(nix::errno::Errno::EBUSY) => " (another program has it open)",
+                    _ => "",
+                };
+                f.write_str(hint)
             }
             DahdiError::Ioctl {
                 channo,
