@@ -284,14 +284,15 @@ struct Scratch {
 }
 
 impl<C: DahdiChannel> DahdiLineSpan<C> {
-    fn lane_block(&self, lane: usize, k: usize) -> &[u8] {
+    /// The oldest block in lane `lane`'s FIFO.
+    fn lane_block(&self, lane: usize) -> &[u8] {
         let l = &self.lanes[lane];
-        let at = ((l.head + k) % LANE_DEPTH) * self.block;
+        let at = l.head * self.block;
         &l.fifo[at..at + self.block]
     }
 
     /// Reads every pending lane and assembles what is complete; returns
-    /// the frames handed to the engine. `again`: a lane still has data.
+    /// the frames handed to the engine. `again`: a lane may still have data.
     fn pump(
         &mut self,
         index: usize,
@@ -315,11 +316,9 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
                 break;
             }
         }
-        if self
-            .lanes
-            .iter()
-            .any(|l| l.pending && !l.failed && l.len == LANE_DEPTH)
-        {
+        // A lane still readable (its FIFO full, or the rounds used up)
+        // has data the next edge might not announce: come back at once.
+        if self.lanes.iter().any(|l| l.pending && !l.failed) {
             *again = true;
         }
         frames
@@ -404,7 +403,7 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
                 }
                 continue;
             }
-            for (f, &o) in s.rx[..n].iter_mut().zip(self.lane_block(i, 0)) {
+            for (f, &o) in s.rx[..n].iter_mut().zip(self.lane_block(i)) {
                 f[ts] = o;
             }
             let lane = &mut self.lanes[i];
