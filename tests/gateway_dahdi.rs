@@ -340,17 +340,17 @@ role = "user"
     })
     .await;
     wait_for("the gateway idle", 10, || {
-        gw.channels_busy() == 0 && gw.sip_calls() == 0
+        gw.stats.idle.load(Ordering::Relaxed) && gw.channels_busy() == 0 && gw.sip_calls() == 0
     })
     .await;
+    stop.store(true, Ordering::Relaxed);
+    clock.join().unwrap();
     let report = gw.stop().await;
     assert_eq!(report.calls_left, 0, "{report:?}");
     assert_eq!(report.channels_busy, 0, "{report:?}");
     assert_eq!(report.sip_calls_left, 0, "{report:?}");
     ex.shutdown().await;
     ex_join.await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    clock.join().unwrap();
     let core_report = core.stop_and_report().await;
     assert_eq!(core_report.calls_received, 1, "{:?}", core_report.calls);
     assert_eq!(core_report.calls_answered, 1);
