@@ -1,6 +1,6 @@
 //! DAHDI spans as the media engine's line side (DESIGN.md §1 and §5):
 //! [`DahdiLinePort`] is a [`TdmPort`] over the B-channels of DAHDI spans
-//! ([`DahdiBChannels`], the half of a [`DahdiSpan`] that
+//! ([`DahdiBChannels`], the half of a [`DahdiSpan`](crate::line::driver::dahdi::DahdiSpan) that
 //! `DahdiSpan::split` hands over; the D-channel stays with the D-channel
 //! task as `isdn::port::DahdiPort`, kernel HDLC, no rings through here).
 //!
