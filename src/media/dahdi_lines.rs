@@ -18,8 +18,7 @@
 //! missing block is played as idle and counted). Assembly transposes the
 //! lanes' blocks into `block_octets` frames (TS0 and TS16 idle, timeslots
 //! without a B-channel idle), passes each through `on_frame(span, rx,
-//! tx)`, transposes the transmit frames back into one block per lane and
-//! writes it.
+//! tx)` and transposes the transmit frames back into one block per lane.
 //!
 //! # Clocking
 //!
@@ -27,9 +26,14 @@
 //! per block read, never a timer of ours. The first block written on each
 //! lane is preceded by [`DahdiLinePortParams::tx_prime_blocks`] idle
 //! blocks, so the card's transmit buffers hold a block in hand and a late
-//! turn of the media thread does not underrun them. A write refused
-//! because the card's buffers are full (the thread fell behind by more
-//! than `b_numbufs` blocks) drops that block, counted.
+//! turn of the media thread does not underrun them. The card's transmit
+//! queue must not grow either: a turn that comes late finds several blocks
+//! waiting, and writing a block for each would leave them all queued, the
+//! delay for good (the card underran meanwhile, sending idle). So a
+//! service writes each lane at most prime + 1 blocks, the newest; older
+//! ones are dropped as late (counted in `tx_backlog_drops`), and a lane's
+//! first write is its prime and the newest block. A write the card still
+//! refuses (its buffers full) drops that block, counted by the driver.
 //!
 //! # Readiness
 //!
@@ -89,6 +93,8 @@ pub const LAG_BLOCKS: usize = 2;
 /// Largest block the port handles: 20 ms.
 pub const BLOCK_OCTETS_MAX: usize = 160;
 const IDLE_FRAME: E1Frame = [ALAW_IDLE; 32];
+/// B-channels of an E1 span.
+const MAX_LANES: usize = 30;
 const TIMER_TOKEN: Token = Token(1 << 20);
 /// Read-and-assemble rounds per span per service (each round reads at
 /// most one block per lane).
@@ -269,18 +275,35 @@ struct DahdiLineSpan<C: DahdiChannel> {
     missing_blocks: u64,
     /// Frames of idle sent as the prime (per span, not per lane).
     primed_frames: u64,
+    /// Transmit blocks not written because newer ones were held after a
+    /// late turn (old audio, dropped to keep the card's queue short).
+    late_blocks: u64,
     /// Blocks since the last status interval (0: blocks stopped).
     blocks_in_interval: u64,
     stopped: bool,
     status_failed: bool,
 }
 
-/// Scratch for one assembly, shared by the spans.
+/// Scratch for one span's service, shared by the spans (one at a time).
 struct Scratch {
     rx: Box<[E1Frame]>,
     tx: Box<[E1Frame]>,
-    block: Box<[u8]>,
     idle: Box<[u8]>,
+    /// Transmit blocks waiting for `flush_tx`: `keep` slots of
+    /// [`MAX_LANES`] lanes of `max_block` octets, a ring.
+    hold: Box<[u8]>,
+    hold_head: usize,
+    hold_len: usize,
+    /// Transmit blocks written per lane per service at most: the prime
+    /// and one (see the module doc).
+    keep: usize,
+    max_block: usize,
+}
+
+impl Scratch {
+    fn hold_at(&self, slot: usize, lane: usize) -> usize {
+        (slot * MAX_LANES + lane) * self.max_block
+    }
 }
 
 impl<C: DahdiChannel> DahdiLineSpan<C> {
@@ -308,7 +331,7 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
                 progress |= self.read_lane(i, events);
             }
             while self.can_assemble() {
-                self.assemble(index, on_frame, scratch, events);
+                self.assemble(index, on_frame, scratch);
                 frames += self.block;
                 progress = true;
             }
@@ -316,6 +339,7 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
                 break;
             }
         }
+        self.flush_tx(scratch, events);
         // A lane still readable (its FIFO full, or the rounds used up)
         // has data the next edge might not announce: come back at once.
         if self.lanes.iter().any(|l| l.pending && !l.failed) {
@@ -386,12 +410,13 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
         live > 0 && all
     }
 
+    /// One span block: the lanes' oldest blocks through the engine, the
+    /// transmit block held for [`Self::flush_tx`].
     fn assemble(
         &mut self,
         index: usize,
         on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
         s: &mut Scratch,
-        events: &mut Producer<LineEventRecord>,
     ) {
         let n = self.block;
         s.rx[..n].fill(IDLE_FRAME);
@@ -416,44 +441,75 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
         }
         self.frames_rx += n as u64;
         self.blocks_in_interval += 1;
-        let mut primed = 0;
+        // Hold the transmit block; the oldest goes if the hold is full.
+        if s.hold_len == s.keep {
+            s.hold_head = (s.hold_head + 1) % s.keep;
+            s.hold_len -= 1;
+            self.late_blocks += 1;
+        }
+        let slot = (s.hold_head + s.hold_len) % s.keep;
+        s.hold_len += 1;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let at = s.hold_at(slot, i);
+            let ts = usize::from(lane.ts);
+            for (o, f) in s.hold[at..at + n].iter_mut().zip(&s.tx[..n]) {
+                *o = f[ts];
+            }
+        }
+    }
+
+    /// Writes the held transmit blocks, oldest first, at most `keep` per
+    /// lane in all: a lane's first write is its idle prime blocks and the
+    /// newest block.
+    fn flush_tx(&mut self, s: &mut Scratch, events: &mut Producer<LineEventRecord>) {
+        let n = self.block;
+        let (mut primed, mut written) = (0, 0);
         for i in 0..self.lanes.len() {
             if self.lanes[i].failed {
                 continue;
             }
-            let ts = self.lanes[i].ts;
-            for (o, f) in s.block[..n].iter_mut().zip(&s.tx[..n]) {
-                *o = f[usize::from(ts)];
-            }
-            match self.write_lane(i, &s.block[..n], &s.idle[..n]) {
-                Ok(p) => primed = primed.max(p),
+            match self.write_lane(i, s) {
+                Ok((p, w)) => {
+                    primed = primed.max(p);
+                    written = written.max(w);
+                }
                 Err(e) => self.fail_lane(i, &e, events),
             }
         }
+        // Held blocks not written at a lane's start are late audio too.
+        self.late_blocks += (s.hold_len - written.min(s.hold_len)) as u64;
         // Prime blocks are written on every lane at once: idle frames.
         self.primed_frames += (primed * n) as u64;
-        self.frames_tx += n as u64;
+        self.frames_tx += (written * n) as u64;
+        s.hold_head = 0;
+        s.hold_len = 0;
     }
 
-    /// Writes `block` to lane `i`, after the idle prime blocks if it is
-    /// the lane's first; returns the prime blocks written.
+    /// Lane `i`'s share of [`Self::flush_tx`]: (prime blocks, held blocks)
+    /// written. A write the card refuses (its buffers full) is counted by
+    /// the driver and dropped.
     fn write_lane(
         &mut self,
         i: usize,
-        block: &[u8],
-        idle: &[u8],
-    ) -> Result<usize, crate::line::driver::dahdi::DahdiError> {
-        let ts = self.lanes[i].ts;
+        s: &Scratch,
+    ) -> Result<(usize, usize), crate::line::driver::dahdi::DahdiError> {
+        let (n, ts) = (self.block, self.lanes[i].ts);
         let mut primed = 0;
+        let mut skip = 0;
         if !self.lanes[i].primed {
             self.lanes[i].primed = true;
             for _ in 0..self.prime_blocks {
-                primed += usize::from(self.b.send_b_block(ts, idle)?);
+                primed += usize::from(self.b.send_b_block(ts, &s.idle[..n])?);
             }
+            skip = s
+                .hold_len
+                .saturating_sub(s.keep.saturating_sub(self.prime_blocks).max(1));
         }
-        // `false`: the card's buffers are full; the driver counts the drop.
-        self.b.send_b_block(ts, block)?;
-        Ok(primed)
+        for k in skip..s.hold_len {
+            let at = s.hold_at((s.hold_head + k) % s.keep, i);
+            self.b.send_b_block(ts, &s.hold[at..at + n])?;
+        }
+        Ok((primed, s.hold_len - skip))
     }
 
     /// Every status interval: SPANSTAT, and block delivery.
@@ -547,7 +603,7 @@ impl<C: DahdiChannel> DahdiLineSpan<C> {
             es: u32::try_from(self.acc.errsec).unwrap_or(u32::MAX),
             driver_los: self.stopped,
             tx_idle_frames: self.primed_frames,
-            tx_backlog_drops: c.b_tx_busy * self.block as u64,
+            tx_backlog_drops: (self.late_blocks + c.b_tx_busy) * self.block as u64,
             driver_gaps: self.missing_blocks + c.b_short_blocks + c.b_tx_busy,
             ..SpanStatus::default()
         };
@@ -651,6 +707,7 @@ impl<C: DahdiChannel> DahdiLinePort<C> {
                 frames_tx: 0,
                 missing_blocks: 0,
                 primed_frames: 0,
+                late_blocks: 0,
                 blocks_in_interval: 0,
                 stopped: false,
                 status_failed: false,
@@ -663,11 +720,16 @@ impl<C: DahdiChannel> DahdiLinePort<C> {
         for s in &mut spans {
             s.report(&mut line_events);
         }
+        let keep = params.tx_prime_blocks + 1;
         let scratch = Scratch {
             rx: vec![IDLE_FRAME; max_block].into_boxed_slice(),
             tx: vec![IDLE_FRAME; max_block].into_boxed_slice(),
-            block: vec![ALAW_IDLE; max_block].into_boxed_slice(),
             idle: vec![ALAW_IDLE; max_block].into_boxed_slice(),
+            hold: vec![ALAW_IDLE; keep * MAX_LANES * max_block].into_boxed_slice(),
+            hold_head: 0,
+            hold_len: 0,
+            keep,
+            max_block,
         };
         let interval = params.status_interval_ms.max(1) * 1000;
         let now = now_us();
@@ -936,6 +998,50 @@ mod tests {
         let n = port.service(&mut |_, _, _| {}).unwrap();
         assert_eq!(n, 16 * (LANE_DEPTH + 3));
         assert_eq!(port.service(&mut |_, _, _| {}).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_late_turn_writes_only_the_newest_blocks() {
+        let (_card, ends, mut port, h) = port(2, 16);
+        // Start-up with a backlog: the prime and the newest block only.
+        for k in 0..3u8 {
+            for ts in 1..=2 {
+                let end = &ends.b.iter().find(|(t, _)| *t == ts).unwrap().1;
+                end.send(&[k; 16]).unwrap();
+            }
+        }
+        let n = port
+            .service(&mut |_, rx, tx| {
+                tx[1] = rx[1] + 0x10;
+                tx[2] = rx[2] + 0x10;
+            })
+            .unwrap();
+        assert_eq!(n, 48, "every received block reaches the engine");
+        let got = recv_blocks(&ends, 1);
+        assert_eq!(got, [vec![ALAW_IDLE; 16], vec![0x12; 16]]);
+        assert_eq!(recv_blocks(&ends, 2).len(), 2);
+        // Steady: one for one.
+        for ts in 1..=2 {
+            send_block(&ends, ts, 16);
+        }
+        port.service(&mut |_, _, _| {}).unwrap();
+        assert_eq!(recv_blocks(&ends, 1).len(), 1);
+        assert_eq!(recv_blocks(&ends, 2).len(), 1);
+        // The media thread comes 3 blocks late: the 2 newest are written.
+        for k in 0..3u8 {
+            for ts in 1..=2 {
+                let end = &ends.b.iter().find(|(t, _)| *t == ts).unwrap().1;
+                end.send(&[0x40 + k; 16]).unwrap();
+            }
+        }
+        port.service(&mut |_, rx, tx| tx[1] = rx[1]).unwrap();
+        let got = recv_blocks(&ends, 1);
+        assert_eq!(got, [vec![0x41; 16], vec![0x42; 16]]);
+        let s = h.status[0].read();
+        // 2 late at start-up, 1 now; 16 frames each.
+        assert_eq!(s.tx_backlog_drops, 3 * 16);
+        assert_eq!(s.counters.frame_periods, 7 * 16);
+        assert_eq!(s.counters.frames_sent, 4 * 16);
     }
 
     #[test]
