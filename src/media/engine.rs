@@ -73,6 +73,7 @@ use super::channel::{Channel, ChannelParams, ChannelStats, STATS_EVERY_TICKS, TI
 use super::control::{ChannelId, Command, Event, RejectReason};
 use super::ring::{Consumer, Producer, ring};
 use super::tdm::{E1Frame, TdmPort};
+use super::trace_tap::TraceTap;
 
 /// One span of the group: its number (from 1, as configured) and the
 /// timeslots that carry B-channels.
@@ -387,6 +388,11 @@ impl MediaCore {
         &self.budget
     }
 
+    /// Values dropped on a full command ring and event ring so far.
+    pub fn ring_overflows(&self) -> (u64, u64) {
+        (self.commands.overflows(), self.events.overflows())
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -598,6 +604,10 @@ pub struct MediaLoop {
     rtcp: Box<[UdpSocket]>,
     buf: Box<[u8]>,
     tdm_registered: bool,
+    /// `tdmgw trace`'s copies (`trace_tap`); off unless set.
+    tap: TraceTap,
+    /// Time the last turn spent outside `poll`.
+    last_busy: Duration,
     pub counters: LoopCounters,
 }
 
@@ -641,8 +651,29 @@ impl MediaLoop {
             rtcp: rtcp.into_boxed_slice(),
             buf: vec![0; RECV_BUF].into_boxed_slice(),
             tdm_registered: false,
+            tap: TraceTap::off(),
+            last_busy: Duration::ZERO,
             counters: LoopCounters::default(),
         })
+    }
+
+    /// Gives the loop its trace tap (start-up only; see `trace_tap`).
+    pub fn set_trace_tap(&mut self, mut tap: TraceTap) {
+        let table = (0..self.core.channels.len())
+            .filter_map(|i| {
+                let (rtp, rtcp) = self.rtp_addr(i)?;
+                Some((self.core.channels[i].id().span, rtp, rtcp))
+            })
+            .collect();
+        tap.set_channels(table);
+        let slot = std::mem::size_of::<super::trace_tap::TapPacket>();
+        self.core.budget.add("trace tap ring", tap.capacity(), slot);
+        tracing::info!(
+            slots = tap.capacity(),
+            bytes = tap.capacity() * slot,
+            "media engine: trace tap ring"
+        );
+        self.tap = tap;
     }
 
     pub fn core(&self) -> &MediaCore {
@@ -682,7 +713,9 @@ impl MediaLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        let busy_from = std::time::Instant::now();
         self.counters.turns += 1;
+        self.tap.refresh();
         let mut tdm_due = port.raw_fd().is_none();
         let Self {
             core,
@@ -691,6 +724,7 @@ impl MediaLoop {
             rtcp,
             buf,
             counters,
+            tap,
             ..
         } = self;
         for ev in events.iter() {
@@ -698,9 +732,9 @@ impl MediaLoop {
             if t == TDM_TOKEN.0 {
                 tdm_due = true;
             } else if t % 2 == 1 {
-                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters);
+                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters, tap);
             } else if let Some(s) = rtcp.get((t - 2) / 2) {
-                drain_rtcp(core, (t - 2) / 2, s, buf, counters);
+                drain_rtcp(core, (t - 2) / 2, s, buf, counters, tap);
             }
         }
         // Commands first: a connect applies before this turn's frames.
@@ -711,17 +745,30 @@ impl MediaLoop {
             self.counters.tdm_frames += n as u64;
         }
         self.flush();
+        self.last_busy = busy_from.elapsed();
         Ok(())
+    }
+
+    /// Time the last turn spent working (outside `poll`): the loop
+    /// duration histogram's input.
+    pub fn last_turn_busy(&self) -> Duration {
+        self.last_busy
     }
 
     fn flush(&mut self) {
         while let Some((idx, to, pkt)) = self.core.poll_transmit() {
+            if self.tap.on() {
+                self.tap.packet(idx, false, true, to, pkt);
+            }
             match self.rtp[idx].send_to(pkt, to) {
                 Ok(_) => self.counters.datagrams_out += 1,
                 Err(_) => self.counters.send_errors += 1,
             }
         }
         while let Some((idx, to, pkt)) = self.core.poll_transmit_rtcp() {
+            if self.tap.on() {
+                self.tap.packet(idx, true, true, to, pkt);
+            }
             match self.rtcp[idx].send_to(pkt, to) {
                 Ok(_) => self.counters.rtcp_datagrams_out += 1,
                 Err(_) => self.counters.send_errors += 1,
@@ -729,20 +776,20 @@ impl MediaLoop {
         }
     }
 
-    /// Turns until `stop` is set, calling `check_in` once per turn (the
-    /// supervisor's heartbeat).
+    /// Turns until `stop` is set, calling `check_in` with the loop once
+    /// per turn (the supervisor's heartbeat, loop telemetry).
     pub fn run(
         &mut self,
         port: &mut dyn TdmPort,
         stop: &AtomicBool,
-        check_in: &mut dyn FnMut(),
+        check_in: &mut dyn FnMut(&MediaLoop),
     ) -> io::Result<()> {
         // The line clocks the loop; the timeout only lets `stop` be seen
         // (and the supervisor be told) on a dead line.
         let idle = Some(Duration::from_millis(100));
         while !stop.load(Ordering::Relaxed) {
             self.turn(port, idle)?;
-            check_in();
+            check_in(self);
         }
         Ok(())
     }
@@ -754,6 +801,7 @@ fn drain_rtp(
     sock: &UdpSocket,
     buf: &mut [u8],
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     // A queued ICMP error (RFC 1122 4.1.3.3) fails one read and the next
     // continues; a socket that keeps failing is left until its next event.
@@ -762,6 +810,9 @@ fn drain_rtp(
         match sock.recv_from(buf) {
             Ok((n, from)) => {
                 counters.datagrams_in += 1;
+                if tap.on() {
+                    tap.packet(idx, false, false, from, &buf[..n]);
+                }
                 core.handle_rtp(idx, &buf[..n], from);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -783,12 +834,16 @@ fn drain_rtcp(
     sock: &UdpSocket,
     buf: &mut [u8],
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     let mut errors = 0;
     loop {
         match sock.recv_from(buf) {
             Ok((n, from)) => {
                 counters.rtcp_datagrams_in += 1;
+                if tap.on() {
+                    tap.packet(idx, true, false, from, &buf[..n]);
+                }
                 core.handle_rtcp(idx, &buf[..n], from);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -866,7 +921,8 @@ pub fn apply_thread_params(tp: &ThreadParams) {
 }
 
 /// Starts a media thread running `lp` over `port` until `stop` is set; it
-/// calls `check_in` every turn. Returns the loop and the port when it ends.
+/// calls `check_in` with the loop every turn. Returns the loop and the
+/// port when it ends.
 pub fn spawn<P, H>(
     mut lp: MediaLoop,
     mut port: P,
@@ -876,7 +932,7 @@ pub fn spawn<P, H>(
 ) -> io::Result<JoinHandle<io::Result<(MediaLoop, P)>>>
 where
     P: TdmPort + Send + 'static,
-    H: FnMut() + Send + 'static,
+    H: FnMut(&MediaLoop) + Send + 'static,
 {
     std::thread::Builder::new()
         .name(tp.name.clone())

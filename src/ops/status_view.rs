@@ -490,6 +490,7 @@ pub(crate) mod tests_support {
                 es: 4,
                 ses: 1,
                 uas: 12,
+                ..PerfCounts::default()
             },
             unavailable: false,
         };

@@ -44,7 +44,9 @@
 //!   dialogs, transactions, counters), replaced only when it changed.
 //! - **Observer**: `beat()` at least every `heartbeat_interval`,
 //!   `peer_event()` on every peer state change (`ops::sip` raises the NOC
-//!   events `PeerUp`/`PeerDown`).
+//!   events `PeerUp`/`PeerDown`), `message()` for every message received
+//!   or handed to the transports (`ops::sip` counts them by method and
+//!   status and publishes them to `tdmgw trace`).
 //!
 //! The task stops on [`Command::Shutdown`] or when every [`SipHandle`] is
 //! dropped, and returns the user agent and peer table ([`Stopped`]). It
@@ -77,6 +79,9 @@ use super::ua::{
     UserAgent,
 };
 use super::uri::Uri;
+
+/// Our address in [`MessageSeen`] when no listener of the transport is bound.
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// What a SIP task is built from (`SiteConfig::sip_task_config`).
 #[derive(Debug, Clone)]
@@ -243,6 +248,23 @@ pub trait Observer: Send + Sync + 'static {
     fn beat(&self) {}
     /// A peer changed state, before the event goes to the call module.
     fn peer_event(&self, _peer: &PeerInfo, _state: PeerState) {}
+    /// A message received, or handed to the transports to send (message
+    /// counters, `tdmgw trace`).
+    fn message(&self, _m: &MessageSeen<'_>) {}
+}
+
+/// One SIP message as the task saw it go by (see [`Observer::message`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageSeen<'a> {
+    /// We sent it (else received).
+    pub sent: bool,
+    pub transport: Transport,
+    /// Our address: the listener it arrived on or is sent from (for a
+    /// connection, the listener's, not the connection's own port).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The whole message.
+    pub bytes: &'a [u8],
 }
 
 /// No supervisor, no NOC (tests, tools).
@@ -652,6 +674,13 @@ impl Task {
                 Wake::Command(Some(c)) => self.execute(now, c),
                 Wake::Transport(None) => break StopReason::TransportsClosed,
                 Wake::Transport(Some(TransportEvent::Message(m))) => {
+                    self.observer.message(&MessageSeen {
+                        sent: false,
+                        transport: m.transport,
+                        local: m.local,
+                        remote: m.source,
+                        bytes: &m.bytes,
+                    });
                     self.note_response(&m.bytes, m.transport);
                     let from = Remote {
                         address: m.source,
@@ -1033,6 +1062,13 @@ impl Task {
             bytes: t.bytes,
         };
         let (dest, tr) = (out.destination, out.transport);
+        self.observer.message(&MessageSeen {
+            sent: true,
+            transport: tr,
+            local: self.transports.local_addr(tr).unwrap_or(UNSPECIFIED),
+            remote: dest,
+            bytes: &out.bytes,
+        });
         if let Err(e) = self.transports.send(out) {
             self.counters.send_errors += 1;
             info!(destination = %dest, transport = tr.name(), error = ?e, "sip send refused");
