@@ -152,9 +152,11 @@ fn dahdi_line_port_allocates_nothing() {
             r.unwrap();
         }
         // The far end and the card's receive side.
-        while let Ok((n, _)) = far.recv_from(&mut buf) {
-            assert!(n == 12 + BLOCK);
-            rtp_out += 1;
+        while let Ok((n, from)) = far.recv_from(&mut buf) {
+            if rtp.contains(&from) {
+                assert_eq!(n, 12 + BLOCK);
+                rtp_out += 1;
+            }
         }
         for ends in [&ends1, &ends2] {
             for (ts, end) in &ends.b {
