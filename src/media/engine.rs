@@ -740,8 +740,25 @@ impl MediaLoop {
         // Commands first: a connect applies before this turn's frames.
         self.core.handle_commands();
         if tdm_due {
-            let core = &mut self.core;
-            let n = port.service(&mut |span, rx, tx| core.handle_tdm_frame(span, rx, tx))?;
+            let Self {
+                core,
+                rtp,
+                rtcp,
+                counters,
+                tap,
+                ..
+            } = self;
+            let n = port.service(&mut |span, rx, tx| {
+                core.handle_tdm_frame(span, rx, tx);
+                // A port that hands over more than a packet time at once (a
+                // SAToP playout or a line thread catching up after the loop
+                // was held off the CPU) ticks a channel more than once in
+                // one service: each packet goes out as it is built, or the
+                // next one would overwrite it (a gap in the sequence).
+                if core.tx_len > 0 || core.rtcp_len > 0 {
+                    send_pending(core, rtp, rtcp, counters, tap);
+                }
+            })?;
             self.counters.tdm_frames += n as u64;
         }
         self.flush();
@@ -756,24 +773,13 @@ impl MediaLoop {
     }
 
     fn flush(&mut self) {
-        while let Some((idx, to, pkt)) = self.core.poll_transmit() {
-            if self.tap.on() {
-                self.tap.packet(idx, false, true, to, pkt);
-            }
-            match self.rtp[idx].send_to(pkt, to) {
-                Ok(_) => self.counters.datagrams_out += 1,
-                Err(_) => self.counters.send_errors += 1,
-            }
-        }
-        while let Some((idx, to, pkt)) = self.core.poll_transmit_rtcp() {
-            if self.tap.on() {
-                self.tap.packet(idx, true, true, to, pkt);
-            }
-            match self.rtcp[idx].send_to(pkt, to) {
-                Ok(_) => self.counters.rtcp_datagrams_out += 1,
-                Err(_) => self.counters.send_errors += 1,
-            }
-        }
+        send_pending(
+            &mut self.core,
+            &self.rtp,
+            &self.rtcp,
+            &mut self.counters,
+            &mut self.tap,
+        );
     }
 
     /// Turns until `stop` is set, calling `check_in` with the loop once
@@ -792,6 +798,34 @@ impl MediaLoop {
             check_in(self);
         }
         Ok(())
+    }
+}
+
+/// Sends every RTP and RTCP packet the channels have built.
+fn send_pending(
+    core: &mut MediaCore,
+    rtp: &[UdpSocket],
+    rtcp: &[UdpSocket],
+    counters: &mut LoopCounters,
+    tap: &mut TraceTap,
+) {
+    while let Some((idx, to, pkt)) = core.poll_transmit() {
+        if tap.on() {
+            tap.packet(idx, false, true, to, pkt);
+        }
+        match rtp[idx].send_to(pkt, to) {
+            Ok(_) => counters.datagrams_out += 1,
+            Err(_) => counters.send_errors += 1,
+        }
+    }
+    while let Some((idx, to, pkt)) = core.poll_transmit_rtcp() {
+        if tap.on() {
+            tap.packet(idx, true, true, to, pkt);
+        }
+        match rtcp[idx].send_to(pkt, to) {
+            Ok(_) => counters.rtcp_datagrams_out += 1,
+            Err(_) => counters.send_errors += 1,
+        }
     }
 }
 
@@ -956,6 +990,53 @@ mod tests {
 
     fn id(span: u16, timeslot: u8) -> ChannelId {
         ChannelId { span, timeslot }
+    }
+
+    /// A line that hands over 100 ms of frames per service: each channel
+    /// builds five packets per turn, and all five must go out.
+    #[test]
+    fn a_burst_of_frames_sends_every_packet_it_builds() {
+        struct Speech;
+        impl crate::media::tdm::FrameSource for Speech {
+            fn rx_frame(&mut self, _span: usize, n: u64, rx: &mut E1Frame) {
+                *rx = [(n % 251) as u8 | 0x80; 32];
+            }
+            fn tx_frame(&mut self, _span: usize, _n: u64, _tx: &E1Frame) {}
+        }
+        let p = EngineParams::new(vec![SpanParams::pri(1)], "127.0.0.1".parse().unwrap(), 0, 3);
+        let (core, mut ctl) = MediaCore::new(&p).unwrap();
+        let mut lp = MediaLoop::new(core).unwrap();
+        let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        far.set_nonblocking(true).unwrap();
+        let ch = ctl.stats.ids[4];
+        let params = ConnectParams::new(far.local_addr().unwrap(), Codec::Pcma);
+        ctl.commands
+            .try_push(Command::Connect { ch, params })
+            .unwrap();
+        let mut port = crate::media::tdm::SimE1::manual(1, 800, Speech);
+        for _ in 0..4 {
+            lp.turn(&mut port, Some(Duration::ZERO)).unwrap();
+        }
+        let mut seqs = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = far.recv(&mut buf) {
+            seqs.push(RtpPacket::parse(&buf[..n]).unwrap().repr.sequence_number);
+        }
+        // 400 ms, less the 40 ms the DTMF delay line holds: 18 packets of
+        // 20 ms, numbered without a gap.
+        assert_eq!(seqs.len(), 18, "{seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+        let i = lp.core().channel_index(ch).unwrap();
+        lp.core_mut().channels[i].publish(&ctl.stats.stats[i]);
+        assert_eq!(
+            ctl.stats.stats[i]
+                .tx_overruns
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

@@ -210,9 +210,17 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
 /// When each peer entered its current state (as the mirror saw it).
 type PeerSince = HashMap<(String, SocketAddr), (bool, std::time::Instant)>;
 
-fn sip_snapshot(s: &SipStatus, since: &mut PeerSince) -> SipSnapshot {
+fn sip_snapshot(
+    s: &SipStatus,
+    listeners: &[(crate::sip::transport::Transport, SocketAddr)],
+    since: &mut PeerSince,
+) -> SipSnapshot {
     let now = std::time::Instant::now();
     SipSnapshot {
+        calls: s.calls,
+        dialogs: s.dialogs,
+        transactions: s.transactions,
+        listeners: listeners.to_vec(),
         peers: s
             .peers
             .iter()
@@ -244,7 +252,11 @@ fn sip_snapshot(s: &SipStatus, since: &mut PeerSince) -> SipSnapshot {
 /// Mirrors the SIP task's status into the snapshot the metrics and status
 /// read: on every change, and each second so that the time in state
 /// (`tdmgw_sip_peer_state_duration_seconds`) moves.
-async fn mirror_sip_status(mut status: watch::Receiver<SipStatus>, tx: watch::Sender<SipSnapshot>) {
+async fn mirror_sip_status(
+    mut status: watch::Receiver<SipStatus>,
+    listeners: Vec<(crate::sip::transport::Transport, SocketAddr)>,
+    tx: watch::Sender<SipSnapshot>,
+) {
     let mut since = PeerSince::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -252,7 +264,7 @@ async fn mirror_sip_status(mut status: watch::Receiver<SipStatus>, tx: watch::Se
             r = status.changed() => if r.is_err() { break },
             _ = tick.tick() => {}
         }
-        let s = sip_snapshot(&status.borrow_and_update(), &mut since);
+        let s = sip_snapshot(&status.borrow_and_update(), &listeners, &mut since);
         if tx.send(s).is_err() {
             break;
         }
@@ -428,9 +440,13 @@ impl Gateway {
             },
             watches,
         );
-        let (snap_tx, snap_rx) =
-            watch::channel(sip_snapshot(&sip.status().borrow(), &mut PeerSince::new()));
-        let sip_mirror = tokio::spawn(mirror_sip_status(sip.status(), snap_tx));
+        let listeners = sip.local_addrs().to_vec();
+        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(
+            &sip.status().borrow(),
+            &listeners,
+            &mut PeerSince::new(),
+        ));
+        let sip_mirror = tokio::spawn(mirror_sip_status(sip.status(), listeners, snap_tx));
         layers::register_sip(board, sip.transport_counters(), sip_messages, snap_rx);
         layers::register_media(board, vec![ctl.stats.clone()], vec![loop_metrics]);
         layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);

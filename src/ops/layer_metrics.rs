@@ -654,13 +654,43 @@ impl PeerRow {
 
 /// What the SIP task publishes for telemetry and `tdmgw status` (through a
 /// `tokio::sync::watch`, replaced after each peer change or ping result and
-/// at least every few seconds): its peers and the counters of its user agent
-/// and transaction layer.
+/// at least every few seconds): its peers, the counters of its user agent
+/// and transaction layer, the sizes of its tables and its bound listeners.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SipSnapshot {
     pub peers: Vec<PeerRow>,
     pub ua: UaStats,
     pub endpoint: EndpointStats,
+    /// SIP calls not yet ended (the call module's; a leak shows here).
+    pub calls: usize,
+    /// Dialogs the user agent holds (an ended call's dialog stays until its
+    /// transactions end: RFC 3261 Timer J/K).
+    pub dialogs: usize,
+    pub transactions: usize,
+    /// The listeners actually bound (a configured port 0 is resolved).
+    pub listeners: Vec<(Transport, std::net::SocketAddr)>,
+}
+
+/// The SIP task's tables: calls, dialogs and transactions in progress.
+pub fn collect_sip_tables(out: &mut Exposition, s: &SipSnapshot) {
+    out.single(
+        "tdmgw_sip_calls",
+        "SIP calls not yet ended.",
+        Kind::Gauge,
+        s.calls as f64,
+    );
+    out.single(
+        "tdmgw_sip_dialogs",
+        "SIP dialogs held by the user agent (an ended call's dialog stays until its transactions end).",
+        Kind::Gauge,
+        s.dialogs as f64,
+    );
+    out.single(
+        "tdmgw_sip_transactions",
+        "SIP transactions in progress.",
+        Kind::Gauge,
+        s.transactions as f64,
+    );
 }
 
 /// Core peers: up/down, OPTIONS round trip, ping and call failure counters.
