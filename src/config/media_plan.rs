@@ -1,17 +1,23 @@
 //! The media thread's parameters from a validated config (DESIGN.md §3:
 //! `config` turns files into the cores' plain parameters).
 //!
-//! [`media_plan`] turns the board profile's `[[span]]` entries (drivers
-//! `pair`, `satop`, `serial`) into one [`LineSpanParams`] each, in board
-//! order, the engine's [`EngineParams`] (the same spans, their first
-//! `channels` B-channel timeslots, RTP on the site's `[media]` address and
-//! port base) and the thread placement from the board's `[media]`.
-//! `pair` spans also yield the line's far end for the simulated exchange.
+//! [`media_plan`] turns the board profile's `[[span]]` entries into, in
+//! board order: for the raw drivers (`pair`, `satop`, `serial`) one
+//! [`LineSpanParams`] each (the `LinePort`); for `dahdi` one
+//! [`DahdiSpanPlan`] each (what `DahdiSpan::open` takes: the span's
+//! D-channel then goes to the D-channel task, its B-channels to a
+//! `DahdiLinePort`). Then the engine's [`EngineParams`] (the same spans,
+//! their first `channels` B-channel timeslots, RTP on the site's `[media]`
+//! address and port base) and the thread placement from the board's
+//! `[media]`. A board is all `dahdi` or has none (board validation says
+//! so). `pair` spans also yield the line's far end for the simulated
+//! exchange.
 
 use std::fmt;
 use std::io;
 
 use super::{BoardProfile, Driver, SiteConfig};
+use crate::line::driver::dahdi::DahdiSpanParams;
 use crate::line::driver::satop::SatopParams;
 use crate::line::driver::serial::SerialParams;
 use crate::line::span::SpanConfig;
@@ -20,10 +26,22 @@ use crate::media::lines::{
     LineDriverParams, LinePortParams, LineSpanParams, PairFarEnd, PairParams, pair_line,
 };
 
-/// What the daemon needs to start one media thread over raw spans.
+/// One DAHDI span of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DahdiSpanPlan {
+    /// The span number as configured (`[[span]] id`).
+    pub span: u16,
+    /// DAHDI span, channel numbers, block size, kernel buffers.
+    pub params: DahdiSpanParams,
+    pub crc4: bool,
+}
+
+/// What the daemon needs to start one media thread: over raw spans
+/// (`lines`) or over DAHDI spans (`dahdi`); one of them is empty.
 pub struct MediaPlan {
     pub engine: EngineParams,
     pub lines: LinePortParams,
+    pub dahdi: Vec<DahdiSpanPlan>,
     pub thread: ThreadParams,
     /// The far ends of the `pair` spans, by span id, for the simulated
     /// exchange (each goes into its own `LinePort` as
@@ -34,9 +52,8 @@ pub struct MediaPlan {
 /// Why the plan cannot be made.
 #[derive(Debug)]
 pub enum MediaPlanError {
-    /// DAHDI spans are framed by the card and served per channel, not by
-    /// the raw line port.
-    DahdiSpan(u8),
+    /// DAHDI and raw spans on one board (validation refuses it).
+    MixedDrivers,
     /// A key validation should have required is missing.
     Missing { span: u8, key: &'static str },
     /// An eventfd for a pair line could not be made.
@@ -46,9 +63,9 @@ pub enum MediaPlanError {
 impl fmt::Display for MediaPlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MediaPlanError::DahdiSpan(s) => write!(
+            MediaPlanError::MixedDrivers => write!(
                 f,
-                "span {s}: dahdi spans are not carried by the raw-E1 media thread"
+                "a board's spans are all `dahdi` or none (one media thread, one kind of line port)"
             ),
             MediaPlanError::Missing { span, key } => write!(f, "span {span}: `{key}` is missing"),
             MediaPlanError::Io(e) => write!(f, "media plan: {e}"),
@@ -74,11 +91,29 @@ pub fn media_plan(
 ) -> Result<MediaPlan, MediaPlanError> {
     let mut engine_spans = Vec::new();
     let mut lines = Vec::new();
+    let mut dahdi = Vec::new();
     let mut far_ends = Vec::new();
     for b in &board.spans {
         let missing = |key| MediaPlanError::Missing { span: b.id, key };
+        engine_spans.push(SpanParams {
+            number: u16::from(b.id),
+            timeslots: b_timeslots(b.channels),
+        });
         let driver = match b.driver {
-            Driver::Dahdi => return Err(MediaPlanError::DahdiSpan(b.id)),
+            Driver::Dahdi => {
+                let span = b.dahdi_span.ok_or_else(|| missing("dahdi_span"))?;
+                let base = b
+                    .dahdi_base_channel()
+                    .ok_or_else(|| missing("dahdi_span"))?;
+                let mut params = DahdiSpanParams::e1_pri(span, base, b.channels);
+                params.block_octets = usize::from(b.dahdi_block_octets());
+                dahdi.push(DahdiSpanPlan {
+                    span: u16::from(b.id),
+                    params,
+                    crc4: b.crc4,
+                });
+                continue;
+            }
             Driver::Pair => {
                 let (near, far) = pair_line(PairParams::default()).map_err(MediaPlanError::Io)?;
                 far_ends.push((b.id, far));
@@ -118,10 +153,9 @@ pub fn media_plan(
             ..SpanConfig::default()
         };
         lines.push(LineSpanParams::new(span, driver));
-        engine_spans.push(SpanParams {
-            number: u16::from(b.id),
-            timeslots: b_timeslots(b.channels),
-        });
+    }
+    if !dahdi.is_empty() && !lines.is_empty() {
+        return Err(MediaPlanError::MixedDrivers);
     }
     let engine = EngineParams::new(
         engine_spans,
@@ -139,6 +173,7 @@ pub fn media_plan(
     Ok(MediaPlan {
         engine,
         lines: LinePortParams::new(lines),
+        dahdi,
         thread,
         pair_far_ends: far_ends,
     })
@@ -171,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn satop_and_serial_keys_carry_over_and_dahdi_is_refused() {
+    fn satop_and_serial_keys_carry_over_and_mixing_with_dahdi_is_refused() {
         let text = r#"
 name = "t"
 [media]
@@ -222,12 +257,60 @@ baud = 2048000
             }
             d => panic!("{d:?}"),
         }
-        let dahdi = text.replace("driver = \"serial\"", "driver = \"dahdi\"");
-        let src = Source::from_text(Path::new("b.toml"), dahdi).unwrap();
-        let board: BoardProfile = src.deserialize().unwrap();
+        let mut mixed = board.clone();
+        mixed.spans[1].driver = Driver::Dahdi;
+        mixed.spans[1].dahdi_span = Some(1);
         assert!(matches!(
-            media_plan(&site, &board, 1),
-            Err(MediaPlanError::DahdiSpan(3))
+            media_plan(&site, &mixed, 1),
+            Err(MediaPlanError::MixedDrivers)
         ));
+    }
+
+    #[test]
+    fn dahdi_spans_become_dahdi_plans_with_their_channel_numbers() {
+        let text = r#"
+name = "t"
+[[span]]
+id = 1
+driver = "dahdi"
+dahdi_span = 1
+[[span]]
+id = 2
+driver = "dahdi"
+dahdi_span = 3
+channels = 10
+crc4 = false
+block_octets = 80
+[[span]]
+id = 5
+driver = "dahdi"
+dahdi_span = 2
+base_channel = 40
+"#;
+        let src = Source::from_text(Path::new("b.toml"), text.to_string()).unwrap();
+        let board: BoardProfile = src.deserialize().unwrap();
+        assert!(board.validate(&src).is_empty());
+        let site = Config::demo().unwrap().site;
+        let plan = media_plan(&site, &board, 1).unwrap();
+        assert!(plan.lines.spans.is_empty() && plan.pair_far_ends.is_empty());
+        let numbers: Vec<u16> = plan.engine.spans.iter().map(|s| s.number).collect();
+        assert_eq!(numbers, [1, 2, 5]);
+        assert_eq!(plan.engine.spans[1].timeslots.len(), 10);
+        let d = &plan.dahdi;
+        assert_eq!(d.len(), 3);
+        assert_eq!((d[0].span, d[0].params.span), (1, 1));
+        assert_eq!(d[0].params.base_channel, 1);
+        assert_eq!(d[0].params.d_channel, 16);
+        assert_eq!(d[0].params.block_octets, 160);
+        assert!(d[0].crc4);
+        // DAHDI span 3 of a card of E1s: channels 63-93, D-channel 78.
+        assert_eq!((d[1].span, d[1].params.span), (2, 3));
+        assert_eq!(d[1].params.base_channel, 63);
+        assert_eq!(d[1].params.d_channel, 78);
+        assert_eq!(d[1].params.b_channels, 10);
+        assert_eq!(d[1].params.block_octets, 80);
+        assert!(!d[1].crc4);
+        assert_eq!(d[2].params.base_channel, 40);
+        assert_eq!(d[2].params.d_channel, 55);
     }
 }

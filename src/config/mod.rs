@@ -20,7 +20,7 @@ pub use board::{
 };
 pub use call::{CallSection, TrunkCauses};
 pub use duration::{ConfigDuration, format_duration, parse_duration};
-pub use media_plan::{MediaPlan, MediaPlanError, media_plan};
+pub use media_plan::{DahdiSpanPlan, MediaPlan, MediaPlanError, media_plan};
 pub use site::{
     ChannelHunt, LogFormat, Peer, PeerGroup, Role, Route, SIP_TIMERS, SiteConfig, SpanSignalling,
     Transport, pattern_matches,
@@ -158,6 +158,7 @@ impl Config {
                 out.push(format!("    timer overrides: {}", o.join(" ")));
             }
         }
+        out.extend(self.board.dahdi_setup());
         let m = &self.board.media;
         out.push(format!(
             "media thread: cpu {}, realtime priority {}, lock memory {}",

@@ -156,9 +156,10 @@ impl FramePort for MemoryPort {
 /// the driver fetches it at the next read or write, which fails with
 /// `ELAST` until it has (line alarms are the span's business, not Q.921's).
 ///
-/// The port owns the span, so this suits a span whose B-channels are not
-/// served by a media thread of their own; the span's driver counters and
-/// events stay readable through [`DahdiPort::span_mut`].
+/// The port owns the span. In the daemon that is the D-channel half of a
+/// split span (`DahdiSpan::split`: the media thread's `DahdiLinePort` has
+/// the B-channels and reports the span's alarms); the span's D-channel
+/// counters and events stay readable through [`DahdiPort::span_mut`].
 pub struct DahdiPort<C: DahdiChannel> {
     fd: AsyncFd<DFd<C>>,
 }

@@ -165,6 +165,7 @@ impl LinePortParams {
 pub enum DriverEvent {
     Satop(SatopEvent),
     Serial(SerialEvent),
+    Dahdi(super::dahdi_lines::DahdiLineEvent),
 }
 
 /// What happened on a line.

@@ -70,6 +70,11 @@
 //!   `into_port()` for `isdn::task::spawn`), a ring of line events and a
 //!   lock-free [`span_status::SpanTelemetry`] per span;
 //!   [`lines::pair_line`]'s far end is the simulated exchange's span.
+//! - [`dahdi_lines::DahdiLinePort`]: the engine's [`tdm::TdmPort`] over
+//!   DAHDI spans' B-channels (per-timeslot blocks turned into frames, one
+//!   block written per block read); the same line event ring and
+//!   [`span_status::SpanTelemetry`] per span, no D-channel rings (the
+//!   D-channel task reads the DAHDI D-channel fd itself).
 //! - Wired into the channel: the PLC runs on every playout tick (a 30-sample
 //!   delay line when nothing is missing); detected DTMF goes out as RFC 4733
 //!   events when `telephone_event_pt` is negotiated (in-band otherwise);
@@ -83,6 +88,7 @@
 
 pub mod channel;
 pub mod control;
+pub mod dahdi_lines;
 pub mod dchannel_ring;
 pub mod dtmf;
 pub mod engine;

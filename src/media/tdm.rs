@@ -1,8 +1,9 @@
 //! The line side of a media thread: a [`TdmPort`] hands the engine every
 //! received E1 frame of its spans and takes one frame to send back for each
-//! (loop timing, DESIGN.md §5: one frame out per frame in). The span drivers
-//! (`line::span::RawSpan` over DAHDI, serial, SAToP or the in-process pair)
-//! implement it; [`SimE1`] is a simulated E1 source for tests and benches.
+//! (loop timing, DESIGN.md §5: one frame out per frame in). The line ports
+//! implement it: `media::lines::LinePort` (raw spans over serial, SAToP or
+//! the in-process pair) and `media::dahdi_lines::DahdiLinePort` (DAHDI
+//! B-channels); [`SimE1`] is a simulated E1 source for tests and benches.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -31,6 +32,21 @@ pub trait TdmPort {
         &mut self,
         on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
     ) -> io::Result<usize>;
+}
+
+/// A boxed port is a port (the daemon picks the line side at start-up:
+/// raw spans or DAHDI).
+impl<T: TdmPort + ?Sized> TdmPort for Box<T> {
+    fn raw_fd(&self) -> Option<RawFd> {
+        (**self).raw_fd()
+    }
+
+    fn service(
+        &mut self,
+        on_frame: &mut dyn FnMut(usize, &E1Frame, &mut E1Frame),
+    ) -> io::Result<usize> {
+        (**self).service(on_frame)
+    }
 }
 
 /// What a [`SimE1`] line carries: it fills each received frame and sees

@@ -206,9 +206,10 @@ async fn control_loop(
 
 /// Starts the gateway (`ops::gateway`) when the site config carries calls
 /// (it has routes or core peer groups); an operations-only config runs the
-/// lifecycle and telemetry alone. A gateway that cannot be built (a board
-/// the raw-E1 media thread does not carry yet, such as DAHDI; a SIP address
-/// in use) is logged as an error and the daemon stays up for operations.
+/// lifecycle and telemetry alone. A gateway that cannot be built (a DAHDI
+/// span `dahdi_cfg` did not configure, a device tdmgw may not open; a SIP
+/// address in use) is logged as an error and the daemon stays up for
+/// operations.
 async fn start_gateway(
     config: &Config,
     board: &Arc<OpsBoard>,

@@ -5,18 +5,27 @@
 //! [`Gateway::start`] (on the control runtime, after the management
 //! listener is bound and before `READY=1`):
 //!
-//! 1. the media thread: `config::media_plan` (board spans → raw line port,
+//! 1. the media thread: `config::media_plan` (board spans → line port,
 //!    engine channels, thread placement), `MediaCore` + `MediaLoop` over a
-//!    `LinePort`, `engine::spawn` checking in as loop `media`;
-//! 2. one D-channel task per span over its `RingPort` (role and timers from
-//!    the site's `SpanSignalling::dchannel_params`), each checking in as
-//!    `dchan-<span>` with NOC events through `ops::dchannel`;
+//!    `LinePort` (raw spans) or a `DahdiLinePort` (DAHDI spans: each span
+//!    opened and checked whole by `DahdiSpan::open`, then split: the
+//!    B-channels to the port, the D-channel kept for step 2),
+//!    `engine::spawn` checking in as loop `media`;
+//! 2. one D-channel task per span (role and timers from the site's
+//!    `SpanSignalling::dchannel_params`) over its `RingPort` (raw spans) or
+//!    over the span's D-channel fd as a `DahdiPort` (DAHDI: kernel HDLC, no
+//!    rings through the media thread), each checking in as `dchan-<span>`
+//!    with NOC events through `ops::dchannel`;
 //! 3. the SIP task from `SiteConfig::sip_task_config` (loop `sip`, peer
 //!    NOC events through `ops::sip`);
 //! 4. the call task (`call::task`, loop `calls`) with the CDR writer;
 //! 5. on the board: span/D-channel, SIP, media and call metrics, the
 //!    readiness checks and the status sections (`ops::layers`), and a
 //!    watcher of the line event ring that raises the alarm NOC events.
+//!
+//! [`Gateway::start`] opens DAHDI spans through the kernel
+//! (`/dev/dahdi/channel`); [`Gateway::start_with`] takes another
+//! [`DahdiBackend`] (the simulated card of the tests).
 //!
 //! `pair` spans hand their far ends out ([`Gateway::take_pair_far_ends`])
 //! for the simulated exchange.
@@ -52,12 +61,16 @@ use crate::call::cdr::CdrWriter;
 use crate::call::manager::CallManager;
 use crate::call::site_config::manager_config;
 use crate::call::task::{self as call_task, CallTaskConfig, CallTaskParts, CallTaskStats};
-use crate::config::{Config, media_plan};
+use crate::config::{Config, DahdiSpanPlan, media_plan};
+use crate::isdn::port::DahdiPort;
 use crate::isdn::task::{self as isdn_task, DChannelHandle, DChannelStatus, TaskConfig};
+use crate::line::driver::dahdi::{DahdiBackend, DahdiError, DahdiSpan, LinuxDahdi};
 use crate::line::e1_perf::PerfCounts;
+use crate::media::dahdi_lines::{DahdiLinePort, DahdiLinePortParams, DahdiLineSpanParams};
 use crate::media::engine::{self, MediaCore, MediaLoop};
-use crate::media::lines::{LineNotice, LinePort, PairFarEnd};
+use crate::media::lines::{LineHandle, LineNotice, LinePort, LinePortParams, PairFarEnd};
 use crate::media::span_status::SpanTelemetry;
+use crate::media::tdm::TdmPort;
 use crate::media::trace_tap::{TAP_RING_DEFAULT, TapControl, trace_tap};
 use crate::sip::peer::PeerState;
 use crate::sip::task::{self as sip_task, SipHandle, SipStatus};
@@ -67,6 +80,12 @@ use crate::sip::task::{self as sip_task, SipHandle, SipStatus};
 pub enum GatewayError {
     Plan(String),
     Media(String),
+    /// A DAHDI span could not be opened (the message says what
+    /// `system.conf` or the device needs).
+    Dahdi {
+        span: u16,
+        error: DahdiError,
+    },
     Sip(String),
     Io(std::io::Error),
 }
@@ -76,6 +95,7 @@ impl fmt::Display for GatewayError {
         match self {
             GatewayError::Plan(e) => write!(f, "media plan: {e}"),
             GatewayError::Media(e) => write!(f, "media thread: {e}"),
+            GatewayError::Dahdi { span, error } => write!(f, "span {span}: {error}"),
             GatewayError::Sip(e) => write!(f, "sip task: {e}"),
             GatewayError::Io(e) => write!(f, "{e}"),
         }
@@ -99,10 +119,13 @@ pub struct StopReport {
     pub sip_calls_left: usize,
 }
 
+/// The media thread's line side, whichever the board has.
+type BoxedPort = Box<dyn TdmPort + Send>;
+
 /// The running gateway.
 pub struct Gateway {
     media_stop: Arc<AtomicBool>,
-    media_join: Option<std::thread::JoinHandle<std::io::Result<(MediaLoop, LinePort)>>>,
+    media_join: Option<std::thread::JoinHandle<std::io::Result<(MediaLoop, BoxedPort)>>>,
     dchannels: Vec<DChannelHandle>,
     dchannel_joins: Vec<JoinHandle<isdn_task::Stopped>>,
     sip: SipHandle,
@@ -116,6 +139,42 @@ pub struct Gateway {
     pub stats: Arc<CallTaskStats>,
     pair_far_ends: Vec<(u8, PairFarEnd)>,
     span_status: Vec<Arc<SpanTelemetry>>,
+}
+
+/// The media thread's line side: the raw spans' `LinePort`, or the DAHDI
+/// spans' B-channels as a `DahdiLinePort` with each span's D-channel half,
+/// by span index, for the D-channel tasks.
+#[allow(clippy::type_complexity)]
+fn open_lines<B: DahdiBackend>(
+    lines: LinePortParams,
+    dahdi: &[DahdiSpanPlan],
+    backend: &mut B,
+) -> Result<(BoxedPort, LineHandle, Vec<Option<DahdiSpan<B::Channel>>>), GatewayError>
+where
+    B::Channel: Send + 'static,
+{
+    if dahdi.is_empty() {
+        let (port, h) = LinePort::open(lines).map_err(|e| GatewayError::Media(e.to_string()))?;
+        return Ok((Box::new(port), h, Vec::new()));
+    }
+    let mut d_halves = Vec::with_capacity(dahdi.len());
+    let mut spans = Vec::with_capacity(dahdi.len());
+    for p in dahdi {
+        let span = DahdiSpan::open(backend, p.params).map_err(|error| GatewayError::Dahdi {
+            span: p.span,
+            error,
+        })?;
+        let (d, b) = span.split();
+        d_halves.push(Some(d));
+        spans.push(DahdiLineSpanParams {
+            number: p.span,
+            channels: b,
+            crc4: p.crc4,
+        });
+    }
+    let (port, h) = DahdiLinePort::open(DahdiLinePortParams::new(spans))
+        .map_err(|e| GatewayError::Media(e.to_string()))?;
+    Ok((Box::new(port), h, d_halves))
 }
 
 fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
@@ -214,7 +273,7 @@ async fn mirror_sip_status(
 
 impl Gateway {
     /// Builds and starts everything (module doc). `seed` seeds SSRCs, SDP
-    /// session ids, SIP tags.
+    /// session ids, SIP tags. DAHDI spans are opened through the kernel.
     pub async fn start(
         config: &Config,
         board: &Arc<OpsBoard>,
@@ -222,6 +281,24 @@ impl Gateway {
         lifecycle: Arc<Lifecycle>,
         seed: u64,
     ) -> Result<Gateway, GatewayError> {
+        let mut kernel = LinuxDahdi::default();
+        Self::start_with(config, board, supervisor, lifecycle, seed, &mut kernel).await
+    }
+
+    /// [`Gateway::start`] with the DAHDI device given (a simulated card in
+    /// tests); used only when the board's spans are `dahdi`.
+    pub async fn start_with<B>(
+        config: &Config,
+        board: &Arc<OpsBoard>,
+        supervisor: &Supervisor,
+        lifecycle: Arc<Lifecycle>,
+        seed: u64,
+        dahdi: &mut B,
+    ) -> Result<Gateway, GatewayError>
+    where
+        B: DahdiBackend + Send,
+        B::Channel: Send + 'static,
+    {
         let site = &config.site;
         // 1. The media thread.
         let plan =
@@ -229,15 +306,14 @@ impl Gateway {
         let (core, ctl) =
             MediaCore::new(&plan.engine).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
         let mut lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
-        let span_ids: Vec<u16> = plan.lines.spans.iter().map(|s| s.span.span_id).collect();
+        let span_ids: Vec<u16> = plan.engine.spans.iter().map(|s| s.number).collect();
         let (tap, tap_ctl) = trace_tap(
             span_ids.iter().copied().max().unwrap_or(0),
             TAP_RING_DEFAULT,
         );
         lp.set_trace_tap(tap);
         let rtp_ports = rtp_port_spans(&lp);
-        let (port, mut lines) =
-            LinePort::open(plan.lines).map_err(|e| GatewayError::Media(e.to_string()))?;
+        let (port, mut lines, mut dahdi_d) = open_lines(plan.lines, &plan.dahdi, dahdi)?;
         let media_stop = Arc::new(AtomicBool::new(false));
         let media_beat = supervisor.register("media");
         let loop_metrics = Arc::new(MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US));
@@ -261,9 +337,6 @@ impl Gateway {
                 );
                 continue;
             };
-            let Some(rings) = lines.dchannels.get_mut(i).and_then(Option::take) else {
-                continue;
-            };
             let channels = config
                 .board
                 .spans
@@ -272,11 +345,23 @@ impl Gateway {
                 .map_or(30, |b| b.channels);
             let (link, mut q931) = sig.dchannel_params(channels);
             q931.overlap_receiving = site.call.overlap_receiving;
-            let port = rings.into_port().map_err(GatewayError::Io)?;
             let we_are_network = q931.role == crate::isdn::q931::Role::Network;
-            let obs =
-                DchannelOps::register_traced(supervisor, id8, board.trace.clone(), we_are_network);
-            let (h, j) = isdn_task::spawn(TaskConfig::new(link, q931), port, span_tx.clone(), obs);
+            let obs = || {
+                DchannelOps::register_traced(supervisor, id8, board.trace.clone(), we_are_network)
+            };
+            let cfg = TaskConfig::new(link, q931);
+            // Raw spans: the D-channel rings; DAHDI: the D-channel fd.
+            let rings = lines.dchannels.get_mut(i).and_then(Option::take);
+            let d_half = dahdi_d.get_mut(i).and_then(Option::take);
+            let (h, j) = if let Some(rings) = rings {
+                let port = rings.into_port().map_err(GatewayError::Io)?;
+                isdn_task::spawn(cfg, port, span_tx.clone(), obs())
+            } else if let Some(d) = d_half {
+                let port = DahdiPort::new(d).map_err(GatewayError::Io)?;
+                isdn_task::spawn(cfg, port, span_tx.clone(), obs())
+            } else {
+                continue;
+            };
             dchannels.push(h);
             dchannel_joins.push(j);
         }

@@ -36,21 +36,30 @@
 //! the frame and retry on WRITABLE. Call `refresh_status` about once a
 //! second for the counters and drain `poll_event` after every call.
 //!
+//! In the daemon the two kinds of channel have different owners:
+//! [`DahdiSpan::split`] keeps the D-channel in the span (driven by the
+//! D-channel task through `isdn::port::DahdiPort`, kernel HDLC, no rings)
+//! and hands the B-channels to the media thread as [`DahdiBChannels`]
+//! (`media::dahdi_lines`). Both halves see the span's ALARM / NOALARM
+//! events (DAHDI queues them on every open channel); the B-channel half
+//! reports them.
+//!
 //! The device is behind [`DahdiBackend`] / [`DahdiChannel`]: [`LinuxDahdi`]
 //! for the kernel, [`seqpacket::SeqpacketCard`] for tests.
 
 mod device;
 pub mod seqpacket;
+mod span;
 pub mod status;
 pub mod sys;
 
 pub use device::{DahdiBackend, DahdiChannel, LinuxChannel, LinuxDahdi};
+pub use span::{DahdiBChannels, DahdiSpan};
 pub use status::{DahdiEvent, LineAlarms, LineCounters, SpanStatus};
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use tracing::{debug, error, info, warn};
+use tracing::error;
 
 /// Octets per B-channel block: 20 ms at 8000 samples/s.
 pub const B_BLOCK_OCTETS: usize = 160;
@@ -61,7 +70,7 @@ pub const D_FCS_OCTETS: usize = 2;
 /// Capacity of the event ring between two `poll_event` drains.
 pub const EVENT_RING: usize = 32;
 /// Reads (or events) handled per `recv_*` call before giving the loop back.
-const READ_BUDGET: usize = 64;
+pub(crate) const READ_BUDGET: usize = 64;
 
 /// E1 B-channel timeslots in order: 1-15, 17-31 (TS0 framing, TS16 D).
 pub fn e1_b_timeslots() -> impl Iterator<Item = u8> {
@@ -108,7 +117,7 @@ impl DahdiSpanParams {
         self.base_channel + u16::from(ts) - 1
     }
 
-    fn check(&self) -> Result<(), DahdiError> {
+    pub(crate) fn check(&self) -> Result<(), DahdiError> {
         if self.span == 0 || self.base_channel == 0 {
             return Err(DahdiError::Params("DAHDI spans and channels start at 1"));
         }
@@ -166,7 +175,21 @@ impl fmt::Display for DahdiError {
         match self {
             DahdiError::Params(m) => write!(f, "DAHDI span parameters: {m}"),
             DahdiError::Open { channo, source } => {
-                write!(f, "cannot open DAHDI channel {channo}: {source}")
+                write!(f, "cannot open DAHDI channel {channo}: {source}")?;
+                let hint = match source.raw_os_error().map(nix::errno::Errno::from_raw) {
+                    Some(nix::errno::Errno::ENOENT) => {
+                        " (no /dev/dahdi/channel: is DAHDI loaded for the card?)"
+                    }
+                    Some(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => {
+                        " (the tdmgw user may not open /dev/dahdi/channel: see the udev rule in README)"
+                    }
+                    Some(nix::errno::Errno::ENXIO | nix::errno::Errno::EINVAL) => {
+                        " (not configured: check /etc/dahdi/system.conf and run dahdi_cfg)"
+                    }
+                    Some(nix::errno::Errno::EBUSY) => " (another program has it open)",
+                    _ => "",
+                };
+                f.write_str(hint)
             }
             DahdiError::Ioctl {
                 channo,
@@ -257,400 +280,6 @@ pub struct DahdiCounters {
     pub read_budget_exhausted: u64,
 }
 
-struct BChannel<C> {
-    timeslot: u8,
-    channo: u16,
-    chan: C,
-    rx: Box<[u8]>,
-}
-
-/// One DAHDI E1 span: the D-channel and the B-channel fds (see module doc).
-pub struct DahdiSpan<C: DahdiChannel> {
-    params: DahdiSpanParams,
-    d: C,
-    d_rx: Box<[u8]>,
-    d_tx: Box<[u8]>,
-    b: Vec<BChannel<C>>,
-    /// Timeslot -> index into `b`, `u8::MAX` when none.
-    ts_index: [u8; 32],
-    status: SpanStatus,
-    counters: DahdiCounters,
-    events: [Option<SpanEvent>; EVENT_RING],
-    ev_head: usize,
-    ev_len: usize,
-    /// One bit per DahdiEvent code already logged at warn (then debug).
-    logged: u64,
-}
-
-/// Which channel an operation is on: the D-channel or B-channel index.
-#[derive(Clone, Copy)]
-enum Which {
-    D,
-    B(usize),
-}
-
-impl<C: DahdiChannel> DahdiSpan<C> {
-    /// Open, check and configure every channel of the span, then read its
-    /// status once. All of the span's memory is allocated here.
-    pub fn open<B>(backend: &mut B, params: DahdiSpanParams) -> Result<Self, DahdiError>
-    where
-        B: DahdiBackend<Channel = C>,
-    {
-        params.check()?;
-        let d = open_d_channel(backend, &params)?;
-        let mut b = Vec::with_capacity(params.b_channels.into());
-        let mut ts_index = [u8::MAX; 32];
-        for ts in e1_b_timeslots().take(params.b_channels.into()) {
-            let channo = params.b_channo(ts);
-            let chan = open_b_channel(backend, &params, channo)?;
-            ts_index[usize::from(ts)] = b.len() as u8;
-            b.push(BChannel {
-                timeslot: ts,
-                channo,
-                chan,
-                rx: vec![0; params.block_octets].into_boxed_slice(),
-            });
-        }
-        let bufsize = usize::try_from(params.d_bufsize).unwrap_or(1024);
-        let mut span = DahdiSpan {
-            params,
-            d,
-            d_rx: vec![0; bufsize].into_boxed_slice(),
-            d_tx: vec![0; D_FRAME_MAX + D_FCS_OCTETS].into_boxed_slice(),
-            b,
-            ts_index,
-            status: SpanStatus::default(),
-            counters: DahdiCounters::default(),
-            events: [None; EVENT_RING],
-            ev_head: 0,
-            ev_len: 0,
-            logged: 0,
-        };
-        span.status = span.span_stat()?;
-        info!(
-            span = params.span,
-            d_channel = params.d_channel,
-            b_channels = params.b_channels,
-            alarms = %span.status.alarms,
-            "dahdi span opened"
-        );
-        Ok(span)
-    }
-
-    pub fn params(&self) -> &DahdiSpanParams {
-        &self.params
-    }
-
-    /// Alarms and counters from the last SPANSTAT.
-    pub fn status(&self) -> SpanStatus {
-        self.status
-    }
-
-    pub fn counters(&self) -> DahdiCounters {
-        self.counters
-    }
-
-    /// The D-channel fd, to register with mio.
-    pub fn d_channel_fd(&self) -> BorrowedFd<'_> {
-        self.d.as_fd()
-    }
-
-    /// The D-channel raw fd (for `mio::unix::SourceFd`).
-    pub fn d_channel_raw_fd(&self) -> RawFd {
-        self.d.as_fd().as_raw_fd()
-    }
-
-    /// The fd of B-channel timeslot `ts`, to register with mio.
-    pub fn b_channel_fd(&self, ts: u8) -> Option<BorrowedFd<'_>> {
-        self.b_index(ts).ok().map(|i| self.b[i].chan.as_fd())
-    }
-
-    /// Raw fds of the B-channels with their timeslots, in timeslot order.
-    pub fn b_channel_raw_fds(&self) -> impl Iterator<Item = (u8, RawFd)> + '_ {
-        self.b
-            .iter()
-            .map(|b| (b.timeslot, b.chan.as_fd().as_raw_fd()))
-    }
-
-    /// The B-channel timeslots of this span, in order.
-    pub fn b_timeslots(&self) -> impl Iterator<Item = u8> + '_ {
-        self.b.iter().map(|b| b.timeslot)
-    }
-
-    /// The next queued event, oldest first.
-    pub fn poll_event(&mut self) -> Option<SpanEvent> {
-        if self.ev_len == 0 {
-            return None;
-        }
-        let e = self.events[self.ev_head].take();
-        self.ev_head = (self.ev_head + 1) % EVENT_RING;
-        self.ev_len -= 1;
-        e
-    }
-
-    /// Read one D-channel frame (FCS stripped), `Ok(None)` when nothing
-    /// more is ready. Short reads, oversize frames and events are counted
-    /// and skipped.
-    pub fn recv_d_frame(&mut self) -> Result<Option<&[u8]>, DahdiError> {
-        for _ in 0..READ_BUDGET {
-            let r = self.d.read(&mut self.d_rx);
-            match r {
-                Ok(0) => {
-                    return Err(DahdiError::Closed {
-                        channo: self.params.d_channel,
-                    });
-                }
-                Ok(n) if n <= D_FCS_OCTETS => {
-                    self.counters.d_short_reads += 1;
-                    debug!(
-                        span = self.params.span,
-                        ts = 16,
-                        octets = n,
-                        "short D-channel read"
-                    );
-                    // dahdi-base reports why with an event, if it has one.
-                    self.drain_events(Which::D)?;
-                }
-                Ok(n) if n - D_FCS_OCTETS > D_FRAME_MAX => {
-                    self.counters.d_oversize += 1;
-                    debug!(
-                        span = self.params.span,
-                        ts = 16,
-                        octets = n,
-                        "oversize D-channel frame"
-                    );
-                }
-                Ok(n) => {
-                    let len = n - D_FCS_OCTETS;
-                    self.counters.d_frames_rx += 1;
-                    self.counters.d_octets_rx += len as u64;
-                    return Ok(Some(&self.d_rx[..len]));
-                }
-                Err(e) => match self.on_io_error(Which::D, e)? {
-                    Retry::Again => {}
-                    Retry::Stop => return Ok(None),
-                },
-            }
-        }
-        self.counters.read_budget_exhausted += 1;
-        Ok(None)
-    }
-
-    /// Send one D-channel frame (2 spare octets are appended for the FCS).
-    /// `Ok(false)`: the card's buffers are full, retry when writable.
-    pub fn send_d_frame(&mut self, frame: &[u8]) -> Result<bool, DahdiError> {
-        if frame.len() > D_FRAME_MAX {
-            return Err(DahdiError::FrameTooLong { len: frame.len() });
-        }
-        let n = frame.len() + D_FCS_OCTETS;
-        self.d_tx[..frame.len()].copy_from_slice(frame);
-        self.d_tx[frame.len()..n].fill(0);
-        for _ in 0..2 {
-            match self.d.write(&self.d_tx[..n]) {
-                Ok(w) if w == n => {
-                    self.counters.d_frames_tx += 1;
-                    self.counters.d_octets_tx += frame.len() as u64;
-                    return Ok(true);
-                }
-                Ok(_) => {
-                    // A DAHDI write takes a whole frame or fails.
-                    let source = io::Error::from(io::ErrorKind::WriteZero);
-                    return Err(DahdiError::Io {
-                        channo: self.params.d_channel,
-                        source,
-                    });
-                }
-                Err(e) => match self.on_io_error(Which::D, e)? {
-                    Retry::Again => {}
-                    Retry::Stop => break,
-                },
-            }
-        }
-        self.counters.d_tx_busy += 1;
-        Ok(false)
-    }
-
-    /// Read one block of B-channel timeslot `ts`, `Ok(None)` when none is
-    /// ready.
-    pub fn recv_b_block(&mut self, ts: u8) -> Result<Option<&[u8]>, DahdiError> {
-        let i = self.b_index(ts)?;
-        for _ in 0..READ_BUDGET {
-            let b = &mut self.b[i];
-            match b.chan.read(&mut b.rx) {
-                Ok(0) => return Err(DahdiError::Closed { channo: b.channo }),
-                Ok(n) => {
-                    self.counters.b_blocks_rx += 1;
-                    if n != self.params.block_octets {
-                        self.counters.b_short_blocks += 1;
-                    }
-                    return Ok(Some(&self.b[i].rx[..n]));
-                }
-                Err(e) => match self.on_io_error(Which::B(i), e)? {
-                    Retry::Again => {}
-                    Retry::Stop => return Ok(None),
-                },
-            }
-        }
-        self.counters.read_budget_exhausted += 1;
-        Ok(None)
-    }
-
-    /// Write one block to B-channel timeslot `ts`; `Ok(false)` when the
-    /// card's buffers are full.
-    pub fn send_b_block(&mut self, ts: u8, block: &[u8]) -> Result<bool, DahdiError> {
-        let i = self.b_index(ts)?;
-        if block.len() != self.params.block_octets {
-            self.counters.b_short_blocks += 1;
-        }
-        for _ in 0..2 {
-            match self.b[i].chan.write(block) {
-                Ok(_) => {
-                    self.counters.b_blocks_tx += 1;
-                    return Ok(true);
-                }
-                Err(e) => match self.on_io_error(Which::B(i), e)? {
-                    Retry::Again => {}
-                    Retry::Stop => break,
-                },
-            }
-        }
-        self.counters.b_tx_busy += 1;
-        Ok(false)
-    }
-
-    /// DAHDI_SPANSTAT now: update the status, queue `SpanEvent::Alarms` if
-    /// the alarms changed.
-    pub fn refresh_status(&mut self) -> Result<SpanStatus, DahdiError> {
-        let new = self.span_stat()?;
-        let old = self.status.alarms;
-        self.status = new;
-        if old != new.alarms {
-            self.on_alarms_changed(old, new.alarms);
-        }
-        Ok(new)
-    }
-
-    fn on_alarms_changed(&mut self, old: LineAlarms, new: LineAlarms) {
-        if new.is_empty() {
-            info!(span = self.params.span, old = %old, "dahdi span alarms cleared");
-        } else {
-            warn!(span = self.params.span, old = %old, new = %new, "dahdi span alarm");
-        }
-        self.push_event(SpanEvent::Alarms { old, new });
-    }
-
-    fn span_stat(&mut self) -> Result<SpanStatus, DahdiError> {
-        let info = self
-            .d
-            .span_stat(self.params.span)
-            .map_err(|source| DahdiError::Ioctl {
-                channo: self.params.d_channel,
-                request: "DAHDI_SPANSTAT",
-                source,
-            })?;
-        Ok(SpanStatus::from_spaninfo(&info))
-    }
-
-    fn b_index(&self, ts: u8) -> Result<usize, DahdiError> {
-        match self.ts_index.get(usize::from(ts)) {
-            Some(&i) if i != u8::MAX => Ok(usize::from(i)),
-            _ => Err(DahdiError::NoSuchTimeslot(ts)),
-        }
-    }
-
-    fn channel(&mut self, which: Which) -> (&mut C, u16, u8) {
-        match which {
-            Which::D => (&mut self.d, self.params.d_channel, 16),
-            Which::B(i) => {
-                let b = &mut self.b[i];
-                (&mut b.chan, b.channo, b.timeslot)
-            }
-        }
-    }
-
-    /// EAGAIN: stop; EINTR: retry; ELAST: fetch the events, retry; else fail.
-    fn on_io_error(&mut self, which: Which, e: io::Error) -> Result<Retry, DahdiError> {
-        match e.raw_os_error() {
-            Some(sys::ELAST) => {
-                self.drain_events(which)?;
-                Ok(Retry::Again)
-            }
-            _ if e.kind() == io::ErrorKind::WouldBlock => Ok(Retry::Stop),
-            _ if e.kind() == io::ErrorKind::Interrupted => Ok(Retry::Again),
-            _ => {
-                let (_, channo, ts) = self.channel(which);
-                error!(span = self.params.span, ts, channo, error = %e, "dahdi channel I/O failed");
-                Err(DahdiError::Io { channo, source: e })
-            }
-        }
-    }
-
-    /// DAHDI_GETEVENT until DAHDI_EVENT_NONE (bounded by the event ring).
-    fn drain_events(&mut self, which: Which) -> Result<(), DahdiError> {
-        for _ in 0..EVENT_RING {
-            let (chan, channo, ts) = self.channel(which);
-            let code = chan.get_event().map_err(|source| DahdiError::Ioctl {
-                channo,
-                request: "DAHDI_GETEVENT",
-                source,
-            })?;
-            let event = DahdiEvent(code);
-            if event == DahdiEvent::NONE {
-                return Ok(());
-            }
-            self.on_event(channo, ts, event)?;
-        }
-        Ok(())
-    }
-
-    fn on_event(&mut self, channo: u16, ts: u8, event: DahdiEvent) -> Result<(), DahdiError> {
-        self.counters.events += 1;
-        match event {
-            DahdiEvent::ALARM | DahdiEvent::NOALARM => {
-                self.refresh_status()?;
-                return Ok(());
-            }
-            DahdiEvent::ABORT => self.counters.hdlc_aborts += 1,
-            DahdiEvent::OVERRUN => self.counters.hdlc_overruns += 1,
-            DahdiEvent::BADFCS => self.counters.hdlc_bad_fcs += 1,
-            _ => {}
-        }
-        self.log_event_once(channo, ts, event);
-        self.push_event(SpanEvent::Channel {
-            channo,
-            timeslot: ts,
-            event,
-        });
-        Ok(())
-    }
-
-    /// The first event of each code is logged at warn, later ones at debug
-    /// (BADFCS on a noisy line would otherwise flood the journal).
-    fn log_event_once(&mut self, channo: u16, ts: u8, event: DahdiEvent) {
-        let bit = 1u64 << (event.0.clamp(0, 63) as u32);
-        if self.logged & bit == 0 {
-            self.logged |= bit;
-            warn!(span = self.params.span, ts, channo, event = %event, "dahdi channel event (first of its kind)");
-        } else {
-            debug!(span = self.params.span, ts, channo, event = %event, "dahdi channel event");
-        }
-    }
-
-    fn push_event(&mut self, e: SpanEvent) {
-        if self.ev_len == EVENT_RING {
-            self.counters.events_dropped += 1;
-            return;
-        }
-        self.events[(self.ev_head + self.ev_len) % EVENT_RING] = Some(e);
-        self.ev_len += 1;
-    }
-}
-
-enum Retry {
-    Again,
-    Stop,
-}
-
 fn open_channel<B: DahdiBackend>(
     backend: &mut B,
     params: &DahdiSpanParams,
@@ -674,7 +303,7 @@ fn open_channel<B: DahdiBackend>(
     Ok((chan, p))
 }
 
-fn open_d_channel<B: DahdiBackend>(
+pub(crate) fn open_d_channel<B: DahdiBackend>(
     backend: &mut B,
     params: &DahdiSpanParams,
 ) -> Result<B::Channel, DahdiError> {
@@ -708,7 +337,7 @@ fn open_d_channel<B: DahdiBackend>(
     Ok(chan)
 }
 
-fn open_b_channel<B: DahdiBackend>(
+pub(crate) fn open_b_channel<B: DahdiBackend>(
     backend: &mut B,
     params: &DahdiSpanParams,
     channo: u16,

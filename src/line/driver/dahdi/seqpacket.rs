@@ -10,17 +10,18 @@
 //! `dahdi_params`, SET_BUFINFO / SET_BLOCKSIZE recorded, GETEVENT from a
 //! per-channel queue, SPANSTAT from one shared `dahdi_spaninfo`; and, like
 //! `dahdi_chan_read`, a read or write fails with `ELAST` while an event is
-//! queued. All state is single-threaded (`Rc<RefCell<_>>`).
+//! queued. The card's state sits behind one `Arc<Mutex<_>>`, so its
+//! channels can be handed to other threads (a media thread takes the
+//! B-channels, a tokio task the D-channel), as a real card's fds can.
 
 use super::device::{DahdiBackend, DahdiChannel};
 use super::sys::{self, DahdiBufferInfo, DahdiParams, DahdiSpanInfo};
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Default)]
 struct ChanState {
@@ -41,7 +42,13 @@ struct CardState {
 /// The simulated card: a [`DahdiBackend`] plus the knobs a test turns.
 #[derive(Clone)]
 pub struct SeqpacketCard {
-    state: Rc<RefCell<CardState>>,
+    state: Arc<Mutex<CardState>>,
+}
+
+/// The card's state; a test that panicked while holding it leaves it
+/// usable for the rest of the test's report.
+fn lock(state: &Mutex<CardState>) -> MutexGuard<'_, CardState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The card's end of one channel.
@@ -73,7 +80,7 @@ impl SeqpacketCard {
             ..Default::default()
         };
         SeqpacketCard {
-            state: Rc::new(RefCell::new(state)),
+            state: Arc::new(Mutex::new(state)),
         }
     }
 
@@ -106,7 +113,7 @@ impl SeqpacketCard {
             None,
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         )?;
-        let mut st = self.state.borrow_mut();
+        let mut st = lock(&self.state);
         let params = DahdiParams {
             channo: channo.into(),
             spanno: st.span.into(),
@@ -128,25 +135,25 @@ impl SeqpacketCard {
 
     /// Change what GET_PARAMS answers for a channel.
     pub fn set_params(&self, channo: u16, params: DahdiParams) {
-        if let Some(c) = self.state.borrow_mut().channels.get_mut(&channo) {
+        if let Some(c) = lock(&self.state).channels.get_mut(&channo) {
             c.params = params;
         }
     }
 
     /// Set the `alarms` word SPANSTAT reports (DAHDI_ALARM_* bits).
     pub fn set_alarms(&self, alarms: i32) {
-        self.state.borrow_mut().spaninfo.alarms = alarms;
+        lock(&self.state).spaninfo.alarms = alarms;
     }
 
     /// Replace the whole `dahdi_spaninfo` SPANSTAT reports.
     pub fn set_spaninfo(&self, info: DahdiSpanInfo) {
-        self.state.borrow_mut().spaninfo = info;
+        lock(&self.state).spaninfo = info;
     }
 
     /// Queue a DAHDI_EVENT_* on a channel (reads fail with ELAST until
     /// GETEVENT has taken it).
     pub fn raise_event(&self, channo: u16, event: i32) {
-        if let Some(c) = self.state.borrow_mut().channels.get_mut(&channo) {
+        if let Some(c) = lock(&self.state).channels.get_mut(&channo) {
             c.events.push_back(event);
         }
     }
@@ -154,7 +161,7 @@ impl SeqpacketCard {
     /// Raise ALARM (or NOALARM when `alarms` is 0) on every open channel
     /// after setting the SPANSTAT alarms, as dahdi_alarm_notify does.
     pub fn alarm(&self, alarms: i32) {
-        let mut st = self.state.borrow_mut();
+        let mut st = lock(&self.state);
         st.spaninfo.alarms = alarms;
         let ev = if alarms == 0 { 5 } else { 4 };
         for c in st.channels.values_mut() {
@@ -166,8 +173,7 @@ impl SeqpacketCard {
 
     /// Events still queued on a channel.
     pub fn pending_events(&self, channo: u16) -> usize {
-        self.state
-            .borrow()
+        lock(&self.state)
             .channels
             .get(&channo)
             .map_or(0, |c| c.events.len())
@@ -175,12 +181,12 @@ impl SeqpacketCard {
 
     /// The last DAHDI_SET_BLOCKSIZE on a channel.
     pub fn blocksize(&self, channo: u16) -> Option<usize> {
-        self.state.borrow().channels.get(&channo)?.blocksize
+        lock(&self.state).channels.get(&channo)?.blocksize
     }
 
     /// The last DAHDI_SET_BUFINFO on a channel.
     pub fn bufinfo(&self, channo: u16) -> Option<DahdiBufferInfo> {
-        self.state.borrow().channels.get(&channo)?.bufinfo
+        lock(&self.state).channels.get(&channo)?.bufinfo
     }
 }
 
@@ -218,14 +224,14 @@ impl AsFd for CardEnd {
 pub struct SeqpacketChannel {
     channo: u16,
     fd: OwnedFd,
-    state: Rc<RefCell<CardState>>,
+    state: Arc<Mutex<CardState>>,
 }
 
 impl DahdiBackend for SeqpacketCard {
     type Channel = SeqpacketChannel;
 
     fn open(&mut self, channo: u16) -> io::Result<SeqpacketChannel> {
-        let mut st = self.state.borrow_mut();
+        let mut st = lock(&self.state);
         // DAHDI_SPECIFY of an unknown channel: ENXIO; already open: EBUSY.
         let c = st
             .channels
@@ -235,14 +241,14 @@ impl DahdiBackend for SeqpacketCard {
         Ok(SeqpacketChannel {
             channo,
             fd,
-            state: Rc::clone(&self.state),
+            state: Arc::clone(&self.state),
         })
     }
 }
 
 impl SeqpacketChannel {
     fn with<R>(&self, f: impl FnOnce(&mut ChanState) -> R) -> io::Result<R> {
-        let mut st = self.state.borrow_mut();
+        let mut st = lock(&self.state);
         let c = st
             .channels
             .get_mut(&self.channo)
@@ -289,7 +295,7 @@ impl DahdiChannel for SeqpacketChannel {
     }
 
     fn span_stat(&mut self, span: u16) -> io::Result<DahdiSpanInfo> {
-        let st = self.state.borrow();
+        let st = lock(&self.state);
         if span != 0 && span != st.span {
             return Err(Errno::EINVAL.into());
         }
