@@ -383,9 +383,10 @@ pub struct Channel {
     /// The last tick's playout went through the PLC (else its history is
     /// stale and is reset before the next use).
     plc_live: bool,
-    tone: Option<ToneGenerator>,
-    digits: DigitPlayer,
-    events: [Option<Event>; EVENT_QUEUE],
+    /// A commanded tone ([`Cold::tone`]) or digits ([`Cold::digits`])
+    /// are playing: the only per-tick reads of those.
+    tone_on: bool,
+    digits_on: bool,
     ev_head: usize,
     ev_len: usize,
     rtcp_len: usize,
@@ -398,6 +399,10 @@ pub struct Channel {
 
 /// See [`Channel::cold`].
 struct Cold {
+    tone: Option<ToneGenerator>,
+    digits: DigitPlayer,
+    /// The event queue ([`Channel::ev_head`], [`Channel::ev_len`]).
+    events: [Option<Event>; EVENT_QUEUE],
     /// The counters when the session began (for its summary).
     at_connect: ChannelCounters,
     te_tx: EventSender,
@@ -433,24 +438,26 @@ impl Channel {
             jb,
             plc: Plc::new(),
             plc_live: false,
-            tone: None,
-            digits: DigitPlayer {
-                queue: [0; DigitString::MAX],
-                len: 0,
-                next: 0,
-                on_samples: 0,
-                off_samples: 0,
-                tone_gen: None,
-                left: 0,
-                in_pause: false,
-            },
-            events: [None; EVENT_QUEUE],
+            tone_on: false,
+            digits_on: false,
             ev_head: 0,
             ev_len: 0,
             rtcp_len: 0,
             rtcp_to: SocketAddr::from(([0, 0, 0, 0], 0)),
             ntp_base: 0,
             cold: Box::new(Cold {
+                tone: None,
+                digits: DigitPlayer {
+                    queue: [0; DigitString::MAX],
+                    len: 0,
+                    next: 0,
+                    on_samples: 0,
+                    off_samples: 0,
+                    tone_gen: None,
+                    left: 0,
+                    in_pause: false,
+                },
+                events: [None; EVENT_QUEUE],
                 at_connect: ChannelCounters::default(),
                 te_tx: EventSender::new(EventSenderConfig::default(), 0),
                 te_rx: EventReceiver::default(),
@@ -526,7 +533,7 @@ impl Channel {
             self.counters.events_dropped += 1;
             return;
         }
-        self.events[(self.ev_head + self.ev_len) % EVENT_QUEUE] = Some(e);
+        self.cold.events[(self.ev_head + self.ev_len) % EVENT_QUEUE] = Some(e);
         self.ev_len += 1;
     }
 
@@ -535,7 +542,7 @@ impl Channel {
         if self.ev_len == 0 {
             return None;
         }
-        let e = self.events[self.ev_head].take();
+        let e = self.cold.events[self.ev_head].take();
         self.ev_head = (self.ev_head + 1) % EVENT_QUEUE;
         self.ev_len -= 1;
         e
@@ -548,8 +555,7 @@ impl Channel {
     pub fn prefetch_state(&self) {
         use super::prefetch;
         prefetch(&self.session);
-        prefetch(&self.digits);
-        prefetch(&self.tone);
+        prefetch(&self.tone_on);
         prefetch(&self.now);
         prefetch(&self.packet_len);
         prefetch(&self.rtcp_len);
@@ -600,10 +606,14 @@ impl Channel {
     }
 
     /// Heap bytes this channel allocated at construction (memory budget):
-    /// the jitter ring, the DTMF delay line and the out-of-line RTCP /
-    /// RFC 4733 state.
+    /// the jitter ring, the DTMF delay line, the out-of-line state
+    /// ([`Cold`]: RTCP, RFC 4733, tones, digits, events) and the PLC's
+    /// synthesis buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.jb.heap_bytes() + self.delay.len() + std::mem::size_of::<Cold>()
+        self.jb.heap_bytes()
+            + self.delay.len()
+            + std::mem::size_of::<Cold>()
+            + self.plc.heap_bytes()
     }
 
     pub fn has_events(&self) -> bool {
@@ -639,11 +649,13 @@ impl Channel {
                 }
             }
             Command::PlayTone { tone, .. } => {
-                self.tone = Some(ToneGenerator::new(tone));
+                self.cold.tone = Some(ToneGenerator::new(tone));
+                self.tone_on = true;
                 None
             }
             Command::StopTone { .. } => {
-                self.tone = None;
+                self.cold.tone = None;
+                self.tone_on = false;
                 None
             }
             Command::SendDigits { digits, .. } => self.queue_digits(&digits).err(),
@@ -887,7 +899,7 @@ impl Channel {
     }
 
     fn queue_digits(&mut self, d: &DigitString) -> Result<(), RejectReason> {
-        let p = &mut self.digits;
+        let p = &mut self.cold.digits;
         // Compact the queue: drop the digits already played.
         if p.next > 0 {
             p.queue.copy_within(p.next..p.len, 0);
@@ -902,6 +914,7 @@ impl Channel {
         p.len += new.len();
         p.on_samples = d.on_ms as u32 * SAMPLES_PER_MS as u32;
         p.off_samples = d.off_ms as u32 * SAMPLES_PER_MS as u32;
+        self.digits_on = true;
         Ok(())
     }
 
@@ -939,9 +952,10 @@ impl Channel {
 
     fn tdm_to_rtp(&mut self, rx: &[u8; TICK_SAMPLES]) {
         let t0 = self.now;
-        for (i, &o) in rx.iter().enumerate() {
-            self.delay[((t0 + i as u64) & self.delay_mask) as usize] = o;
-        }
+        let start = (t0 & self.delay_mask) as usize;
+        let first = TICK_SAMPLES.min(self.delay.len() - start);
+        self.delay[start..start + first].copy_from_slice(&rx[..first]);
+        self.delay[..TICK_SAMPLES - first].copy_from_slice(&rx[first..]);
         let detect = self.session.as_ref().is_some_and(|s| s.p.dtmf_detect);
         if detect {
             let mut lin = [0i16; TICK_SAMPLES];
@@ -1085,20 +1099,35 @@ impl Channel {
             Codec::Pcma => g711::ALAW_IDLE,
             Codec::Pcmu => g711::ULAW_IDLE,
         };
-        for (i, out) in payload[..n].iter_mut().enumerate() {
-            let t = s.pkt_start + i as u64;
-            let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
-            let a = self.delay[(t & self.delay_mask) as usize];
-            *out = if muted {
-                idle
-            } else if s.p.codec == Codec::Pcmu {
-                // G.711 Table 4: A-law to µ-law code conversion.
-                g711::alaw_to_ulaw(a)
-            } else {
-                a
-            };
-        }
         let end = s.pkt_start + n as u64;
+        let mute_overlaps = s
+            .mute_from
+            .is_some_and(|f| f < end && s.mute_to.is_none_or(|e| e > s.pkt_start));
+        if !mute_overlaps {
+            // The common case: the delay line's runs as they are (PCMA), or
+            // mapped by G.711 Table 4 (PCMU).
+            let start = (s.pkt_start & self.delay_mask) as usize;
+            let first = n.min(self.delay.len() - start);
+            payload[..first].copy_from_slice(&self.delay[start..start + first]);
+            payload[first..n].copy_from_slice(&self.delay[..n - first]);
+            if s.p.codec == Codec::Pcmu {
+                g711::alaw_to_ulaw_in_place(&mut payload[..n]);
+            }
+        } else {
+            for (i, out) in payload[..n].iter_mut().enumerate() {
+                let t = s.pkt_start + i as u64;
+                let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
+                let a = self.delay[(t & self.delay_mask) as usize];
+                *out = if muted {
+                    idle
+                } else if s.p.codec == Codec::Pcmu {
+                    // G.711 Table 4: A-law to µ-law code conversion.
+                    g711::alaw_to_ulaw(a)
+                } else {
+                    a
+                };
+            }
+        }
         if s.mute_to.is_some_and(|e| e <= end) {
             s.mute_from = None;
             s.mute_to = None;
@@ -1137,10 +1166,16 @@ impl Channel {
 
     fn playout(&mut self, tx: &mut [u8; TICK_SAMPLES]) {
         let mut lin = [0i16; TICK_SAMPLES];
-        if self.play_digits(&mut lin) {
+        if self.digits_on {
+            // Once it has nothing to play it stays so until digits are queued.
+            self.digits_on = self.play_digits(&mut lin);
+        }
+        if self.digits_on {
             self.plc_live = false;
-        } else if let Some(t) = self.tone.as_mut() {
-            t.fill(&mut lin);
+        } else if self.tone_on {
+            if let Some(t) = self.cold.tone.as_mut() {
+                t.fill(&mut lin);
+            }
             self.plc_live = false;
         } else if self.session.is_some() {
             let mut missing = [false; TICK_SAMPLES];
@@ -1211,7 +1246,7 @@ impl Channel {
 
     /// Plays queued DTMF digits; false when none is playing.
     fn play_digits(&mut self, lin: &mut [i16; TICK_SAMPLES]) -> bool {
-        let p = &mut self.digits;
+        let p = &mut self.cold.digits;
         let mut filled = 0;
         while filled < TICK_SAMPLES {
             if p.left == 0 {

@@ -268,6 +268,7 @@ impl JitterBuffer {
     pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) {
         let n = out.len().min(missing.len()) as u32;
         if self.anchored
+            && n as usize <= self.samples.len()
             && (self.since_adjust.saturating_add(n) < ADJUST_SPACING_SAMPLES || !self.may_adjust())
         {
             // No sample of this call can be inserted or dropped: depth and
@@ -275,32 +276,34 @@ impl JitterBuffer {
             // not happen during a pull), so the per-sample decision below
             // would say "play" every time.
             self.since_adjust = self.since_adjust.saturating_add(n);
-            // The same as take_slot + played per sample, with the state in
-            // locals (the ring writes would otherwise force a store and a
-            // reload of every field each sample).
-            let (mut playout, mask) = (self.playout, self.mask);
-            let (mut envelope, mut last) = (self.envelope, self.last_played);
-            let mut lost_n = 0;
-            let ring = &mut self.samples[..];
-            for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
-                let slot = (playout & mask) as usize;
-                playout += 1;
-                let s = ring
-                    .get_mut(slot)
-                    .map_or(EMPTY, |x| std::mem::replace(x, EMPTY));
-                let lost = s == EMPTY;
-                if lost {
-                    lost_n += 1;
-                    *o = 0;
-                } else {
-                    last = s;
-                    envelope += (s as i32).abs() - envelope / 32;
-                    envelope = envelope.max(0);
-                    *o = s;
-                }
-                *m = lost;
+            // The same as take_slot + played per sample, in two passes:
+            // the ring run(s) taken into `out`/`missing` (no wrap inside a
+            // run, so the compiler vectorises it), then the envelope over
+            // the good samples, with the state in locals.
+            let n = n as usize;
+            let start = (self.playout & self.mask) as usize;
+            let first = n.min(self.samples.len().saturating_sub(start));
+            let mut lost_n = take_run(
+                &mut self.samples[start..start + first],
+                &mut out[..first],
+                &mut missing[..first],
+            );
+            if first < n {
+                lost_n += take_run(
+                    &mut self.samples[..n - first],
+                    &mut out[first..n],
+                    &mut missing[first..n],
+                );
             }
-            self.playout = playout;
+            self.playout += n as u64;
+            let (mut envelope, mut last) = (self.envelope, self.last_played);
+            for (&s, &lost) in out[..n].iter().zip(&missing[..n]) {
+                if !lost {
+                    last = s;
+                    // `envelope` is never negative, so `/ 32` is `>> 5`.
+                    envelope = (envelope + (s as i32).abs() - (envelope >> 5)).max(0);
+                }
+            }
             self.envelope = envelope;
             self.last_played = last;
             self.counters.samples_missing += lost_n;
@@ -406,6 +409,60 @@ impl JitterBuffer {
     pub fn envelope(&self) -> i32 {
         self.envelope / 32
     }
+}
+
+/// Takes a run of ring slots (no wrap) into `out`, 0 and `missing` where a
+/// slot was empty, and empties the slots; returns the number missing.
+/// Whole blocks of [`RUN_BLOCK`] go through fixed-size arrays (the
+/// compiler vectorises those), the remainder sample by sample.
+#[inline]
+fn take_run(ring: &mut [i16], out: &mut [i16], missing: &mut [bool]) -> u64 {
+    let mut lost_n = 0;
+    let mut rc = ring.chunks_exact_mut(RUN_BLOCK);
+    let mut oc = out.chunks_exact_mut(RUN_BLOCK);
+    let mut mc = missing.chunks_exact_mut(RUN_BLOCK);
+    for ((r, o), m) in (&mut rc).zip(&mut oc).zip(&mut mc) {
+        if let (Ok(r), Ok(o), Ok(m)) = (
+            <&mut [i16; RUN_BLOCK]>::try_from(r),
+            <&mut [i16; RUN_BLOCK]>::try_from(o),
+            <&mut [bool; RUN_BLOCK]>::try_from(m),
+        ) {
+            lost_n += take_block(r, o, m) as u64;
+        }
+    }
+    let rest = rc
+        .into_remainder()
+        .iter_mut()
+        .zip(oc.into_remainder().iter_mut())
+        .zip(mc.into_remainder().iter_mut());
+    for ((r, o), m) in rest {
+        let s = std::mem::replace(r, EMPTY);
+        let lost = s == EMPTY;
+        *o = if lost { 0 } else { s };
+        *m = lost;
+        lost_n += lost as u64;
+    }
+    lost_n
+}
+
+const RUN_BLOCK: usize = 8;
+
+#[inline(always)]
+fn take_block(
+    ring: &mut [i16; RUN_BLOCK],
+    out: &mut [i16; RUN_BLOCK],
+    missing: &mut [bool; RUN_BLOCK],
+) -> u32 {
+    let mut lost_n = 0u32;
+    for i in 0..RUN_BLOCK {
+        let s = ring[i];
+        let lost = s == EMPTY;
+        out[i] = if lost { 0 } else { s };
+        missing[i] = lost;
+        lost_n += lost as u32;
+    }
+    *ring = [EMPTY; RUN_BLOCK];
+    lost_n
 }
 
 #[cfg(test)]

@@ -40,7 +40,8 @@
 //!   synthesis with the real signal over a quarter period plus 4 ms per
 //!   extra erased 10 ms frame, at most 10 ms.
 //!
-//! No allocation (all buffers are arrays inside the struct), no clock.
+//! No allocation after [`Plc::new`] (the buffers are arrays, the synthesis
+//! ones in one box), no clock.
 
 /// Shortest pitch period searched (200 Hz).
 pub const PITCH_MIN: usize = 40;
@@ -93,18 +94,26 @@ struct EndOverlap {
     gain: f32,
 }
 
-/// G.711 Appendix I concealment state for one channel; see the module doc.
-pub struct Plc {
-    /// Ring of the last HISTORY_LEN samples written (good or synthesised).
-    history: [i16; HISTORY_LEN],
-    /// Next write position in `history` (oldest sample is here).
-    pos: usize,
+/// See [`Plc::s`]. Every field is written before it is read in an
+/// erasure, so a reset leaves them as they are.
+struct Scratch {
     /// History snapshot at the start of an erasure, as floats.
     pitch_buf: [f32; HISTORY_LEN],
     /// The original last quarter period before the loop overlap.
     last_q: [f32; POVERLAP_MAX],
     /// Old synthesis when the pitch buffer grows (I.2.4).
     tail: [f32; POVERLAP_MAX],
+}
+
+/// G.711 Appendix I concealment state for one channel; see the module doc.
+pub struct Plc {
+    /// Ring of the last HISTORY_LEN samples written (good or synthesised).
+    history: [i16; HISTORY_LEN],
+    /// Next write position in `history` (oldest sample is here).
+    pos: usize,
+    /// The synthesis buffers, only used in and just after an erasure: out
+    /// of line, so a channel's per-tick state stays small.
+    s: Box<Scratch>,
     tail_left: usize,
     pitch: usize,
     poverlap: usize,
@@ -130,9 +139,11 @@ impl Plc {
         Plc {
             history: [0; HISTORY_LEN],
             pos: 0,
-            pitch_buf: [0.0; HISTORY_LEN],
-            last_q: [0.0; POVERLAP_MAX],
-            tail: [0.0; POVERLAP_MAX],
+            s: Box::new(Scratch {
+                pitch_buf: [0.0; HISTORY_LEN],
+                last_q: [0.0; POVERLAP_MAX],
+                tail: [0.0; POVERLAP_MAX],
+            }),
             tail_left: 0,
             pitch: PITCH_MAX,
             poverlap: POVERLAP_MAX,
@@ -146,10 +157,23 @@ impl Plc {
     }
 
     /// Forgets the audio (new call or new source); keeps the counters.
+    /// No allocation: the synthesis buffers are kept (see [`Scratch`]).
     pub fn reset(&mut self) {
-        let counters = self.counters;
-        *self = Plc::new();
-        self.counters = counters;
+        self.history = [0; HISTORY_LEN];
+        self.pos = 0;
+        self.tail_left = 0;
+        self.pitch = PITCH_MAX;
+        self.poverlap = POVERLAP_MAX;
+        self.poffset = 0;
+        self.pitch_blen = PITCH_MAX;
+        self.erased = 0;
+        self.end = None;
+        self.primed = false;
+    }
+
+    /// Heap bytes (the synthesis buffers; for the media memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Scratch>()
     }
 
     /// True while synthesising (an erasure is in progress).
@@ -165,8 +189,19 @@ impl Plc {
         if self.erased == 0 && self.end.is_none() && !missing[..n].contains(&true) {
             // Fast path: good audio, no erasure to finish: a delay line.
             self.primed |= n > 0;
-            for s in &mut samples[..n] {
-                *s = self.push(*s);
+            if n <= OUTPUT_DELAY_SAMPLES {
+                // The block's outputs were all written before it: read them
+                // out, then write the block (ring runs, no per-sample wrap).
+                let mut out = [0i16; OUTPUT_DELAY_SAMPLES];
+                let rd = (self.pos + HISTORY_LEN - OUTPUT_DELAY_SAMPLES) % HISTORY_LEN;
+                ring_read(&self.history, rd, &mut out[..n]);
+                ring_write(&mut self.history, self.pos, &samples[..n]);
+                self.pos = (self.pos + n) % HISTORY_LEN;
+                samples[..n].copy_from_slice(&out[..n]);
+            } else {
+                for s in &mut samples[..n] {
+                    *s = self.push(*s);
+                }
             }
             return;
         }
@@ -270,7 +305,7 @@ impl Plc {
             // I.2.4 overlapadds: old synthesis into the new, quarter period.
             let i = self.poverlap - self.tail_left;
             let w = (i + 1) as f32 / self.poverlap as f32;
-            v = (1.0 - w) * self.tail[i] + w * v;
+            v = (1.0 - w) * self.s.tail[i] + w * v;
             self.tail_left -= 1;
         }
         if frame >= 1 {
@@ -290,12 +325,12 @@ impl Plc {
     fn start_erasure(&mut self) {
         self.counters.erasures += 1;
         for i in 0..HISTORY_LEN {
-            self.pitch_buf[i] = self.history[(self.pos + i) % HISTORY_LEN] as f32;
+            self.s.pitch_buf[i] = self.history[(self.pos + i) % HISTORY_LEN] as f32;
         }
-        self.pitch = find_pitch(&self.pitch_buf);
+        self.pitch = find_pitch(&self.s.pitch_buf);
         self.poverlap = self.pitch / 4;
         let po = self.poverlap;
-        self.last_q[..po].copy_from_slice(&self.pitch_buf[HISTORY_LEN - po..]);
+        self.s.last_q[..po].copy_from_slice(&self.s.pitch_buf[HISTORY_LEN - po..]);
         self.poffset = 0;
         self.pitch_blen = self.pitch;
         self.tail_left = 0;
@@ -303,7 +338,7 @@ impl Plc {
         // The last `po` samples written are not yet played (po <= delay).
         for i in 0..po {
             let slot = (self.pos + HISTORY_LEN - po + i) % HISTORY_LEN;
-            self.history[slot] = to_i16(self.pitch_buf[HISTORY_LEN - po + i]);
+            self.history[slot] = to_i16(self.s.pitch_buf[HISTORY_LEN - po + i]);
         }
     }
 
@@ -312,7 +347,7 @@ impl Plc {
         let po = self.poverlap;
         let save = self.poffset;
         for i in 0..po {
-            self.tail[i] = self.next_synth();
+            self.s.tail[i] = self.next_synth();
         }
         self.poffset = save;
         while self.poffset > self.pitch {
@@ -332,21 +367,37 @@ impl Plc {
         let incr = 1.0 / po as f32;
         for i in 0..po {
             let rw = (i + 1) as f32 * incr;
-            let t = (1.0 - rw) * self.last_q[i] + rw * self.pitch_buf[start - po + i];
-            self.pitch_buf[HISTORY_LEN - po + i] = t.clamp(-32768.0, 32767.0);
+            let t = (1.0 - rw) * self.s.last_q[i] + rw * self.s.pitch_buf[start - po + i];
+            self.s.pitch_buf[HISTORY_LEN - po + i] = t.clamp(-32768.0, 32767.0);
         }
     }
 
     /// Next sample of the periodic synthesis (I.2.3 `getfespeech`).
     fn next_synth(&mut self) -> f32 {
         let start = HISTORY_LEN - self.pitch_blen;
-        let v = self.pitch_buf[start + self.poffset];
+        let v = self.s.pitch_buf[start + self.poffset];
         self.poffset += 1;
         if self.poffset >= self.pitch_blen {
             self.poffset = 0;
         }
         v
     }
+}
+
+/// `out.len()` samples of the ring from `at` on, wrapping.
+fn ring_read(ring: &[i16; HISTORY_LEN], at: usize, out: &mut [i16]) {
+    let first = out.len().min(HISTORY_LEN - at);
+    out[..first].copy_from_slice(&ring[at..at + first]);
+    let rest = out.len() - first;
+    out[first..].copy_from_slice(&ring[..rest]);
+}
+
+/// Writes `src` into the ring from `at` on, wrapping.
+fn ring_write(ring: &mut [i16; HISTORY_LEN], at: usize, src: &[i16]) {
+    let first = src.len().min(HISTORY_LEN - at);
+    ring[at..at + first].copy_from_slice(&src[..first]);
+    let rest = src.len() - first;
+    ring[..rest].copy_from_slice(&src[first..]);
 }
 
 fn to_i16(v: f32) -> i16 {
