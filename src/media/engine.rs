@@ -47,7 +47,7 @@
 //! | transmit queues (RTP, RTCP) | `n × 8 B` |
 //! | command ring | `command_ring × size_of::<Command>()` |
 //! | event ring | `event_ring × size_of::<Event>()` |
-//! | receive buffer | 2048 B |
+//! | receive buffers | `RECV_BATCH × 2048 B` (one `recvmmsg`) |
 //! | poll events | `(2n + 1) × size_of::<mio::event::Event>()` |
 //!
 //! With the defaults (200 ms jitter, 40 ms DTMF delay) a channel costs about
@@ -59,7 +59,7 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -588,6 +588,11 @@ pub struct LoopCounters {
 const TDM_TOKEN: Token = Token(0);
 /// Largest datagram read (RTP over Ethernet fits).
 const RECV_BUF: usize = 2048;
+/// Datagrams one `recvmmsg` reads. A socket normally holds one packet per
+/// ptime; the batch is what lets one call both read it and find the socket
+/// drained (a short count), where `recv` needs a second call that fails
+/// with `EWOULDBLOCK`.
+const RECV_BATCH: usize = 4;
 
 /// The mio shell around a [`MediaCore`]; see the module doc.
 pub struct MediaLoop {
@@ -597,6 +602,7 @@ pub struct MediaLoop {
     rtp: Box<[UdpSocket]>,
     rtcp: Box<[UdpSocket]>,
     buf: Box<[u8]>,
+    batch: Box<RecvBatch>,
     tdm_registered: bool,
     pub counters: LoopCounters,
 }
@@ -623,7 +629,7 @@ impl MediaLoop {
             rtcp.push(c);
         }
         let cap = 2 * n + 1;
-        core.budget.add("receive buffer", 1, RECV_BUF);
+        core.budget.add("receive buffers", RECV_BATCH, RECV_BUF);
         core.budget
             .add("poll events", cap, std::mem::size_of::<mio::event::Event>());
         tracing::info!(
@@ -640,6 +646,7 @@ impl MediaLoop {
             rtp: rtp.into_boxed_slice(),
             rtcp: rtcp.into_boxed_slice(),
             buf: vec![0; RECV_BUF].into_boxed_slice(),
+            batch: Box::new(RecvBatch::new()),
             tdm_registered: false,
             counters: LoopCounters::default(),
         })
@@ -690,6 +697,7 @@ impl MediaLoop {
             rtp,
             rtcp,
             buf,
+            batch,
             counters,
             ..
         } = self;
@@ -698,7 +706,7 @@ impl MediaLoop {
             if t == TDM_TOKEN.0 {
                 tdm_due = true;
             } else if t % 2 == 1 {
-                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], buf, counters);
+                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], batch, counters);
             } else if let Some(s) = rtcp.get((t - 2) / 2) {
                 drain_rtcp(core, (t - 2) / 2, s, buf, counters);
             }
@@ -752,17 +760,28 @@ fn drain_rtp(
     core: &mut MediaCore,
     idx: usize,
     sock: &UdpSocket,
-    buf: &mut [u8],
+    batch: &mut RecvBatch,
     counters: &mut LoopCounters,
 ) {
     // A queued ICMP error (RFC 1122 4.1.3.3) fails one read and the next
     // continues; a socket that keeps failing is left until its next event.
     let mut errors = 0;
     loop {
-        match sock.recv_from(buf) {
-            Ok((n, from)) => {
-                counters.datagrams_in += 1;
-                core.handle_rtp(idx, &buf[..n], from);
+        match batch.recv(sock.as_raw_fd()) {
+            Ok(n) => {
+                for (&(len, from), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
+                    counters.datagrams_in += 1;
+                    match from {
+                        Some(from) => core.handle_rtp(idx, &buf[..len], from),
+                        None => counters.recv_errors += 1,
+                    }
+                }
+                // A short batch: the kernel found the socket empty (or hit
+                // an error it keeps for the next call, which the next
+                // event's drain reads).
+                if n < RECV_BATCH {
+                    return;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -774,6 +793,112 @@ fn drain_rtp(
                 }
             }
         }
+    }
+}
+
+/// Buffers of one `recvmmsg(2)` (allocated once, by [`MediaLoop::new`]).
+struct RecvBatch {
+    bufs: [[u8; RECV_BUF]; RECV_BATCH],
+    /// Per datagram of the last [`Self::recv`]: length and source (`None`
+    /// for an address family other than IPv4/IPv6, never seen on UDP).
+    got: [(usize, Option<SocketAddr>); RECV_BATCH],
+}
+
+impl RecvBatch {
+    fn new() -> Self {
+        RecvBatch {
+            bufs: [[0; RECV_BUF]; RECV_BATCH],
+            got: [(0, None); RECV_BATCH],
+        }
+    }
+
+    /// Reads up to [`RECV_BATCH`] datagrams from non-blocking socket `fd`
+    /// in one call; the count (at least 1), or the error of the first read
+    /// (`WouldBlock` when the socket is empty).
+    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        use nix::libc;
+        use std::mem::MaybeUninit;
+        let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); RECV_BATCH];
+        let mut iov: [libc::iovec; RECV_BATCH] = std::array::from_fn(|_| libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        for (v, b) in iov.iter_mut().zip(self.bufs.iter_mut()) {
+            v.iov_base = b.as_mut_ptr().cast();
+            v.iov_len = RECV_BUF;
+        }
+        // SAFETY: mmsghdr is plain data (integers and raw pointers), for
+        // which all-zero bytes are a valid value.
+        let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+        for ((h, v), name) in hdrs.iter_mut().zip(iov.iter_mut()).zip(names.iter_mut()) {
+            h.msg_hdr.msg_name = name.as_mut_ptr().cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live iovec of one buffer of
+        // RECV_BUF bytes and at a sockaddr_storage with its size; all of
+        // them outlive the call, and the kernel writes within those sizes.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                RECV_BATCH as _,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = (r as usize).min(RECV_BATCH);
+        for ((h, name), got) in hdrs.iter().zip(&names).zip(self.got.iter_mut()).take(n) {
+            // SAFETY: for each of the `n` datagrams it returned, the kernel
+            // wrote `msg_namelen` bytes of its name.
+            let from = unsafe { sockaddr_to_std(name.as_ptr(), h.msg_hdr.msg_namelen) };
+            *got = ((h.msg_len as usize).min(RECV_BUF), from);
+        }
+        Ok(n)
+    }
+}
+
+/// The socket address the kernel wrote at `ss` (`len` bytes of it).
+///
+/// # Safety
+/// `ss` points at a `sockaddr_storage` whose first `len` bytes are
+/// initialised.
+unsafe fn sockaddr_to_std(
+    ss: *const nix::libc::sockaddr_storage,
+    len: nix::libc::socklen_t,
+) -> Option<SocketAddr> {
+    use nix::libc;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let len = len as usize;
+    if len < std::mem::size_of::<libc::sa_family_t>() {
+        return None;
+    }
+    // SAFETY (all three reads): the family is initialised (checked above),
+    // and a family of AF_INET / AF_INET6 with at least that structure's
+    // size means the kernel wrote that structure there.
+    match unsafe { (*ss).ss_family } as i32 {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            let a = unsafe { &*(ss as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            let a = unsafe { &*(ss as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
     }
 }
 
@@ -989,6 +1114,43 @@ mod tests {
         assert_eq!(sent[0], want);
         core.handle_tdm_frame(5, &[0; 32], &mut tx); // unknown span: ignored
         assert_eq!(ctl.stats.ids.len(), 60);
+    }
+
+    /// One `recvmmsg` reads what is queued, up to the batch, with each
+    /// datagram's length and source (IPv4 and IPv6); a short batch means
+    /// the socket is drained, and an empty socket is `WouldBlock`.
+    #[test]
+    fn recv_batch_reads_datagrams_with_their_sources() {
+        for ip in ["127.0.0.1", "::1"] {
+            let Ok(rx) = std::net::UdpSocket::bind((ip, 0)) else {
+                continue; // no IPv6 loopback here
+            };
+            rx.set_nonblocking(true).unwrap();
+            let tx = std::net::UdpSocket::bind((ip, 0)).unwrap();
+            let mut batch = RecvBatch::new();
+            let e = batch.recv(rx.as_raw_fd()).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            for len in 1..=RECV_BATCH + 2 {
+                tx.send_to(&vec![len as u8; len * 10], rx.local_addr().unwrap())
+                    .unwrap();
+            }
+            let mut lens = Vec::new();
+            loop {
+                let n = batch.recv(rx.as_raw_fd()).unwrap();
+                for (&(len, from), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
+                    assert_eq!(from, Some(tx.local_addr().unwrap()));
+                    assert!(buf[..len].iter().all(|&b| b as usize * 10 == len));
+                    lens.push(len);
+                }
+                if n < RECV_BATCH {
+                    break;
+                }
+            }
+            let want: Vec<usize> = (1..=RECV_BATCH + 2).map(|l| l * 10).collect();
+            assert_eq!(lens, want);
+            let e = batch.recv(rx.as_raw_fd()).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        }
     }
 
     #[test]
