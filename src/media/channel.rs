@@ -549,15 +549,20 @@ impl Channel {
     }
 
     /// First of two prefetch steps for the next [`Self::tick`] (the engine
-    /// calls it two channels ahead): the lines of the fields a tick reads,
-    /// by address only, so it never waits on memory itself.
+    /// calls it a span ahead): the lines of the fields a tick reads, by
+    /// address only, so it never waits on memory itself.
     #[inline]
     pub fn prefetch_state(&self) {
         use super::prefetch;
-        prefetch(&self.session);
+        // A session's fields are read all over (timers, packet state, the
+        // mute window, parameters): all of its lines.
+        super::prefetch_bytes(&self.session, usize::MAX);
         prefetch(&self.tone_on);
+        prefetch(&self.digits_on);
         prefetch(&self.now);
         prefetch(&self.packet_len);
+        prefetch(&self.delay_mask);
+        prefetch(&self.delay_samples);
         prefetch(&self.rtcp_len);
         prefetch(&self.plc_live);
         prefetch(&self.delay);
@@ -567,9 +572,10 @@ impl Channel {
         self.plc.prefetch_state();
     }
 
-    /// Second step (one channel ahead): what the state points at — the
-    /// jitter ring at the playout point, the delay line, the session's hot
-    /// fields, the detector's sample ring.
+    /// Second step (after [`Self::prefetch_state`] has had time to land):
+    /// what the state points at — the jitter ring at the playout point, the
+    /// delay line, the detector's sample ring, the PLC history, and the
+    /// packet's audio and buffer when the next tick builds one.
     #[inline]
     pub fn prefetch_data(&self) {
         use super::prefetch;
@@ -580,12 +586,6 @@ impl Channel {
             prefetch(d);
         }
         if let Some(s) = self.session.as_ref() {
-            prefetch(&s.p);
-            prefetch(&s.pkt_start);
-            prefetch(&s.last_valid_rx);
-            prefetch(&s.mute_from);
-            prefetch(&s.rtcp_due);
-            prefetch(&s.te_tx_active);
             // The next tick builds a packet: its audio left the cache the
             // delay line's length ago.
             let end = self.now + TICK_SAMPLES as u64;
@@ -595,7 +595,7 @@ impl Channel {
                         prefetch(d);
                     }
                 }
-                prefetch(&self.packet);
+                super::prefetch_bytes(&self.packet, RTP_HEADER_LEN + s.ptime_samples as usize);
             }
         }
     }

@@ -434,21 +434,33 @@ impl MediaCore {
     /// One tick of a span: every channel ticks on its column of
     /// the 8-frame block.
     fn tick_span(&mut self, span: usize) {
+        // Each channel's lines are otherwise a DRAM miss (a thousand
+        // channels push each other out of cache). The spans of a line tick
+        // one after the other in the same frame, so the next span's state
+        // is fetched while this one ticks (and this one's, in case it ticks
+        // alone), then what this span's state points at, all before the
+        // first of its channels works.
+        for s in [span, span + 1] {
+            for &idx in self
+                .spans
+                .get(s)
+                .map_or(&[][..], |sp| &sp.channel_of_ts[..])
+            {
+                if let Some(c) = self.channels.get(idx as usize) {
+                    c.prefetch_state();
+                }
+            }
+        }
+        for &idx in &self.spans[span].channel_of_ts {
+            if let Some(c) = self.channels.get(idx as usize) {
+                c.prefetch_data();
+            }
+        }
         for ts in 1..32 {
             let sp = &mut self.spans[span];
             let idx = sp.channel_of_ts[ts];
             if idx == NO_CHANNEL {
                 continue;
-            }
-            // Channels are numbered in span order: while this one works,
-            // fetch the state of the one after next and what the next one's
-            // state points at (each channel's lines are otherwise a DRAM
-            // miss, a thousand channels pushing each other out of cache).
-            if let Some(c) = self.channels.get(idx as usize + 2) {
-                c.prefetch_state();
-            }
-            if let Some(c) = self.channels.get(idx as usize + 1) {
-                c.prefetch_data();
             }
             let mut rx = [0u8; TICK_SAMPLES];
             for (o, f) in rx.iter_mut().zip(&sp.rx_block) {

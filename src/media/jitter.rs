@@ -384,9 +384,12 @@ impl JitterBuffer {
     /// a step earlier.
     #[inline]
     pub fn prefetch(&self) {
-        let slot = (self.playout & self.mask) as usize;
-        if let Some(p) = self.samples.get(slot) {
-            super::prefetch(p);
+        // A pull's 16 samples (32 bytes) may straddle two lines.
+        for k in [0, 15] {
+            let slot = ((self.playout + k) & self.mask) as usize;
+            if let Some(p) = self.samples.get(slot) {
+                super::prefetch(p);
+            }
         }
     }
 
