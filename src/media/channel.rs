@@ -600,6 +600,31 @@ impl Channel {
         }
     }
 
+    /// Prefetch for the next [`Self::handle_rtp`] (the engine calls it
+    /// just before the system call that reads the datagram, whose time
+    /// hides the misses): the session, the counters and the jitter
+    /// buffer's state and next ring run. Reads the session's ptime and the
+    /// buffer's state.
+    #[inline]
+    pub fn prefetch_rx(&self) {
+        super::prefetch_bytes(&self.session, usize::MAX);
+        super::prefetch(&self.counters.packets_received);
+        super::prefetch(&self.now);
+        if let Some(s) = self.session.as_ref() {
+            self.jb.prefetch_insert(s.ptime_samples as usize);
+        }
+    }
+
+    /// Prefetch for [`Self::poll_transmit`] and the send that follows (the
+    /// engine calls it for the next queued channel before sending the
+    /// current one): the session (its latch) and the built packet.
+    #[inline]
+    pub fn prefetch_tx(&self) {
+        super::prefetch_bytes(&self.session, usize::MAX);
+        super::prefetch(&self.packet_len);
+        super::prefetch_bytes(&self.packet, MAX_TX_PACKET);
+    }
+
     /// A packet is waiting for [`Self::poll_transmit`].
     pub fn has_packet(&self) -> bool {
         self.packet_len != 0

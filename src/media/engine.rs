@@ -568,12 +568,29 @@ impl MediaCore {
         }
     }
 
+    /// Prefetch hint for the datagram channel `index` is about to read
+    /// (see [`Channel::prefetch_rx`]); a shell calls it before the read.
+    pub fn prefetch_rx(&self, index: usize) {
+        if let Some(ch) = self.channels.get(index) {
+            ch.prefetch_rx();
+        }
+    }
+
     /// The next RTP packet to send: channel index, destination, datagram
     /// (borrowed from the channel until the next call).
     pub fn poll_transmit(&mut self) -> Option<(usize, SocketAddr, &[u8])> {
         while self.tx_len > 0 {
             self.tx_len -= 1;
             let idx = self.tx_queue[self.tx_len] as usize;
+            // The one after this: fetched while this one is sent.
+            if let Some(&next) = self
+                .tx_len
+                .checked_sub(1)
+                .and_then(|i| self.tx_queue.get(i))
+                && let Some(c) = self.channels.get(next as usize)
+            {
+                c.prefetch_tx();
+            }
             if self.channels[idx].has_packet() && self.channels[idx].is_connected() {
                 let (pkt, to) = self.channels[idx].poll_transmit()?;
                 return Some((idx, to, pkt));
@@ -778,6 +795,8 @@ fn drain_rtp(
     // A queued ICMP error (RFC 1122 4.1.3.3) fails one read and the next
     // continues; a socket that keeps failing is left until its next event.
     let mut errors = 0;
+    // The channel's lines come in while the kernel works.
+    core.prefetch_rx(idx);
     loop {
         match batch.recv(sock.as_raw_fd()) {
             Ok(n) => {
