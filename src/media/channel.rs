@@ -979,8 +979,8 @@ impl Channel {
         let t0 = self.now;
         let start = (t0 & self.delay_mask) as usize;
         let first = TICK_SAMPLES.min(self.delay.len() - start);
-        self.delay[start..start + first].copy_from_slice(&rx[..first]);
-        self.delay[..TICK_SAMPLES - first].copy_from_slice(&rx[first..]);
+        super::copy_short(&mut self.delay[start..start + first], &rx[..first]);
+        super::copy_short(&mut self.delay[..TICK_SAMPLES - first], &rx[first..]);
         let detect = self.session.as_ref().is_some_and(|s| s.p.dtmf_detect);
         if detect {
             let mut lin = [0i16; TICK_SAMPLES];
@@ -1118,13 +1118,29 @@ impl Channel {
             return;
         };
         let n = s.ptime_samples as usize;
-        // Scratch on the stack (hot in L1), not per-channel memory.
-        let mut payload = [0u8; MAX_PACKET_SAMPLES];
-        let idle = match s.p.codec {
-            Codec::Pcma => g711::ALAW_IDLE,
-            Codec::Pcmu => g711::ULAW_IDLE,
-        };
         let end = s.pkt_start + n as u64;
+        let repr = RtpRepr {
+            marker: s.marker_pending,
+            payload_type: s.p.payload_type,
+            sequence_number: s.seq,
+            // RFC 3550 §5.1: the sampling instant of the first octet.
+            timestamp: s.ts0.wrapping_add((s.pkt_start - s.start) as u32),
+            ssrc: s.ssrc,
+        };
+        if self.packet_len != 0 {
+            self.counters.tx_overruns += 1;
+        }
+        // The header, then the audio written straight into the packet.
+        // Cannot fail: the buffer holds the largest ptime and the payload
+        // type was checked at connect.
+        let (h, payload) = match (
+            repr.emit(&[], &mut self.packet),
+            self.packet.get_mut(RTP_HEADER_LEN..RTP_HEADER_LEN + n),
+        ) {
+            (Some(h), Some(payload)) => (h, payload),
+            _ => (0, &mut [][..]),
+        };
+        let n = payload.len();
         let mute_overlaps = s
             .mute_from
             .is_some_and(|f| f < end && s.mute_to.is_none_or(|e| e > s.pkt_start));
@@ -1134,12 +1150,16 @@ impl Channel {
             let start = (s.pkt_start & self.delay_mask) as usize;
             let first = n.min(self.delay.len() - start);
             payload[..first].copy_from_slice(&self.delay[start..start + first]);
-            payload[first..n].copy_from_slice(&self.delay[..n - first]);
+            payload[first..].copy_from_slice(&self.delay[..n - first]);
             if s.p.codec == Codec::Pcmu {
-                g711::alaw_to_ulaw_in_place(&mut payload[..n]);
+                g711::alaw_to_ulaw_in_place(payload);
             }
         } else {
-            for (i, out) in payload[..n].iter_mut().enumerate() {
+            let idle = match s.p.codec {
+                Codec::Pcma => g711::ALAW_IDLE,
+                Codec::Pcmu => g711::ULAW_IDLE,
+            };
+            for (i, out) in payload.iter_mut().enumerate() {
                 let t = s.pkt_start + i as u64;
                 let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
                 let a = self.delay[(t & self.delay_mask) as usize];
@@ -1157,25 +1177,12 @@ impl Channel {
             s.mute_from = None;
             s.mute_to = None;
         }
-        let repr = RtpRepr {
-            marker: s.marker_pending,
-            payload_type: s.p.payload_type,
-            sequence_number: s.seq,
-            // RFC 3550 §5.1: the sampling instant of the first octet.
-            timestamp: s.ts0.wrapping_add((s.pkt_start - s.start) as u32),
-            ssrc: s.ssrc,
-        };
         s.marker_pending = false;
         s.seq = s.seq.wrapping_add(1);
         s.pkt_start = end;
-        if self.packet_len != 0 {
-            self.counters.tx_overruns += 1;
-        }
-        // Cannot fail: the buffer holds the largest ptime and the payload
-        // type was checked at connect.
-        self.packet_len = repr.emit(&payload[..n], &mut self.packet).unwrap_or(0);
+        self.packet_len = if h == 0 { 0 } else { h + n };
         self.counters.packets_sent += 1;
-        self.counters.octets_sent += n as u64;
+        self.counters.octets_sent += s.ptime_samples;
     }
 
     /// The packet built by the last tick, if not yet taken, and where to send
@@ -1204,8 +1211,8 @@ impl Channel {
             self.plc_live = false;
         } else if self.session.is_some() {
             let mut missing = [false; TICK_SAMPLES];
-            self.jb.pull(&mut lin, &mut missing);
-            self.conceal(&mut lin, &missing);
+            let lost = self.jb.pull(&mut lin, &mut missing);
+            self.conceal(&mut lin, &missing, lost);
             self.regenerate_dtmf(&mut lin);
         } else {
             self.plc_live = false;
@@ -1223,12 +1230,21 @@ impl Channel {
     /// nothing is missing the PLC is a 30-sample delay line (its fast
     /// path). After a tone or digits replaced the far end's audio the
     /// history is stale: it is reset first (30 samples of silence).
-    fn conceal(&mut self, lin: &mut [i16; TICK_SAMPLES], missing: &[bool; TICK_SAMPLES]) {
+    fn conceal(
+        &mut self,
+        lin: &mut [i16; TICK_SAMPLES],
+        missing: &[bool; TICK_SAMPLES],
+        lost: u32,
+    ) {
         if !self.plc_live {
             self.plc.reset();
             self.plc_live = true;
         }
-        self.plc.process(lin, missing);
+        if lost == 0 {
+            self.plc.process_good(lin);
+        } else {
+            self.plc.process(lin, missing);
+        }
     }
 
     /// RFC 4733 §2.5.2: a received telephone-event digit is played over the

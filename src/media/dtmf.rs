@@ -248,7 +248,7 @@ impl DtmfDetector {
                 .min(BLOCK_LEN - self.block_fill)
                 .min(WIN_LEN - self.buf_pos);
             let run = &samples[i..i + n];
-            self.buf[self.buf_pos..self.buf_pos + n].copy_from_slice(run);
+            super::copy_short(&mut self.buf[self.buf_pos..self.buf_pos + n], run);
             self.buf_pos = (self.buf_pos + n) % WIN_LEN;
             self.sub_acc += run
                 .iter()

@@ -250,6 +250,8 @@ pub struct MediaCore {
     rtcp_queue: Box<[u32]>,
     rtcp_len: usize,
     ticks: u64,
+    /// The span whose channels' state the last tick prefetched.
+    state_prefetched: Option<usize>,
     ring_full_reported: u64,
     bind_ip: IpAddr,
     budget: MemoryBudget,
@@ -371,6 +373,7 @@ impl MediaCore {
             rtcp_queue: vec![0; n].into_boxed_slice(),
             rtcp_len: 0,
             ticks: 0,
+            state_prefetched: None,
             ring_full_reported: 0,
             bind_ip: p.bind_ip,
             budget,
@@ -437,10 +440,11 @@ impl MediaCore {
         // Each channel's lines are otherwise a DRAM miss (a thousand
         // channels push each other out of cache). The spans of a line tick
         // one after the other in the same frame, so the next span's state
-        // is fetched while this one ticks (and this one's, in case it ticks
-        // alone), then what this span's state points at, all before the
-        // first of its channels works.
-        for s in [span, span + 1] {
+        // is fetched while this one ticks (and this one's, when the tick
+        // before was not the span before), then what this span's state
+        // points at, all before the first of its channels works.
+        let own = self.state_prefetched != Some(span);
+        for s in [span, span + 1].into_iter().skip(usize::from(!own)) {
             for &idx in self
                 .spans
                 .get(s)
@@ -451,6 +455,7 @@ impl MediaCore {
                 }
             }
         }
+        self.state_prefetched = Some(span + 1);
         for &idx in &self.spans[span].channel_of_ts {
             if let Some(c) = self.channels.get(idx as usize) {
                 c.prefetch_data();
@@ -644,17 +649,22 @@ impl MediaLoop {
         let n = core.channels.len();
         let mut rtp = Vec::with_capacity(n);
         let mut rtcp = Vec::with_capacity(n);
+        // All RTP sockets first: their descriptors and kernel objects, which
+        // every packet touches, end up side by side (RTCP's are rarely used).
+        let mut rtcp_ports = Vec::with_capacity(n);
         for i in 0..n {
             let port = core.ports[i];
             let mut s = UdpSocket::bind(SocketAddr::new(core.bind_ip, port))?;
-            let rtcp_port = if port == 0 { 0 } else { port + 1 };
-            let mut c = UdpSocket::bind(SocketAddr::new(core.bind_ip, rtcp_port))?;
             core.ports[i] = s.local_addr()?.port();
             poll.registry()
                 .register(&mut s, Token(1 + 2 * i), Interest::READABLE)?;
+            rtp.push(s);
+            rtcp_ports.push(if port == 0 { 0 } else { port + 1 });
+        }
+        for (i, rtcp_port) in rtcp_ports.into_iter().enumerate() {
+            let mut c = UdpSocket::bind(SocketAddr::new(core.bind_ip, rtcp_port))?;
             poll.registry()
                 .register(&mut c, Token(2 + 2 * i), Interest::READABLE)?;
-            rtp.push(s);
             rtcp.push(c);
         }
         let cap = 2 * n + 1;

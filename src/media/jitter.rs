@@ -271,7 +271,8 @@ impl JitterBuffer {
 
     /// Plays `out.len()` samples; `missing[i]` is set where there was no audio
     /// (the caller conceals those). `out` and `missing` have the same length.
-    pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) {
+    /// Returns the number of samples missing.
+    pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) -> u32 {
         let n = out.len().min(missing.len()) as u32;
         if self.anchored
             && n as usize <= self.samples.len()
@@ -313,13 +314,16 @@ impl JitterBuffer {
             self.envelope = envelope;
             self.last_played = last;
             self.counters.samples_missing += lost_n;
-            return;
+            return lost_n as u32;
         }
+        let mut lost_n = 0;
         for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
             let (s, lost) = self.next_sample();
             *o = s;
             *m = lost;
+            lost_n += u32::from(lost);
         }
+        lost_n
     }
 
     /// Whether the depth is outside the dead band or over the maximum, the

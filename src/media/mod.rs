@@ -126,6 +126,25 @@ pub(crate) fn prefetch_bytes<T>(p: &T, bytes: usize) {
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of the per-tick paths
+/// (a tick's 16 samples, split where a ring wraps): in fixed blocks of 8
+/// the compiler moves inline, where a slice copy of unknown length is a
+/// call into `memcpy`. Copies `min(dst.len(), src.len())` items.
+#[inline(always)]
+pub(crate) fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len().min(src.len());
+    let mut dc = dst[..n].chunks_exact_mut(8);
+    let mut sc = src[..n].chunks_exact(8);
+    for (d, s) in (&mut dc).zip(&mut sc) {
+        if let (Ok(d), Ok(s)) = (<&mut [T; 8]>::try_from(d), <&[T; 8]>::try_from(s)) {
+            *d = *s;
+        }
+    }
+    for (d, s) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
+        *d = *s;
+    }
+}
+
 #[inline(always)]
 fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
