@@ -180,6 +180,58 @@ fn driver_keys_are_checked() {
 }
 
 #[test]
+fn timing_is_a_satop_and_serial_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = write(
+        dir.path(),
+        "b.toml",
+        "name = \"x\"\n[[span]]\nid = 1\ndriver = \"pair\"\ntiming = \"internal\"\n",
+    );
+    let site = write(dir.path(), "s.toml", &site_for_board(&board, &[1]));
+    let errs = Config::load(&site).unwrap_err().0;
+    assert_err(&errs, 5, "span[0].timing", "not used by driver `pair`");
+    let board = write(
+        dir.path(),
+        "b.toml",
+        "name = \"x\"\n[[span]]\nid = 1\ndriver = \"satop\"\nlocal = \"127.0.0.1:1000\"\nremote = \"127.0.0.1:1001\"\ntiming = \"internal\"\n",
+    );
+    let site = write(dir.path(), "s.toml", &site_for_board(&board, &[1]));
+    Config::load(&site).expect("satop takes timing");
+}
+
+#[test]
+fn rtp_ports_of_every_span_must_fit() {
+    // Span 4's TS31 RTCP port is base + 64*3 + 62 + 1 = base + 255.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("name = \"x\"\n");
+    for id in 1..=4 {
+        text += &format!(
+            "[[span]]\nid = {id}\ndriver = \"satop\"\nlocal = \"127.0.0.1:{}\"\nremote = \"127.0.0.1:{}\"\n",
+            2000 + 2 * id,
+            2001 + 2 * id
+        );
+    }
+    let board = write(dir.path(), "b.toml", &text);
+    let site_text = site_for_board(&board, &[1, 2, 3, 4]);
+    let fits = write(
+        dir.path(),
+        "s.toml",
+        &format!("{site_text}[media]\nrtp_port_base = {}\n", 65_535 - 255),
+    );
+    Config::load(&fits).expect("65280..65535 fits");
+    let past = write(
+        dir.path(),
+        "s.toml",
+        &format!("{site_text}[media]\nrtp_port_base = {}\n", 65_535 - 254),
+    );
+    let errs = Config::load(&past).unwrap_err().0;
+    assert!(
+        errs.iter().any(|e| e.key == "media.rtp_port_base"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn fault_injection_needs_the_explicit_switch() {
     let errs = load_errs(&format!(
         "{SIM_SITE}[debug]\nstall_loop = \"control\"\nstall_after = \"1s\"\n"

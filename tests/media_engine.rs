@@ -47,7 +47,7 @@ fn media_thread_runs_checks_in_and_stops() {
         sched_fifo_priority: None,
         mlockall: false,
     };
-    let h = spawn(lp, port, tp, stop.clone(), move || {
+    let h = spawn(lp, port, tp, stop.clone(), move |_: &MediaLoop| {
         hb.fetch_add(1, Ordering::Relaxed);
     })
     .unwrap();

@@ -65,7 +65,7 @@ impl Running {
             name: name.to_string(),
             ..ThreadParams::default()
         };
-        let join = engine::spawn(lp, port, tp, stop.clone(), || {}).unwrap();
+        let join = engine::spawn(lp, port, tp, stop.clone(), |_: &MediaLoop| {}).unwrap();
         Running {
             ctl,
             lines,

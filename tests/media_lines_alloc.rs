@@ -5,12 +5,16 @@
 //! the engine's loop turns over a `LinePort` (inner epoll, timerfd, the
 //! pair line stepped in real time, G.704 framing, HDLC on TS16, alarms,
 //! G.826 counters, D-channel and event rings, the status seqlock, RTP),
-//! and down while the test plays the control plane.
+//! and down while the test plays the control plane. The loop metrics the
+//! daemon records every turn (`MediaLoopMetrics::observe_turn`) run in the
+//! counted region too.
 //!
 //! Both ends of a pair line sit in the one port (span 1 the near end,
 //! span 2 the far end), with bit errors towards span 1; D-channel frames
 //! go both ways through the rings and RTP audio crosses the line from
-//! span 1's TS1 to span 2's TS1.
+//! span 1's TS1 to span 2's TS1. A `tdmgw trace` of both spans runs
+//! throughout: the media thread copies every RTP/RTCP datagram into the
+//! trace tap's ring, which the control plane drains.
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -23,6 +27,8 @@ use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
 use tdmgw::media::lines::{
     LineDriverParams, LinePort, LinePortParams, LineSpanParams, PairParams, pair_line,
 };
+use tdmgw::media::trace_tap::{TAP_RING_DEFAULT, trace_tap};
+use tdmgw::ops::layer_metrics::{LOOP_OVERRUN_DEFAULT_US, MediaLoopMetrics};
 
 mod common;
 use common::counting_alloc::{self, Counting};
@@ -65,6 +71,12 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     );
     let (core, mut ctl) = MediaCore::new(&ep).unwrap();
     let mut lp = MediaLoop::new(core).unwrap();
+    // The daemon's per-turn telemetry runs on the media thread too.
+    let loop_metrics = MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US);
+    let (tap, mut tap_ctl) = trace_tap(2, TAP_RING_DEFAULT);
+    lp.set_trace_tap(tap);
+    tap_ctl.set_span(1, true);
+    tap_ctl.set_span(2, true);
     let ts1 = |span| {
         lp.core()
             .channel_index(ChannelId { span, timeslot: 1 })
@@ -92,11 +104,13 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     let mut seq = 0u16;
     let mut rtp_out = 0usize;
     let mut turns = 0;
+    let (mut traced_in, mut traced_out) = (0u32, 0u32);
     while lines.status[0].read().counters.frame_periods < FRAMES {
         turns += 1;
         assert!(turns < 200_000, "line time does not advance");
         counting_alloc::track(true);
         let r = lp.turn(&mut port, Some(Duration::from_millis(2)));
+        loop_metrics.observe_turn(&lp);
         counting_alloc::track(false);
         r.unwrap();
         // The control plane: D-channel frames both ways, RTP in.
@@ -126,6 +140,14 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
             rtp_out += pkt[12..n].iter().filter(|&&o| o == 0x2A).count();
         }
         while lines.events.try_pop().is_some() {}
+        while let Some(p) = tap_ctl.try_pop() {
+            assert!(!p.rtcp || p.payload()[1] >= 200, "{p:?}");
+            if p.sent {
+                traced_out += 1;
+            } else {
+                traced_in += 1;
+            }
+        }
     }
     let (allocs, frees) = counting_alloc::counts();
     let s1 = lines.status[0].read();
@@ -134,11 +156,22 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
         "{turns} turns, {sent} D-channel frames each way ({got2} / {got1} received), \
          {rtp_out} tone octets out, span 1 {s1:?}"
     );
+    eprintln!(
+        "traced {traced_in} datagrams in, {traced_out} out, {} lost to a full ring",
+        tap_ctl.overflows()
+    );
     assert_eq!(
         (allocs, frees),
         (0, 0),
         "allocations / frees on the media thread"
     );
+    // The trace saw what went through the sockets: RTP into span 1 and out
+    // of span 2 (about 150 packets each way in 3 s).
+    assert!(
+        traced_in >= 100 && traced_out >= 100,
+        "{traced_in} {traced_out}"
+    );
+    assert_eq!(tap_ctl.overflows(), 0);
     // Everything ran: frames both ways (bit errors may cost a few), audio
     // across the line, bit errors counted.
     assert!(sent >= 100, "{sent}");

@@ -235,3 +235,46 @@ async fn calls_over_tcp_and_the_json_report() {
     assert_eq!(v["calls"][0]["direction"], "outgoing");
     assert!(v["calls"][0]["rtp"]["packets_received"].as_u64().unwrap() > 0);
 }
+
+/// Numbers in turn with their own expectations, a CANCEL 200 ms after the
+/// 180 of the call that is never answered, at most one call at a time
+/// (the three calls then take three hold times or more), and a rejection
+/// without a Reason header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_in_turn_cancel_after_ring_and_one_call_at_a_time() {
+    let (c, a) = run_pair(|a| {
+        let mut plan = CallPlan::new(a.sip_addr(), "999");
+        plan.calls = 3;
+        plan.rate_per_s = 20.0;
+        plan.hold = Duration::from_millis(300);
+        plan.called_in_turn = vec!["999".into(), "777".into(), "101".into()];
+        plan.expect_by_number = vec![
+            ("777".into(), Expect::NoAnswer),
+            ("101".into(), Expect::Status { status: 486 }),
+        ];
+        plan.cancel_after_ring = Some(Duration::from_millis(200));
+        plan.max_in_progress = 1;
+        caller(plan, MediaMode::Pattern)
+    })
+    .await;
+    assert!(c.all_checks_passed, "{:#?}", failed_checks(&c));
+    let by = |n: &str| c.calls.iter().find(|x| x.called == n).unwrap();
+    assert_eq!(by("999").result, CallResult::Completed);
+    let ring = by("777");
+    assert_eq!(
+        (ring.result, ring.ended_by, ring.provisional.clone()),
+        (CallResult::Cancelled, Some("local"), vec![180])
+    );
+    assert_eq!(by("101").status, Some(486));
+    assert!(
+        by("101")
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cause=17")),
+        "the answerer sends Reason by default"
+    );
+    // One at a time: the answered call's hold and the 200 ms of ringing
+    // come one after the other (a lower bound, never a timing race).
+    assert!(c.elapsed_ms >= 500.0, "{}", c.elapsed_ms);
+    assert_eq!(a.calls_received, 3);
+}

@@ -220,11 +220,10 @@ fn check_calls(ex: &ExchangeReport, peer: &ExchangeReport) {
         "{peer_json}"
     );
     assert_eq!(peer.incoming.calls, 6);
-    assert_eq!(
-        peer.incoming.failed_by_cause.get("16"),
-        Some(&1),
-        "the abandoned one"
-    );
+    // The call the exchange abandoned while the peer rang: the caller
+    // gave up, not a failure.
+    assert_eq!(peer.incoming.abandoned, 1, "{peer_json}");
+    assert_eq!(peer.incoming.failed_by_cause.get("16"), None, "{peer_json}");
     assert_eq!(peer.incoming.rejected, 1);
     assert!(ex.channels_idle_at_end && peer.channels_idle_at_end);
     assert_eq!(ex.calls.len(), 9);
@@ -328,4 +327,167 @@ fn no_far_end_times_out_and_reports_it() {
         "{:?}",
         rep.failures
     );
+}
+
+/// Per-number policies and clear plans in simulated time: the exchange
+/// clears its calls in the state each plan names and checks the early
+/// media of 201 and 202 (the peer sends PROGRESS with indicator 8 and
+/// echoes before it answers); the peer rings 203 for ever, rejects 204 with
+/// 17 after ringing, answers 205 (cleared by the exchange 200 ms into the
+/// active state); the peer's own call to 301, which the exchange lets ring
+/// with early media (its default policy), is abandoned by the peer 200 ms
+/// after ALERTING, the early media checked on the exchange.
+#[test]
+fn clear_plans_early_media_and_incoming_policies_in_simulated_time() {
+    use tdmgw::sim::exchange::{ClearOn, ClearPlan, IncomingPolicy};
+    let plan = |on, ms| ClearPlan {
+        on,
+        after: Duration::from_millis(ms),
+    };
+    let mut ex = ExchangeConfig::network(Scenario {
+        calls: 5,
+        rate_per_s: 20.0,
+        called: ["201", "202", "203", "204", "205"]
+            .map(String::from)
+            .to_vec(),
+        early_media: true,
+        clear_by_number: vec![
+            ("201".into(), plan(ClearOn::Progress, 300)),
+            ("202".into(), plan(ClearOn::Active, 300)),
+            ("203".into(), plan(ClearOn::Alerting, 100)),
+            ("205".into(), plan(ClearOn::Active, 200)),
+        ],
+        incoming: Incoming::NoAnswer,
+        expect_incoming: 1,
+        expected_causes: vec![17],
+        max_loss_percent: 0.0,
+        ..Scenario::default()
+    });
+    ex.run_for = Duration::from_secs(15);
+    let policy = |action, early| IncomingPolicy {
+        action,
+        reject_after: None,
+        early_media: early,
+        hold: None,
+        audio: AudioMode::Echo,
+    };
+    let mut peer = ExchangeConfig::user(Scenario {
+        calls: 1,
+        called: vec!["301".into()],
+        audio: AudioMode::Echo,
+        early_media: true,
+        incoming_by_number: vec![
+            ("201".into(), policy(Incoming::NoAnswer, true)),
+            (
+                "202".into(),
+                policy(
+                    Incoming::Answer {
+                        ring: Duration::from_millis(300),
+                    },
+                    true,
+                ),
+            ),
+            ("203".into(), policy(Incoming::NoAnswer, false)),
+            (
+                "204".into(),
+                IncomingPolicy {
+                    reject_after: Some(Duration::from_millis(200)),
+                    ..policy(Incoming::Reject { cause: 17 }, false)
+                },
+            ),
+        ],
+        clear_by_number: vec![("301".into(), plan(ClearOn::Alerting, 200))],
+        expect_incoming: 5,
+        ..Scenario::default()
+    });
+    peer.run_for = Duration::from_secs(15);
+    let (ex, peer) = run_pair_simulated(&ex, &peer, PairConfig::default(), Duration::from_secs(20));
+    let ex_json = serde_json::to_string_pretty(&ex).unwrap();
+    let peer_json = serde_json::to_string_pretty(&peer).unwrap();
+    assert!(ex.ok, "{ex_json}");
+    assert!(peer.ok, "{peer_json}");
+    let call = |r: &ExchangeReport, n: &str| {
+        r.calls
+            .iter()
+            .find(|c| c.called == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no call to {n}"))
+    };
+    let c = call(&ex, "201");
+    assert!(c.abandoned && !c.answered && c.early_media, "{ex_json}");
+    assert_eq!(c.clear_state, Some("progress"));
+    let a = c.audio.expect("early audio checked");
+    // 300 ms of early media in 4 ms blocks, less the round trip.
+    assert!(a.blocks_received > 40 && a.blocks_lost == 0, "{a:?}");
+    let c = call(&ex, "202");
+    assert!(
+        c.answered && c.early_media && c.audio_ok == Some(true),
+        "{ex_json}"
+    );
+    assert_eq!(c.clear_state, Some("active"));
+    let c = call(&ex, "203");
+    assert!(c.abandoned && c.alerted && !c.early_media, "{ex_json}");
+    assert_eq!(c.clear_state, Some("alerting"));
+    let c = call(&ex, "204");
+    assert!(
+        c.alerted && c.cause == 17 && c.cleared_by == "far_end",
+        "{ex_json}"
+    );
+    let c = call(&ex, "205");
+    assert!(c.answered && c.cleared_by == "us", "{ex_json}");
+    assert_eq!(ex.audio.checks, 4, "201, 202, 205, 301: {ex_json}");
+    // The peer's side: its rejection counted, its abandoned call, and the
+    // exchange's view of that call (the caller gave up while it rang).
+    assert_eq!(peer.incoming.rejected, 1, "{peer_json}");
+    let c = call(&peer, "301");
+    assert!(
+        c.abandoned && c.clear_state == Some("alerting"),
+        "{peer_json}"
+    );
+    let c = call(&ex, "301");
+    assert!(c.abandoned && c.cleared_by == "far_end", "{ex_json}");
+    assert!(c.early_media && c.audio_ok == Some(true), "{ex_json}");
+    assert_eq!(ex.incoming.abandoned, 1);
+}
+
+/// `max_in_progress`: calls due while the limit is reached wait for one to
+/// end (the schedule shifts); all are placed and completed.
+#[test]
+fn calls_in_progress_are_bounded() {
+    let mut ex = ExchangeConfig::network(Scenario {
+        calls: 6,
+        rate_per_s: 100.0,
+        hold: Duration::from_millis(200),
+        max_in_progress: 2,
+        ..Scenario::default()
+    });
+    ex.run_for = Duration::from_secs(15);
+    let mut peer = ExchangeConfig::user(Scenario {
+        audio: AudioMode::Echo,
+        expect_incoming: 6,
+        ..Scenario::default()
+    });
+    peer.run_for = Duration::from_secs(15);
+    let (ex, peer) = run_pair_simulated(&ex, &peer, PairConfig::default(), Duration::from_secs(20));
+    assert!(ex.ok && peer.ok, "{ex:?}\n{peer:?}");
+    assert_eq!(ex.outgoing.completed, 6);
+    assert_eq!(ex.outgoing.peak_in_progress, 2, "{ex:?}");
+    assert_eq!(peer.incoming.peak_in_progress, 2, "{peer:?}");
+    // Unbounded, the six calls overlap.
+    let mut free = ExchangeConfig::network(Scenario {
+        calls: 6,
+        rate_per_s: 100.0,
+        hold: Duration::from_millis(200),
+        ..Scenario::default()
+    });
+    free.run_for = Duration::from_secs(15);
+    let mut peer = ExchangeConfig::user(Scenario {
+        audio: AudioMode::Echo,
+        expect_incoming: 6,
+        ..Scenario::default()
+    });
+    peer.run_for = Duration::from_secs(15);
+    let (free, _) =
+        run_pair_simulated(&free, &peer, PairConfig::default(), Duration::from_secs(20));
+    assert!(free.outgoing.peak_in_progress > 2, "{free:?}");
 }

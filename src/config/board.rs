@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::source::Source;
+use crate::line::driver::timing::Timing;
 
 /// The embedded default profile: one span on the in-process `pair` line.
 pub const BUILTIN_SIM: &str = include_str!("../../board/sim.toml");
@@ -108,6 +109,10 @@ pub struct BoardSpan {
     pub rtp_header: Option<bool>,
     /// satop: playout buffer depth.
     pub playout_ms: Option<u16>,
+    /// satop, serial: who clocks what we send. `loop` (the default) follows
+    /// the far end's clock; `internal` runs on our own timer, for the end
+    /// that is the clock master (two tdmgw facing each other: one of them).
+    pub timing: Option<Timing>,
 }
 
 fn default_channels() -> u8 {
@@ -125,6 +130,13 @@ impl BoardSpan {
             .or_else(|| self.dahdi_span.map(|s| (s - 1) * 31 + 1))
     }
 
+    fn timing_name(&self) -> &'static str {
+        match self.timing.unwrap_or_default() {
+            Timing::Loop => "loop",
+            Timing::Internal => "internal",
+        }
+    }
+
     /// One line for `check-config`.
     pub fn describe(&self) -> String {
         let where_ = match self.driver {
@@ -134,9 +146,10 @@ impl BoardSpan {
                 self.dahdi_base_channel().unwrap_or(0)
             ),
             Driver::Satop => format!(
-                "SAToP {} -> {}",
+                "SAToP {} -> {} ({} timing)",
                 self.local.map(|a| a.to_string()).unwrap_or_default(),
-                self.remote.map(|a| a.to_string()).unwrap_or_default()
+                self.remote.map(|a| a.to_string()).unwrap_or_default(),
+                self.timing_name()
             ),
             Driver::Serial => format!(
                 "{} at {} baud",
@@ -223,7 +236,7 @@ impl BoardProfile {
 
 /// Each driver takes its own keys; a key meant for another driver is a mistake.
 fn validate_driver_keys(s: &BoardSpan, p: &str, src: &Source, errs: &mut Vec<ConfigError>) {
-    let present: [(&str, bool); 9] = [
+    let present: [(&str, bool); 10] = [
         ("local", s.local.is_some()),
         ("remote", s.remote.is_some()),
         ("device", s.device.is_some()),
@@ -233,6 +246,7 @@ fn validate_driver_keys(s: &BoardSpan, p: &str, src: &Source, errs: &mut Vec<Con
         ("payload_octets", s.payload_octets.is_some()),
         ("rtp_header", s.rtp_header.is_some()),
         ("playout_ms", s.playout_ms.is_some()),
+        ("timing", s.timing.is_some()),
     ];
     let (allowed, required): (&[&str], &[&str]) = match s.driver {
         Driver::Pair => (&[], &[]),
@@ -243,10 +257,11 @@ fn validate_driver_keys(s: &BoardSpan, p: &str, src: &Source, errs: &mut Vec<Con
                 "payload_octets",
                 "rtp_header",
                 "playout_ms",
+                "timing",
             ],
             &["local", "remote"],
         ),
-        Driver::Serial => (&["device", "baud"], &["device", "baud"]),
+        Driver::Serial => (&["device", "baud", "timing"], &["device", "baud"]),
         Driver::Dahdi => (&["dahdi_span", "base_channel"], &["dahdi_span"]),
     };
     for (key, is_set) in present {

@@ -97,12 +97,19 @@ pub fn media_plan(
                 if let Some(ms) = b.playout_ms {
                     p.playout_ms = ms;
                 }
+                if let Some(t) = b.timing {
+                    p.timing = t;
+                }
                 LineDriverParams::Satop(p)
             }
             Driver::Serial => {
                 let device = b.device.clone().ok_or_else(|| missing("device"))?;
                 let baud = b.baud.ok_or_else(|| missing("baud"))?;
-                LineDriverParams::Serial(SerialParams::new(device, baud))
+                let mut p = SerialParams::new(device, baud);
+                if let Some(t) = b.timing {
+                    p.timing = t;
+                }
+                LineDriverParams::Serial(p)
             }
         };
         let span = SpanConfig {
@@ -141,6 +148,7 @@ pub fn media_plan(
 mod tests {
     use super::*;
     use crate::config::{Config, Source};
+    use crate::line::driver::timing::Timing;
     use std::path::Path;
 
     #[test]
@@ -179,6 +187,7 @@ remote = "127.0.0.1:5001"
 payload_octets = 128
 rtp_header = true
 playout_ms = 6
+timing = "internal"
 [[span]]
 id = 3
 driver = "serial"
@@ -202,11 +211,15 @@ baud = 2048000
                 assert!(p.rtp_header);
                 assert_eq!(p.playout_ms, 6);
                 assert_eq!(p.remote.port(), 5001);
+                assert_eq!(p.timing, Timing::Internal);
             }
             d => panic!("{d:?}"),
         }
         match &plan.lines.spans[1].driver {
-            LineDriverParams::Serial(p) => assert_eq!(p.baud, 2_048_000),
+            LineDriverParams::Serial(p) => {
+                assert_eq!(p.baud, 2_048_000);
+                assert_eq!(p.timing, Timing::Loop);
+            }
             d => panic!("{d:?}"),
         }
         let dahdi = text.replace("driver = \"serial\"", "driver = \"dahdi\"");

@@ -512,15 +512,29 @@ impl SiteConfig {
         if self.cdr.max_bytes < 4096 {
             errs.push(src.error("cdr.max_bytes", "expected at least 4096 bytes"));
         }
-        let channels: u32 = board.spans.iter().map(|s| u32::from(s.channels)).sum();
-        if u32::from(self.media.rtp_port_base) + 2 * channels > 65_535
-            || self.media.rtp_port_base < 1024
-        {
+        // Span s, timeslot t has RTP port base + 64 (s - 1) + 2 t and RTCP one
+        // above (media::engine::rtp_port); the highest is the last span's
+        // last B-channel's RTCP port.
+        let base = self.media.rtp_port_base;
+        let highest = board
+            .spans
+            .iter()
+            .map(|s| {
+                let last_ts = (1..=31u8)
+                    .filter(|&t| t != 16)
+                    .take(usize::from(s.channels))
+                    .last()
+                    .unwrap_or(1);
+                u32::from(base) + 64 * u32::from(s.id.max(1) - 1) + 2 * u32::from(last_ts) + 1
+            })
+            .max()
+            .unwrap_or(u32::from(base));
+        if highest > 65_535 || base < 1024 {
             errs.push(src.error(
                 "media.rtp_port_base",
                 format!(
-                    "the {channels} channels need ports base..base+{} within 1024-65535",
-                    2 * channels
+                    "the board's channels need RTP/RTCP ports {base}..{highest} \
+                     (base + 64 (span - 1) + 2 timeslot, RTCP + 1) within 1024-65535"
                 ),
             ));
         }

@@ -23,7 +23,8 @@
 //!   out of service, counters), replaced only when something changed;
 //!   readers (telemetry, the call module) never hold the task up.
 //! - **Observer**: `beat()` at least every `heartbeat_interval` (the
-//!   supervisor's check-in), `event()` for every event before it is sent
+//!   supervisor's check-in), `frame()` for every frame received or sent
+//!   (`tdmgw trace`), `event()` for every event before it is sent
 //!   (NOC events: `ops::dchannel` maps D-channel up/down and RESTART sent
 //!   and received to them, so `isdn` stays independent of `ops`).
 //!
@@ -179,6 +180,9 @@ pub trait Observer: Send + Sync + 'static {
     fn beat(&self) {}
     /// An event of `span`, before it goes to the call module.
     fn event(&self, _span: u8, _event: &q931::Event) {}
+    /// A frame of `span` (address field onwards, no FCS), `sent` by us or
+    /// received, before it goes to the port or the stack (`tdmgw trace`).
+    fn frame(&self, _span: u8, _sent: bool, _frame: &[u8]) {}
 }
 
 /// No supervisor, no NOC (tests, tools).
@@ -423,7 +427,10 @@ impl<P: FramePort> Task<P> {
                 Wake::Command(None) => break StopReason::HandlesDropped,
                 Wake::Command(Some(c)) => self.execute(c),
                 Wake::Frame(Ok(Some(n))) => match buf.get(..n) {
-                    Some(frame) => self.dc.handle_frame(now, frame),
+                    Some(frame) => {
+                        self.observer.frame(self.span, false, frame);
+                        self.dc.handle_frame(now, frame);
+                    }
                     None => warn!(
                         span = self.span,
                         len = n,
@@ -459,6 +466,7 @@ impl<P: FramePort> Task<P> {
     /// publishes the status if it changed.
     async fn flush(&mut self) -> io::Result<()> {
         while let Some(frame) = self.dc.poll_transmit() {
+            self.observer.frame(self.span, true, &frame);
             let port = &mut self.port;
             poll_fn(|cx| port.poll_send(cx, &frame)).await?;
         }

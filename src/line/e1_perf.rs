@@ -21,6 +21,19 @@
 //!   they belong to (the previous one if it has closed since): the current
 //!   ES/SES/UAS counts may lag by up to ten seconds, as in RFC 4805.
 //!
+//! The far end's view of our transmit direction is counted the same way
+//! (G.826 §B.2 / RFC 4805's far-end counters), from what it sends back:
+//!
+//! - far-end SES: RAI received in the second (the far end is in a defect
+//!   state: it counts the second severely errored), or on a CRC-4 line at
+//!   least 30 % of the blocks reported errored by E bits (FEBE);
+//! - far-end ES: at least one FEBE, or a far-end SES;
+//! - far-end unavailable time: the same ten-second rule, on its own.
+//!
+//! A second with a near-end defect (LOS, AIS, LOF) tells nothing about the
+//! far end (no E bits or A bit can be read): it is left out of the far-end
+//! counts and does not break or extend a far-end run.
+//!
 //! Intervals are 900 seconds of line time (the first one shorter by
 //! [`PerfConfig::first_interval_elapsed_s`], to end on a quarter hour of the
 //! caller's clock); the last 96 closed intervals
@@ -94,6 +107,12 @@ pub struct PerfCounts {
     pub ses: u32,
     /// Unavailable seconds.
     pub uas: u32,
+    /// Far-end errored seconds (far-end SES included), far-end available time only.
+    pub far_es: u32,
+    /// Far-end severely errored seconds, far-end available time only.
+    pub far_ses: u32,
+    /// Far-end unavailable seconds.
+    pub far_uas: u32,
 }
 
 impl PerfCounts {
@@ -106,17 +125,21 @@ impl PerfCounts {
         self.alignment_losses += u64::from(a.alignment_losses);
     }
 
-    fn count_second(&mut self, class: SecondClass, available: bool) {
+    fn count_second(&mut self, end: End, class: SecondClass, available: bool) {
+        let (es, ses, uas) = match end {
+            End::Near => (&mut self.es, &mut self.ses, &mut self.uas),
+            End::Far => (&mut self.far_es, &mut self.far_ses, &mut self.far_uas),
+        };
         if !available {
-            self.uas += 1;
+            *uas += 1;
             return;
         }
         match class {
             SecondClass::Clean => {}
-            SecondClass::Errored => self.es += 1,
+            SecondClass::Errored => *es += 1,
             SecondClass::Severe => {
-                self.es += 1;
-                self.ses += 1;
+                *es += 1;
+                *ses += 1;
             }
         }
     }
@@ -130,11 +153,88 @@ pub enum SecondClass {
     Severe,
 }
 
+/// Which end's view of the line a second belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// What we receive.
+    Near,
+    /// What the far end receives from us, as it reports (E bits, RAI).
+    Far,
+}
+
 /// A second whose availability is not known yet, and its interval.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     class: SecondClass,
     interval: u64,
+}
+
+/// G.826 Annex A for one end: seconds are held back while a run of ten
+/// could still switch availability.
+#[derive(Debug, Clone)]
+struct Availability {
+    unavailable: bool,
+    pending: [Pending; AVAILABILITY_RUN],
+    pending_len: usize,
+}
+
+/// What one classified second settles: held seconds released with their
+/// availability, and whether availability switched.
+struct Settled {
+    released: [Pending; AVAILABILITY_RUN + 1],
+    len: usize,
+    available: bool,
+    switched: bool,
+}
+
+impl Availability {
+    fn new() -> Self {
+        Availability {
+            unavailable: false,
+            pending: [Pending {
+                class: SecondClass::Clean,
+                interval: 0,
+            }; AVAILABILITY_RUN],
+            pending_len: 0,
+        }
+    }
+
+    fn second(&mut self, class: SecondClass, interval: u64) -> Settled {
+        let mut out = Settled {
+            released: [Pending {
+                class: SecondClass::Clean,
+                interval: 0,
+            }; AVAILABILITY_RUN + 1],
+            len: 0,
+            available: !self.unavailable,
+            switched: false,
+        };
+        let severe = class == SecondClass::Severe;
+        let this = Pending { class, interval };
+        if severe != self.unavailable {
+            // A run that could switch availability is held back.
+            if let Some(p) = self.pending.get_mut(self.pending_len) {
+                *p = this;
+                self.pending_len += 1;
+            }
+            if self.pending_len == AVAILABILITY_RUN {
+                self.unavailable = !self.unavailable;
+                out.switched = true;
+                out.available = !self.unavailable;
+                out.released[..AVAILABILITY_RUN].copy_from_slice(&self.pending);
+                out.len = AVAILABILITY_RUN;
+                self.pending_len = 0;
+            }
+        } else {
+            // The run is broken: what was held keeps the current state.
+            let n = self.pending_len;
+            out.released[..n].copy_from_slice(&self.pending[..n]);
+            out.released[n] = this;
+            out.len = n + 1;
+            self.pending_len = 0;
+        }
+        out
+    }
 }
 
 /// The counters of one E1 receive side; see the module doc.
@@ -144,6 +244,7 @@ pub struct E1Perf {
     frames_in_second: u32,
     second: Anomalies,
     second_defect: bool,
+    second_far_defect: bool,
     /// Number of the current interval since start.
     interval: u64,
     current: PerfCounts,
@@ -152,9 +253,8 @@ pub struct E1Perf {
     history_len: usize,
     newest: usize,
     total: PerfCounts,
-    unavailable: bool,
-    pending: [Pending; AVAILABILITY_RUN],
-    pending_len: usize,
+    near: Availability,
+    far: Availability,
     /// Seconds the current interval started late (the first one only).
     interval_head_start_s: u32,
 }
@@ -166,39 +266,41 @@ impl E1Perf {
             frames_in_second: 0,
             second: Anomalies::default(),
             second_defect: false,
+            second_far_defect: false,
             interval: 0,
             current: PerfCounts::default(),
             history: [PerfCounts::default(); HISTORY_INTERVALS],
             history_len: 0,
             newest: HISTORY_INTERVALS - 1,
             total: PerfCounts::default(),
-            unavailable: false,
-            pending: [Pending {
-                class: SecondClass::Clean,
-                interval: 0,
-            }; AVAILABILITY_RUN],
-            pending_len: 0,
+            near: Availability::new(),
+            far: Availability::new(),
             interval_head_start_s: cfg.first_interval_elapsed_s.min(INTERVAL_SECONDS - 1),
         }
     }
 
     /// One frame period of line time with its anomalies; `defect` = LOS,
-    /// AIS or LOF present in it.
-    pub fn handle_frame_period(&mut self, a: &Anomalies, defect: bool) {
+    /// AIS or LOF present in it; `far_defect` = RAI received in it (the far
+    /// end's defect indication).
+    pub fn handle_frame_period(&mut self, a: &Anomalies, defect: bool, far_defect: bool) {
         self.current.add(a);
         self.total.add(a);
         let s = &mut self.second;
         s.fas_errors += a.fas_errors;
         s.crc4_blocks += a.crc4_blocks;
         s.crc4_errors += a.crc4_errors;
+        s.febe += a.febe;
         self.second_defect |= defect;
+        self.second_far_defect |= far_defect;
         self.frames_in_second += 1;
         if self.frames_in_second >= FRAMES_PER_SECOND {
             let class = self.classify();
+            let far = (!self.second_defect).then(|| self.classify_far());
             self.frames_in_second = 0;
             self.second = Anomalies::default();
             self.second_defect = false;
-            self.handle_second(class);
+            self.second_far_defect = false;
+            self.handle_seconds(class, far);
         }
     }
 
@@ -230,29 +332,35 @@ impl E1Perf {
         }
     }
 
-    /// G.826 Annex A availability for one classified second.
+    /// The far end's second, from the E bits and RAI it sent.
+    fn classify_far(&self) -> SecondClass {
+        let s = &self.second;
+        let pct = u64::from(self.cfg.ses_crc4_percent);
+        let severe_febe =
+            s.crc4_blocks > 0 && u64::from(s.febe) * 100 >= pct * u64::from(s.crc4_blocks);
+        if self.second_far_defect || (s.febe > 0 && severe_febe) {
+            SecondClass::Severe
+        } else if s.febe > 0 {
+            SecondClass::Errored
+        } else {
+            SecondClass::Clean
+        }
+    }
+
+    /// G.826 Annex A availability for one classified near-end second (the
+    /// far end's second counted as clean).
     pub fn handle_second(&mut self, class: SecondClass) {
+        self.handle_seconds(class, Some(SecondClass::Clean));
+    }
+
+    /// One second: the near end's class, and the far end's (`None` when a
+    /// near-end defect hid it).
+    pub fn handle_seconds(&mut self, near: SecondClass, far: Option<SecondClass>) {
         self.current.seconds += 1;
         self.total.seconds += 1;
-        let severe = class == SecondClass::Severe;
-        // A run that could switch availability is held back.
-        let run_continues = severe != self.unavailable;
-        if run_continues {
-            self.hold(class);
-            if self.pending_len == AVAILABILITY_RUN {
-                self.unavailable = !self.unavailable;
-                tracing::info!(
-                    span = self.cfg.span_id,
-                    unavailable = self.unavailable,
-                    "E1 availability changed: ten consecutive {} (G.826 Annex A)",
-                    if severe { "SES" } else { "non-SES" }
-                );
-                self.release_pending(!self.unavailable);
-            }
-        } else {
-            // The run is broken: what was held keeps the current state.
-            self.release_pending(!self.unavailable);
-            self.count(class, self.interval, !self.unavailable);
+        self.settle(End::Near, near);
+        if let Some(far) = far {
+            self.settle(End::Far, far);
         }
         if self.current.seconds + self.interval_head_start_s >= INTERVAL_SECONDS {
             self.interval_head_start_s = 0;
@@ -260,31 +368,33 @@ impl E1Perf {
         }
     }
 
-    fn hold(&mut self, class: SecondClass) {
-        if let Some(p) = self.pending.get_mut(self.pending_len) {
-            *p = Pending {
-                class,
-                interval: self.interval,
-            };
-            self.pending_len += 1;
+    fn settle(&mut self, end: End, class: SecondClass) {
+        let tracker = match end {
+            End::Near => &mut self.near,
+            End::Far => &mut self.far,
+        };
+        let settled = tracker.second(class, self.interval);
+        if settled.switched {
+            tracing::info!(
+                span = self.cfg.span_id,
+                end = ?end,
+                unavailable = !settled.available,
+                "E1 availability changed: ten consecutive {} (G.826 Annex A)",
+                if settled.available { "non-SES" } else { "SES" }
+            );
         }
-    }
-
-    fn release_pending(&mut self, available: bool) {
-        for i in 0..self.pending_len {
-            let p = self.pending[i];
-            self.count(p.class, p.interval, available);
+        for p in &settled.released[..settled.len] {
+            self.count(end, p.class, p.interval, settled.available);
         }
-        self.pending_len = 0;
     }
 
     /// Counts a second in its interval (current, or the one just closed).
-    fn count(&mut self, class: SecondClass, interval: u64, available: bool) {
-        self.total.count_second(class, available);
+    fn count(&mut self, end: End, class: SecondClass, interval: u64, available: bool) {
+        self.total.count_second(end, class, available);
         if interval == self.interval {
-            self.current.count_second(class, available);
+            self.current.count_second(end, class, available);
         } else if interval + 1 == self.interval && self.history_len > 0 {
-            self.history[self.newest].count_second(class, available);
+            self.history[self.newest].count_second(end, class, available);
         }
     }
 
@@ -322,7 +432,12 @@ impl E1Perf {
 
     /// In unavailable time (G.826 Annex A).
     pub fn unavailable(&self) -> bool {
-        self.unavailable
+        self.near.unavailable
+    }
+
+    /// The far end in unavailable time, as its E bits and RAI tell.
+    pub fn far_unavailable(&self) -> bool {
+        self.far.unavailable
     }
 }
 
@@ -424,7 +539,7 @@ mod tests {
     fn one_second(p: &mut E1Perf, a: Anomalies, defect_frame: Option<u32>) {
         for f in 0..FRAMES_PER_SECOND {
             let a = if f == 0 { a } else { Anomalies::default() };
-            p.handle_frame_period(&a, defect_frame == Some(f));
+            p.handle_frame_period(&a, defect_frame == Some(f), false);
         }
     }
 
@@ -451,5 +566,70 @@ mod tests {
         assert_eq!(p.current().crc4_errors, 599);
         assert_eq!(p.current().fas_errors, 55);
         assert_eq!(p.current().seconds, 7);
+    }
+
+    fn far(c: &PerfCounts) -> (u32, u32, u32) {
+        (c.far_es, c.far_ses, c.far_uas)
+    }
+
+    fn second_with(p: &mut E1Perf, a: Anomalies, defect: bool, rai: bool) {
+        for f in 0..FRAMES_PER_SECOND {
+            let a = if f == 0 { a } else { Anomalies::default() };
+            p.handle_frame_period(&a, defect && f == 100, rai && f == 200);
+        }
+    }
+
+    #[test]
+    fn far_end_seconds_from_e_bits_and_rai() {
+        let mut p = E1Perf::new(PerfConfig::default());
+        let febe = |n| Anomalies {
+            crc4_blocks: 1000,
+            febe: n,
+            ..Anomalies::default()
+        };
+        second_with(&mut p, febe(0), false, false);
+        second_with(&mut p, febe(1), false, false);
+        second_with(&mut p, febe(299), false, false);
+        second_with(&mut p, febe(300), false, false);
+        // RAI: the far end is in a defect state, a far-end SES; our side is clean.
+        second_with(&mut p, febe(0), false, true);
+        // A near-end defect hides the far end: not a far-end second at all.
+        second_with(&mut p, febe(1000), true, true);
+        // The two far-end SES are held back (they might start unavailable
+        // time) until a far-end second that is not severe.
+        assert_eq!(far(p.current()), (2, 0, 0));
+        second_with(&mut p, febe(0), false, false);
+        assert_eq!(far(p.current()), (4, 2, 0));
+        assert_eq!(es_ses_uas(p.current()), (1, 1, 0));
+        assert_eq!(p.current().febe, 1600);
+        assert_eq!(far(p.total()), (4, 2, 0));
+    }
+
+    #[test]
+    fn far_end_unavailability_is_its_own_ten_second_run() {
+        let mut p = E1Perf::new(PerfConfig::default());
+        let clean = Anomalies {
+            crc4_blocks: 1000,
+            ..Anomalies::default()
+        };
+        for _ in 0..9 {
+            second_with(&mut p, clean, false, true);
+        }
+        assert_eq!(far(p.current()), (0, 0, 0), "nine held back");
+        // A near-end defect second neither breaks nor extends the run.
+        second_with(&mut p, clean, true, false);
+        assert!(!p.far_unavailable());
+        second_with(&mut p, clean, false, true);
+        assert!(p.far_unavailable());
+        assert!(!p.unavailable());
+        assert_eq!(far(p.current()), (0, 0, 10));
+        // The near end saw one defect second: an SES in available time.
+        assert_eq!(es_ses_uas(p.current()), (1, 1, 0));
+        for _ in 0..10 {
+            second_with(&mut p, clean, false, false);
+        }
+        assert!(!p.far_unavailable());
+        assert_eq!(far(p.current()), (0, 0, 10));
+        assert_eq!(p.current().seconds, 21);
     }
 }

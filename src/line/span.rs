@@ -289,7 +289,7 @@ impl RawSpan {
         let g826_defect = [Alarm::Los, Alarm::Ais, Alarm::Lof]
             .iter()
             .any(|&a| defects.contains(a));
-        self.perf.handle_frame_period(&anomalies, g826_defect);
+        self.perf.handle_frame_period(&anomalies, g826_defect, rai);
         let mf = self.deframer.multiframe_state();
         if mf != self.last_mf_state {
             if mf == MultiframeState::Interworking {

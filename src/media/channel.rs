@@ -227,6 +227,9 @@ pub struct ChannelCounters {
     pub rtcp_while_idle: u64,
     pub rtcp_overruns: u64,
     pub plc: PlcCounters,
+    /// RFC 3550 A.3 packets lost, summed over ended sessions (each
+    /// session's cumulative loss at its end, duplicates not netted below 0).
+    pub packets_lost: u64,
 }
 
 /// The same counters as atomics, for telemetry to read while the media
@@ -263,6 +266,11 @@ pub struct ChannelStats {
     pub plc_concealed_samples: AtomicU64,
     /// Gauge: RFC 3550 A.8 jitter, samples.
     pub jitter_samples: AtomicU64,
+    /// RFC 3550 A.3 packets lost: ended sessions plus the live one, never
+    /// decreasing (a live session's loss can shrink as late packets come).
+    pub packets_lost: AtomicU64,
+    /// Gauge: the jitter buffer's measured depth, samples (0 when idle).
+    pub jitter_buffer_depth_samples: AtomicU64,
     /// Gauge: a session is up.
     pub connected: AtomicBool,
 }
@@ -524,6 +532,15 @@ impl Channel {
     pub fn publish(&self, stats: &ChannelStats) {
         let c = self.counters();
         stats.store(&c, self.jb.jitter_samples(), self.session.is_some());
+        let live = self.session.as_ref().and_then(|s| s.src.as_ref());
+        let lost_now = live.map_or(0, |q| q.cumulative_lost().max(0) as u64);
+        stats
+            .packets_lost
+            .fetch_max(c.packets_lost + lost_now, Ordering::Relaxed);
+        let depth = live.map_or(0, |_| self.jb.depth_samples().max(0) as u64);
+        stats
+            .jitter_buffer_depth_samples
+            .store(depth, Ordering::Relaxed);
     }
 
     // ---- events ---------------------------------------------------------
@@ -824,6 +841,7 @@ impl Channel {
             rtcp_received: rc.received.min(u32::MAX as u64) as u32,
             rtcp_malformed: rc.errors.total().min(u32::MAX as u64) as u32,
         };
+        self.counters.packets_lost += summary.packets_lost.max(0) as u64;
         self.packet_len = 0;
         self.jb.reset();
         self.cold.te_rx.reset();

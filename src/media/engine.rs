@@ -75,6 +75,7 @@ use super::channel::{Channel, ChannelParams, ChannelStats, STATS_EVERY_TICKS, TI
 use super::control::{ChannelId, Command, Event, RejectReason};
 use super::ring::{Consumer, Producer, ring};
 use super::tdm::{E1Frame, TdmPort};
+use super::trace_tap::TraceTap;
 
 /// One span of the group: its number (from 1, as configured) and the
 /// timeslots that carry B-channels.
@@ -392,6 +393,11 @@ impl MediaCore {
         &self.budget
     }
 
+    /// Values dropped on a full command ring and event ring so far.
+    pub fn ring_overflows(&self) -> (u64, u64) {
+        (self.commands.overflows(), self.events.overflows())
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -640,6 +646,10 @@ pub struct MediaLoop {
     buf: Box<[u8]>,
     batch: Box<RecvBatch>,
     tdm_registered: bool,
+    /// `tdmgw trace`'s copies (`trace_tap`); off unless set.
+    tap: TraceTap,
+    /// Time the last turn spent outside `poll`.
+    last_busy: Duration,
     pub counters: LoopCounters,
 }
 
@@ -689,8 +699,29 @@ impl MediaLoop {
             buf: vec![0; RECV_BUF].into_boxed_slice(),
             batch: Box::new(RecvBatch::new()),
             tdm_registered: false,
+            tap: TraceTap::off(),
+            last_busy: Duration::ZERO,
             counters: LoopCounters::default(),
         })
+    }
+
+    /// Gives the loop its trace tap (start-up only; see `trace_tap`).
+    pub fn set_trace_tap(&mut self, mut tap: TraceTap) {
+        let table = (0..self.core.channels.len())
+            .filter_map(|i| {
+                let (rtp, rtcp) = self.rtp_addr(i)?;
+                Some((self.core.channels[i].id().span, rtp, rtcp))
+            })
+            .collect();
+        tap.set_channels(table);
+        let slot = std::mem::size_of::<super::trace_tap::TapPacket>();
+        self.core.budget.add("trace tap ring", tap.capacity(), slot);
+        tracing::info!(
+            slots = tap.capacity(),
+            bytes = tap.capacity() * slot,
+            "media engine: trace tap ring"
+        );
+        self.tap = tap;
     }
 
     pub fn core(&self) -> &MediaCore {
@@ -730,7 +761,9 @@ impl MediaLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        let busy_from = std::time::Instant::now();
         self.counters.turns += 1;
+        self.tap.refresh();
         let mut tdm_due = port.raw_fd().is_none();
         let Self {
             core,
@@ -740,6 +773,7 @@ impl MediaLoop {
             buf,
             batch,
             counters,
+            tap,
             ..
         } = self;
         for ev in events.iter() {
@@ -747,53 +781,100 @@ impl MediaLoop {
             if t == TDM_TOKEN.0 {
                 tdm_due = true;
             } else if t % 2 == 1 {
-                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], batch, counters);
+                drain_rtp(core, (t - 1) / 2, &rtp[(t - 1) / 2], batch, counters, tap);
             } else if let Some(s) = rtcp.get((t - 2) / 2) {
-                drain_rtcp(core, (t - 2) / 2, s, buf, counters);
+                drain_rtcp(core, (t - 2) / 2, s, buf, counters, tap);
             }
         }
         // Commands first: a connect applies before this turn's frames.
         self.core.handle_commands();
         if tdm_due {
-            let core = &mut self.core;
-            let n = port.service(&mut |span, rx, tx| core.handle_tdm_frame(span, rx, tx))?;
+            let Self {
+                core,
+                rtp,
+                rtcp,
+                counters,
+                tap,
+                ..
+            } = self;
+            let n = port.service(&mut |span, rx, tx| {
+                core.handle_tdm_frame(span, rx, tx);
+                // A port that hands over more than a packet time at once (a
+                // SAToP playout or a line thread catching up after the loop
+                // was held off the CPU) ticks a channel more than once in
+                // one service: each packet goes out as it is built, or the
+                // next one would overwrite it (a gap in the sequence).
+                if core.tx_len > 0 || core.rtcp_len > 0 {
+                    send_pending(core, rtp, rtcp, counters, tap);
+                }
+            })?;
             self.counters.tdm_frames += n as u64;
         }
         self.flush();
+        self.last_busy = busy_from.elapsed();
         Ok(())
     }
 
-    fn flush(&mut self) {
-        while let Some((idx, to, pkt)) = self.core.poll_transmit() {
-            match self.rtp[idx].send_to(pkt, to) {
-                Ok(_) => self.counters.datagrams_out += 1,
-                Err(_) => self.counters.send_errors += 1,
-            }
-        }
-        while let Some((idx, to, pkt)) = self.core.poll_transmit_rtcp() {
-            match self.rtcp[idx].send_to(pkt, to) {
-                Ok(_) => self.counters.rtcp_datagrams_out += 1,
-                Err(_) => self.counters.send_errors += 1,
-            }
-        }
+    /// Time the last turn spent working (outside `poll`): the loop
+    /// duration histogram's input.
+    pub fn last_turn_busy(&self) -> Duration {
+        self.last_busy
     }
 
-    /// Turns until `stop` is set, calling `check_in` once per turn (the
-    /// supervisor's heartbeat).
+    fn flush(&mut self) {
+        send_pending(
+            &mut self.core,
+            &self.rtp,
+            &self.rtcp,
+            &mut self.counters,
+            &mut self.tap,
+        );
+    }
+
+    /// Turns until `stop` is set, calling `check_in` with the loop once
+    /// per turn (the supervisor's heartbeat, loop telemetry).
     pub fn run(
         &mut self,
         port: &mut dyn TdmPort,
         stop: &AtomicBool,
-        check_in: &mut dyn FnMut(),
+        check_in: &mut dyn FnMut(&MediaLoop),
     ) -> io::Result<()> {
         // The line clocks the loop; the timeout only lets `stop` be seen
         // (and the supervisor be told) on a dead line.
         let idle = Some(Duration::from_millis(100));
         while !stop.load(Ordering::Relaxed) {
             self.turn(port, idle)?;
-            check_in();
+            check_in(self);
         }
         Ok(())
+    }
+}
+
+/// Sends every RTP and RTCP packet the channels have built.
+fn send_pending(
+    core: &mut MediaCore,
+    rtp: &[UdpSocket],
+    rtcp: &[UdpSocket],
+    counters: &mut LoopCounters,
+    tap: &mut TraceTap,
+) {
+    while let Some((idx, to, pkt)) = core.poll_transmit() {
+        if tap.on() {
+            tap.packet(idx, false, true, to, pkt);
+        }
+        match rtp[idx].send_to(pkt, to) {
+            Ok(_) => counters.datagrams_out += 1,
+            Err(_) => counters.send_errors += 1,
+        }
+    }
+    while let Some((idx, to, pkt)) = core.poll_transmit_rtcp() {
+        if tap.on() {
+            tap.packet(idx, true, true, to, pkt);
+        }
+        match rtcp[idx].send_to(pkt, to) {
+            Ok(_) => counters.rtcp_datagrams_out += 1,
+            Err(_) => counters.send_errors += 1,
+        }
     }
 }
 
@@ -803,6 +884,7 @@ fn drain_rtp(
     sock: &UdpSocket,
     batch: &mut RecvBatch,
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     // A queued ICMP error (RFC 1122 4.1.3.3) fails one read and the next
     // continues; a socket that keeps failing is left until its next event.
@@ -815,7 +897,12 @@ fn drain_rtp(
                 for (&(len, from), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
                     counters.datagrams_in += 1;
                     match from {
-                        Some(from) => core.handle_rtp(idx, &buf[..len], from),
+                        Some(from) => {
+                            if tap.on() {
+                                tap.packet(idx, false, false, from, &buf[..len]);
+                            }
+                            core.handle_rtp(idx, &buf[..len], from);
+                        }
                         None => counters.recv_errors += 1,
                     }
                 }
@@ -951,12 +1038,16 @@ fn drain_rtcp(
     sock: &UdpSocket,
     buf: &mut [u8],
     counters: &mut LoopCounters,
+    tap: &mut TraceTap,
 ) {
     let mut errors = 0;
     loop {
         match sock.recv_from(buf) {
             Ok((n, from)) => {
                 counters.rtcp_datagrams_in += 1;
+                if tap.on() {
+                    tap.packet(idx, true, false, from, &buf[..n]);
+                }
                 core.handle_rtcp(idx, &buf[..n], from);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1034,7 +1125,8 @@ pub fn apply_thread_params(tp: &ThreadParams) {
 }
 
 /// Starts a media thread running `lp` over `port` until `stop` is set; it
-/// calls `check_in` every turn. Returns the loop and the port when it ends.
+/// calls `check_in` with the loop every turn. Returns the loop and the
+/// port when it ends.
 pub fn spawn<P, H>(
     mut lp: MediaLoop,
     mut port: P,
@@ -1044,7 +1136,7 @@ pub fn spawn<P, H>(
 ) -> io::Result<JoinHandle<io::Result<(MediaLoop, P)>>>
 where
     P: TdmPort + Send + 'static,
-    H: FnMut() + Send + 'static,
+    H: FnMut(&MediaLoop) + Send + 'static,
 {
     std::thread::Builder::new()
         .name(tp.name.clone())
@@ -1068,6 +1160,53 @@ mod tests {
 
     fn id(span: u16, timeslot: u8) -> ChannelId {
         ChannelId { span, timeslot }
+    }
+
+    /// A line that hands over 100 ms of frames per service: each channel
+    /// builds five packets per turn, and all five must go out.
+    #[test]
+    fn a_burst_of_frames_sends_every_packet_it_builds() {
+        struct Speech;
+        impl crate::media::tdm::FrameSource for Speech {
+            fn rx_frame(&mut self, _span: usize, n: u64, rx: &mut E1Frame) {
+                *rx = [(n % 251) as u8 | 0x80; 32];
+            }
+            fn tx_frame(&mut self, _span: usize, _n: u64, _tx: &E1Frame) {}
+        }
+        let p = EngineParams::new(vec![SpanParams::pri(1)], "127.0.0.1".parse().unwrap(), 0, 3);
+        let (core, mut ctl) = MediaCore::new(&p).unwrap();
+        let mut lp = MediaLoop::new(core).unwrap();
+        let far = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        far.set_nonblocking(true).unwrap();
+        let ch = ctl.stats.ids[4];
+        let params = ConnectParams::new(far.local_addr().unwrap(), Codec::Pcma);
+        ctl.commands
+            .try_push(Command::Connect { ch, params })
+            .unwrap();
+        let mut port = crate::media::tdm::SimE1::manual(1, 800, Speech);
+        for _ in 0..4 {
+            lp.turn(&mut port, Some(Duration::ZERO)).unwrap();
+        }
+        let mut seqs = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(n) = far.recv(&mut buf) {
+            seqs.push(RtpPacket::parse(&buf[..n]).unwrap().repr.sequence_number);
+        }
+        // 400 ms, less the 40 ms the DTMF delay line holds: 18 packets of
+        // 20 ms, numbered without a gap.
+        assert_eq!(seqs.len(), 18, "{seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{seqs:?}"
+        );
+        let i = lp.core().channel_index(ch).unwrap();
+        lp.core_mut().channels[i].publish(&ctl.stats.stats[i]);
+        assert_eq!(
+            ctl.stats.stats[i]
+                .tx_overruns
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

@@ -99,6 +99,7 @@ pub mod seq;
 pub mod span_status;
 pub mod tdm;
 pub mod tone;
+pub mod trace_tap;
 
 mod fuzz;
 

@@ -45,6 +45,38 @@ pub struct SpanStatus {
     /// idle, missing or dropped on overrun; pair underruns (near end), and
     /// dropped or free-run stretches (far end).
     pub driver_gaps: u64,
+    /// G.826 current 15-minute interval: line seconds elapsed, errored,
+    /// severely errored and unavailable seconds (each at most 900).
+    pub interval: IntervalSeconds,
+    /// In G.826 unavailable time (Annex A).
+    pub unavailable: bool,
+}
+
+/// The seconds of the current 15-minute interval (G.826).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntervalSeconds {
+    pub elapsed: u16,
+    pub es: u16,
+    pub ses: u16,
+    pub uas: u16,
+}
+
+impl IntervalSeconds {
+    fn pack(self) -> u64 {
+        u64::from(self.elapsed)
+            | u64::from(self.es) << 16
+            | u64::from(self.ses) << 32
+            | u64::from(self.uas) << 48
+    }
+
+    fn unpack(w: u64) -> IntervalSeconds {
+        IntervalSeconds {
+            elapsed: w as u16,
+            es: (w >> 16) as u16,
+            ses: (w >> 32) as u16,
+            uas: (w >> 48) as u16,
+        }
+    }
 }
 
 const WORDS: usize = 38;
@@ -53,6 +85,8 @@ impl SpanStatus {
     /// The span's view (everything but the driver and ring fields).
     pub fn of(span: &RawSpan) -> SpanStatus {
         let t = span.perf().total();
+        let c = span.perf().current();
+        let sat = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         SpanStatus {
             alarms: span.alarms(),
             in_frame: span.align_state() == AlignState::InFrame,
@@ -62,6 +96,13 @@ impl SpanStatus {
             ses: t.ses,
             uas: t.uas,
             slips: t.slips,
+            interval: IntervalSeconds {
+                elapsed: sat(c.seconds),
+                es: sat(c.es),
+                ses: sat(c.ses),
+                uas: sat(c.uas),
+            },
+            unavailable: span.perf().unavailable(),
             ..SpanStatus::default()
         }
     }
@@ -107,8 +148,8 @@ impl SpanStatus {
             self.tx_backlog_drops,
             self.far_underruns,
             self.driver_gaps,
-            0,
-            0,
+            self.interval.pack(),
+            u64::from(self.unavailable),
         ]
     }
 
@@ -159,6 +200,8 @@ impl SpanStatus {
             tx_backlog_drops: w[33],
             far_underruns: w[34],
             driver_gaps: w[35],
+            interval: IntervalSeconds::unpack(w[36]),
+            unavailable: w[37] != 0,
         }
     }
 }
@@ -233,6 +276,13 @@ mod tests {
             in_frame: true,
             es: 7,
             far_underruns: 9,
+            interval: IntervalSeconds {
+                elapsed: 900,
+                es: 3,
+                ses: 2,
+                uas: 1,
+            },
+            unavailable: true,
             ..SpanStatus::default()
         };
         s.counters.deframer.crc4_interworking = 5;

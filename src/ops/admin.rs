@@ -111,6 +111,7 @@ pub fn status(board: &OpsBoard, context: &Value) -> Value {
             "stuck": board.supervisor.stuck_loops(),
         }),
     );
+    m.insert("traces".into(), json!({"running": board.trace.running()}));
     m.insert(
         "lifecycle".into(),
         json!({"draining": board.lifecycle.is_draining(), "live_calls": board.lifecycle.live()}),
@@ -156,14 +157,19 @@ async fn trace(
     wr: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let seconds = seconds.min(TRACE_SECONDS_MAX);
-    let mut rx = board.trace.subscribe();
+    if span == 0 {
+        let msg = json!({"error": "span numbers start at 1"});
+        return wr.write_all(format!("{msg}\n").as_bytes()).await;
+    }
+    let mut sub = board.trace.subscribe_span(span);
     let head = json!({"ok": true, "span": span, "seconds": seconds});
     wr.write_all(format!("{head}\n").as_bytes()).await?;
     let mut w = PcapngWriter::new(Vec::new())?;
     let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut lagged = 0u64;
     loop {
         let rec = tokio::select! {
-            r = rx.recv() => r,
+            r = sub.rx.recv() => r,
             _ = tokio::time::sleep_until(until) => break,
         };
         match rec {
@@ -182,21 +188,24 @@ async fn trace(
                 src,
                 dst,
                 payload,
+                orig_len,
             }) if s.is_none() || s == Some(span) => {
-                w.udp(at, src, dst, &payload)?;
+                w.udp_cut(at, src, dst, &payload, orig_len)?;
             }
             Ok(_) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    span,
-                    lost = n,
-                    "trace could not keep up; {n} packets left out"
-                );
-            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged += n,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
         }
         let buf = std::mem::take(w.inner_mut());
         wr.write_all(&buf).await?;
+    }
+    drop(sub);
+    if lagged > 0 {
+        tracing::warn!(
+            span,
+            lost = lagged,
+            "trace could not keep up; {lagged} packets left out"
+        );
     }
     let buf = std::mem::take(w.inner_mut());
     wr.write_all(&buf).await
@@ -296,6 +305,9 @@ pub fn render_status(v: &Value) -> String {
     super::status_view::render_spans(v, &mut out);
     super::status_view::render_calls(v, &mut out);
     super::status_view::render_peers(v, &mut out);
+    if let Some(n) = v["traces"]["running"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!("\ntraces running: {n}"));
+    }
     let loops = &v["loops"];
     out.push_str(&format!(
         "\nloops: {}",

@@ -8,10 +8,14 @@
 //! [`NocEvent::DchannelUp`] / [`NocEvent::DchannelDown`] on Q.931's
 //! `LinkUp` / `LinkDown`, [`NocEvent::RestartSent`] for every RESTART we
 //! send (with its attempt number) and [`NocEvent::RestartReceived`] for
-//! every valid RESTART from the peer.
+//! every valid RESTART from the peer. With a [`TraceHub`]
+//! ([`DchannelOps::register_traced`]), `frame()` publishes every frame both
+//! ways as a [`TraceRecord::Lapd`] while a trace of the span runs (one
+//! atomic load per frame otherwise).
 
 use std::sync::Arc;
 
+use super::board::{TraceHub, TraceRecord};
 use super::events::NocEvent;
 use super::supervisor::{Heartbeat, Supervisor};
 use crate::isdn::q931::Event;
@@ -21,6 +25,10 @@ use crate::isdn::task::Observer;
 #[derive(Debug)]
 pub struct DchannelOps {
     heartbeat: Heartbeat,
+    trace: Option<TraceHub>,
+    /// Our Q.921 role: the LINUX_LAPD pseudo header says which side we
+    /// are, so Wireshark reads the C/R bit right (Q.921 §3.3.2).
+    we_are_network: bool,
 }
 
 impl DchannelOps {
@@ -28,6 +36,23 @@ impl DchannelOps {
     pub fn register(supervisor: &Supervisor, span: u8) -> Arc<DchannelOps> {
         Arc::new(DchannelOps {
             heartbeat: supervisor.register(&loop_name(span)),
+            trace: None,
+            we_are_network: false,
+        })
+    }
+
+    /// [`DchannelOps::register`], and its frames go to `trace` while a trace
+    /// of the span runs.
+    pub fn register_traced(
+        supervisor: &Supervisor,
+        span: u8,
+        trace: TraceHub,
+        we_are_network: bool,
+    ) -> Arc<DchannelOps> {
+        Arc::new(DchannelOps {
+            heartbeat: supervisor.register(&loop_name(span)),
+            trace: Some(trace),
+            we_are_network,
         })
     }
 }
@@ -44,6 +69,20 @@ impl Observer for DchannelOps {
 
     fn event(&self, span: u8, event: &Event) {
         noc_event_for(span, event);
+    }
+
+    fn frame(&self, span: u8, sent: bool, frame: &[u8]) {
+        if let Some(t) = &self.trace
+            && t.span_active(span)
+        {
+            t.publish(TraceRecord::Lapd {
+                span,
+                at: std::time::SystemTime::now(),
+                sent,
+                we_are_network: self.we_are_network,
+                frame: frame.to_vec(),
+            });
+        }
     }
 }
 
@@ -109,6 +148,30 @@ mod tests {
             id: crate::isdn::q931::CallId(1),
         };
         assert_eq!(noc_event_for(1, &alerting), None);
+    }
+
+    #[test]
+    fn frames_are_published_only_while_their_span_is_traced() {
+        let sup = Supervisor::new();
+        let hub = TraceHub::default();
+        let ops = DchannelOps::register_traced(&sup, 2, hub.clone(), true);
+        ops.frame(2, true, &[0x02, 0x01, 0x7f]);
+        let mut sub = hub.subscribe_span(2);
+        ops.frame(1, true, &[0x00, 0x01, 0x7f]);
+        ops.frame(2, false, &[0x00, 0x01, 0x01, 0x02]);
+        match sub.rx.try_recv() {
+            Ok(TraceRecord::Lapd {
+                span: 2,
+                sent: false,
+                we_are_network: true,
+                frame,
+                ..
+            }) => assert_eq!(frame, vec![0x00, 0x01, 0x01, 0x02]),
+            other => panic!("{other:?}"),
+        }
+        assert!(sub.rx.try_recv().is_err(), "span 1 and the untraced frame");
+        drop(sub);
+        assert!(!hub.is_active() && !hub.span_active(2));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! D-channel and SIP tasks, then the media thread; it reports whether
 //! every call, dialog and channel was gone.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -36,11 +37,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::board::OpsBoard;
+use super::board::{OpsBoard, TraceHub, TraceRecord};
 use super::daemon::Lifecycle;
 use super::dchannel::DchannelOps;
 use super::events::NocEvent;
-use super::layer_metrics::{CallMetrics, PeerRow, SipMessageMetrics, SipSnapshot, SpanSnapshot};
+use super::layer_metrics::{
+    CallMetrics, LOOP_OVERRUN_DEFAULT_US, MediaLoopMetrics, PeerRow, SipMessageMetrics,
+    SipSnapshot, SpanSnapshot,
+};
 use super::layers;
 use super::sip::SipOps;
 use super::supervisor::Supervisor;
@@ -54,6 +58,7 @@ use crate::line::e1_perf::PerfCounts;
 use crate::media::engine::{self, MediaCore, MediaLoop};
 use crate::media::lines::{LineNotice, LinePort, PairFarEnd};
 use crate::media::span_status::SpanTelemetry;
+use crate::media::trace_tap::{TAP_RING_DEFAULT, TapControl, trace_tap};
 use crate::sip::peer::PeerState;
 use crate::sip::task::{self as sip_task, SipHandle, SipStatus};
 
@@ -106,6 +111,7 @@ pub struct Gateway {
     call_join: JoinHandle<CallManager>,
     line_watch: JoinHandle<()>,
     sip_mirror: JoinHandle<()>,
+    trace_drain: JoinHandle<()>,
     /// Call results (the demo's progress lines).
     pub stats: Arc<CallTaskStats>,
     pair_far_ends: Vec<(u8, PairFarEnd)>,
@@ -114,41 +120,95 @@ pub struct Gateway {
 
 fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
     let s = t.read();
+    let d = &s.counters.deframer;
     SpanSnapshot {
         span,
         alarms: s.alarms,
         counters: s.counters,
-        current: PerfCounts::default(),
+        current: PerfCounts {
+            seconds: u32::from(s.interval.elapsed),
+            es: u32::from(s.interval.es),
+            ses: u32::from(s.interval.ses),
+            uas: u32::from(s.interval.uas),
+            ..PerfCounts::default()
+        },
         total: PerfCounts {
+            fas_errors: d.fas_errors,
+            crc4_blocks: d.crc4_blocks,
+            crc4_errors: d.crc4_errors,
+            febe: d.febe,
+            alignment_losses: d.alignment_losses,
             es: s.es,
             ses: s.ses,
             uas: s.uas,
             slips: s.slips,
             ..PerfCounts::default()
         },
-        unavailable: false,
+        unavailable: s.unavailable,
     }
 }
 
-fn sip_snapshot(s: &SipStatus) -> SipSnapshot {
+/// When each peer entered its current state (as the mirror saw it).
+type PeerSince = HashMap<(String, SocketAddr), (bool, std::time::Instant)>;
+
+fn sip_snapshot(
+    s: &SipStatus,
+    listeners: &[(crate::sip::transport::Transport, SocketAddr)],
+    since: &mut PeerSince,
+) -> SipSnapshot {
+    let now = std::time::Instant::now();
     SipSnapshot {
+        calls: s.calls,
+        dialogs: s.dialogs,
+        transactions: s.transactions,
+        listeners: listeners.to_vec(),
         peers: s
             .peers
             .iter()
-            .map(|p| PeerRow {
-                group: p.info.group.clone(),
-                address: p.info.address.to_string(),
-                transport: p.info.transport,
-                up: p.state == PeerState::Up,
-                in_state: Duration::ZERO,
-                rtt: p.srtt,
-                pings_sent: p.pings_sent,
-                ping_failures: p.ping_failures,
-                call_failures: p.call_failures,
+            .map(|p| {
+                let up = p.state == PeerState::Up;
+                let key = (p.info.group.clone(), p.info.address);
+                let entry = since.entry(key).or_insert((up, now));
+                if entry.0 != up {
+                    *entry = (up, now);
+                }
+                PeerRow {
+                    group: p.info.group.clone(),
+                    address: p.info.address.to_string(),
+                    transport: p.info.transport,
+                    up,
+                    in_state: now.saturating_duration_since(entry.1),
+                    rtt: p.srtt,
+                    pings_sent: p.pings_sent,
+                    ping_failures: p.ping_failures,
+                    call_failures: p.call_failures,
+                }
             })
             .collect(),
         ua: s.ua,
         endpoint: s.endpoint,
+    }
+}
+
+/// Mirrors the SIP task's status into the snapshot the metrics and status
+/// read: on every change, and each second so that the time in state
+/// (`tdmgw_sip_peer_state_duration_seconds`) moves.
+async fn mirror_sip_status(
+    mut status: watch::Receiver<SipStatus>,
+    listeners: Vec<(crate::sip::transport::Transport, SocketAddr)>,
+    tx: watch::Sender<SipSnapshot>,
+) {
+    let mut since = PeerSince::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = status.changed() => if r.is_err() { break },
+            _ = tick.tick() => {}
+        }
+        let s = sip_snapshot(&status.borrow_and_update(), &listeners, &mut since);
+        if tx.send(s).is_err() {
+            break;
+        }
     }
 }
 
@@ -168,14 +228,23 @@ impl Gateway {
             media_plan(site, &config.board, seed).map_err(|e| GatewayError::Plan(e.to_string()))?;
         let (core, ctl) =
             MediaCore::new(&plan.engine).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
-        let lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
+        let mut lp = MediaLoop::new(core).map_err(|e| GatewayError::Media(format!("{e:?}")))?;
         let span_ids: Vec<u16> = plan.lines.spans.iter().map(|s| s.span.span_id).collect();
+        let (tap, tap_ctl) = trace_tap(
+            span_ids.iter().copied().max().unwrap_or(0),
+            TAP_RING_DEFAULT,
+        );
+        lp.set_trace_tap(tap);
+        let rtp_ports = rtp_port_spans(&lp);
         let (port, mut lines) =
             LinePort::open(plan.lines).map_err(|e| GatewayError::Media(e.to_string()))?;
         let media_stop = Arc::new(AtomicBool::new(false));
         let media_beat = supervisor.register("media");
-        let media_join = engine::spawn(lp, port, plan.thread, media_stop.clone(), move || {
-            media_beat.beat()
+        let loop_metrics = Arc::new(MediaLoopMetrics::new("media-0", LOOP_OVERRUN_DEFAULT_US));
+        let lm = loop_metrics.clone();
+        let media_join = engine::spawn(lp, port, plan.thread, media_stop.clone(), move |lp| {
+            media_beat.beat();
+            lm.observe_turn(lp);
         })
         .map_err(GatewayError::Io)?;
 
@@ -203,7 +272,9 @@ impl Gateway {
                 .map_or(30, |b| b.channels);
             let (link, q931) = sig.dchannel_params(channels);
             let port = rings.into_port().map_err(GatewayError::Io)?;
-            let obs = DchannelOps::register(supervisor, id8);
+            let we_are_network = q931.role == crate::isdn::q931::Role::Network;
+            let obs =
+                DchannelOps::register_traced(supervisor, id8, board.trace.clone(), we_are_network);
             let (h, j) = isdn_task::spawn(TaskConfig::new(link, q931), port, span_tx.clone(), obs);
             dchannels.push(h);
             dchannel_joins.push(j);
@@ -216,7 +287,14 @@ impl Gateway {
             .sip_task_config(base_dir, seed)
             .map_err(|e| GatewayError::Sip(e.to_string()))?;
         let (sip_tx, sip_rx) = mpsc::unbounded_channel();
-        let (sip, sip_join) = sip_task::spawn(sip_cfg, sip_tx, SipOps::register(supervisor))
+        let sip_messages = Arc::new(SipMessageMetrics::new());
+        let sip_ops = SipOps::register_full(
+            supervisor,
+            sip_messages.clone(),
+            board.trace.clone(),
+            rtp_ports,
+        );
+        let (sip, sip_join) = sip_task::spawn(sip_cfg, sip_tx, sip_ops)
             .await
             .map_err(|e| GatewayError::Sip(format!("{e:?}")))?;
 
@@ -277,24 +355,21 @@ impl Gateway {
             },
             watches,
         );
-        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(&sip.status().borrow()));
-        let mut sip_status = sip.status();
-        let sip_mirror = tokio::spawn(async move {
-            while sip_status.changed().await.is_ok() {
-                let s = sip_snapshot(&sip_status.borrow_and_update());
-                if snap_tx.send(s).is_err() {
-                    break;
-                }
-            }
-        });
-        layers::register_sip(
-            board,
-            sip.transport_counters(),
-            Arc::new(SipMessageMetrics::new()),
-            snap_rx,
-        );
-        layers::register_media(board, vec![ctl.stats.clone()], Vec::new());
+        let listeners = sip.local_addrs().to_vec();
+        let (snap_tx, snap_rx) = watch::channel(sip_snapshot(
+            &sip.status().borrow(),
+            &listeners,
+            &mut PeerSince::new(),
+        ));
+        let sip_mirror = tokio::spawn(mirror_sip_status(sip.status(), listeners, snap_tx));
+        layers::register_sip(board, sip.transport_counters(), sip_messages, snap_rx);
+        layers::register_media(board, vec![ctl.stats.clone()], vec![loop_metrics]);
         layers::register_calls(board, call_metrics, Vec::new, site.log.redact_numbers);
+        let trace_drain = tokio::spawn(drain_trace_tap(
+            tap_ctl,
+            span_ids.clone(),
+            board.trace.clone(),
+        ));
         let mut events = lines.events;
         let line_watch = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -322,6 +397,7 @@ impl Gateway {
             call_join,
             line_watch,
             sip_mirror,
+            trace_drain,
             stats,
             pair_far_ends: plan.pair_far_ends,
             span_status: lines.status,
@@ -399,6 +475,7 @@ impl Gateway {
         let _ = (&mut self.sip_join).await;
         self.line_watch.abort();
         self.sip_mirror.abort();
+        self.trace_drain.abort();
         self.media_stop.store(true, Ordering::Relaxed);
         if let Some(j) = self.media_join.take() {
             let r = tokio::task::spawn_blocking(move || j.join()).await;
@@ -408,6 +485,66 @@ impl Gateway {
         }
         info!(?rep, "gateway stopped");
         rep
+    }
+}
+
+/// Our B-channels' RTP ports and their spans (the SIP trace's Call-ID →
+/// span rule, `ops::sip`).
+fn rtp_port_spans(lp: &MediaLoop) -> HashMap<u16, u8> {
+    (0..lp.core().channel_count())
+        .filter_map(|i| {
+            let span = u8::try_from(lp.core().channel(i)?.id().span).ok()?;
+            Some((lp.rtp_addr(i)?.0.port(), span))
+        })
+        .collect()
+}
+
+/// How often the media trace tap is drained while a trace runs (its ring
+/// holds about 170 ms of a full E1, `media::trace_tap`).
+const TAP_DRAIN_PERIOD: Duration = Duration::from_millis(10);
+
+/// The control plane's end of the media trace tap: turns the spans being
+/// traced on and off, and publishes the copied RTP/RTCP datagrams to the
+/// trace hub. Idle (a check every 100 ms) while nothing is traced.
+async fn drain_trace_tap(mut tap: TapControl, spans: Vec<u16>, hub: TraceHub) {
+    let mut dropped = tap.overflows();
+    loop {
+        let active = hub.is_active();
+        for &s in &spans {
+            let on = active && u8::try_from(s).is_ok_and(|s8| hub.span_active(s8));
+            if tap.span_on(s) != on {
+                tap.set_span(s, on);
+            }
+        }
+        while let Some(p) = tap.try_pop() {
+            let (src, dst) = if p.sent {
+                (p.local, p.remote)
+            } else {
+                (p.remote, p.local)
+            };
+            hub.publish(TraceRecord::Udp {
+                span: u8::try_from(p.span).ok(),
+                at: p.at,
+                src,
+                dst,
+                payload: p.payload().to_vec(),
+                orig_len: usize::from(p.orig_len),
+            });
+        }
+        let o = tap.overflows();
+        if o != dropped {
+            warn!(
+                lost = o - dropped,
+                "trace tap ring full: RTP packets left out of the trace"
+            );
+            dropped = o;
+        }
+        tokio::time::sleep(if active {
+            TAP_DRAIN_PERIOD
+        } else {
+            Duration::from_millis(100)
+        })
+        .await;
     }
 }
 

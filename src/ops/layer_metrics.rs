@@ -41,7 +41,7 @@ use crate::isdn::task::DChannelStatus;
 use crate::line::e1_alarm::{Alarm, Alarms};
 use crate::line::e1_perf::PerfCounts;
 use crate::line::span::{RawSpan, SpanCounters};
-use crate::media::engine::{LoopCounters, StatsTable};
+use crate::media::engine::{LoopCounters, MediaLoop, StatsTable};
 use crate::media::rtp::RtpError;
 use crate::sip::endpoint::EndpointStats;
 use crate::sip::header::Method;
@@ -654,13 +654,43 @@ impl PeerRow {
 
 /// What the SIP task publishes for telemetry and `tdmgw status` (through a
 /// `tokio::sync::watch`, replaced after each peer change or ping result and
-/// at least every few seconds): its peers and the counters of its user agent
-/// and transaction layer.
+/// at least every few seconds): its peers, the counters of its user agent
+/// and transaction layer, the sizes of its tables and its bound listeners.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SipSnapshot {
     pub peers: Vec<PeerRow>,
     pub ua: UaStats,
     pub endpoint: EndpointStats,
+    /// SIP calls not yet ended (the call module's; a leak shows here).
+    pub calls: usize,
+    /// Dialogs the user agent holds (an ended call's dialog stays until its
+    /// transactions end: RFC 3261 Timer J/K).
+    pub dialogs: usize,
+    pub transactions: usize,
+    /// The listeners actually bound (a configured port 0 is resolved).
+    pub listeners: Vec<(Transport, std::net::SocketAddr)>,
+}
+
+/// The SIP task's tables: calls, dialogs and transactions in progress.
+pub fn collect_sip_tables(out: &mut Exposition, s: &SipSnapshot) {
+    out.single(
+        "tdmgw_sip_calls",
+        "SIP calls not yet ended.",
+        Kind::Gauge,
+        s.calls as f64,
+    );
+    out.single(
+        "tdmgw_sip_dialogs",
+        "SIP dialogs held by the user agent (an ended call's dialog stays until its transactions end).",
+        Kind::Gauge,
+        s.dialogs as f64,
+    );
+    out.single(
+        "tdmgw_sip_transactions",
+        "SIP transactions in progress.",
+        Kind::Gauge,
+        s.transactions as f64,
+    );
 }
 
 /// Core peers: up/down, OPTIONS round trip, ping and call failure counters.
@@ -922,6 +952,9 @@ struct MediaSums {
     connected: u64,
     jitter_max: u64,
     jitter_sum: u64,
+    lost: u64,
+    jb_depth_max: u64,
+    jb_depth_sum: u64,
 }
 
 fn media_sums(tables: &[&StatsTable]) -> Vec<(String, MediaSums)> {
@@ -951,11 +984,15 @@ fn media_sums(tables: &[&StatsTable]) -> Vec<(String, MediaSums)> {
             m.sessions += l(&s.sessions);
             m.tx_overruns += l(&s.tx_overruns);
             m.events_dropped += l(&s.events_dropped);
+            m.lost += l(&s.packets_lost);
             if s.connected.load(Ordering::Relaxed) {
                 let j = l(&s.jitter_samples);
                 m.connected += 1;
                 m.jitter_max = m.jitter_max.max(j);
                 m.jitter_sum += j;
+                let d = l(&s.jitter_buffer_depth_samples);
+                m.jb_depth_max = m.jb_depth_max.max(d);
+                m.jb_depth_sum += d;
             }
         }
     }
@@ -972,10 +1009,15 @@ fn media_sums(tables: &[&StatsTable]) -> Vec<(String, MediaSums)> {
 /// CDRs carry per-call quality.
 pub fn collect_media(out: &mut Exposition, tables: &[&StatsTable]) {
     let r = media_sums(tables);
-    let counters: [FieldOf<MediaSums, f64>; 14] = [
+    let counters: [FieldOf<MediaSums, f64>; 15] = [
         ("tdmgw_rtp_packets_sent_total", "RTP packets sent.", |m| {
             m.packets_sent as f64
         }),
+        (
+            "tdmgw_rtp_packets_lost_total",
+            "RTP packets lost (RFC 3550 A.3 expected minus received, per session, never decreasing).",
+            |m| m.lost as f64,
+        ),
         (
             "tdmgw_rtp_sent_bytes_total",
             "RTP payload and header octets sent.",
@@ -1107,12 +1149,39 @@ pub fn collect_media(out: &mut Exposition, tables: &[&StatsTable]) {
             }
         },
     );
+    rows(
+        out,
+        "tdmgw_jitter_buffer_depth_max_seconds",
+        "Deepest jitter buffer (measured playout depth) among the span's connected channels.",
+        Kind::Gauge,
+        "span",
+        &r,
+        |m| m.jb_depth_max as f64 / SAMPLES_PER_SECOND,
+    );
+    rows(
+        out,
+        "tdmgw_jitter_buffer_depth_mean_seconds",
+        "Mean jitter buffer depth (measured playout depth) of the span's connected channels (0 with none).",
+        Kind::Gauge,
+        "span",
+        &r,
+        |m| {
+            if m.connected == 0 {
+                0.0
+            } else {
+                m.jb_depth_sum as f64 / m.connected as f64 / SAMPLES_PER_SECOND
+            }
+        },
+    );
 }
 
 /// Media loop turn durations, in microseconds: 50 µs .. 50 ms.
 pub static LOOP_DURATION_BOUNDS_US: [u64; 12] = [
     50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
 ];
+
+/// Turns between two copies of a media loop's counters into its metrics.
+pub const LOOP_PUBLISH_EVERY_TURNS: u64 = 256;
 
 /// A turn longer than this is an overrun unless the thread says otherwise:
 /// the line delivers a block of frames every millisecond, and a turn of
@@ -1180,6 +1249,20 @@ impl MediaLoopMetrics {
         s(&self.recv_errors, c.recv_errors);
         s(&self.send_errors, c.send_errors);
         s(&self.tdm_frames, c.tdm_frames);
+    }
+
+    /// On the media thread, once per turn (the `check_in` of
+    /// `engine::spawn`): the turn's duration into the histogram, and every
+    /// [`LOOP_PUBLISH_EVERY_TURNS`] turns the loop's counters and its
+    /// rings' overflows. Relaxed atomics only: no allocation, no lock.
+    #[inline]
+    pub fn observe_turn(&self, lp: &MediaLoop) {
+        self.record_turn(lp.last_turn_busy().as_micros() as u64);
+        if lp.counters.turns.is_multiple_of(LOOP_PUBLISH_EVERY_TURNS) {
+            self.publish(&lp.counters);
+            let (commands, events) = lp.core().ring_overflows();
+            self.store_ring_overflows(commands, events);
+        }
     }
 
     /// The overflow counts of the thread's command and event rings
@@ -1488,8 +1571,12 @@ mod tests {
         set(&stats[0].samples_concealed, 1600);
         set(&stats[0].late, 4);
         set(&stats[0].rtp_errors[RtpError::WrongSource as usize], 7);
+        set(&stats[0].packets_lost, 12);
+        set(&stats[0].jitter_buffer_depth_samples, 320);
         stats[0].connected.store(true, Ordering::Relaxed);
         set(&stats[1].jitter_samples, 240);
+        set(&stats[1].packets_lost, 3);
+        set(&stats[1].jitter_buffer_depth_samples, 480);
         stats[1].connected.store(true, Ordering::Relaxed);
         set(&stats[2].jitter_samples, 999);
         StatsTable {
@@ -1587,6 +1674,9 @@ mod tests {
             "tdmgw_rtp_jitter_max_seconds{span=\"1\"} 0.03\n",
             "tdmgw_rtp_jitter_mean_seconds{span=\"1\"} 0.02\n",
             "tdmgw_rtp_jitter_max_seconds{span=\"2\"} 0\n",
+            "tdmgw_rtp_packets_lost_total{span=\"1\"} 15\n",
+            "tdmgw_jitter_buffer_depth_max_seconds{span=\"1\"} 0.06\n",
+            "tdmgw_jitter_buffer_depth_mean_seconds{span=\"1\"} 0.05\n",
             "tdmgw_media_loop_duration_seconds_bucket{thread=\"media-0\",le=\"0.001\"} 3\n",
             "tdmgw_media_loop_overruns_total{thread=\"media-0\"} 1\n",
             "tdmgw_media_ring_overflows_total{thread=\"media-0\",ring=\"events\"} 3\n",

@@ -26,13 +26,13 @@ use tokio::sync::watch;
 use super::board::OpsBoard;
 use super::layer_metrics::{
     CallMetrics, MediaLoopMetrics, SipMessageMetrics, SipSnapshot, SpanSnapshot, collect_dchannels,
-    collect_media, collect_media_loops, collect_peers, collect_sip_stats, collect_sip_transport,
-    collect_spans,
+    collect_media, collect_media_loops, collect_peers, collect_sip_stats, collect_sip_tables,
+    collect_sip_transport, collect_spans,
 };
 use super::metrics::Exposition;
 use super::status_view::{
-    CallView, calls_json, channels_json, dchannel_checks, peer_checks, peers_json, span_checks,
-    spans_json,
+    CallView, calls_json, channels_json, dchannel_checks, peer_checks, peers_json, sip_json,
+    span_checks, spans_json,
 };
 use crate::isdn::task::DChannelStatus;
 use crate::media::engine::StatsTable;
@@ -93,6 +93,7 @@ pub fn register_sip(
                 messages.collect(out);
                 collect_peers(out, &s.peers);
                 collect_sip_stats(out, &s.ua, &s.endpoint);
+                collect_sip_tables(out, &s);
             }));
     }
     {
@@ -102,10 +103,14 @@ pub fn register_sip(
             peer_checks(out, &peers);
         });
     }
-    board.add_status("peers", move || {
-        let peers = status.borrow().peers.clone();
-        peers_json(&peers)
-    });
+    {
+        let status = status.clone();
+        board.add_status("peers", move || {
+            let peers = status.borrow().peers.clone();
+            peers_json(&peers)
+        });
+    }
+    board.add_status("sip", move || sip_json(&status.borrow()));
 }
 
 /// Media: metrics `tdmgw_rtp_*`, `tdmgw_jitter_buffer_*`, `tdmgw_dtmf_*`,
@@ -175,6 +180,13 @@ mod tests {
         }
         let (sip_tx, sip_rx) = watch::channel(SipSnapshot {
             peers: peers(),
+            calls: 1,
+            dialogs: 2,
+            transactions: 3,
+            listeners: vec![(
+                crate::sip::transport::Transport::Udp,
+                "192.0.2.1:5060".parse().unwrap(),
+            )],
             ..SipSnapshot::default()
         });
         register_sip(
@@ -232,6 +244,8 @@ mod tests {
         );
         assert_eq!(status["calls"][0]["calling"], "********123");
         assert_eq!(status["peers"][1]["state"], "up");
+        assert_eq!(status["sip"]["listeners"][0]["address"], "192.0.2.1:5060");
+        assert_eq!(status["sip"]["dialogs"], 2);
         let text = crate::ops::admin::render_status(&status);
         assert!(text.contains("span 2  OK"), "{text}");
         assert!(text.contains("ts  1-15 |..B..B.........|"), "{text}");
@@ -240,6 +254,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("peer core 192.0.2.11:5060 udp  UP"), "{text}");
+        assert!(
+            text.contains("sip udp 192.0.2.1:5060  calls 1  dialogs 2  transactions 3"),
+            "{text}"
+        );
 
         dc1_tx.send_modify(|d| d.calls = 4);
         let m = board.metrics.render();
@@ -249,5 +267,7 @@ mod tests {
             "tdmgw_sip_peer_up{group=\"core\",peer=\"192.0.2.10:5060\",transport=\"udp\"} 0\n"
         ));
         assert!(m.contains("# TYPE tdmgw_media_loop_duration_seconds histogram\n"));
+        assert!(m.contains("tdmgw_sip_dialogs 2\n"), "{m}");
+        assert!(m.contains("tdmgw_sip_calls 1\n"), "{m}");
     }
 }

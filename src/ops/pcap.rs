@@ -61,6 +61,18 @@ impl<W: Write> PcapngWriter<W> {
 
     /// One Enhanced Packet Block.
     pub fn packet(&mut self, interface: u32, at: SystemTime, data: &[u8]) -> io::Result<()> {
+        self.packet_cut(interface, at, data, data.len())
+    }
+
+    /// One Enhanced Packet Block of a packet `orig_len` long on the wire of
+    /// which `data` was captured (`orig_len >= data.len()`).
+    pub fn packet_cut(
+        &mut self,
+        interface: u32,
+        at: SystemTime,
+        data: &[u8],
+        orig_len: usize,
+    ) -> io::Result<()> {
         let us = at
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
@@ -73,7 +85,7 @@ impl<W: Write> PcapngWriter<W> {
         b.extend_from_slice(&((us >> 32) as u32).to_le_bytes());
         b.extend_from_slice(&(us as u32).to_le_bytes());
         b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(orig_len.max(data.len()) as u32).to_le_bytes());
         b.extend_from_slice(data);
         b.resize(b.len() + pad4(data.len()), 0);
         b.extend_from_slice(&(total as u32).to_le_bytes());
@@ -106,6 +118,39 @@ impl<W: Write> PcapngWriter<W> {
     ) -> io::Result<()> {
         let p = ip_udp_packet(src, dst, payload);
         self.packet(IF_IP, at, &p)
+    }
+
+    /// A UDP datagram whose payload was `orig_len` long on the wire and
+    /// was cut to `payload` (the media tap's snap length): the IP and UDP
+    /// lengths are the wire's, the UDP checksum is left out (0) because
+    /// it cannot be computed, and the block records both lengths.
+    pub fn udp_cut(
+        &mut self,
+        at: SystemTime,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        orig_len: usize,
+    ) -> io::Result<()> {
+        if orig_len <= payload.len() {
+            return self.udp(at, src, dst, payload);
+        }
+        let mut p = ip_udp_packet(src, dst, payload);
+        let ip_len = if p[0] >> 4 == 4 { 20 } else { 40 };
+        let udp_len = (8 + orig_len).min(usize::from(u16::MAX)) as u16;
+        p[ip_len + 4..ip_len + 6].copy_from_slice(&udp_len.to_be_bytes());
+        p[ip_len + 6..ip_len + 8].copy_from_slice(&[0, 0]);
+        if ip_len == 20 {
+            let total = (20 + usize::from(udp_len)).min(usize::from(u16::MAX)) as u16;
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum_fold(checksum_add(0, &p[..20]));
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            p[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        }
+        let wire = p.len() + (orig_len - payload.len());
+        self.packet_cut(IF_IP, at, &p, wire)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -271,6 +316,92 @@ mod tests {
             !text.contains("Bad checksum") && !text.contains("[incorrect"),
             "{text}"
         );
+    }
+
+    fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Option<Vec<String>> {
+        let mut c = Command::new("tshark");
+        c.arg("-r")
+            .arg(path)
+            .args(["-T", "fields", "-E", "separator=|"]);
+        for f in fields {
+            c.args(["-e", f]);
+        }
+        let out = c.output().ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// The pseudo header's role and direction make Wireshark read C/R as
+    /// Q.921 §3.3.2 says, for either role: our SETUP is a command both when
+    /// we are the user (C/R 0) and when we are the network (C/R 1), and the
+    /// peer's RR answering it is a response.
+    #[test]
+    fn lapd_direction_and_cr_read_right_in_both_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("roles.pcapng");
+        let mut w = PcapngWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        let now = SystemTime::now();
+        // We are the user: SETUP out (C/R 0), RR F=1 in from the network
+        // (a response: C/R 0).
+        w.lapd(now, true, false, SETUP_IFRAME).unwrap();
+        w.lapd(now, false, false, &[0x00, 0x01, 0x01, 0x03])
+            .unwrap();
+        // We are the network: SETUP out (C/R 1), RR F=1 in from the user
+        // (a response: C/R 1).
+        let mut setup_net = SETUP_IFRAME.to_vec();
+        setup_net[0] = 0x02;
+        w.lapd(now, true, true, &setup_net).unwrap();
+        w.lapd(now, false, true, &[0x02, 0x01, 0x01, 0x03]).unwrap();
+        drop(w);
+        let Some(rows) = tshark_fields(&path, &["lapd.direction", "_ws.col.Info"]) else {
+            eprintln!("SKIPPED: tshark not installed; .ci/run installs it");
+            return;
+        };
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        // lapd.direction: 0 user->network, 1 network->user.
+        let dirs: Vec<&str> = rows.iter().map(|r| r.split('|').next().unwrap()).collect();
+        assert_eq!(dirs, ["0", "1", "1", "0"], "{rows:?}");
+        for i in [0, 2] {
+            assert!(rows[i].contains("SETUP"), "{rows:?}");
+        }
+        for i in [1, 3] {
+            assert!(rows[i].contains("RR"), "{rows:?}");
+        }
+        // The RRs carry P/F = 1: Wireshark names it F (final) only when it
+        // took the frame for a response, P (poll) for a command.
+        let pf = tshark_fields(&path, &["lapd.control.p", "lapd.control.f"]).unwrap();
+        for i in [1, 3] {
+            assert!(pf[i].starts_with('|') && pf[i].len() > 1, "{pf:?}");
+        }
+    }
+
+    /// A datagram cut to the snap length keeps the wire's lengths.
+    #[test]
+    fn cut_datagrams_record_their_wire_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.pcapng");
+        let mut w = PcapngWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        let src = "127.0.0.1:30002".parse().unwrap();
+        let dst = "127.0.0.1:40000".parse().unwrap();
+        w.udp_cut(SystemTime::now(), src, dst, &[0x80; 100], 300)
+            .unwrap();
+        w.udp_cut(SystemTime::now(), src, dst, &[0x80; 100], 100)
+            .unwrap();
+        drop(w);
+        let Some(rows) = tshark_fields(&path, &["frame.len", "frame.cap_len", "udp.length"]) else {
+            eprintln!("SKIPPED: tshark not installed; .ci/run installs it");
+            return;
+        };
+        assert_eq!(rows, ["328|128|308", "128|128|108"]);
     }
 
     #[test]

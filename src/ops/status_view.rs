@@ -6,7 +6,9 @@
 //!   `OpsBoard::add_status`): [`spans_json`] (`spans`: alarms, D-channel
 //!   state, line counters), [`channels_json`] (`channels`: a grid per span),
 //!   [`calls_json`] (`calls`: calls in progress, numbers redacted when the
-//!   site asks), [`peers_json`] (`peers`: state and round trip). Each takes
+//!   site asks), [`peers_json`] (`peers`: state and round trip),
+//!   [`sip_json`] (`sip`: bound listeners, calls, dialogs and transactions
+//!   in progress). Each takes
 //!   the same snapshots as the collectors in [`super::layer_metrics`].
 //! - Readiness checks (for `OpsBoard::add_checks`): [`span_checks`] fails a
 //!   span in red or blue alarm, [`dchannel_checks`] a span whose D-channel
@@ -26,7 +28,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::board::Check;
-use super::layer_metrics::{PeerRow, SpanSnapshot, channel_state_label, q921_state_name};
+use super::layer_metrics::{
+    PeerRow, SipSnapshot, SpanSnapshot, channel_state_label, q921_state_name,
+};
 use crate::call::cdr::Direction;
 use crate::isdn::q931::{ChannelState, ChannelTable};
 use crate::isdn::task::DChannelStatus;
@@ -200,6 +204,21 @@ pub fn calls_json(calls: &[CallView], now: Instant, redact: bool) -> Value {
             })
             .collect(),
     )
+}
+
+/// The `sip` section: the listeners actually bound (a configured port 0
+/// resolved), SIP calls not yet ended, dialogs and transactions.
+pub fn sip_json(s: &SipSnapshot) -> Value {
+    json!({
+        "listeners": s
+            .listeners
+            .iter()
+            .map(|(t, a)| json!({"transport": t.name(), "address": a.to_string()}))
+            .collect::<Vec<_>>(),
+        "calls": s.calls,
+        "dialogs": s.dialogs,
+        "transactions": s.transactions,
+    })
 }
 
 /// The `peers` section.
@@ -443,6 +462,21 @@ pub fn render_peers(v: &Value, out: &mut String) {
             n(p, "call_failures"),
         );
     }
+    let sip = &v["sip"];
+    if let Some(l) = sip["listeners"].as_array() {
+        let listening: Vec<String> = l
+            .iter()
+            .map(|x| format!("{} {}", s(x, "transport"), s(x, "address")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "sip {}  calls {}  dialogs {}  transactions {}",
+            listening.join(", "),
+            n(sip, "calls"),
+            n(sip, "dialogs"),
+            n(sip, "transactions"),
+        );
+    }
 }
 
 #[doc(hidden)]
@@ -490,6 +524,7 @@ pub(crate) mod tests_support {
                 es: 4,
                 ses: 1,
                 uas: 12,
+                ..PerfCounts::default()
             },
             unavailable: false,
         };

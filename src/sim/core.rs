@@ -18,13 +18,17 @@
 //!   number (`answer_by_number`, else `answer`): optional 180, optional 183
 //!   with SDP (early media, the RTP peer starts then), after `delay` either
 //!   200 with the SDP answer, a 3xx-6xx with a `Reason: Q.850` header (RFC
-//!   3326; the cause from RFC 3398 §7.2.4.1 unless given), or nothing (the
-//!   caller's timers run). An answered incoming call is cleared by the
+//!   3326; the cause from RFC 3398 §7.2.4.1 unless given; none with
+//!   `reason_header: false`, so the far end maps by its own table), or
+//!   nothing (the caller's timers run). An answered incoming call is cleared by the
 //!   caller, or by us after `hangup_after`.
 //! - Outgoing calls ([`CallPlan`]): `calls` INVITEs at `rate_per_s` to
 //!   `target`, each with our SDP offer (PCMA/PCMU/telephone-event), cleared
-//!   by us after `hold` (or by the far end, `far_end_clears`); `dtmf` digits
-//!   as RFC 4733 events on every `dtmf_every`-th call.
+//!   by us after `hold` (or by the far end, `far_end_clears`), or cancelled
+//!   `cancel_after_ring` after the first 180/183 if still unanswered;
+//!   `dtmf` digits as RFC 4733 events on every `dtmf_every`-th call; the
+//!   numbers of `called_in_turn` in turn, each with its `expect_by_number`
+//!   outcome; never more than `max_in_progress` at once (a due call waits).
 //! - Checks ([`MediaChecks`], plan expectations) are evaluated once at the
 //!   end: each placed call got its expected outcome; each answered call
 //!   received at least `min_packets` RTP packets with at most
@@ -101,6 +105,9 @@ pub struct AnswerPolicy {
     pub hangup_after: Option<Duration>,
     /// DTMF digits sent (RFC 4733) on answered calls.
     pub dtmf: String,
+    /// A rejection carries `Reason: Q.850;cause=` (RFC 3326); `false`
+    /// sends none, so that the far end maps the status by its own table.
+    pub reason_header: bool,
 }
 
 impl Default for AnswerPolicy {
@@ -112,6 +119,7 @@ impl Default for AnswerPolicy {
             outcome: Outcome::Answer,
             hangup_after: None,
             dtmf: String::new(),
+            reason_header: true,
         }
     }
 }
@@ -139,6 +147,16 @@ pub struct CallPlan {
     /// How long an answered call stays up before we clear it.
     pub hold: Duration,
     pub called: String,
+    /// When not empty, the numbers called in turn (instead of `called`).
+    pub called_in_turn: Vec<String>,
+    /// Per called number, the result its calls must have (else `expect`).
+    pub expect_by_number: Vec<(String, Expect)>,
+    /// CANCEL a call this long after its first 180 or 183 if it is not
+    /// answered by then (a caller giving up while it rings).
+    pub cancel_after_ring: Option<Duration>,
+    /// At most this many placed calls in progress at once (0: no limit); a
+    /// call due while the limit is reached waits for one to end.
+    pub max_in_progress: u32,
     pub calling: String,
     /// Digits sent as RFC 4733 events on every `dtmf_every`-th call (0: none).
     pub dtmf: String,
@@ -152,6 +170,22 @@ pub struct CallPlan {
 }
 
 impl CallPlan {
+    /// The number the `i`-th call (from 0) goes to.
+    pub fn called_for(&self, i: u32) -> &str {
+        match self.called_in_turn.len() {
+            0 => &self.called,
+            n => &self.called_in_turn[i as usize % n],
+        }
+    }
+
+    /// The result a call to `called` must have.
+    pub fn expect_for(&self, called: &str) -> Expect {
+        self.expect_by_number
+            .iter()
+            .find(|(n, _)| n == called)
+            .map_or(self.expect, |(_, e)| *e)
+    }
+
     /// One call to `target` for `called`, answered and held 1 s.
     pub fn new(target: SocketAddr, called: &str) -> CallPlan {
         CallPlan {
@@ -161,6 +195,10 @@ impl CallPlan {
             rate_per_s: 10.0,
             hold: Duration::from_secs(1),
             called: called.to_owned(),
+            called_in_turn: Vec::new(),
+            expect_by_number: Vec::new(),
+            cancel_after_ring: None,
+            max_in_progress: 0,
             calling: "01632960001".to_owned(),
             dtmf: String::new(),
             dtmf_every: 0,
@@ -780,7 +818,9 @@ impl Core {
             } => {
                 self.on_incoming(now, call, &request, sdp).await;
             }
-            UaEvent::Provisional { call, status, sdp } => self.on_provisional(call, status, sdp),
+            UaEvent::Provisional { call, status, sdp } => {
+                self.on_provisional(now, call, status, sdp)
+            }
             UaEvent::Answered { call, sdp } => self.on_answered(now, call, sdp),
             UaEvent::Failed {
                 call,
@@ -1016,11 +1056,13 @@ impl Core {
                 }
             }
             Outcome::Reject { status, q850 } => {
-                let cause = q850.or_else(|| {
-                    CauseMap::default()
-                        .sip_to_q850(status, None, None)
-                        .map(|(c, _)| c)
-                });
+                let cause = q850
+                    .or_else(|| {
+                        CauseMap::default()
+                            .sip_to_q850(status, None, None)
+                            .map(|(c, _)| c)
+                    })
+                    .filter(|_| policy.reason_header);
                 let reason = cause.map(|c| Reason::q850_value(c, reason_phrase(status)));
                 if self
                     .ua
@@ -1042,6 +1084,17 @@ impl Core {
         let Some(plan) = self.cfg.plan.clone() else {
             return;
         };
+        let live = self
+            .calls
+            .values()
+            .filter(|c| self.reports[c.index].direction == CallDirection::Outgoing)
+            .count();
+        if plan.max_in_progress > 0 && live >= plan.max_in_progress as usize {
+            // Back-pressure: try again shortly, the schedule shifts.
+            self.jobs
+                .push((now + Duration::from_millis(20), Job::Place(i)));
+            return;
+        }
         if i + 1 < plan.calls {
             let gap = Duration::from_secs_f64(1.0 / plan.rate_per_s.max(0.001));
             self.jobs.push((now + gap, Job::Place(i + 1)));
@@ -1062,11 +1115,12 @@ impl Core {
         let local = self.local_media(port);
         let offer = sdp::offer(&local);
         let target = plan.target;
-        let request_uri = Uri::parse(&format!("sip:{}@{target}", plan.called));
-        let to = NameAddr::parse(&format!("<sip:{}@{target}>", plan.called));
+        let called = plan.called_for(i).to_owned();
+        let request_uri = Uri::parse(&format!("sip:{called}@{target}"));
+        let to = NameAddr::parse(&format!("<sip:{called}@{target}>"));
         let from = NameAddr::parse(&format!("<sip:{}@{}>", plan.calling, self.sip_addr));
         let (Ok(request_uri), Ok(to), Ok(from)) = (request_uri, to, from) else {
-            tracing::warn!(called = %plan.called, calling = %plan.calling, "sim core: numbers do not make a SIP URI");
+            tracing::warn!(%called, calling = %plan.calling, "sim core: numbers do not make a SIP URI");
             return;
         };
         let call = self.ua.place_call(
@@ -1083,14 +1137,11 @@ impl Core {
                 },
             },
         );
-        let index = self.new_report(
-            CallDirection::Outgoing,
-            plan.called.clone(),
-            plan.calling.clone(),
-        );
+        let expect = plan.expect_for(&called);
+        let index = self.new_report(CallDirection::Outgoing, called, plan.calling.clone());
         let mut c = self.sim_call(index, now, Some(socket), None);
         c.local_sdp = Some(offer);
-        c.expect = Some(plan.expect);
+        c.expect = Some(expect);
         c.far_end_clears = plan.far_end_clears;
         if plan.dtmf_every > 0 && (i + 1).is_multiple_of(plan.dtmf_every) {
             c.dtmf = plan.dtmf.clone();
@@ -1100,11 +1151,27 @@ impl Core {
             .push((now + plan.no_answer_timeout, Job::Hangup(call)));
     }
 
-    fn on_provisional(&mut self, call: CallHandle, status: u16, sdp: Option<Sdp>) {
+    fn on_provisional(&mut self, now: Instant, call: CallHandle, status: u16, sdp: Option<Sdp>) {
+        let cancel_after = self.cfg.plan.as_ref().and_then(|p| p.cancel_after_ring);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         let index = c.index;
+        let first_ring = matches!(status, 180 | 183)
+            && !self.reports[index]
+                .provisional
+                .iter()
+                .any(|s| matches!(s, 180 | 183));
+        if let (Some(d), true, None, CallDirection::Outgoing) = (
+            cancel_after,
+            first_ring,
+            c.answered_at,
+            self.reports[index].direction,
+        ) {
+            // Replace the no-answer guard: we give up `d` after the ringing.
+            self.jobs.retain(|(_, j)| *j != Job::Hangup(call));
+            self.jobs.push((now + d, Job::Hangup(call)));
+        }
         self.reports[index].provisional.push(status);
         if let Some(s) = sdp
             && s.audio_address().is_some()

@@ -48,8 +48,15 @@ pub struct SimCoreArgs {
     /// Clear answered incoming calls after this many seconds.
     #[arg(long, value_name = "S")]
     pub hangup_after: Option<f64>,
+    /// Rejections carry no `Reason: Q.850` header (the far end maps the
+    /// status by its own table).
+    #[arg(long)]
+    pub no_reason: bool,
     /// Per called number: `NUMBER=answer[:S]`, `NUMBER=STATUS[:S]` (reject
-    /// after S seconds) or `NUMBER=none` (never answer). Repeatable.
+    /// after S seconds) or `NUMBER=none` (never answer), then options
+    /// `,ring`/`,no-ring`, `,early`/`,no-early`, `,hangup=S`, `,reason=CAUSE`
+    /// (the Reason header's Q.850 cause), `,no-reason`, `,dtmf=DIGITS`.
+    /// Repeatable.
     #[arg(long = "policy", value_name = "NUMBER=WHAT")]
     pub policies: Vec<String>,
     /// Echo what is received (the default).
@@ -78,8 +85,9 @@ pub struct SimCoreArgs {
     /// Seconds an answered call is held before we clear it.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub hold: f64,
-    #[arg(long, default_value = "999")]
-    pub called: String,
+    /// Called numbers of placed calls, used in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "999")]
+    pub called: Vec<String>,
     #[arg(long, default_value = "01632960001")]
     pub calling: String,
     /// DTMF digits sent as RFC 4733 events on placed calls.
@@ -91,12 +99,23 @@ pub struct SimCoreArgs {
     /// What each placed call must get: `answer`, `no-answer` or a status.
     #[arg(long, default_value = "answer")]
     pub expect: String,
+    /// Per called number: `NUMBER=answer|no-answer|STATUS`, instead of
+    /// --expect. Repeatable.
+    #[arg(long = "expect-for", value_name = "NUMBER=WHAT")]
+    pub expect_for: Vec<String>,
     /// The far end clears placed calls (we wait hold + 5 s).
     #[arg(long)]
     pub far_end_clears: bool,
     /// CANCEL a placed call still ringing after this many seconds.
     #[arg(long, default_value_t = 30.0, value_name = "S")]
     pub no_answer_timeout: f64,
+    /// CANCEL a placed call this many seconds after its first 180 or 183
+    /// if it is not answered by then.
+    #[arg(long, value_name = "S")]
+    pub cancel_after_ring: Option<f64>,
+    /// At most this many placed calls in progress at once (0: no limit).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_in_progress: u32,
     /// Check that what we generate (pattern, tone, DTMF) comes back.
     #[arg(long)]
     pub expect_echo: bool,
@@ -106,6 +125,10 @@ pub struct SimCoreArgs {
     /// Largest RTP loss per call, percent.
     #[arg(long, default_value_t = 5.0)]
     pub max_loss: f64,
+    /// With --expect-echo: share of the pattern's markers (or of the audio
+    /// packets carrying the tone) that must come back, percent.
+    #[arg(long, default_value_t = 80.0, value_name = "P")]
+    pub min_echo_percent: f64,
     /// Run this long; without it, until the placed calls are done (or
     /// Ctrl-C when no calls are placed).
     #[arg(long, value_name = "S")]
@@ -127,11 +150,25 @@ fn secs(s: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{what}: {s} is not a duration in seconds"))
 }
 
-/// `answer[:S]`, `STATUS[:S]`, `none`.
+/// `answer`, `no-answer` or a 300-699 status.
+fn parse_expect(s: &str) -> Result<Expect, String> {
+    match s {
+        "answer" => Ok(Expect::Answer),
+        "no-answer" => Ok(Expect::NoAnswer),
+        s => match s.parse::<u16>() {
+            Ok(status) if (300..=699).contains(&status) => Ok(Expect::Status { status }),
+            _ => Err(format!("--expect {s}: answer, no-answer or a status")),
+        },
+    }
+}
+
+/// `answer[:S]`, `STATUS[:S]`, `none`, then `,OPTION`s.
 fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy), String> {
-    let (number, what) = spec
+    let (number, rest) = spec
         .split_once('=')
         .ok_or_else(|| format!("--policy {spec}: expected NUMBER=WHAT"))?;
+    let mut parts = rest.split(',');
+    let what = parts.next().unwrap_or_default();
     let (kind, delay) = match what.split_once(':') {
         Some((k, d)) => {
             let d: f64 = d
@@ -141,7 +178,7 @@ fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy
         }
         None => (what, None),
     };
-    let outcome = match kind {
+    let mut outcome = match kind {
         "answer" => Outcome::Answer,
         "none" | "no-answer" => Outcome::NoAnswer,
         s => match s.parse::<u16>() {
@@ -149,14 +186,56 @@ fn parse_policy(spec: &str, base: &AnswerPolicy) -> Result<(String, AnswerPolicy
             _ => return Err(format!("--policy {spec}: answer, none or a 300-699 status")),
         },
     };
-    Ok((
-        number.to_owned(),
-        AnswerPolicy {
-            outcome,
-            delay: delay.unwrap_or(base.delay),
-            ..base.clone()
-        },
-    ))
+    let mut p = AnswerPolicy {
+        delay: delay.unwrap_or(base.delay),
+        ..base.clone()
+    };
+    for opt in parts {
+        match opt.split_once('=') {
+            None => match opt {
+                "ring" => p.ring = true,
+                "no-ring" => p.ring = false,
+                "early" => p.early_media = true,
+                "no-early" => p.early_media = false,
+                "no-reason" => p.reason_header = false,
+                _ => return Err(format!("--policy {spec}: unknown option {opt:?}")),
+            },
+            Some(("hangup", v)) => {
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--policy {spec}: bad hangup {v}"))?;
+                p.hangup_after = Some(secs(s, "--policy hangup")?);
+            }
+            Some(("reason", v)) => match (&mut outcome, v.parse::<u8>()) {
+                (Outcome::Reject { q850, .. }, Ok(c)) if (1..=127).contains(&c) => {
+                    *q850 = Some(c);
+                    p.reason_header = true;
+                }
+                _ => {
+                    return Err(format!(
+                        "--policy {spec}: reason=CAUSE (1-127) goes with a rejection"
+                    ));
+                }
+            },
+            Some(("dtmf", v)) => {
+                check_dtmf(v)?;
+                p.dtmf = v.to_ascii_uppercase();
+            }
+            Some(_) => return Err(format!("--policy {spec}: unknown option {opt:?}")),
+        }
+    }
+    p.outcome = outcome;
+    Ok((number.to_owned(), p))
+}
+
+fn check_dtmf(digits: &str) -> Result<(), String> {
+    match digits
+        .chars()
+        .find(|c| !"0123456789*#ABCDabcd".contains(*c))
+    {
+        Some(d) => Err(format!("--dtmf: {d:?} is not a DTMF digit")),
+        None => Ok(()),
+    }
 }
 
 impl SimCoreArgs {
@@ -183,6 +262,7 @@ impl SimCoreArgs {
                 .map(|s| secs(s, "--hangup-after"))
                 .transpose()?,
             dtmf: String::new(),
+            reason_header: !self.no_reason,
         };
         cfg.answer_by_number = self
             .policies
@@ -198,25 +278,25 @@ impl SimCoreArgs {
             (None, false) => MediaMode::Echo,
         };
         cfg.codecs = self.codecs.clone();
-        if let Some(d) = self
-            .dtmf
-            .chars()
-            .find(|c| !"0123456789*#ABCDabcd".contains(*c))
-        {
-            return Err(format!("--dtmf: {d:?} is not a DTMF digit"));
-        }
+        check_dtmf(&self.dtmf)?;
         if let Some(target) = self.call {
             if self.rate <= 0.0 {
                 return Err("--rate must be above 0".into());
             }
-            let expect = match self.expect.as_str() {
-                "answer" => Expect::Answer,
-                "no-answer" => Expect::NoAnswer,
-                s => match s.parse::<u16>() {
-                    Ok(status) if (300..=699).contains(&status) => Expect::Status { status },
-                    _ => return Err(format!("--expect {s}: answer, no-answer or a status")),
-                },
-            };
+            let expect = parse_expect(&self.expect)?;
+            let expect_by_number = self
+                .expect_for
+                .iter()
+                .map(|spec| {
+                    let (n, w) = spec
+                        .split_once('=')
+                        .ok_or_else(|| format!("--expect-for {spec}: expected NUMBER=WHAT"))?;
+                    Ok((n.to_owned(), parse_expect(w)?))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            if self.called.is_empty() || self.called.iter().any(String::is_empty) {
+                return Err("--called: at least one number, none empty".into());
+            }
             cfg.plan = Some(CallPlan {
                 target,
                 transport: match self.call_transport {
@@ -226,7 +306,18 @@ impl SimCoreArgs {
                 calls: self.calls,
                 rate_per_s: self.rate,
                 hold: secs(self.hold, "--hold")?,
-                called: self.called.clone(),
+                called: self.called[0].clone(),
+                called_in_turn: if self.called.len() > 1 {
+                    self.called.clone()
+                } else {
+                    Vec::new()
+                },
+                expect_by_number,
+                cancel_after_ring: self
+                    .cancel_after_ring
+                    .map(|s| secs(s, "--cancel-after-ring"))
+                    .transpose()?,
+                max_in_progress: self.max_in_progress,
                 calling: self.calling.clone(),
                 dtmf: self.dtmf.to_ascii_uppercase(),
                 dtmf_every: if self.dtmf.is_empty() {
@@ -244,7 +335,7 @@ impl SimCoreArgs {
             min_packets: self.min_packets,
             max_loss_percent: self.max_loss,
             expect_echo: self.expect_echo,
-            ..MediaChecks::default()
+            min_echo_percent: self.min_echo_percent,
         };
         cfg.seed = self.seed;
         Ok(cfg)
@@ -377,6 +468,98 @@ mod tests {
             "200 is no rejection"
         );
         assert!(args(&["--policy", "101"]).to_config().is_err());
+    }
+
+    #[test]
+    fn policy_options_and_reason_headers() {
+        let c = args(&[
+            "--no-reason",
+            "--policy",
+            "6001=none,no-ring",
+            "--policy",
+            "6002=486:0.5,early,reason=21",
+            "--policy",
+            "6003=answer,hangup=1,dtmf=12#",
+        ])
+        .to_config()
+        .unwrap();
+        assert!(!c.answer.reason_header);
+        let p = |n: &str| {
+            c.answer_by_number
+                .iter()
+                .find(|(k, _)| k == n)
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(!p("6001").ring);
+        assert_eq!(p("6001").outcome, Outcome::NoAnswer);
+        let r = p("6002");
+        assert_eq!(
+            r.outcome,
+            Outcome::Reject {
+                status: 486,
+                q850: Some(21)
+            }
+        );
+        assert!(r.early_media && r.reason_header);
+        assert_eq!(r.delay, Duration::from_millis(500));
+        let a = p("6003");
+        assert_eq!(a.hangup_after, Some(Duration::from_secs(1)));
+        assert_eq!(a.dtmf, "12#");
+        for bad in [
+            "1=answer,reason=21",
+            "1=486,reason=0",
+            "1=486,loud",
+            "1=answer,dtmf=x",
+        ] {
+            assert!(args(&["--policy", bad]).to_config().is_err(), "{bad}");
+        }
+        assert!(args(&[]).to_config().unwrap().answer.reason_header);
+    }
+
+    #[test]
+    fn numbers_in_turn_with_their_expectations() {
+        let c = args(&[
+            "--call",
+            "127.0.0.1:5060",
+            "--called",
+            "7001,7002,7003",
+            "--expect-for",
+            "7002=486",
+            "--expect-for",
+            "7003=no-answer",
+            "--cancel-after-ring",
+            "0.5",
+            "--max-in-progress",
+            "8",
+            "--min-echo-percent",
+            "60",
+        ])
+        .to_config()
+        .unwrap();
+        let p = c.plan.unwrap();
+        assert_eq!(
+            (p.called_for(0), p.called_for(1), p.called_for(5)),
+            ("7001", "7002", "7003")
+        );
+        assert_eq!(p.expect_for("7001"), Expect::Answer);
+        assert_eq!(p.expect_for("7002"), Expect::Status { status: 486 });
+        assert_eq!(p.expect_for("7003"), Expect::NoAnswer);
+        assert_eq!(p.cancel_after_ring, Some(Duration::from_millis(500)));
+        assert_eq!(p.max_in_progress, 8);
+        assert_eq!(c.checks.min_echo_percent, 60.0);
+        let one = args(&["--call", "127.0.0.1:5060", "--called", "101"])
+            .to_config()
+            .unwrap()
+            .plan
+            .unwrap();
+        assert_eq!((one.called.as_str(), one.called_for(3)), ("101", "101"));
+        assert!(
+            args(&["--call", "127.0.0.1:1", "--expect-for", "7001"])
+                .to_config()
+                .is_err()
+        );
     }
 
     #[test]

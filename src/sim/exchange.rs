@@ -18,9 +18,16 @@
 //! `dtmf_digits` in-band and (with `dtmf_expect_echo`) expects them back.
 //! Incoming calls are answered after `ring` (ALERTING first) or rejected
 //! with a cause ([`Incoming`], `reject_numbers`), and cleared by us after
-//! `incoming_hold` when set. Every connected call plays the test signal
-//! (or echoes, [`AudioMode::Echo`]) and is checked
-//! ([`super::exchange_audio`]).
+//! `incoming_hold` when set; per called number an [`IncomingPolicy`]
+//! (`incoming_by_number`) can answer, ring for ever, or reject (at once,
+//! or after ringing), give early media, and hold. Per called number a
+//! [`ClearPlan`] (`clear_by_number`) clears a placed call in a chosen state
+//! (after CALL PROCEEDING, ALERTING, PROGRESS, CONNECT) or leaves it for
+//! the far end. Every connected call plays the test signal (or echoes,
+//! [`AudioMode::Echo`]; `incoming_audio` for incoming calls) and is checked
+//! ([`super::exchange_audio`]); with `early_media` a placed call's audio
+//! starts at the far end's progress indicator 1 or 8 (PROGRESS, or ALERTING
+//! with it), so what is checked flowed before the answer.
 //!
 //! The run shells are in [`super::exchange_run`].
 
@@ -39,7 +46,7 @@ use crate::isdn::q931::{self, CallId, ClearedBy, Event, PlaceCall, Role};
 use crate::isdn::timers::TimerValues;
 use crate::line::span::{LineEvent, SpanConfig};
 
-use super::exchange_audio::{AudioMode, AudioStats, Digits};
+use super::exchange_audio::{AudioMode, AudioStats, BLOCK_OCTETS, Digits};
 use super::exchange_line::{ControlRings, DFrame, ExchangeLine, LineCommand, LineReport};
 
 /// What the simulated exchange does with incoming calls.
@@ -50,6 +57,51 @@ pub enum Incoming {
     Answer { ring: Duration },
     /// DISCONNECT with this Q.850 cause.
     Reject { cause: u8 },
+    /// ALERTING at once, never CONNECT: the caller's timers (or its
+    /// clearing) end the call.
+    NoAnswer,
+}
+
+/// What the simulated exchange does with one incoming call (the scenario's
+/// defaults, or per called number with `Scenario::incoming_by_number`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IncomingPolicy {
+    pub action: Incoming,
+    /// With [`Incoming::Reject`]: ALERTING first, DISCONNECT after this
+    /// long (`None`: DISCONNECT at once, no ALERTING).
+    pub reject_after: Option<Duration>,
+    /// PROGRESS with progress indicator 8 (in-band information available)
+    /// right after ALERTING, and the audio from then: early media towards
+    /// the caller.
+    pub early_media: bool,
+    /// Clear the call this long after we answered (`None`: the caller clears).
+    pub hold: Option<Duration>,
+    pub audio: AudioMode,
+}
+
+/// The state of a placed call in which [`ClearPlan`] clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearOn {
+    /// From our SETUP.
+    Setup,
+    /// From CALL PROCEEDING (state N9: the far end has the call, no alerting).
+    Proceeding,
+    /// From ALERTING (N7).
+    Alerting,
+    /// From the first progress indicator 1 or 8 (early media).
+    Progress,
+    /// From CONNECT (N10): the hold time.
+    Active,
+    /// Never: the far end must clear after answering (within the hold
+    /// plus `far_clear_grace`).
+    Far,
+}
+
+/// When we clear a placed call: `after` the call reaches state `on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClearPlan {
+    pub on: ClearOn,
+    pub after: Duration,
 }
 
 /// The call mix; see the module doc. [`Scenario::default`] places no
@@ -89,8 +141,25 @@ pub struct Scenario {
     /// of those seen, and at least this % of the blocks sent received.
     pub max_loss_percent: f64,
     pub min_received_percent: f64,
-    /// Wait after the link first comes up before placing the first call.
+    /// Wait after the link comes up (again, until the first call is placed)
+    /// before placing the first call.
     pub start_delay: Duration,
+    /// Placed calls: start the audio at the far end's progress indicator 1
+    /// or 8 (early media) instead of at CONNECT. Incoming calls (the
+    /// default policy): PROGRESS with indicator 8 after ALERTING.
+    pub early_media: bool,
+    /// Audio of incoming calls (`None`: as `audio`).
+    pub incoming_audio: Option<AudioMode>,
+    /// Rejections (`Incoming::Reject`, `reject_numbers`) ring this long
+    /// first (`None`: at once).
+    pub reject_after: Option<Duration>,
+    /// Incoming calls to these numbers follow their own policy.
+    pub incoming_by_number: Vec<(String, IncomingPolicy)>,
+    /// Placed calls to these numbers are cleared by their plan.
+    pub clear_by_number: Vec<(String, ClearPlan)>,
+    /// At most this many placed calls in progress at once (0: no limit); a
+    /// call due while the limit is reached waits for one to end.
+    pub max_in_progress: u32,
 }
 
 impl Default for Scenario {
@@ -120,7 +189,44 @@ impl Default for Scenario {
             max_loss_percent: 1.0,
             min_received_percent: 50.0,
             start_delay: Duration::from_millis(100),
+            early_media: false,
+            incoming_audio: None,
+            reject_after: None,
+            incoming_by_number: Vec::new(),
+            clear_by_number: Vec::new(),
+            max_in_progress: 0,
         }
+    }
+}
+
+impl Scenario {
+    /// The policy for an incoming call to `called`: its own, else the
+    /// defaults (`reject_numbers`, `incoming`, `incoming_hold`,
+    /// `early_media`, `incoming_audio`).
+    pub fn incoming_policy(&self, called: &str) -> IncomingPolicy {
+        if let Some((_, p)) = self.incoming_by_number.iter().find(|(n, _)| n == called) {
+            return *p;
+        }
+        let action = self
+            .reject_numbers
+            .iter()
+            .find(|(n, _)| n == called)
+            .map_or(self.incoming, |(_, c)| Incoming::Reject { cause: *c });
+        IncomingPolicy {
+            action,
+            reject_after: self.reject_after,
+            early_media: self.early_media,
+            hold: self.incoming_hold,
+            audio: self.incoming_audio.unwrap_or(self.audio),
+        }
+    }
+
+    /// The clear plan of a placed call to `called`, if it has one.
+    pub fn clear_plan(&self, called: &str) -> Option<ClearPlan> {
+        self.clear_by_number
+            .iter()
+            .find(|(n, _)| n == called)
+            .map(|(_, p)| *p)
     }
 }
 
@@ -192,6 +298,8 @@ pub struct CallCounts {
     pub failed_by_cause: BTreeMap<String, u64>,
     pub cleared_by_us: u64,
     pub cleared_by_far_end: u64,
+    /// Most calls of this direction in progress at once.
+    pub peak_in_progress: u64,
 }
 
 /// Audio checks over all calls.
@@ -242,6 +350,11 @@ pub struct CallRecord {
     pub audio_ok: Option<bool>,
     pub dtmf_sent: String,
     pub dtmf_received: String,
+    /// The audio started before the answer (early media).
+    pub early_media: bool,
+    /// The state its clear plan cleared it in (`proceeding`, `alerting`,
+    /// `progress`, `active`), if it had one that fired.
+    pub clear_state: Option<&'static str>,
     /// Why this call counts as a failure, if it does.
     pub failure: Option<String>,
 }
@@ -314,6 +427,14 @@ struct Call {
     digits: Digits,
     audio_running: bool,
     released: bool,
+    /// The audio this call plays (or echoes).
+    mode: AudioMode,
+    /// Placed: the state in which we clear it.
+    clear_plan: Option<ClearPlan>,
+    /// Incoming: what we do with it.
+    policy: Option<IncomingPolicy>,
+    /// The cause we clear with when `clear_at` comes.
+    clear_cause: Cause,
 }
 
 /// How a run is stopped from outside and how it says it is done.
@@ -576,6 +697,13 @@ impl ExchangeControl {
                 if self.link_up_at.is_none() {
                     self.link_up_at = Some(now);
                     self.report.link_up_after_ms = Some(ms(now - self.started));
+                }
+                // The start delay runs from the last establishment before
+                // the first call: a link that comes up from a SABME
+                // collision (Q.921 §5.5.1.3, both ends establishing at
+                // start-up) is re-established when the far end's T200
+                // repeats its SABME, and calls placed in between are lost.
+                if self.placed == 0 {
                     self.next_call_at = Some(now + self.cfg.scenario.start_delay);
                 }
                 info!(
@@ -604,13 +732,22 @@ impl ExchangeControl {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.rec.ts = Some(channel);
                 }
+                self.reached(now, id, ClearOn::Proceeding);
             }
             Event::Alerting { id } => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.rec.alerted = true;
                 }
+                self.reached(now, id, ClearOn::Alerting);
             }
-            Event::Progress { .. } => {}
+            Event::Progress { id, description } => {
+                // Q.931 §4.5.23: 1 (not end-to-end ISDN) and 8 (in-band
+                // information now available) both mean early media.
+                if matches!(description, 1 | 8) {
+                    self.early_media(id);
+                    self.reached(now, id, ClearOn::Progress);
+                }
+            }
             Event::Connected { id } => self.connected(now, id),
             Event::Disconnected { id, cause, by } => {
                 if let Some(c) = self.calls.get_mut(&id) {
@@ -639,6 +776,13 @@ impl ExchangeControl {
         if !self.link_up || self.placed >= s.calls || now < at {
             return;
         }
+        if s.max_in_progress > 0
+            && self.calls.values().filter(|c| c.outgoing).count() >= s.max_in_progress as usize
+        {
+            // Back-pressure: placed when one ends, the schedule shifts.
+            self.next_call_at = Some(now + Duration::from_millis(1));
+            return;
+        }
         let n = self.placed;
         let called = s
             .called
@@ -651,6 +795,8 @@ impl ExchangeControl {
         let abandon = every(s.abandon_every);
         let interval = Duration::from_secs_f64(1.0 / s.rate_per_s.max(0.001));
         let abandon_after = s.abandon_after;
+        let plan = s.clear_plan(&called);
+        let mode = s.audio;
         self.next_call_at = Some(at + interval);
         self.placed += 1;
         self.report.outgoing.calls += 1;
@@ -673,13 +819,19 @@ impl ExchangeControl {
                     connected_at: None,
                     clear_at: abandon.then_some(now + abandon_after),
                     answer_at: None,
-                    far_clear,
+                    far_clear: far_clear || plan.is_some_and(|p| p.on == ClearOn::Far),
                     abandon,
                     digits: Digits::default(),
                     audio_running: false,
                     released: false,
+                    mode,
+                    clear_plan: plan,
+                    policy: None,
+                    clear_cause: Cause::NORMAL_CLEARING,
                 };
                 self.calls.insert(id, call);
+                self.note_peak(true);
+                self.reached(now, id, ClearOn::Setup);
             }
             Err(e) => {
                 warn!(span = self.cfg.span, error = ?e, "sim exchange: cannot place call");
@@ -712,24 +864,11 @@ impl ExchangeControl {
         calling: Option<q931::PartyNumber>,
         channel: u8,
     ) {
-        let s = &self.cfg.scenario;
         let called = called.map(|p| p.digits_str()).unwrap_or_default();
-        let reject = s
-            .reject_numbers
-            .iter()
-            .find(|(n, _)| *n == called)
-            .map(|(_, c)| *c)
-            .or(match s.incoming {
-                Incoming::Reject { cause } => Some(cause),
-                Incoming::Answer { .. } => None,
-            });
-        let ring = match s.incoming {
-            Incoming::Answer { ring } => ring,
-            Incoming::Reject { .. } => Duration::ZERO,
-        };
+        let policy = self.cfg.scenario.incoming_policy(&called);
         self.report.incoming.calls += 1;
         let tag = self.new_tag();
-        info!(span = self.cfg.span, call = ?id, tag, ts = channel, %called, ?reject, "sim exchange: incoming call");
+        info!(span = self.cfg.span, call = ?id, tag, ts = channel, %called, action = ?policy.action, "sim exchange: incoming call");
         let mut call = Call {
             rec: CallRecord {
                 tag,
@@ -750,46 +889,145 @@ impl ExchangeControl {
             digits: Digits::default(),
             audio_running: false,
             released: false,
+            mode: policy.audio,
+            clear_plan: None,
+            policy: Some(policy),
+            clear_cause: Cause::NORMAL_CLEARING,
         };
         let q = self.dch.q931_mut();
-        if let Some(cause) = reject {
-            call.rec.rejected = true;
-            self.report.incoming.rejected += 1;
-            if let Err(e) = q.disconnect(now, id, Cause(cause)) {
-                warn!(call = ?id, error = ?e, "sim exchange: cannot reject");
+        let alert = match (policy.action, policy.reject_after) {
+            (Incoming::Reject { cause }, None) => {
+                call.rec.rejected = true;
+                self.report.incoming.rejected += 1;
+                if let Err(e) = q.disconnect(now, id, Cause(cause)) {
+                    warn!(call = ?id, error = ?e, "sim exchange: cannot reject");
+                }
+                false
             }
-        } else {
+            (Incoming::Reject { cause }, Some(after)) => {
+                // Rejected after ringing: counted as rejected when it is.
+                call.clear_at = Some(now + after);
+                call.clear_cause = Cause(cause);
+                true
+            }
+            (Incoming::Answer { ring }, _) => {
+                call.answer_at = Some(now + ring);
+                true
+            }
+            (Incoming::NoAnswer, _) => true,
+        };
+        if alert {
             if let Err(e) = q.alerting(now, id) {
                 warn!(call = ?id, error = ?e, "sim exchange: cannot alert");
             }
-            call.answer_at = Some(now + ring);
+            // Q.931 §5.2.5.1: in-band information from the called side,
+            // progress indicator 8, before the answer.
+            if policy.early_media
+                && let Err(e) = q.progress(now, id, 8)
+            {
+                warn!(call = ?id, error = ?e, "sim exchange: cannot send PROGRESS");
+            }
         }
         self.calls.insert(id, call);
+        self.note_peak(false);
+        if alert && policy.early_media {
+            self.early_media(id);
+        }
+    }
+
+    fn note_peak(&mut self, outgoing: bool) {
+        let n = self
+            .calls
+            .values()
+            .filter(|c| c.outgoing == outgoing)
+            .count() as u64;
+        let counts = if outgoing {
+            &mut self.report.outgoing
+        } else {
+            &mut self.report.incoming
+        };
+        counts.peak_in_progress = counts.peak_in_progress.max(n);
+    }
+
+    /// Starts a call's audio before the answer (once).
+    fn early_media(&mut self, id: CallId) {
+        let early = self.cfg.scenario.early_media;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let wanted = if c.outgoing {
+            early
+        } else {
+            c.policy.is_some_and(|p| p.early_media)
+        };
+        if !wanted || c.audio_running || c.released {
+            return;
+        }
+        let Some(ts) = c.rec.ts else {
+            return;
+        };
+        c.audio_running = true;
+        c.rec.early_media = true;
+        self.pending_cmds.push_back(LineCommand::Start {
+            ts,
+            tag: c.rec.tag,
+            mode: c.mode,
+            digits: Digits::default(),
+            dtmf_delay_frames: 0,
+        });
+    }
+
+    /// A placed call reached `state`: arms its clear plan if it is for that state.
+    fn reached(&mut self, now: Instant, id: CallId, state: ClearOn) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(plan) = c.clear_plan.filter(|p| p.on == state) else {
+            return;
+        };
+        if c.released || c.clear_at.is_some() && state != ClearOn::Active {
+            return;
+        }
+        c.clear_at = Some(now + plan.after);
+        // Cleared before an answer: abandoned by us.
+        c.abandon = state != ClearOn::Active;
+        c.rec.clear_state = Some(clear_on_name(state));
     }
 
     fn connected(&mut self, now: Instant, id: CallId) {
         let s = &self.cfg.scenario;
         self.connected_count += 1;
         let dtmf = s.dtmf_every > 0 && self.connected_count.is_multiple_of(s.dtmf_every);
-        let digits = if dtmf && s.audio == AudioMode::Test {
-            Digits::new(&s.dtmf_digits)
-        } else {
-            Digits::default()
-        };
-        let (hold, far_grace, incoming_hold) = (s.hold, s.far_clear_grace, s.incoming_hold);
+        let dtmf_digits = Digits::new(&s.dtmf_digits);
+        let (hold, far_grace) = (s.hold, s.far_clear_grace);
         let delay_frames = u32::try_from(s.dtmf_delay.as_micros() / 125).unwrap_or(u32::MAX);
-        let mode = s.audio;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
+        };
+        let mode = c.mode;
+        // Digits go out with the audio's start: not on a call whose audio
+        // already runs (early media).
+        let digits = if dtmf && mode == AudioMode::Test && !c.audio_running {
+            dtmf_digits
+        } else {
+            Digits::default()
         };
         c.connected_at = Some(now);
         c.rec.answered = true;
         c.rec.setup_to_answer_ms = Some(ms(now - c.placed_at));
         c.clear_at = if c.outgoing {
+            let hold = match c.clear_plan {
+                Some(p) if p.on == ClearOn::Active => {
+                    c.rec.clear_state = Some(clear_on_name(ClearOn::Active));
+                    p.after
+                }
+                _ => hold,
+            };
             Some(now + if c.far_clear { hold + far_grace } else { hold })
         } else {
-            incoming_hold.map(|h| now + h)
+            c.policy.and_then(|p| p.hold).map(|h| now + h)
         };
+        c.abandon = false;
         if c.outgoing {
             self.report.outgoing.answered += 1;
         } else {
@@ -801,7 +1039,9 @@ impl ExchangeControl {
             self.report.dtmf.calls_sending += 1;
             self.report.dtmf.digits_sent += digits.as_bytes().len() as u64;
         }
-        if let Some(ts) = c.rec.ts {
+        if let Some(ts) = c.rec.ts
+            && !c.audio_running
+        {
             c.audio_running = true;
             let cmd = LineCommand::Start {
                 ts,
@@ -842,6 +1082,17 @@ impl ExchangeControl {
                     continue;
                 };
                 c.clear_at = None;
+                let cause = c.clear_cause;
+                if !c.outgoing && c.connected_at.is_none() {
+                    // An incoming call rejected after ringing.
+                    if cause == Cause::NORMAL_CLEARING {
+                        continue;
+                    }
+                    c.rec.rejected = true;
+                    self.report.incoming.rejected += 1;
+                    self.clear(now, id, cause);
+                    continue;
+                }
                 if c.connected_at.is_none() && c.abandon {
                     c.rec.abandoned = true;
                 } else if c.far_clear {
@@ -926,6 +1177,10 @@ impl ExchangeControl {
             counts.abandoned += 1;
         } else if c.rec.rejected {
             // Counted as rejected when it was.
+        } else if !c.outgoing && normal && c.rec.cleared_by == "far_end" {
+            // The caller gave up while we rang (a CANCEL on the SIP side).
+            c.rec.abandoned = true;
+            counts.abandoned += 1;
         } else {
             *counts.failed_by_cause.entry(cause.to_string()).or_default() += 1;
             if !s.expected_causes.contains(&cause) && c.rec.failure.is_none() {
@@ -950,8 +1205,8 @@ impl ExchangeControl {
             return;
         };
         c.rec.audio = Some(stats);
-        if self.cfg.scenario.audio == AudioMode::Test {
-            let verdict = self.check_audio(&stats);
+        if c.mode == AudioMode::Test {
+            let verdict = check_audio(&self.cfg.scenario, &stats);
             let a = &mut self.report.audio;
             a.checks += 1;
             a.blocks_sent += stats.blocks_sent;
@@ -985,32 +1240,6 @@ impl ExchangeControl {
             }
         }
         self.end_call(c);
-    }
-
-    fn check_audio(&self, s: &AudioStats) -> Result<(), String> {
-        let sc = &self.cfg.scenario;
-        if s.blocks_received == 0 {
-            return Err(format!("none of {} blocks came back", s.blocks_sent));
-        }
-        // Corrupted blocks count against the loss budget: a slip (a SAToP
-        // packet or an RTP frame played twice or skipped by a jitter
-        // buffer) garbles the block it falls in. Corruption beyond the
-        // budget (a wrong codec, bit errors) fails.
-        let bad = s.blocks_lost + s.blocks_mismatched;
-        let seen = (s.blocks_received + bad) as f64;
-        if bad as f64 * 100.0 > sc.max_loss_percent * seen {
-            return Err(format!(
-                "{} lost and {} corrupted of {} blocks",
-                s.blocks_lost, s.blocks_mismatched, seen
-            ));
-        }
-        if (s.blocks_received as f64) * 100.0 < sc.min_received_percent * s.blocks_sent as f64 {
-            return Err(format!(
-                "only {} of {} blocks came back",
-                s.blocks_received, s.blocks_sent
-            ));
-        }
-        Ok(())
     }
 
     fn end_call(&mut self, mut c: Call) {
@@ -1077,6 +1306,79 @@ fn note_clearing(rec: &mut CallRecord, cause: Cause, by: ClearedBy) {
     };
 }
 
+fn clear_on_name(s: ClearOn) -> &'static str {
+    match s {
+        ClearOn::Setup => "setup",
+        ClearOn::Proceeding => "proceeding",
+        ClearOn::Alerting => "alerting",
+        ClearOn::Progress => "progress",
+        ClearOn::Active => "active",
+        ClearOn::Far => "far",
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One call's audio verdict against the scenario's budgets.
+fn check_audio(sc: &Scenario, s: &AudioStats) -> Result<(), String> {
+    if s.blocks_received == 0 {
+        return Err(format!("none of {} blocks came back", s.blocks_sent));
+    }
+    // Corrupted blocks count against the loss budget: a slip (a SAToP
+    // packet or an RTP frame played twice or skipped by a jitter
+    // buffer) garbles the block it falls in. Corruption beyond the
+    // budget (a wrong codec, bit errors) fails.
+    let bad = s.blocks_lost + s.blocks_mismatched;
+    let seen = (s.blocks_received + bad) as f64;
+    if bad as f64 * 100.0 > sc.max_loss_percent * seen {
+        return Err(format!(
+            "{} lost and {} corrupted of {} blocks",
+            s.blocks_lost, s.blocks_mismatched, seen
+        ));
+    }
+    // Blocks sent in the last round trip could not come back before the
+    // call ended: the share is of those that could.
+    let in_flight = u64::from(s.rtt_frames_max).div_ceil(BLOCK_OCTETS as u64);
+    let could = s.blocks_sent.saturating_sub(in_flight).max(1);
+    if (s.blocks_received as f64) * 100.0 < sc.min_received_percent * could as f64 {
+        return Err(format!(
+            "only {} of {} blocks came back ({} more were still in flight)",
+            s.blocks_received,
+            could,
+            s.blocks_sent - could.min(s.blocks_sent)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_share_counts_only_blocks_that_could_come_back() {
+        let sc = Scenario::default();
+        // 146 blocks sent, a 185 ms round trip: the last 47 were in flight.
+        let s = AudioStats {
+            blocks_sent: 146,
+            blocks_received: 72,
+            rtt_frames_max: 1480,
+            ..AudioStats::default()
+        };
+        assert_eq!(check_audio(&sc, &s), Ok(()));
+        let short = AudioStats {
+            blocks_received: 40,
+            ..s
+        };
+        let err = check_audio(&sc, &short).unwrap_err();
+        assert!(err.contains("only 40 of 99"), "{err}");
+        assert!(check_audio(&sc, &AudioStats::default()).is_err());
+        let lossy = AudioStats {
+            blocks_lost: 30,
+            ..s
+        };
+        assert!(check_audio(&sc, &lossy).is_err(), "30 of 102 lost");
+    }
 }

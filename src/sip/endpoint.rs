@@ -54,7 +54,8 @@ use super::non_invite_server::{NonInviteServer, NonInviteServerState, ServerEven
 use super::response::{UasCapabilities, response_to, uas_precheck};
 use super::transaction::{ClientEvent, NonInviteClient, NonInviteClientState, TimerValues};
 
-/// The transport a message came on or goes out on.
+/// The transport protocols of RFC 3261 §18 (one type for the sans-IO core
+/// and the socket shell in [`super::transport`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Transport {
     Udp,
@@ -63,18 +64,29 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// Reliable transports have no retransmission timers (§17.1.1.2, §17.2.2).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Transport::Udp)
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+
+    /// Lower-case name for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
     }
 
     /// The transport token of a Via (§20.42).
-    pub fn via_name(self) -> &'static str {
+    pub fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
         }
+    }
+
+    /// Reliable transports have no retransmission timers (§17.1.1.2, §17.2.2).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
     }
 
     /// How a message arrives on this transport (§18.3).
@@ -360,7 +372,7 @@ impl Endpoint {
         // RFC 3581 rport: ask for responses to our source port.
         let via = format!(
             "SIP/2.0/{} {};branch={branch};rport",
-            transport.via_name(),
+            transport.via_token(),
             self.sent_by(transport)
         );
         request.headers.insert(0, Header::new("Via", via));

@@ -44,7 +44,9 @@
 //!   dialogs, transactions, counters), replaced only when it changed.
 //! - **Observer**: `beat()` at least every `heartbeat_interval`,
 //!   `peer_event()` on every peer state change (`ops::sip` raises the NOC
-//!   events `PeerUp`/`PeerDown`).
+//!   events `PeerUp`/`PeerDown`), `message()` for every message received
+//!   or handed to the transports (`ops::sip` counts them by method and
+//!   status and publishes them to `tdmgw trace`).
 //!
 //! The task stops on [`Command::Shutdown`] or when every [`SipHandle`] is
 //! dropped, and returns the user agent and peer table ([`Stopped`]). It
@@ -77,6 +79,9 @@ use super::ua::{
     UserAgent,
 };
 use super::uri::Uri;
+
+/// Our address in [`MessageSeen`] when no listener of the transport is bound.
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// What a SIP task is built from (`SiteConfig::sip_task_config`).
 #[derive(Debug, Clone)]
@@ -243,6 +248,23 @@ pub trait Observer: Send + Sync + 'static {
     fn beat(&self) {}
     /// A peer changed state, before the event goes to the call module.
     fn peer_event(&self, _peer: &PeerInfo, _state: PeerState) {}
+    /// A message received, or handed to the transports to send (message
+    /// counters, `tdmgw trace`).
+    fn message(&self, _m: &MessageSeen<'_>) {}
+}
+
+/// One SIP message as the task saw it go by (see [`Observer::message`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageSeen<'a> {
+    /// We sent it (else received).
+    pub sent: bool,
+    pub transport: Transport,
+    /// Our address: the listener it arrived on or is sent from (for a
+    /// connection, the listener's, not the connection's own port).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The whole message.
+    pub bytes: &'a [u8],
 }
 
 /// No supervisor, no NOC (tests, tools).
@@ -556,24 +578,6 @@ fn host_text(ip: IpAddr) -> String {
     }
 }
 
-/// The transport enum of the transaction layer for one of the shell's.
-pub fn to_endpoint(t: Transport) -> endpoint::Transport {
-    match t {
-        Transport::Udp => endpoint::Transport::Udp,
-        Transport::Tcp => endpoint::Transport::Tcp,
-        Transport::Tls => endpoint::Transport::Tls,
-    }
-}
-
-/// The shell's transport enum for one of the transaction layer's.
-pub fn from_endpoint(t: endpoint::Transport) -> Transport {
-    match t {
-        endpoint::Transport::Udp => Transport::Udp,
-        endpoint::Transport::Tcp => Transport::Tcp,
-        endpoint::Transport::Tls => Transport::Tls,
-    }
-}
-
 /// A `sip:` URI for `user` (may be empty) at `address` over `transport`
 /// (RFC 3261 §19.1.4: `transport=` for TCP and TLS; TLS stays `sip:` with
 /// `transport=tls`, as the peer table's OPTIONS do).
@@ -670,10 +674,17 @@ impl Task {
                 Wake::Command(Some(c)) => self.execute(now, c),
                 Wake::Transport(None) => break StopReason::TransportsClosed,
                 Wake::Transport(Some(TransportEvent::Message(m))) => {
+                    self.observer.message(&MessageSeen {
+                        sent: false,
+                        transport: m.transport,
+                        local: m.local,
+                        remote: m.source,
+                        bytes: &m.bytes,
+                    });
                     self.note_response(&m.bytes, m.transport);
                     let from = Remote {
                         address: m.source,
-                        transport: to_endpoint(m.transport),
+                        transport: m.transport,
                     };
                     self.ua.handle_input(now, &m.bytes, from);
                 }
@@ -788,7 +799,7 @@ impl Task {
             now,
             Remote {
                 address: destination,
-                transport: to_endpoint(t),
+                transport: t,
             },
         );
     }
@@ -937,7 +948,7 @@ impl Task {
             sdp: o.params.sdp.clone(),
             peer: Remote {
                 address: pp.address,
-                transport: to_endpoint(pp.transport),
+                transport: pp.transport,
             },
         };
         info!(call = id.0, peer = %pp.address, transport = pp.transport.name(), "sip INVITE to core peer");
@@ -1046,11 +1057,18 @@ impl Task {
 
     fn send(&mut self, t: endpoint::Transmit) {
         let out = Outbound {
-            transport: from_endpoint(t.transport),
+            transport: t.transport,
             destination: t.destination,
             bytes: t.bytes,
         };
         let (dest, tr) = (out.destination, out.transport);
+        self.observer.message(&MessageSeen {
+            sent: true,
+            transport: tr,
+            local: self.transports.local_addr(tr).unwrap_or(UNSPECIFIED),
+            remote: dest,
+            bytes: &out.bytes,
+        });
         if let Err(e) = self.transports.send(out) {
             self.counters.send_errors += 1;
             info!(destination = %dest, transport = tr.name(), error = ?e, "sip send refused");
@@ -1097,7 +1115,7 @@ impl Task {
         };
         let remote = Remote {
             address: pp.address,
-            transport: to_endpoint(pp.transport),
+            transport: pp.transport,
         };
         let h = self.ua.send_options(now, uri, remote);
         self.pings.insert(h, (peer, now));
@@ -1156,7 +1174,7 @@ impl Task {
             } => {
                 let id = self.new_id();
                 self.counters.calls_incoming += 1;
-                let peer = self.find_peer(from.address.ip(), from_endpoint(from.transport));
+                let peer = self.find_peer(from.address.ip(), from.transport);
                 self.calls.insert(
                     id,
                     TaskCall {
@@ -1367,7 +1385,7 @@ impl Task {
 }
 
 /// The Call-ID of an out-of-dialog INVITE (no To tag) in `bytes`.
-fn invite_call_id(bytes: &[u8], transport: endpoint::Transport) -> Option<String> {
+fn invite_call_id(bytes: &[u8], transport: Transport) -> Option<String> {
     let m = Message::parse(bytes, transport.framing(), Default::default()).ok()?;
     if m.method() != Some(&Method::Invite) {
         return None;
@@ -1416,7 +1434,7 @@ mod tests {
 
     #[test]
     fn only_a_new_invite_names_an_attempt() {
-        let udp = endpoint::Transport::Udp;
+        let udp = Transport::Udp;
         let new = request("INVITE", "<sip:999@core>");
         assert_eq!(invite_call_id(&new, udp).as_deref(), Some("c1@192.0.2.1"));
         let reinvite = request("INVITE", "<sip:999@core>;tag=b");
@@ -1452,12 +1470,5 @@ mod tests {
         assert_eq!(ua.sent_by_tls.as_deref(), Some("192.0.2.4:5061"));
         assert_eq!(ua.contact.to_string(), "sip:tdmgw@192.0.2.4:5060");
         assert_eq!(ua.call_id_host, "192.0.2.4");
-    }
-
-    #[test]
-    fn transports_convert_both_ways() {
-        for t in Transport::ALL {
-            assert_eq!(from_endpoint(to_endpoint(t)), t);
-        }
     }
 }

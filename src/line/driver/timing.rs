@@ -1,8 +1,10 @@
 //! Line timing for the raw-E1 drivers (DESIGN.md §5: transmit follows
 //! receive; with no signal, free-run on our own clock).
 
-/// Who clocks what a raw driver sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Who clocks what a raw driver sends (board profile key `timing`:
+/// `"loop"` or `"internal"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Timing {
     /// Loop timing (the default): one unit out per unit received; our own
     /// timer only free-runs while nothing arrives. The far end must have a

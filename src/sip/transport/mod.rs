@@ -69,47 +69,7 @@ use tokio::time::Instant;
 use super::message::{Framing, Limits, Message, Rejection};
 use super::response::response_to;
 
-/// The transport protocols of RFC 3261 §18.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
-
-    /// Lower-case name for logs and metric labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    /// The Via `transport` token (§20.42).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        }
-    }
-
-    /// TCP and TLS: reliable, so no retransmission timers (§17.1.1.2).
-    pub fn is_reliable(self) -> bool {
-        self != Transport::Udp
-    }
-
-    fn framing(self) -> Framing {
-        match self {
-            Transport::Udp => Framing::Datagram,
-            Transport::Tcp | Transport::Tls => Framing::Stream,
-        }
-    }
-}
+pub use super::endpoint::Transport;
 
 /// One received message.
 #[derive(Debug, Clone, PartialEq, Eq)]

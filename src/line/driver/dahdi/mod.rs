@@ -253,7 +253,7 @@ pub struct DahdiCounters {
     /// Events fetched with GETEVENT, and events lost to a full ring.
     pub events: u64,
     pub events_dropped: u64,
-    /// `recv_*` calls that stopped after [`READ_BUDGET`] reads without data.
+    /// `recv_*` calls that stopped after `READ_BUDGET` reads without data.
     pub read_budget_exhausted: u64,
 }
 

@@ -1,0 +1,646 @@
+//! Issue 8 §5 against the real daemon: `tdmgw run` as a process with a
+//! temp config (one E1 span over SAToP on 127.0.0.1, SIP and RTP on
+//! loopback, the management listener on port 0, the admin socket in the
+//! temp dir), facing `tdmgw sim exchange` on the span and `tdmgw sim core`
+//! as its core peer.
+//!
+//! - A live scrape of `/metrics` passes `promtool check metrics`, before
+//!   and after a call, and carries the call's SIP, RTP and call counters.
+//! - `tdmgw status` and `tdmgw status --json` show the span, its channel
+//!   grid (the call's channel busy while it lasts), calls and the peer.
+//! - `tdmgw trace` taken during a call decodes with tshark and holds the
+//!   call's D-channel frames (SETUP, CONNECT, DISCONNECT), its INVITE and
+//!   RTP.
+//! - `/readyz` goes to 503 naming the span's alarm when the span's far end
+//!   goes away (the SAToP flow stops: the line is in alarm, as on a cut
+//!   pseudowire) and back to 200 when it returns; to 503 naming the core
+//!   peers when the only core peer stops answering OPTIONS, and back to
+//!   200 when it answers again.
+//!
+//! Every process is killed when its guard is dropped, so a failing test
+//! leaves nothing running. Waits are hang guards only (nothing is timed).
+//! The two tests take turns (one rig at a time) so that a loaded 2-core
+//! box keeps both E1 ends in real time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tdmgw");
+/// Hang guard for anything the daemon should reach by itself.
+const HANG: Duration = Duration::from_secs(90);
+
+/// One rig at a time (module doc).
+static ONE_RIG: Mutex<()> = Mutex::new(());
+
+// ------------------------------------------------------------- processes
+
+/// A child process with its output in files; killed on drop.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
+        let stdout = dir.join(format!("{name}.out"));
+        let stderr = dir.join(format!("{name}.err"));
+        let child = Command::new(BIN)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for the exit (hang guard `limit`); its success.
+    fn wait(&mut self, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not exit within {limit:?}\n{}",
+            self.name,
+            self.tail()
+        );
+    }
+
+    fn tail(&self) -> String {
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let lines: Vec<&str> = err.lines().collect();
+        let from = lines.len().saturating_sub(30);
+        format!(
+            "--- {} stdout ---\n{}\n--- {} stderr (last lines) ---\n{}",
+            self.name,
+            out.chars().take(3000).collect::<String>(),
+            self.name,
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----------------------------------------------------------------- ports
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+static SEED: AtomicU64 = AtomicU64::new(0);
+
+/// A 64-aligned `rtp_port_base` whose 64 ports are free now, below the
+/// kernel's ephemeral range (32768-) so that port-0 sockets do not take
+/// them.
+fn free_rtp_base() -> u16 {
+    let mut x = u64::from(std::process::id()) << 8 | SEED.fetch_add(1, Ordering::Relaxed);
+    for _ in 0..500 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let base = 20_000 + ((x >> 33) % 187) as u16 * 64;
+        let socks: Vec<_> = (base..base + 64)
+            .map(|p| UdpSocket::bind(("127.0.0.1", p)))
+            .collect();
+        if socks.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no 64 free UDP ports for RTP");
+}
+
+// ------------------------------------------------------------------- rig
+
+/// The daemon under test and the addresses its peers use.
+struct Rig {
+    gateway: Proc,
+    admin: PathBuf,
+    management: SocketAddr,
+    sip: SocketAddr,
+    satop_gateway: SocketAddr,
+    satop_exchange: SocketAddr,
+    core: SocketAddr,
+    /// Last: removed after the gateway is killed.
+    dir: tempfile::TempDir,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let (satop_gateway, satop_exchange) = (addr(free_udp_port()), addr(free_udp_port()));
+        let (sip, core) = (addr(free_udp_port()), addr(free_udp_port()));
+        let admin = dir.path().join("admin.sock");
+        let board = format!(
+            r#"name = "ops-live"
+description = "one E1 over SAToP on loopback"
+[media]
+realtime_priority = 0
+lock_memory = false
+[[span]]
+id = 1
+driver = "satop"
+local = "{satop_gateway}"
+remote = "{satop_exchange}"
+playout_ms = 16
+channels = 30
+crc4 = true
+clock_priority = 1
+"#
+        );
+        let site = format!(
+            r#"board = "board.toml"
+[management]
+listen = "127.0.0.1:0"
+admin_socket = "{admin}"
+[log]
+level = "info"
+[lifecycle]
+drain_timeout = "2s"
+[media]
+rtp_address = "127.0.0.1"
+rtp_port_base = {rtp}
+[sip]
+listen = [{{ transport = "udp", address = "{sip}" }}]
+timers = {{ T1 = "100ms" }}
+[[peer_group]]
+name = "core"
+options_interval = "1s"
+down_after = 1
+up_after = 1
+[[peer_group.peer]]
+address = "{core}"
+[[route]]
+called = "999"
+peer_group = "core"
+[[span]]
+id = 1
+role = "user"
+switchtype = "euro-isdn"
+"#,
+            admin = admin.display(),
+            rtp = free_rtp_base(),
+        );
+        std::fs::write(dir.path().join("board.toml"), board).unwrap();
+        let site_path = dir.path().join("tdmgw.toml");
+        std::fs::write(&site_path, site).unwrap();
+        let gateway = Proc::spawn(
+            "gateway",
+            dir.path(),
+            &[
+                "run".into(),
+                "--config".into(),
+                site_path.display().to_string(),
+            ],
+        );
+        let mut rig = Rig {
+            gateway,
+            admin,
+            management: addr(0),
+            sip,
+            satop_gateway,
+            satop_exchange,
+            core,
+            dir,
+        };
+        let status = wait_for(HANG, || rig.try_status())
+            .unwrap_or_else(|| panic!("no admin socket\n{}", rig.gateway.tail()));
+        rig.management = status["daemon"]["management"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no management address in {status}"));
+        rig
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The simulated exchange on the span: network side, answers and
+    /// echoes incoming calls, places none; runs until dropped.
+    fn exchange(&self, name: &str) -> Proc {
+        Proc::spawn(
+            name,
+            self.path(),
+            &[
+                "sim".into(),
+                "exchange".into(),
+                "--satop-local".into(),
+                self.satop_exchange.to_string(),
+                "--satop-remote".into(),
+                self.satop_gateway.to_string(),
+                "--calls".into(),
+                "0".into(),
+                "--answer".into(),
+                "--echo".into(),
+                "--expect-incoming".into(),
+                "1000".into(),
+                "--seconds".into(),
+                "600".into(),
+                "--json".into(),
+            ],
+        )
+    }
+
+    /// The answering core, the gateway's only peer; runs until dropped.
+    fn core(&self, name: &str) -> Proc {
+        Proc::spawn(
+            name,
+            self.path(),
+            &[
+                "sim".into(),
+                "core".into(),
+                "--listen".into(),
+                self.core.to_string(),
+                "--ring".into(),
+                "--echo".into(),
+                "--seconds".into(),
+                "600".into(),
+            ],
+        )
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--socket"])
+            .arg(&self.admin)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn status(&self) -> Value {
+        self.try_status()
+            .unwrap_or_else(|| panic!("tdmgw status --json failed\n{}", self.gateway.tail()))
+    }
+
+    fn status_text(&self) -> String {
+        let out = Command::new(BIN)
+            .args(["status", "--socket"])
+            .arg(&self.admin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.management, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.gateway.tail()))
+    }
+
+    /// Waits until `/readyz` answers `code` with a body containing `text`.
+    fn wait_readyz(&self, code: u16, text: &str, why: &str, others: &[&Proc]) -> String {
+        let mut last = (0, String::new());
+        let got = wait_for(HANG, || {
+            last = self.get("/readyz");
+            (last.0 == code && last.1.contains(text)).then(|| last.1.clone())
+        });
+        got.unwrap_or_else(|| {
+            let tails: Vec<String> = others.iter().map(|p| p.tail()).collect();
+            panic!(
+                "{why}: /readyz never answered {code} with {text:?}; last {} {}\n{}\n{}",
+                last.0,
+                last.1,
+                self.gateway.tail(),
+                tails.join("\n")
+            )
+        })
+    }
+}
+
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A plain HTTP/1.1 GET (the test's own client: status code and body).
+fn http_get(at: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&at, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    // A chunked body (hyper's default for a streamed one) is read as is:
+    // the checks below look for text inside it.
+    Ok((code, body))
+}
+
+/// `promtool check metrics` on a scrape; `None` when promtool is missing.
+fn promtool(text: &str) -> Option<(bool, String)> {
+    let mut c = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    c.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = c.wait_with_output().ok()?;
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+fn assert_promtool_clean(text: &str) {
+    match promtool(text) {
+        Some((ok, msg)) => assert!(ok && msg.trim().is_empty(), "promtool:\n{msg}"),
+        None => eprintln!("SKIPPED promtool: not installed; .ci/run installs prometheus"),
+    }
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `tshark -r file` with `args`; `None` when tshark is missing.
+fn tshark(file: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RIG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ----------------------------------------------------------------- tests
+
+#[test]
+fn metrics_status_and_a_trace_of_a_call() {
+    let _one = lock();
+    let rig = Rig::start();
+    let exchange = rig.exchange("exchange");
+    let core = rig.core("core");
+    rig.wait_readyz(200, "", "span, D-channel and peer up", &[&exchange, &core]);
+
+    // A live scrape passes promtool.
+    let (code, metrics) = rig.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("tdmgw_build_info"), "{metrics}");
+    assert!(metrics.contains("tdmgw_span_alarm{span=\"1\""), "{metrics}");
+    assert_promtool_clean(&metrics);
+
+    // Status: the span, its grid, the calls section, the peer.
+    let text = rig.status_text();
+    for want in [
+        "span 1",
+        "D-channel up",
+        "ts  1-15",
+        "calls in progress",
+        "peer core",
+        "UP",
+    ] {
+        assert!(text.contains(want), "no {want:?} in\n{text}");
+    }
+    let s = rig.status();
+    assert_eq!(s["spans"][0]["span"], 1, "{s}");
+    assert_eq!(s["spans"][0]["dchannel"]["up"], true, "{s}");
+    assert_eq!(s["channels"][0]["idle"], 30, "{s}");
+    assert!(s["calls"].is_array(), "{s}");
+    assert_eq!(s["peers"][0]["state"], "up", "{s}");
+    assert_eq!(s["peers"][0]["address"], rig.core.to_string(), "{s}");
+
+    // A trace of span 1 while the core calls the exchange.
+    let pcap = rig.path().join("call.pcapng");
+    let mut trace = Proc::spawn(
+        "trace",
+        rig.path(),
+        &[
+            "trace".into(),
+            "--socket".into(),
+            rig.admin.display().to_string(),
+            "--span".into(),
+            "1".into(),
+            "--seconds".into(),
+            "12".into(),
+            "--out".into(),
+            pcap.display().to_string(),
+        ],
+    );
+    wait_for(HANG, || {
+        (rig.status()["traces"]["running"].as_u64() == Some(1)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the trace never started\n{}", trace.tail()));
+    let mut caller = Proc::spawn(
+        "caller",
+        rig.path(),
+        &[
+            "sim".into(),
+            "core".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--call".into(),
+            rig.sip.to_string(),
+            "--calls".into(),
+            "1".into(),
+            "--hold".into(),
+            "3".into(),
+            "--called".into(),
+            "01632960999".into(),
+            "--expect".into(),
+            "answer".into(),
+            "--seconds".into(),
+            "60".into(),
+        ],
+    );
+    // While the call lasts, the status shows its channel busy.
+    let busy = wait_for(HANG, || {
+        let s = rig.status();
+        (s["channels"][0]["busy"].as_u64() == Some(1)).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no busy channel\n{}\n{}", caller.tail(), exchange.tail()));
+    assert!(
+        busy["channels"][0]["grid"]
+            .as_str()
+            .is_some_and(|g| g.contains('B')),
+        "{busy}"
+    );
+    let text = rig.status_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ts  1-15") && l.contains('B')),
+        "the grid shows the busy channel:\n{text}"
+    );
+    let answered = caller.wait(HANG);
+    assert!(answered, "the call failed\n{}", caller.tail());
+    assert!(trace.wait(HANG), "tdmgw trace failed\n{}", trace.tail());
+
+    // The trace decodes: D-channel, SIP and RTP of the call.
+    let Some(info) = tshark(&pcap, &["-T", "fields", "-e", "_ws.col.Info"]) else {
+        eprintln!("SKIPPED tshark checks: not installed; .ci/run installs it");
+        return;
+    };
+    for want in ["SETUP", "CONNECT", "DISCONNECT", "RELEASE"] {
+        assert!(info.contains(want), "no {want} in the trace:\n{info}");
+    }
+    let invites = tshark(&pcap, &["-Y", "sip.Method == \"INVITE\""]).unwrap();
+    assert!(
+        !invites.trim().is_empty(),
+        "no INVITE in the trace:\n{info}"
+    );
+    let rtp = tshark(&pcap, &["-Y", "rtp"]).unwrap();
+    assert!(
+        rtp.lines().count() >= 50,
+        "{} RTP packets in the trace",
+        rtp.lines().count()
+    );
+    let dirs = tshark(
+        &pcap,
+        &["-Y", "q931", "-T", "fields", "-e", "lapd.direction"],
+    )
+    .unwrap();
+    assert!(
+        dirs.lines().any(|l| l == "0") && dirs.lines().any(|l| l == "1"),
+        "Q.931 both ways: {dirs}"
+    );
+    let malformed = tshark(&pcap, &["-Y", "_ws.malformed"]);
+    assert_eq!(malformed.as_deref().map(str::trim), Some(""), "{info}");
+
+    // The scrape after the call: still clean, and the call's counters.
+    let (_, metrics) = rig.get("/metrics");
+    assert_promtool_clean(&metrics);
+    let invites_in = sample(
+        &metrics,
+        "tdmgw_sip_requests_total{direction=\"in\",method=\"INVITE\"}",
+    );
+    assert!(invites_in >= Some(1.0), "{metrics}");
+    assert!(
+        sample(&metrics, "tdmgw_rtp_packets_received_total{span=\"1\"}") >= Some(50.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_calls_ended_total{direction=\"core_to_exchange\",result=\"answered\""
+        ) >= Some(1.0),
+        "{metrics}"
+    );
+    for family in [
+        "tdmgw_rtp_packets_lost_total{span=\"1\"}",
+        "tdmgw_jitter_buffer_depth_max_seconds{span=\"1\"}",
+        "tdmgw_media_loop_duration_seconds_count{thread=\"media-0\"}",
+        "tdmgw_sip_peer_state_duration_seconds{group=\"core\"",
+    ] {
+        assert!(sample(&metrics, family).is_some(), "no {family}");
+    }
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_media_loop_duration_seconds_count{thread=\"media-0\"}"
+        ) > Some(0.0),
+        "the media loop's turns are recorded"
+    );
+}
+
+#[test]
+fn readyz_follows_span_alarm_and_core_peers() {
+    let _one = lock();
+    let rig = Rig::start();
+    let exchange = rig.exchange("exchange");
+    let core = rig.core("core");
+    rig.wait_readyz(200, "", "span, D-channel and peer up", &[&exchange, &core]);
+
+    // The span's far end goes away: the line is in alarm.
+    drop(exchange);
+    let body = rig.wait_readyz(503, "FAIL span 1 alarms", "span in alarm", &[&core]);
+    assert!(body.contains("ok   core peers"), "{body}");
+    let s = rig.status();
+    assert_ne!(s["spans"][0]["alarms"], serde_json::json!([]), "{s}");
+    let exchange = rig.exchange("exchange-again");
+    rig.wait_readyz(
+        200,
+        "ok   span 1 alarms",
+        "alarm cleared",
+        &[&exchange, &core],
+    );
+
+    // The only core peer stops answering OPTIONS.
+    drop(core);
+    let body = rig.wait_readyz(503, "FAIL core peers core", "peer down", &[&exchange]);
+    assert!(body.contains("ok   span 1 alarms"), "{body}");
+    assert_eq!(rig.status()["peers"][0]["state"], "down");
+    let core = rig.core("core-again");
+    rig.wait_readyz(
+        200,
+        "ok   core peers core",
+        "peer back",
+        &[&exchange, &core],
+    );
+}
