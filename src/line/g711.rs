@@ -3,7 +3,9 @@
 //! Contract: pure functions over codes and 16-bit linear samples, no state,
 //! no allocation. Decoding goes through 256-entry tables built at compile
 //! time; encoding is a few integer operations (segment search by leading
-//! zeros). The values are those of the ITU-T G.191 reference tools (and of
+//! zeros), and [`encode_alaw`] (the media thread's per-sample encode) looks
+//! the code up in an 8 KiB table of [`linear_to_alaw`] built at compile
+//! time (A-law only depends on the top 13 bits). The values are those of the ITU-T G.191 reference tools (and of
 //! sox and spandsp): A-law decodes to the 13-bit G.711 decision midpoints
 //! shifted left by 3 (±8 ..= ±32256), µ-law to the 14-bit midpoints shifted
 //! left by 2 (0 ..= ±32124).
@@ -243,11 +245,29 @@ pub fn decode_ulaw(src: &[u8], dst: &mut [i16]) -> usize {
     n
 }
 
+/// [`linear_to_alaw`] of every 13-bit value (`sample >> 3` as an unsigned
+/// index, so negative samples are in the upper half).
+static LINEAR13_TO_ALAW: [u8; 8192] = {
+    let mut t = [0u8; 8192];
+    let mut i = 0;
+    while i < 8192 {
+        t[i] = linear_to_alaw(((i as u16) << 3) as i16);
+        i += 1;
+    }
+    t
+};
+
+/// [`linear_to_alaw`] by table (the same codes; see the module doc).
+#[inline]
+pub fn linear_to_alaw_fast(sample: i16) -> u8 {
+    LINEAR13_TO_ALAW[(sample as u16 >> 3) as usize]
+}
+
 /// Encode linear samples to A-law into `dst`; returns the number written.
 pub fn encode_alaw(src: &[i16], dst: &mut [u8]) -> usize {
     let n = src.len().min(dst.len());
     for (d, s) in dst[..n].iter_mut().zip(&src[..n]) {
-        *d = linear_to_alaw(*s);
+        *d = linear_to_alaw_fast(*s);
     }
     n
 }
@@ -388,6 +408,17 @@ mod tests {
             let err = (ulaw_to_linear(u) as i32 - x).abs();
             assert!(err <= (8 << seg) / 2 || x.abs() > 32124, "µ-law {s}: {err}");
         }
+    }
+
+    #[test]
+    fn alaw_encode_table_is_the_computed_encoder() {
+        for s in i16::MIN..=i16::MAX {
+            assert_eq!(linear_to_alaw_fast(s), linear_to_alaw(s), "sample {s}");
+        }
+        let src: Vec<i16> = (i16::MIN..=i16::MAX).step_by(7).collect();
+        let mut out = vec![0u8; src.len()];
+        assert_eq!(encode_alaw(&src, &mut out), src.len());
+        assert!(src.iter().zip(&out).all(|(&s, &c)| c == linear_to_alaw(s)));
     }
 
     #[test]

@@ -391,9 +391,10 @@ pub struct Channel {
     /// The last tick's playout went through the PLC (else its history is
     /// stale and is reset before the next use).
     plc_live: bool,
-    tone: Option<ToneGenerator>,
-    digits: DigitPlayer,
-    events: [Option<Event>; EVENT_QUEUE],
+    /// A commanded tone ([`Cold::tone`]) or digits ([`Cold::digits`])
+    /// are playing: the only per-tick reads of those.
+    tone_on: bool,
+    digits_on: bool,
     ev_head: usize,
     ev_len: usize,
     rtcp_len: usize,
@@ -406,6 +407,10 @@ pub struct Channel {
 
 /// See [`Channel::cold`].
 struct Cold {
+    tone: Option<ToneGenerator>,
+    digits: DigitPlayer,
+    /// The event queue ([`Channel::ev_head`], [`Channel::ev_len`]).
+    events: [Option<Event>; EVENT_QUEUE],
     /// The counters when the session began (for its summary).
     at_connect: ChannelCounters,
     te_tx: EventSender,
@@ -441,24 +446,26 @@ impl Channel {
             jb,
             plc: Plc::new(),
             plc_live: false,
-            tone: None,
-            digits: DigitPlayer {
-                queue: [0; DigitString::MAX],
-                len: 0,
-                next: 0,
-                on_samples: 0,
-                off_samples: 0,
-                tone_gen: None,
-                left: 0,
-                in_pause: false,
-            },
-            events: [None; EVENT_QUEUE],
+            tone_on: false,
+            digits_on: false,
             ev_head: 0,
             ev_len: 0,
             rtcp_len: 0,
             rtcp_to: SocketAddr::from(([0, 0, 0, 0], 0)),
             ntp_base: 0,
             cold: Box::new(Cold {
+                tone: None,
+                digits: DigitPlayer {
+                    queue: [0; DigitString::MAX],
+                    len: 0,
+                    next: 0,
+                    on_samples: 0,
+                    off_samples: 0,
+                    tone_gen: None,
+                    left: 0,
+                    in_pause: false,
+                },
+                events: [None; EVENT_QUEUE],
                 at_connect: ChannelCounters::default(),
                 te_tx: EventSender::new(EventSenderConfig::default(), 0),
                 te_rx: EventReceiver::default(),
@@ -543,7 +550,7 @@ impl Channel {
             self.counters.events_dropped += 1;
             return;
         }
-        self.events[(self.ev_head + self.ev_len) % EVENT_QUEUE] = Some(e);
+        self.cold.events[(self.ev_head + self.ev_len) % EVENT_QUEUE] = Some(e);
         self.ev_len += 1;
     }
 
@@ -552,23 +559,27 @@ impl Channel {
         if self.ev_len == 0 {
             return None;
         }
-        let e = self.events[self.ev_head].take();
+        let e = self.cold.events[self.ev_head].take();
         self.ev_head = (self.ev_head + 1) % EVENT_QUEUE;
         self.ev_len -= 1;
         e
     }
 
     /// First of two prefetch steps for the next [`Self::tick`] (the engine
-    /// calls it two channels ahead): the lines of the fields a tick reads,
-    /// by address only, so it never waits on memory itself.
+    /// calls it a span ahead): the lines of the fields a tick reads, by
+    /// address only, so it never waits on memory itself.
     #[inline]
     pub fn prefetch_state(&self) {
         use super::prefetch;
-        prefetch(&self.session);
-        prefetch(&self.digits);
-        prefetch(&self.tone);
+        // A session's fields are read all over (timers, packet state, the
+        // mute window, parameters): all of its lines.
+        super::prefetch_bytes(&self.session, usize::MAX);
+        prefetch(&self.tone_on);
+        prefetch(&self.digits_on);
         prefetch(&self.now);
         prefetch(&self.packet_len);
+        prefetch(&self.delay_mask);
+        prefetch(&self.delay_samples);
         prefetch(&self.rtcp_len);
         prefetch(&self.plc_live);
         prefetch(&self.delay);
@@ -578,9 +589,10 @@ impl Channel {
         self.plc.prefetch_state();
     }
 
-    /// Second step (one channel ahead): what the state points at — the
-    /// jitter ring at the playout point, the delay line, the session's hot
-    /// fields, the detector's sample ring.
+    /// Second step (after [`Self::prefetch_state`] has had time to land):
+    /// what the state points at — the jitter ring at the playout point, the
+    /// delay line, the detector's sample ring, the PLC history, and the
+    /// packet's audio and buffer when the next tick builds one.
     #[inline]
     pub fn prefetch_data(&self) {
         use super::prefetch;
@@ -591,12 +603,6 @@ impl Channel {
             prefetch(d);
         }
         if let Some(s) = self.session.as_ref() {
-            prefetch(&s.p);
-            prefetch(&s.pkt_start);
-            prefetch(&s.last_valid_rx);
-            prefetch(&s.mute_from);
-            prefetch(&s.rtcp_due);
-            prefetch(&s.te_tx_active);
             // The next tick builds a packet: its audio left the cache the
             // delay line's length ago.
             let end = self.now + TICK_SAMPLES as u64;
@@ -606,9 +612,34 @@ impl Channel {
                         prefetch(d);
                     }
                 }
-                prefetch(&self.packet);
+                super::prefetch_bytes(&self.packet, RTP_HEADER_LEN + s.ptime_samples as usize);
             }
         }
+    }
+
+    /// Prefetch for the next [`Self::handle_rtp`] (the engine calls it
+    /// just before the system call that reads the datagram, whose time
+    /// hides the misses): the session, the counters and the jitter
+    /// buffer's state and next ring run. Reads the session's ptime and the
+    /// buffer's state.
+    #[inline]
+    pub fn prefetch_rx(&self) {
+        super::prefetch_bytes(&self.session, usize::MAX);
+        super::prefetch(&self.counters.packets_received);
+        super::prefetch(&self.now);
+        if let Some(s) = self.session.as_ref() {
+            self.jb.prefetch_insert(s.ptime_samples as usize);
+        }
+    }
+
+    /// Prefetch for [`Self::poll_transmit`] and the send that follows (the
+    /// engine calls it for the next queued channel before sending the
+    /// current one): the session (its latch) and the built packet.
+    #[inline]
+    pub fn prefetch_tx(&self) {
+        super::prefetch_bytes(&self.session, usize::MAX);
+        super::prefetch(&self.packet_len);
+        super::prefetch_bytes(&self.packet, MAX_TX_PACKET);
     }
 
     /// A packet is waiting for [`Self::poll_transmit`].
@@ -617,10 +648,14 @@ impl Channel {
     }
 
     /// Heap bytes this channel allocated at construction (memory budget):
-    /// the jitter ring, the DTMF delay line and the out-of-line RTCP /
-    /// RFC 4733 state.
+    /// the jitter ring, the DTMF delay line, the out-of-line state
+    /// ([`Cold`]: RTCP, RFC 4733, tones, digits, events) and the PLC's
+    /// synthesis buffers.
     pub fn heap_bytes(&self) -> usize {
-        self.jb.heap_bytes() + self.delay.len() + std::mem::size_of::<Cold>()
+        self.jb.heap_bytes()
+            + self.delay.len()
+            + std::mem::size_of::<Cold>()
+            + self.plc.heap_bytes()
     }
 
     pub fn has_events(&self) -> bool {
@@ -656,11 +691,13 @@ impl Channel {
                 }
             }
             Command::PlayTone { tone, .. } => {
-                self.tone = Some(ToneGenerator::new(tone));
+                self.cold.tone = Some(ToneGenerator::new(tone));
+                self.tone_on = true;
                 None
             }
             Command::StopTone { .. } => {
-                self.tone = None;
+                self.cold.tone = None;
+                self.tone_on = false;
                 None
             }
             Command::SendDigits { digits, .. } => self.queue_digits(&digits).err(),
@@ -905,7 +942,7 @@ impl Channel {
     }
 
     fn queue_digits(&mut self, d: &DigitString) -> Result<(), RejectReason> {
-        let p = &mut self.digits;
+        let p = &mut self.cold.digits;
         // Compact the queue: drop the digits already played.
         if p.next > 0 {
             p.queue.copy_within(p.next..p.len, 0);
@@ -920,6 +957,7 @@ impl Channel {
         p.len += new.len();
         p.on_samples = d.on_ms as u32 * SAMPLES_PER_MS as u32;
         p.off_samples = d.off_ms as u32 * SAMPLES_PER_MS as u32;
+        self.digits_on = true;
         Ok(())
     }
 
@@ -957,9 +995,10 @@ impl Channel {
 
     fn tdm_to_rtp(&mut self, rx: &[u8; TICK_SAMPLES]) {
         let t0 = self.now;
-        for (i, &o) in rx.iter().enumerate() {
-            self.delay[((t0 + i as u64) & self.delay_mask) as usize] = o;
-        }
+        let start = (t0 & self.delay_mask) as usize;
+        let first = TICK_SAMPLES.min(self.delay.len() - start);
+        super::copy_short(&mut self.delay[start..start + first], &rx[..first]);
+        super::copy_short(&mut self.delay[..TICK_SAMPLES - first], &rx[first..]);
         let detect = self.session.as_ref().is_some_and(|s| s.p.dtmf_detect);
         if detect {
             let mut lin = [0i16; TICK_SAMPLES];
@@ -1097,30 +1136,7 @@ impl Channel {
             return;
         };
         let n = s.ptime_samples as usize;
-        // Scratch on the stack (hot in L1), not per-channel memory.
-        let mut payload = [0u8; MAX_PACKET_SAMPLES];
-        let idle = match s.p.codec {
-            Codec::Pcma => g711::ALAW_IDLE,
-            Codec::Pcmu => g711::ULAW_IDLE,
-        };
-        for (i, out) in payload[..n].iter_mut().enumerate() {
-            let t = s.pkt_start + i as u64;
-            let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
-            let a = self.delay[(t & self.delay_mask) as usize];
-            *out = if muted {
-                idle
-            } else if s.p.codec == Codec::Pcmu {
-                // G.711 Table 4: A-law to µ-law code conversion.
-                g711::alaw_to_ulaw(a)
-            } else {
-                a
-            };
-        }
         let end = s.pkt_start + n as u64;
-        if s.mute_to.is_some_and(|e| e <= end) {
-            s.mute_from = None;
-            s.mute_to = None;
-        }
         let repr = RtpRepr {
             marker: s.marker_pending,
             payload_type: s.p.payload_type,
@@ -1129,17 +1145,62 @@ impl Channel {
             timestamp: s.ts0.wrapping_add((s.pkt_start - s.start) as u32),
             ssrc: s.ssrc,
         };
-        s.marker_pending = false;
-        s.seq = s.seq.wrapping_add(1);
-        s.pkt_start = end;
         if self.packet_len != 0 {
             self.counters.tx_overruns += 1;
         }
+        // The header, then the audio written straight into the packet.
         // Cannot fail: the buffer holds the largest ptime and the payload
         // type was checked at connect.
-        self.packet_len = repr.emit(&payload[..n], &mut self.packet).unwrap_or(0);
+        let (h, payload) = match (
+            repr.emit(&[], &mut self.packet),
+            self.packet.get_mut(RTP_HEADER_LEN..RTP_HEADER_LEN + n),
+        ) {
+            (Some(h), Some(payload)) => (h, payload),
+            _ => (0, &mut [][..]),
+        };
+        let n = payload.len();
+        let mute_overlaps = s
+            .mute_from
+            .is_some_and(|f| f < end && s.mute_to.is_none_or(|e| e > s.pkt_start));
+        if !mute_overlaps {
+            // The common case: the delay line's runs as they are (PCMA), or
+            // mapped by G.711 Table 4 (PCMU).
+            let start = (s.pkt_start & self.delay_mask) as usize;
+            let first = n.min(self.delay.len() - start);
+            payload[..first].copy_from_slice(&self.delay[start..start + first]);
+            payload[first..].copy_from_slice(&self.delay[..n - first]);
+            if s.p.codec == Codec::Pcmu {
+                g711::alaw_to_ulaw_in_place(payload);
+            }
+        } else {
+            let idle = match s.p.codec {
+                Codec::Pcma => g711::ALAW_IDLE,
+                Codec::Pcmu => g711::ULAW_IDLE,
+            };
+            for (i, out) in payload.iter_mut().enumerate() {
+                let t = s.pkt_start + i as u64;
+                let muted = s.mute_from.is_some_and(|f| t >= f) && s.mute_to.is_none_or(|e| t < e);
+                let a = self.delay[(t & self.delay_mask) as usize];
+                *out = if muted {
+                    idle
+                } else if s.p.codec == Codec::Pcmu {
+                    // G.711 Table 4: A-law to µ-law code conversion.
+                    g711::alaw_to_ulaw(a)
+                } else {
+                    a
+                };
+            }
+        }
+        if s.mute_to.is_some_and(|e| e <= end) {
+            s.mute_from = None;
+            s.mute_to = None;
+        }
+        s.marker_pending = false;
+        s.seq = s.seq.wrapping_add(1);
+        s.pkt_start = end;
+        self.packet_len = if h == 0 { 0 } else { h + n };
         self.counters.packets_sent += 1;
-        self.counters.octets_sent += n as u64;
+        self.counters.octets_sent += s.ptime_samples;
     }
 
     /// The packet built by the last tick, if not yet taken, and where to send
@@ -1155,15 +1216,21 @@ impl Channel {
 
     fn playout(&mut self, tx: &mut [u8; TICK_SAMPLES]) {
         let mut lin = [0i16; TICK_SAMPLES];
-        if self.play_digits(&mut lin) {
+        if self.digits_on {
+            // Once it has nothing to play it stays so until digits are queued.
+            self.digits_on = self.play_digits(&mut lin);
+        }
+        if self.digits_on {
             self.plc_live = false;
-        } else if let Some(t) = self.tone.as_mut() {
-            t.fill(&mut lin);
+        } else if self.tone_on {
+            if let Some(t) = self.cold.tone.as_mut() {
+                t.fill(&mut lin);
+            }
             self.plc_live = false;
         } else if self.session.is_some() {
             let mut missing = [false; TICK_SAMPLES];
-            self.jb.pull(&mut lin, &mut missing);
-            self.conceal(&mut lin, &missing);
+            let lost = self.jb.pull(&mut lin, &mut missing);
+            self.conceal(&mut lin, &missing, lost);
             self.regenerate_dtmf(&mut lin);
         } else {
             self.plc_live = false;
@@ -1181,12 +1248,21 @@ impl Channel {
     /// nothing is missing the PLC is a 30-sample delay line (its fast
     /// path). After a tone or digits replaced the far end's audio the
     /// history is stale: it is reset first (30 samples of silence).
-    fn conceal(&mut self, lin: &mut [i16; TICK_SAMPLES], missing: &[bool; TICK_SAMPLES]) {
+    fn conceal(
+        &mut self,
+        lin: &mut [i16; TICK_SAMPLES],
+        missing: &[bool; TICK_SAMPLES],
+        lost: u32,
+    ) {
         if !self.plc_live {
             self.plc.reset();
             self.plc_live = true;
         }
-        self.plc.process(lin, missing);
+        if lost == 0 {
+            self.plc.process_good(lin);
+        } else {
+            self.plc.process(lin, missing);
+        }
     }
 
     /// RFC 4733 §2.5.2: a received telephone-event digit is played over the
@@ -1229,7 +1305,7 @@ impl Channel {
 
     /// Plays queued DTMF digits; false when none is playing.
     fn play_digits(&mut self, lin: &mut [i16; TICK_SAMPLES]) -> bool {
-        let p = &mut self.digits;
+        let p = &mut self.cold.digits;
         let mut filled = 0;
         while filled < TICK_SAMPLES {
             if p.left == 0 {

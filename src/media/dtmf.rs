@@ -101,22 +101,17 @@ const N_COEF: usize = N_FREQ * 4;
 
 /// Goertzel DTMF detector; see the module doc for the contract.
 pub struct DtmfDetector {
-    coef: [f32; N_COEF],
-    /// Per Q.23 frequency, `M^HALF` of its Goertzel recurrence as
-    /// `[m11, m12, m21, m22]` (see [`Self::powers8`]).
-    half_step: [[f32; 4]; N_FREQ],
-    /// The Hann window, shared by every detector (one copy in cache for a
-    /// thousand channels).
-    window: &'static [f32; WIN_LEN],
-    win_sum: f32,
-    win_sq_sum: f32,
+    /// The constants, shared by every detector (one copy in cache for a
+    /// thousand channels, and no per-channel lines for them).
+    t: &'static Tables,
     buf: [i16; WIN_LEN],
     buf_pos: usize,
     block_fill: usize,
     samples: u64,
     tone_min_pow: f32,
     env_on_pow: f32,
-    sub_acc: f32,
+    /// Sum of squares of the sub-block so far (exact: integers).
+    sub_acc: u64,
     sub_fill: usize,
     /// Envelope: start of the current on-run, end of the last on sub-block.
     run_start: Option<u64>,
@@ -143,9 +138,25 @@ fn dbm0_to_pow(dbm0: f32) -> f32 {
     a * a / 2.0
 }
 
-impl DtmfDetector {
-    /// A detector at sample 0.
-    pub fn new() -> Self {
+/// The detector's constants (see [`DtmfDetector::t`]).
+struct Tables {
+    coef: [f32; N_COEF],
+    /// Per Q.23 frequency, `M^HALF` of its Goertzel recurrence as
+    /// `[m11, m12, m21, m22]` (see [`DtmfDetector::powers8`]).
+    half_step: [[f32; 4]; N_FREQ],
+    /// The Hann window.
+    window: [f32; WIN_LEN],
+    win_sum: f32,
+    win_sq_sum: f32,
+}
+
+impl Tables {
+    fn get() -> &'static Tables {
+        static T: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+        T.get_or_init(Tables::new)
+    }
+
+    fn new() -> Tables {
         let mut coef = [0.0; N_COEF];
         let freqs = ROW_HZ.iter().chain(COL_HZ.iter());
         for (i, &f) in freqs.enumerate() {
@@ -159,14 +170,11 @@ impl DtmfDetector {
                 coef[i * 4 + j] = 2.0 * (2.0 * core::f32::consts::PI * g / 8000.0).cos();
             }
         }
-        static WINDOW: std::sync::OnceLock<[f32; WIN_LEN]> = std::sync::OnceLock::new();
-        let window = WINDOW.get_or_init(|| {
-            core::array::from_fn(|i| {
-                0.5 - 0.5 * (2.0 * core::f32::consts::PI * (i as f32 + 0.5) / WIN_LEN as f32).cos()
-            })
+        let window: [f32; WIN_LEN] = core::array::from_fn(|i| {
+            0.5 - 0.5 * (2.0 * core::f32::consts::PI * (i as f32 + 0.5) / WIN_LEN as f32).cos()
         });
         let (mut s, mut s2) = (0.0, 0.0);
-        for w in window {
+        for w in &window {
             s += *w;
             s2 += *w * *w;
         }
@@ -180,19 +188,28 @@ impl DtmfDetector {
             }
             m.map(|v| v as f32)
         });
-        Self {
+        Tables {
             coef,
             half_step,
             window,
             win_sum: s,
             win_sq_sum: s2,
+        }
+    }
+}
+
+impl DtmfDetector {
+    /// A detector at sample 0.
+    pub fn new() -> Self {
+        Self {
+            t: Tables::get(),
             buf: [0; WIN_LEN],
             buf_pos: 0,
             block_fill: 0,
             samples: 0,
             tone_min_pow: dbm0_to_pow(MIN_TONE_DBM0),
             env_on_pow: dbm0_to_pow(ENVELOPE_ON_DBM0),
-            sub_acc: 0.0,
+            sub_acc: 0,
             sub_fill: 0,
             run_start: None,
             last_on_end: 0,
@@ -231,21 +248,19 @@ impl DtmfDetector {
                 .min(BLOCK_LEN - self.block_fill)
                 .min(WIN_LEN - self.buf_pos);
             let run = &samples[i..i + n];
-            self.buf[self.buf_pos..self.buf_pos + n].copy_from_slice(run);
+            super::copy_short(&mut self.buf[self.buf_pos..self.buf_pos + n], run);
             self.buf_pos = (self.buf_pos + n) % WIN_LEN;
-            let mut acc = self.sub_acc;
-            for &x in run {
-                let xf = x as f32;
-                acc += xf * xf;
-            }
-            self.sub_acc = acc;
+            self.sub_acc += run
+                .iter()
+                .map(|&x| (x as i32 * x as i32) as u32 as u64)
+                .sum::<u64>();
             self.samples += n as u64;
             self.sub_fill += n;
             self.block_fill += n;
             i += n;
             if self.sub_fill == SUB_LEN {
-                let p = self.sub_acc / SUB_LEN as f32;
-                self.sub_acc = 0.0;
+                let p = self.sub_acc as f32 / SUB_LEN as f32;
+                self.sub_acc = 0;
                 self.sub_fill = 0;
                 self.envelope(p);
             }
@@ -411,7 +426,7 @@ impl DtmfDetector {
     }
 
     fn power(&self, frame: &[f32; WIN_LEN], k: usize) -> f32 {
-        let c = self.coef[k];
+        let c = self.t.coef[k];
         let (mut s1, mut s2) = (0.0f32, 0.0f32);
         for &x in frame {
             let s = x + c * s1 - s2;
@@ -419,7 +434,7 @@ impl DtmfDetector {
             s1 = s;
         }
         let m2 = s1 * s1 + s2 * s2 - c * s1 * s2;
-        2.0 * m2 / (self.win_sum * self.win_sum)
+        2.0 * m2 / (self.t.win_sum * self.t.win_sum)
     }
 
     /// [`Self::power`] at the eight Q.23 frequencies in one pass: eight
@@ -428,10 +443,10 @@ impl DtmfDetector {
     /// four vector chains are in flight instead of two. The recurrence is
     /// linear, `v_n = M v_(n-1) + (x_n, 0)` with `M = [[c, -1], [1, 0]]`, so
     /// the state after the whole window is `M^H v_first + v_second`
-    /// ([`Self::half_step`] holds `M^H`). Equal to the sequential Goertzel up
+    /// ([`Tables::half_step`] holds `M^H`). Equal to the sequential Goertzel up
     /// to float rounding.
     fn powers8(&self, frame: &[f32; WIN_LEN]) -> [f32; N_FREQ] {
-        let c: [f32; N_FREQ] = core::array::from_fn(|i| self.coef[i * 4]);
+        let c: [f32; N_FREQ] = core::array::from_fn(|i| self.t.coef[i * 4]);
         let (a1, b1) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
         let (a2, b2) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
         let (first, second) = frame.split_at(HALF);
@@ -445,8 +460,8 @@ impl DtmfDetector {
                 b1[k] = sb;
             }
         }
-        let m = &self.half_step;
-        let norm = self.win_sum * self.win_sum;
+        let m = &self.t.half_step;
+        let norm = self.t.win_sum * self.t.win_sum;
         core::array::from_fn(|k| {
             let s1 = m[k][0] * a1[k] + m[k][1] * a2[k] + b1[k];
             let s2 = m[k][2] * a1[k] + m[k][3] * a2[k] + b2[k];
@@ -457,24 +472,35 @@ impl DtmfDetector {
 
     /// Analyse the last 204 samples; `Some((digit, total power))` if valid.
     fn analyse(&mut self) -> Option<(u8, f32)> {
-        let mut total = 0.0f32;
         // Scratch on the stack: hot in L1, not per-channel memory.
         let mut frame = [0.0f32; WIN_LEN];
+        // The ring's two runs, oldest first, windowed (two plain loops, so
+        // the compiler vectorises them).
         let (newer, older) = self.buf.split_at(self.buf_pos);
-        for ((f, &x), &w) in frame
-            .iter_mut()
-            .zip(older.iter().chain(newer))
-            .zip(self.window)
-        {
-            let y = x as f32 * w;
-            *f = y;
-            total += y * y;
+        let (f_old, f_new) = frame.split_at_mut(older.len());
+        let (w_old, w_new) = self.t.window.split_at(older.len());
+        for ((f, &x), &w) in f_old.iter_mut().zip(older).zip(w_old) {
+            *f = x as f32 * w;
         }
-        let total = total / self.win_sq_sum;
+        for ((f, &x), &w) in f_new.iter_mut().zip(newer).zip(w_new) {
+            *f = x as f32 * w;
+        }
+        // Energy in eight partial sums (vector lanes; the order of the
+        // additions differs from a running sum only by float rounding).
+        let mut lanes = [0.0f32; 8];
+        let mut chunks = frame.chunks_exact(8);
+        for c in &mut chunks {
+            for (l, &y) in lanes.iter_mut().zip(c) {
+                *l += y * y;
+            }
+        }
+        let mut total: f32 = chunks.remainder().iter().map(|&y| y * y).sum();
+        total += lanes.iter().sum::<f32>();
+        let total = total / self.t.win_sq_sum;
         // Cauchy-Schwarz: a bin's power is at most `total` times
         // 2 N sum(w^2) / sum(w)^2 (3 for this window); below that no tone
         // can reach the minimum level.
-        let bound = 2.0 * WIN_LEN as f32 * self.win_sq_sum / (self.win_sum * self.win_sum);
+        let bound = 2.0 * WIN_LEN as f32 * self.t.win_sq_sum / (self.t.win_sum * self.t.win_sum);
         if total * bound * 1.01 < self.tone_min_pow {
             return None;
         }

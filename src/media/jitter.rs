@@ -237,11 +237,17 @@ impl JitterBuffer {
                 return InsertOutcome::Duplicate;
             }
         }
-        for (i, &s) in audio.iter().enumerate() {
-            let slot = ((ext + i as u64) & self.mask) as usize;
-            // -32768 marks an empty slot; G.711 never decodes to it, other
-            // sources lose 1/32768 of full scale.
-            self.samples[slot] = s.max(EMPTY + 1);
+        // In ring runs (the packet may wrap): -32768 marks an empty slot;
+        // G.711 never decodes to it, other sources lose 1/32768 of full
+        // scale.
+        let start = (ext & self.mask) as usize;
+        let first = audio.len().min(self.samples.len() - start);
+        let (a, b) = audio.split_at(first);
+        for (d, &s) in self.samples[start..start + first].iter_mut().zip(a) {
+            *d = s.max(EMPTY + 1);
+        }
+        for (d, &s) in self.samples[..b.len()].iter_mut().zip(b) {
+            *d = s.max(EMPTY + 1);
         }
         self.newest_end = self.newest_end.max(end);
         self.counters.packets_stored += 1;
@@ -265,9 +271,11 @@ impl JitterBuffer {
 
     /// Plays `out.len()` samples; `missing[i]` is set where there was no audio
     /// (the caller conceals those). `out` and `missing` have the same length.
-    pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) {
+    /// Returns the number of samples missing.
+    pub fn pull(&mut self, out: &mut [i16], missing: &mut [bool]) -> u32 {
         let n = out.len().min(missing.len()) as u32;
         if self.anchored
+            && n as usize <= self.samples.len()
             && (self.since_adjust.saturating_add(n) < ADJUST_SPACING_SAMPLES || !self.may_adjust())
         {
             // No sample of this call can be inserted or dropped: depth and
@@ -275,42 +283,47 @@ impl JitterBuffer {
             // not happen during a pull), so the per-sample decision below
             // would say "play" every time.
             self.since_adjust = self.since_adjust.saturating_add(n);
-            // The same as take_slot + played per sample, with the state in
-            // locals (the ring writes would otherwise force a store and a
-            // reload of every field each sample).
-            let (mut playout, mask) = (self.playout, self.mask);
-            let (mut envelope, mut last) = (self.envelope, self.last_played);
-            let mut lost_n = 0;
-            let ring = &mut self.samples[..];
-            for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
-                let slot = (playout & mask) as usize;
-                playout += 1;
-                let s = ring
-                    .get_mut(slot)
-                    .map_or(EMPTY, |x| std::mem::replace(x, EMPTY));
-                let lost = s == EMPTY;
-                if lost {
-                    lost_n += 1;
-                    *o = 0;
-                } else {
-                    last = s;
-                    envelope += (s as i32).abs() - envelope / 32;
-                    envelope = envelope.max(0);
-                    *o = s;
-                }
-                *m = lost;
+            // The same as take_slot + played per sample, in two passes:
+            // the ring run(s) taken into `out`/`missing` (no wrap inside a
+            // run, so the compiler vectorises it), then the envelope over
+            // the good samples, with the state in locals.
+            let n = n as usize;
+            let start = (self.playout & self.mask) as usize;
+            let first = n.min(self.samples.len().saturating_sub(start));
+            let mut lost_n = take_run(
+                &mut self.samples[start..start + first],
+                &mut out[..first],
+                &mut missing[..first],
+            );
+            if first < n {
+                lost_n += take_run(
+                    &mut self.samples[..n - first],
+                    &mut out[first..n],
+                    &mut missing[first..n],
+                );
             }
-            self.playout = playout;
+            self.playout += n as u64;
+            let (mut envelope, mut last) = (self.envelope, self.last_played);
+            for (&s, &lost) in out[..n].iter().zip(&missing[..n]) {
+                if !lost {
+                    last = s;
+                    // `envelope` is never negative, so `/ 32` is `>> 5`.
+                    envelope = (envelope + (s as i32).abs() - (envelope >> 5)).max(0);
+                }
+            }
             self.envelope = envelope;
             self.last_played = last;
             self.counters.samples_missing += lost_n;
-            return;
+            return lost_n as u32;
         }
+        let mut lost_n = 0;
         for (o, m) in out.iter_mut().zip(missing.iter_mut()) {
             let (s, lost) = self.next_sample();
             *o = s;
             *m = lost;
+            lost_n += u32::from(lost);
         }
+        lost_n
     }
 
     /// Whether the depth is outside the dead band or over the maximum, the
@@ -381,9 +394,31 @@ impl JitterBuffer {
     /// a step earlier.
     #[inline]
     pub fn prefetch(&self) {
-        let slot = (self.playout & self.mask) as usize;
-        if let Some(p) = self.samples.get(slot) {
-            super::prefetch(p);
+        // A pull's 16 samples (32 bytes) may straddle two lines.
+        for k in [0, 15] {
+            let slot = ((self.playout + k) & self.mask) as usize;
+            if let Some(p) = self.samples.get(slot) {
+                super::prefetch(p);
+            }
+        }
+    }
+
+    /// Asks the CPU to fetch what the next [`Self::insert`] of `samples`
+    /// samples most likely touches: the buffer's state and the ring from
+    /// the newest buffered sample on (where the next packet in sequence
+    /// goes). Reads the state: a step of its own, for the engine to issue
+    /// before a system call whose time hides the misses.
+    #[inline]
+    pub fn prefetch_insert(&self, samples: usize) {
+        super::prefetch_bytes(self, usize::MAX);
+        let n = samples.min(MAX_PACKET_SAMPLES) as u64;
+        // Every 32 samples (a 64-byte line) and the last one.
+        let offsets = (0..n).step_by(32).chain(n.checked_sub(1));
+        for k in offsets {
+            let slot = ((self.newest_end + k) & self.mask) as usize;
+            if let Some(p) = self.samples.get(slot) {
+                super::prefetch(p);
+            }
         }
     }
 
@@ -406,6 +441,60 @@ impl JitterBuffer {
     pub fn envelope(&self) -> i32 {
         self.envelope / 32
     }
+}
+
+/// Takes a run of ring slots (no wrap) into `out`, 0 and `missing` where a
+/// slot was empty, and empties the slots; returns the number missing.
+/// Whole blocks of [`RUN_BLOCK`] go through fixed-size arrays (the
+/// compiler vectorises those), the remainder sample by sample.
+#[inline]
+fn take_run(ring: &mut [i16], out: &mut [i16], missing: &mut [bool]) -> u64 {
+    let mut lost_n = 0;
+    let mut rc = ring.chunks_exact_mut(RUN_BLOCK);
+    let mut oc = out.chunks_exact_mut(RUN_BLOCK);
+    let mut mc = missing.chunks_exact_mut(RUN_BLOCK);
+    for ((r, o), m) in (&mut rc).zip(&mut oc).zip(&mut mc) {
+        if let (Ok(r), Ok(o), Ok(m)) = (
+            <&mut [i16; RUN_BLOCK]>::try_from(r),
+            <&mut [i16; RUN_BLOCK]>::try_from(o),
+            <&mut [bool; RUN_BLOCK]>::try_from(m),
+        ) {
+            lost_n += take_block(r, o, m) as u64;
+        }
+    }
+    let rest = rc
+        .into_remainder()
+        .iter_mut()
+        .zip(oc.into_remainder().iter_mut())
+        .zip(mc.into_remainder().iter_mut());
+    for ((r, o), m) in rest {
+        let s = std::mem::replace(r, EMPTY);
+        let lost = s == EMPTY;
+        *o = if lost { 0 } else { s };
+        *m = lost;
+        lost_n += lost as u64;
+    }
+    lost_n
+}
+
+const RUN_BLOCK: usize = 8;
+
+#[inline(always)]
+fn take_block(
+    ring: &mut [i16; RUN_BLOCK],
+    out: &mut [i16; RUN_BLOCK],
+    missing: &mut [bool; RUN_BLOCK],
+) -> u32 {
+    let mut lost_n = 0u32;
+    for i in 0..RUN_BLOCK {
+        let s = ring[i];
+        let lost = s == EMPTY;
+        out[i] = if lost { 0 } else { s };
+        missing[i] = lost;
+        lost_n += lost as u32;
+    }
+    *ring = [EMPTY; RUN_BLOCK];
+    lost_n
 }
 
 #[cfg(test)]

@@ -114,13 +114,52 @@ mod fuzz;
 /// per-channel state, which a thousand channels push out of cache.
 #[inline(always)]
 pub(crate) fn prefetch<T>(p: &T) {
+    prefetch_ptr(p as *const T as *const u8);
+}
+
+/// [`prefetch`] of every cache line of the first `bytes` bytes of `*p`
+/// (at most the whole of it).
+#[inline(always)]
+pub(crate) fn prefetch_bytes<T>(p: &T, bytes: usize) {
+    let base = p as *const T as *const u8;
+    let len = bytes.min(core::mem::size_of::<T>());
+    let mut off = 0;
+    while off < len {
+        prefetch_ptr(base.wrapping_add(off));
+        off += 64;
+    }
+    if len > 0 {
+        prefetch_ptr(base.wrapping_add(len - 1));
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of the per-tick paths
+/// (a tick's 16 samples, split where a ring wraps): in fixed blocks of 8
+/// the compiler moves inline, where a slice copy of unknown length is a
+/// call into `memcpy`. Copies `min(dst.len(), src.len())` items.
+#[inline(always)]
+pub(crate) fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len().min(src.len());
+    let mut dc = dst[..n].chunks_exact_mut(8);
+    let mut sc = src[..n].chunks_exact(8);
+    for (d, s) in (&mut dc).zip(&mut sc) {
+        if let (Ok(d), Ok(s)) = (<&mut [T; 8]>::try_from(d), <&[T; 8]>::try_from(s)) {
+            *d = *s;
+        }
+    }
+    for (d, s) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
+        *d = *s;
+    }
+}
+
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch never faults and `p` is a valid reference; SSE is
-    // part of the x86_64 baseline.
+    // SAFETY: a prefetch is a hint: it never faults and reads nothing into
+    // the program, whatever the address; SSE is part of the x86_64
+    // baseline. (Callers pass addresses inside live objects.)
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            p as *const T as *const i8,
-        );
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

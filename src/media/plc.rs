@@ -40,7 +40,8 @@
 //!   synthesis with the real signal over a quarter period plus 4 ms per
 //!   extra erased 10 ms frame, at most 10 ms.
 //!
-//! No allocation (all buffers are arrays inside the struct), no clock.
+//! No allocation after [`Plc::new`] (the buffers are arrays, the synthesis
+//! ones in one box), no clock.
 
 /// Shortest pitch period searched (200 Hz).
 pub const PITCH_MIN: usize = 40;
@@ -93,18 +94,26 @@ struct EndOverlap {
     gain: f32,
 }
 
-/// G.711 Appendix I concealment state for one channel; see the module doc.
-pub struct Plc {
-    /// Ring of the last HISTORY_LEN samples written (good or synthesised).
-    history: [i16; HISTORY_LEN],
-    /// Next write position in `history` (oldest sample is here).
-    pos: usize,
+/// See [`Plc::s`]. Every field is written before it is read in an
+/// erasure, so a reset leaves them as they are.
+struct Scratch {
     /// History snapshot at the start of an erasure, as floats.
     pitch_buf: [f32; HISTORY_LEN],
     /// The original last quarter period before the loop overlap.
     last_q: [f32; POVERLAP_MAX],
     /// Old synthesis when the pitch buffer grows (I.2.4).
     tail: [f32; POVERLAP_MAX],
+}
+
+/// G.711 Appendix I concealment state for one channel; see the module doc.
+pub struct Plc {
+    /// Ring of the last HISTORY_LEN samples written (good or synthesised).
+    history: [i16; HISTORY_LEN],
+    /// Next write position in `history` (oldest sample is here).
+    pos: usize,
+    /// The synthesis buffers, only used in and just after an erasure: out
+    /// of line, so a channel's per-tick state stays small.
+    s: Box<Scratch>,
     tail_left: usize,
     pitch: usize,
     poverlap: usize,
@@ -130,9 +139,11 @@ impl Plc {
         Plc {
             history: [0; HISTORY_LEN],
             pos: 0,
-            pitch_buf: [0.0; HISTORY_LEN],
-            last_q: [0.0; POVERLAP_MAX],
-            tail: [0.0; POVERLAP_MAX],
+            s: Box::new(Scratch {
+                pitch_buf: [0.0; HISTORY_LEN],
+                last_q: [0.0; POVERLAP_MAX],
+                tail: [0.0; POVERLAP_MAX],
+            }),
             tail_left: 0,
             pitch: PITCH_MAX,
             poverlap: POVERLAP_MAX,
@@ -146,10 +157,23 @@ impl Plc {
     }
 
     /// Forgets the audio (new call or new source); keeps the counters.
+    /// No allocation: the synthesis buffers are kept (see [`Scratch`]).
     pub fn reset(&mut self) {
-        let counters = self.counters;
-        *self = Plc::new();
-        self.counters = counters;
+        self.history = [0; HISTORY_LEN];
+        self.pos = 0;
+        self.tail_left = 0;
+        self.pitch = PITCH_MAX;
+        self.poverlap = POVERLAP_MAX;
+        self.poffset = 0;
+        self.pitch_blen = PITCH_MAX;
+        self.erased = 0;
+        self.end = None;
+        self.primed = false;
+    }
+
+    /// Heap bytes (the synthesis buffers; for the media memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Scratch>()
     }
 
     /// True while synthesising (an erasure is in progress).
@@ -162,11 +186,38 @@ impl Plc {
     /// the common prefix of the two slices is processed.
     pub fn process(&mut self, samples: &mut [i16], missing: &[bool]) {
         let n = samples.len().min(missing.len());
-        if self.erased == 0 && self.end.is_none() && !missing[..n].contains(&true) {
+        self.process_n(&mut samples[..n], missing, missing[..n].contains(&true));
+    }
+
+    /// [`Self::process`] of a block with no sample missing (the caller
+    /// knows, e.g. from [`super::jitter::JitterBuffer::pull`]'s count).
+    pub fn process_good(&mut self, samples: &mut [i16]) {
+        const NONE: [bool; OUTPUT_DELAY_SAMPLES] = [false; OUTPUT_DELAY_SAMPLES];
+        for block in samples.chunks_mut(NONE.len()) {
+            self.process_n(block, &NONE, false);
+        }
+    }
+
+    /// `samples` and the first `samples.len()` flags of `missing`
+    /// (`any_missing`: one of those is set).
+    fn process_n(&mut self, samples: &mut [i16], missing: &[bool], any_missing: bool) {
+        let n = samples.len();
+        if self.erased == 0 && self.end.is_none() && !any_missing {
             // Fast path: good audio, no erasure to finish: a delay line.
             self.primed |= n > 0;
-            for s in &mut samples[..n] {
-                *s = self.push(*s);
+            if n <= OUTPUT_DELAY_SAMPLES {
+                // The block's outputs were all written before it: read them
+                // out, then write the block (ring runs, no per-sample wrap).
+                let mut out = [0i16; OUTPUT_DELAY_SAMPLES];
+                let rd = (self.pos + HISTORY_LEN - OUTPUT_DELAY_SAMPLES) % HISTORY_LEN;
+                ring_read(&self.history, rd, &mut out[..n]);
+                ring_write(&mut self.history, self.pos, &samples[..n]);
+                self.pos = (self.pos + n) % HISTORY_LEN;
+                super::copy_short(&mut samples[..n], &out[..n]);
+            } else {
+                for s in &mut samples[..n] {
+                    *s = self.push(*s);
+                }
             }
             return;
         }
@@ -270,7 +321,7 @@ impl Plc {
             // I.2.4 overlapadds: old synthesis into the new, quarter period.
             let i = self.poverlap - self.tail_left;
             let w = (i + 1) as f32 / self.poverlap as f32;
-            v = (1.0 - w) * self.tail[i] + w * v;
+            v = (1.0 - w) * self.s.tail[i] + w * v;
             self.tail_left -= 1;
         }
         if frame >= 1 {
@@ -290,12 +341,12 @@ impl Plc {
     fn start_erasure(&mut self) {
         self.counters.erasures += 1;
         for i in 0..HISTORY_LEN {
-            self.pitch_buf[i] = self.history[(self.pos + i) % HISTORY_LEN] as f32;
+            self.s.pitch_buf[i] = self.history[(self.pos + i) % HISTORY_LEN] as f32;
         }
-        self.pitch = find_pitch(&self.pitch_buf);
+        self.pitch = find_pitch(&self.s.pitch_buf);
         self.poverlap = self.pitch / 4;
         let po = self.poverlap;
-        self.last_q[..po].copy_from_slice(&self.pitch_buf[HISTORY_LEN - po..]);
+        self.s.last_q[..po].copy_from_slice(&self.s.pitch_buf[HISTORY_LEN - po..]);
         self.poffset = 0;
         self.pitch_blen = self.pitch;
         self.tail_left = 0;
@@ -303,7 +354,7 @@ impl Plc {
         // The last `po` samples written are not yet played (po <= delay).
         for i in 0..po {
             let slot = (self.pos + HISTORY_LEN - po + i) % HISTORY_LEN;
-            self.history[slot] = to_i16(self.pitch_buf[HISTORY_LEN - po + i]);
+            self.history[slot] = to_i16(self.s.pitch_buf[HISTORY_LEN - po + i]);
         }
     }
 
@@ -312,7 +363,7 @@ impl Plc {
         let po = self.poverlap;
         let save = self.poffset;
         for i in 0..po {
-            self.tail[i] = self.next_synth();
+            self.s.tail[i] = self.next_synth();
         }
         self.poffset = save;
         while self.poffset > self.pitch {
@@ -332,21 +383,37 @@ impl Plc {
         let incr = 1.0 / po as f32;
         for i in 0..po {
             let rw = (i + 1) as f32 * incr;
-            let t = (1.0 - rw) * self.last_q[i] + rw * self.pitch_buf[start - po + i];
-            self.pitch_buf[HISTORY_LEN - po + i] = t.clamp(-32768.0, 32767.0);
+            let t = (1.0 - rw) * self.s.last_q[i] + rw * self.s.pitch_buf[start - po + i];
+            self.s.pitch_buf[HISTORY_LEN - po + i] = t.clamp(-32768.0, 32767.0);
         }
     }
 
     /// Next sample of the periodic synthesis (I.2.3 `getfespeech`).
     fn next_synth(&mut self) -> f32 {
         let start = HISTORY_LEN - self.pitch_blen;
-        let v = self.pitch_buf[start + self.poffset];
+        let v = self.s.pitch_buf[start + self.poffset];
         self.poffset += 1;
         if self.poffset >= self.pitch_blen {
             self.poffset = 0;
         }
         v
     }
+}
+
+/// `out.len()` samples of the ring from `at` on, wrapping.
+fn ring_read(ring: &[i16; HISTORY_LEN], at: usize, out: &mut [i16]) {
+    let first = out.len().min(HISTORY_LEN - at);
+    super::copy_short(&mut out[..first], &ring[at..at + first]);
+    let rest = out.len() - first;
+    super::copy_short(&mut out[first..], &ring[..rest]);
+}
+
+/// Writes `src` into the ring from `at` on, wrapping.
+fn ring_write(ring: &mut [i16; HISTORY_LEN], at: usize, src: &[i16]) {
+    let first = src.len().min(HISTORY_LEN - at);
+    super::copy_short(&mut ring[at..at + first], &src[..first]);
+    let rest = src.len() - first;
+    super::copy_short(&mut ring[..rest], &src[first..]);
 }
 
 fn to_i16(v: f32) -> i16 {
@@ -450,6 +517,39 @@ mod tests {
             .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
             .sum();
         10.0 * (sig / err.max(1.0)).log10()
+    }
+
+    /// The good-block entry gives what `process` gives for the same block
+    /// flagged all present, around erasures (their end overlap included)
+    /// and for blocks longer than the output delay.
+    #[test]
+    fn process_good_is_process_without_missing_flags() {
+        let x = voiced(4000, 140.0);
+        let (mut a, mut b) = (Plc::new(), Plc::new());
+        let mut at = 0;
+        for (k, len) in [16usize, 16, 7, 45, 16, 16, 16, 3, 16]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if at + len > x.len() {
+                break;
+            }
+            let lost = k % 11 == 5;
+            let mut sa = x[at..at + len].to_vec();
+            let mut sb = sa.clone();
+            let flags = vec![lost; *len];
+            a.process(&mut sa, &flags);
+            if lost {
+                b.process(&mut sb, &flags);
+            } else {
+                b.process_good(&mut sb);
+            }
+            assert_eq!(sa, sb, "block {k} at {at}");
+            at += len;
+        }
+        assert!(a.counters.erasures > 0);
+        assert_eq!(a.counters, b.counters);
     }
 
     #[test]
