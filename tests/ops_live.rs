@@ -23,123 +23,22 @@
 //! box keeps both E1 ends in real time.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tdmgw");
+mod e2e_common;
+use e2e_common::{BIN, Proc, free_rtp_base, free_udp_port, wait_for};
+
 /// Hang guard for anything the daemon should reach by itself.
 const HANG: Duration = Duration::from_secs(90);
 
 /// One rig at a time (module doc).
 static ONE_RIG: Mutex<()> = Mutex::new(());
-
-// ------------------------------------------------------------- processes
-
-/// A child process with its output in files; killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
-        let stdout = dir.join(format!("{name}.out"));
-        let stderr = dir.join(format!("{name}.err"));
-        let child = Command::new(BIN)
-            .args(args)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Waits for the exit (hang guard `limit`); its success.
-    fn wait(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        while Instant::now() < end {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "{} did not exit within {limit:?}\n{}",
-            self.name,
-            self.tail()
-        );
-    }
-
-    fn tail(&self) -> String {
-        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        let lines: Vec<&str> = err.lines().collect();
-        let from = lines.len().saturating_sub(30);
-        format!(
-            "--- {} stdout ---\n{}\n--- {} stderr (last lines) ---\n{}",
-            self.name,
-            out.chars().take(3000).collect::<String>(),
-            self.name,
-            lines[from..].join("\n")
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ----------------------------------------------------------------- ports
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-static SEED: AtomicU64 = AtomicU64::new(0);
-
-/// A 64-aligned `rtp_port_base` whose 64 ports are free now, below the
-/// kernel's ephemeral range (32768-) so that port-0 sockets do not take
-/// them.
-fn free_rtp_base() -> u16 {
-    let mut x = u64::from(std::process::id()) << 8 | SEED.fetch_add(1, Ordering::Relaxed);
-    for _ in 0..500 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let base = 20_000 + ((x >> 33) % 187) as u16 * 64;
-        let socks: Vec<_> = (base..base + 64)
-            .map(|p| UdpSocket::bind(("127.0.0.1", p)))
-            .collect();
-        if socks.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no 64 free UDP ports for RTP");
-}
 
 // ------------------------------------------------------------------- rig
 
@@ -227,6 +126,7 @@ switchtype = "euro-isdn"
                 "--config".into(),
                 site_path.display().to_string(),
             ],
+            &[],
         );
         let mut rig = Rig {
             gateway,
@@ -274,6 +174,7 @@ switchtype = "euro-isdn"
                 "600".into(),
                 "--json".into(),
             ],
+            &[],
         )
     }
 
@@ -292,6 +193,7 @@ switchtype = "euro-isdn"
                 "--seconds".into(),
                 "600".into(),
             ],
+            &[],
         )
     }
 
@@ -344,19 +246,6 @@ switchtype = "euro-isdn"
                 tails.join("\n")
             )
         })
-    }
-}
-
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -493,6 +382,7 @@ fn metrics_status_and_a_trace_of_a_call() {
             "--out".into(),
             pcap.display().to_string(),
         ],
+        &[],
     );
     wait_for(HANG, || {
         (rig.status()["traces"]["running"].as_u64() == Some(1)).then_some(())
@@ -519,6 +409,7 @@ fn metrics_status_and_a_trace_of_a_call() {
             "--seconds".into(),
             "60".into(),
         ],
+        &[],
     );
     // While the call lasts, the status shows its channel busy.
     let busy = wait_for(HANG, || {
@@ -538,9 +429,13 @@ fn metrics_status_and_a_trace_of_a_call() {
             .any(|l| l.contains("ts  1-15") && l.contains('B')),
         "the grid shows the busy channel:\n{text}"
     );
-    let answered = caller.wait(HANG);
+    let answered = caller
+        .wait(HANG)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .success();
     assert!(answered, "the call failed\n{}", caller.tail());
-    assert!(trace.wait(HANG), "tdmgw trace failed\n{}", trace.tail());
+    let traced = trace.wait(HANG).unwrap_or_else(|e| panic!("{e}")).success();
+    assert!(traced, "tdmgw trace failed\n{}", trace.tail());
 
     // The trace decodes: D-channel, SIP and RTP of the call.
     let Some(info) = tshark(&pcap, &["-T", "fields", "-e", "_ws.col.Info"]) else {
