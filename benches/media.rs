@@ -19,8 +19,14 @@
 //! Both loops run three times, alternating; each one's least disturbed
 //! round is reported (the machine may be shared).
 //!
+//! The engine binds its ports from a base, as in production, so it
+//! connects each socket to its latched source (see `engine::Peer`); the
+//! bare loop's sockets are unconnected (`recv_from` + `send_to`), unless
+//! `BARE_CONNECT=1` connects them too (a stricter baseline).
+//!
 //! Run: `cargo bench --bench media` (`MEDIA_BENCH_CHANNELS=N` to change N,
-//! default 1020; `MEDIA_BENCH_ROUNDS=R`, default 3).
+//! default 1020; `MEDIA_BENCH_ROUNDS=R`, default 3;
+//! `MEDIA_BENCH_ONLY=engine` runs the engine alone, for a profiler).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -108,15 +114,24 @@ struct Measured {
 }
 
 fn engine_run(spans: usize) -> (Measured, usize) {
-    let params = EngineParams::new(
-        (1..=spans as u16).map(SpanParams::pri).collect(),
-        "127.0.0.1".parse().unwrap(),
-        0,
-        1,
-    );
-    let (core, mut ctl) = MediaCore::new(&params).unwrap();
-    let n = core.channel_count();
-    let mut lp = MediaLoop::new(core).unwrap();
+    // Deterministic ports as in production (a port base; the engine
+    // connects a socket to its latched source only when its port was
+    // bound explicitly): the first base whose whole plan binds.
+    let (mut lp, mut ctl) = (20_000u16..)
+        .step_by(3_000)
+        .take_while(|&base| base as usize + 64 * spans < 65_000)
+        .find_map(|base| {
+            let params = EngineParams::new(
+                (1..=spans as u16).map(SpanParams::pri).collect(),
+                "127.0.0.1".parse().unwrap(),
+                base,
+                1,
+            );
+            let (core, ctl) = MediaCore::new(&params).ok()?;
+            Some((MediaLoop::new(core).ok()?, ctl))
+        })
+        .expect("a free port range for the engine's sockets");
+    let n = lp.core().channel_count();
     let addrs: Vec<SocketAddr> = (0..n).map(|i| lp.rtp_addr(i).unwrap().0).collect();
     let mut port = SimE1::manual(spans, 8, Speech::new(spans));
     let ids = ctl.stats.ids.clone();
@@ -192,6 +207,12 @@ fn bare_run(n: usize) -> Measured {
             .unwrap();
     }
     let addrs: Vec<SocketAddr> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let connected = std::env::var("BARE_CONNECT").is_ok();
+    if connected {
+        for (i, s) in socks.iter().enumerate() {
+            s.connect(addrs[i ^ 1]).unwrap();
+        }
+    }
     let mut events = Events::with_capacity(n + 1);
     let mut buf = [0u8; 2048];
     let pkt = [0x80u8; 172];
@@ -214,7 +235,11 @@ fn bare_run(n: usize) -> Measured {
             }
         }
         for i in (ms as usize % 20..n).step_by(20) {
-            socks[i].send_to(&pkt, addrs[i ^ 1]).unwrap();
+            if connected {
+                socks[i].send(&pkt).unwrap();
+            } else {
+                socks[i].send_to(&pkt, addrs[i ^ 1]).unwrap();
+            }
             sent += 1;
         }
     }
@@ -251,6 +276,12 @@ fn main() {
     for round in 0..rounds {
         let (e, channels) = engine_run(spans);
         n = channels;
+        // `MEDIA_BENCH_ONLY=engine|bare` runs one loop only (for a profiler).
+        let only = std::env::var("MEDIA_BENCH_ONLY").unwrap_or_default();
+        if only == "engine" {
+            println!("  round {round}: engine {:.2} µs/packet", per_pkt(&e));
+            continue;
+        }
         let b = bare_run(n);
         println!(
             "  round {round}: engine {:.3} s CPU ({:.3} user), {} packets sent, {} received, {:.2} µs/packet; bare {:.3} s CPU ({:.3} user), {} sent, {} received, {:.2} µs/packet",
@@ -273,7 +304,9 @@ fn main() {
             best_b = Some(b);
         }
     }
-    let (e, b) = (best_e.unwrap(), best_b.unwrap());
+    let (Some(e), Some(b)) = (best_e, best_b) else {
+        return;
+    };
     let capacity = n as f64 * sim_s / e.cpu.as_secs_f64();
     println!(
         "  best engine: {:.3} s CPU for {sim_s} s of {n} channels: {:.2} µs CPU per packet",

@@ -262,11 +262,19 @@ fn peer_rtcp(p: &Peer, ms: u64, engine_ssrc: Option<u32>, sender: bool) -> Vec<u
 
 #[test]
 fn media_path_allocates_nothing() {
-    let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
-    let params = EngineParams::new(spans, "127.0.0.1".parse().unwrap(), 0, 0x5EED);
-    let (core, mut ctl) = MediaCore::new(&params).unwrap();
-    assert_eq!(core.channel_count(), CHANNELS);
-    let mut lp = MediaLoop::new(core).unwrap();
+    // Ports from a base, as in production: the engine connects a socket
+    // to its latched source and un-connects it when a command resets the
+    // latch, so those calls run under the counting allocator too.
+    let (mut lp, mut ctl) = (21_000u16..60_000)
+        .step_by(1_000 + 128 * (std::process::id() as usize % 7))
+        .find_map(|base| {
+            let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
+            let params = EngineParams::new(spans, "127.0.0.1".parse().unwrap(), base, 0x5EED);
+            let (core, ctl) = MediaCore::new(&params).ok()?;
+            Some((MediaLoop::new(core).ok()?, ctl))
+        })
+        .expect("a free range of 128 ports");
+    assert_eq!(lp.core().channel_count(), CHANNELS);
     let engine_addr: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().0).collect();
     let ids: Vec<ChannelId> = ctl.stats.ids.to_vec();
     let engine_rtcp: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().1).collect();
@@ -547,6 +555,11 @@ fn media_path_allocates_nothing() {
         SECONDS * 8000,
         "80,000 frames per span"
     );
+    // The sockets were connected to their latched sources, and
+    // un-connected when a call ended or its remote changed.
+    assert!(lp.counters.connects >= CHANNELS as u64, "{:?}", lp.counters);
+    assert!(lp.counters.unconnects > 0, "{:?}", lp.counters);
+    assert_eq!(lp.counters.send_errors, 0, "{:?}", lp.counters);
 
     // The run did what it claims: check the traffic and the events.
     let mut kinds: HashMap<&str, u32> = HashMap::new();

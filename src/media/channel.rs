@@ -508,6 +508,21 @@ impl Channel {
         self.session.is_some()
     }
 
+    /// The source the latch holds (symmetric RTP sends there), if any.
+    pub fn latched_source(&self) -> Option<SocketAddr> {
+        self.session.as_ref()?.latch.latched().map(|(a, _)| a)
+    }
+
+    /// A datagram longer than the receive buffer arrived (the socket cut
+    /// it): counted as too long, not parsed.
+    pub fn reject_truncated(&mut self) {
+        if self.session.is_some() {
+            self.counters.rtp_errors.count(RtpError::TooLong);
+        } else {
+            self.counters.rtp_while_idle += 1;
+        }
+    }
+
     /// Samples of the E1 clock since construction.
     pub fn now(&self) -> u64 {
         self.now

@@ -252,6 +252,11 @@ pub struct MediaCore {
     /// Channels with an RTCP compound to send (reports, BYE).
     rtcp_queue: Box<[u32]>,
     rtcp_len: usize,
+    /// Channels a command reached since [`Self::drain_relatch`] (their
+    /// latch may have been reset); `relatch_all` when more than fit.
+    relatch: Box<[u32]>,
+    relatch_len: usize,
+    relatch_all: bool,
     ticks: u64,
     /// The span whose channels' state the last tick prefetched.
     state_prefetched: Option<usize>,
@@ -353,7 +358,7 @@ impl MediaCore {
             n,
             std::mem::size_of::<ChannelStats>(),
         );
-        budget.add("transmit queues (RTP, RTCP)", n, 8);
+        budget.add("transmit and relatch queues (RTP, RTCP)", n, 12);
         budget.add(
             "command ring",
             p.command_ring.max(1),
@@ -375,6 +380,9 @@ impl MediaCore {
             tx_len: 0,
             rtcp_queue: vec![0; n].into_boxed_slice(),
             rtcp_len: 0,
+            relatch: vec![0; n].into_boxed_slice(),
+            relatch_len: 0,
+            relatch_all: false,
             ticks: 0,
             state_prefetched: None,
             ring_full_reported: 0,
@@ -511,6 +519,14 @@ impl MediaCore {
         }
     }
 
+    /// A datagram on channel `index`'s RTP socket longer than the receive
+    /// buffer (the kernel cut it): counted as malformed, never parsed.
+    pub fn handle_rtp_truncated(&mut self, index: usize) {
+        if let Some(ch) = self.channels.get_mut(index) {
+            ch.reject_truncated();
+        }
+    }
+
     /// One datagram received on channel `index`'s RTCP socket.
     pub fn handle_rtcp(&mut self, index: usize, datagram: &[u8], from: SocketAddr) {
         if let Some(ch) = self.channels.get_mut(index) {
@@ -553,6 +569,12 @@ impl MediaCore {
                     }
                     self.channels[i].publish(&self.stats.stats[i]);
                     self.flush_events(i);
+                    if self.relatch_len < self.relatch.len() {
+                        self.relatch[self.relatch_len] = i as u32;
+                        self.relatch_len += 1;
+                    } else {
+                        self.relatch_all = true;
+                    }
                 }
                 None => {
                     self.events.push_or_count(Event::CommandRejected {
@@ -574,6 +596,25 @@ impl MediaCore {
         n
     }
 
+    /// Calls `f(index, latched source)` for every channel a command
+    /// reached since the last call (a connect, a new remote and a
+    /// disconnect reset the latch): the shell un-connects a socket whose
+    /// channel no longer holds the source it was connected to.
+    pub fn drain_relatch(&mut self, mut f: impl FnMut(usize, Option<SocketAddr>)) {
+        if std::mem::take(&mut self.relatch_all) {
+            for (i, ch) in self.channels.iter().enumerate() {
+                f(i, ch.latched_source());
+            }
+        } else {
+            for &i in &self.relatch[..self.relatch_len] {
+                if let Some(ch) = self.channels.get(i as usize) {
+                    f(i as usize, ch.latched_source());
+                }
+            }
+        }
+        self.relatch_len = 0;
+    }
+
     fn flush_events(&mut self, index: usize) {
         let ch = &mut self.channels[index];
         while let Some(e) = ch.poll_event() {
@@ -589,9 +630,9 @@ impl MediaCore {
         }
     }
 
-    /// The next RTP packet to send: channel index, destination, datagram
-    /// (borrowed from the channel until the next call).
-    pub fn poll_transmit(&mut self) -> Option<(usize, SocketAddr, &[u8])> {
+    /// The next RTP packet to send (its datagram borrowed from the channel
+    /// until the next call).
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         while self.tx_len > 0 {
             self.tx_len -= 1;
             let idx = self.tx_queue[self.tx_len] as usize;
@@ -605,12 +646,32 @@ impl MediaCore {
                 c.prefetch_tx();
             }
             if self.channels[idx].has_packet() && self.channels[idx].is_connected() {
-                let (pkt, to) = self.channels[idx].poll_transmit()?;
-                return Some((idx, to, pkt));
+                let ch = &mut self.channels[idx];
+                let latched = ch.latched_source();
+                let (datagram, to) = ch.poll_transmit()?;
+                return Some(Transmit {
+                    index: idx,
+                    to,
+                    to_latched: latched == Some(to),
+                    datagram,
+                });
             }
         }
         None
     }
+}
+
+/// One RTP packet to send, from [`MediaCore::poll_transmit`].
+#[derive(Debug)]
+pub struct Transmit<'a> {
+    /// The channel (and socket) index.
+    pub index: usize,
+    pub to: SocketAddr,
+    /// `to` is the source the channel's latch holds: the socket may be
+    /// connected to it (the latch refuses every other source until a
+    /// command resets it).
+    pub to_latched: bool,
+    pub datagram: &'a [u8],
 }
 
 /// Counters of the loop itself.
@@ -622,9 +683,15 @@ pub struct LoopCounters {
     pub rtcp_datagrams_in: u64,
     pub rtcp_datagrams_out: u64,
     pub recv_errors: u64,
-    /// Sends refused by the kernel (full buffer, unreachable): dropped.
+    /// Sends refused by the kernel (full buffer, unreachable; on a
+    /// connected socket, a port the far end closed): dropped. Also counts
+    /// a socket the kernel refused to connect or un-connect.
     pub send_errors: u64,
     pub tdm_frames: u64,
+    /// RTP sockets connected to their channel's latched source, and
+    /// un-connected again by a command that reset the latch.
+    pub connects: u64,
+    pub unconnects: u64,
 }
 
 const TDM_TOKEN: Token = Token(0);
@@ -636,12 +703,30 @@ const RECV_BUF: usize = 2048;
 /// with `EWOULDBLOCK`.
 const RECV_BATCH: usize = 4;
 
+/// How a channel's RTP socket is addressed. Once the channel's latch
+/// holds a source, the socket is connected to it: the kernel then sends
+/// without a route lookup per packet and delivers only that source's
+/// datagrams, which is the latch's own rule; a command that resets the
+/// latch (connect, new remote, disconnect) un-connects it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Bound to an ephemeral port (a port base of 0): never connected,
+    /// because Linux gives up such a socket's port when it is
+    /// un-connected (`udp_disconnect` without `SOCK_BINDPORT_LOCK`).
+    Ephemeral,
+    /// Not connected: `sendto`, and any source reaches the channel.
+    Open,
+    /// Connected to the channel's latched source: `send`.
+    Connected(SocketAddr),
+}
+
 /// The mio shell around a [`MediaCore`]; see the module doc.
 pub struct MediaLoop {
     core: MediaCore,
     poll: Poll,
     events: Events,
     rtp: Box<[UdpSocket]>,
+    peers: Box<[Peer]>,
     rtcp: Box<[UdpSocket]>,
     buf: Box<[u8]>,
     batch: Box<RecvBatch>,
@@ -664,8 +749,14 @@ impl MediaLoop {
         // All RTP sockets first: their descriptors and kernel objects, which
         // every packet touches, end up side by side (RTCP's are rarely used).
         let mut rtcp_ports = Vec::with_capacity(n);
+        let mut peers = Vec::with_capacity(n);
         for i in 0..n {
             let port = core.ports[i];
+            peers.push(if port == 0 {
+                Peer::Ephemeral
+            } else {
+                Peer::Open
+            });
             let mut s = UdpSocket::bind(SocketAddr::new(core.bind_ip, port))?;
             core.ports[i] = s.local_addr()?.port();
             poll.registry()
@@ -695,6 +786,7 @@ impl MediaLoop {
             poll,
             events: Events::with_capacity(cap),
             rtp: rtp.into_boxed_slice(),
+            peers: peers.into_boxed_slice(),
             rtcp: rtcp.into_boxed_slice(),
             buf: vec![0; RECV_BUF].into_boxed_slice(),
             batch: Box::new(RecvBatch::new()),
@@ -787,11 +879,34 @@ impl MediaLoop {
             }
         }
         // Commands first: a connect applies before this turn's frames.
-        self.core.handle_commands();
+        if self.core.handle_commands() > 0 {
+            let Self {
+                core,
+                rtp,
+                peers,
+                counters,
+                ..
+            } = self;
+            core.drain_relatch(|i, latched| {
+                if let (Some(p), Some(sock)) = (peers.get_mut(i), rtp.get(i))
+                    && let Peer::Connected(a) = *p
+                    && latched != Some(a)
+                {
+                    match unconnect(sock) {
+                        Ok(()) => {
+                            *p = Peer::Open;
+                            counters.unconnects += 1;
+                        }
+                        Err(_) => counters.send_errors += 1,
+                    }
+                }
+            });
+        }
         if tdm_due {
             let Self {
                 core,
                 rtp,
+                peers,
                 rtcp,
                 counters,
                 tap,
@@ -805,7 +920,7 @@ impl MediaLoop {
                 // one service: each packet goes out as it is built, or the
                 // next one would overwrite it (a gap in the sequence).
                 if core.tx_len > 0 || core.rtcp_len > 0 {
-                    send_pending(core, rtp, rtcp, counters, tap);
+                    send_pending(core, rtp, peers, rtcp, counters, tap);
                 }
             })?;
             self.counters.tdm_frames += n as u64;
@@ -825,6 +940,7 @@ impl MediaLoop {
         send_pending(
             &mut self.core,
             &self.rtp,
+            &mut self.peers,
             &self.rtcp,
             &mut self.counters,
             &mut self.tap,
@@ -854,15 +970,43 @@ impl MediaLoop {
 fn send_pending(
     core: &mut MediaCore,
     rtp: &[UdpSocket],
+    peers: &mut [Peer],
     rtcp: &[UdpSocket],
     counters: &mut LoopCounters,
     tap: &mut TraceTap,
 ) {
-    while let Some((idx, to, pkt)) = core.poll_transmit() {
+    while let Some(t) = core.poll_transmit() {
+        let (idx, to, pkt) = (t.index, t.to, t.datagram);
         if tap.on() {
             tap.packet(idx, false, true, to, pkt);
         }
-        match rtp[idx].send_to(pkt, to) {
+        let (Some(sock), Some(peer)) = (rtp.get(idx), peers.get_mut(idx)) else {
+            continue;
+        };
+        match *peer {
+            Peer::Open if t.to_latched => match sock.connect(to) {
+                Ok(()) => {
+                    *peer = Peer::Connected(to);
+                    counters.connects += 1;
+                }
+                Err(_) => counters.send_errors += 1,
+            },
+            // The latch moves only by a command, which un-connects first;
+            // should it move otherwise, sending elsewhere still works.
+            Peer::Connected(a) if a != to => match unconnect(sock) {
+                Ok(()) => {
+                    *peer = Peer::Open;
+                    counters.unconnects += 1;
+                }
+                Err(_) => counters.send_errors += 1,
+            },
+            _ => {}
+        }
+        let sent = match *peer {
+            Peer::Connected(a) if a == to => sock.send(pkt),
+            _ => sock.send_to(pkt, to),
+        };
+        match sent {
             Ok(_) => counters.datagrams_out += 1,
             Err(_) => counters.send_errors += 1,
         }
@@ -876,6 +1020,29 @@ fn send_pending(
             Err(_) => counters.send_errors += 1,
         }
     }
+}
+
+/// Dissolves a UDP socket's association (`connect` with `AF_UNSPEC`):
+/// it sends with `sendto` again and receives from any source, on the same
+/// local address and port (bound explicitly, see [`Peer::Ephemeral`]).
+fn unconnect(sock: &UdpSocket) -> io::Result<()> {
+    use nix::libc;
+    // SAFETY: an all-zero sockaddr is a valid value; only its family is read.
+    let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+    addr.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    // SAFETY: `addr` is a live sockaddr of the size passed, read only
+    // during the call.
+    let r = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            &addr,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn drain_rtp(
@@ -894,9 +1061,10 @@ fn drain_rtp(
     loop {
         match batch.recv(sock.as_raw_fd()) {
             Ok(n) => {
-                for (&(len, from), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
+                for (&(len, from, cut), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
                     counters.datagrams_in += 1;
                     match from {
+                        Some(_) if cut => core.handle_rtp_truncated(idx),
                         Some(from) => {
                             if tap.on() {
                                 tap.packet(idx, false, false, from, &buf[..len]);
@@ -929,16 +1097,17 @@ fn drain_rtp(
 /// Buffers of one `recvmmsg(2)` (allocated once, by [`MediaLoop::new`]).
 struct RecvBatch {
     bufs: [[u8; RECV_BUF]; RECV_BATCH],
-    /// Per datagram of the last [`Self::recv`]: length and source (`None`
-    /// for an address family other than IPv4/IPv6, never seen on UDP).
-    got: [(usize, Option<SocketAddr>); RECV_BATCH],
+    /// Per datagram of the last [`Self::recv`]: length, source (`None`
+    /// for an address family other than IPv4/IPv6, never seen on UDP), and
+    /// whether it was longer than its buffer (`MSG_TRUNC`).
+    got: [(usize, Option<SocketAddr>, bool); RECV_BATCH],
 }
 
 impl RecvBatch {
     fn new() -> Self {
         RecvBatch {
             bufs: [[0; RECV_BUF]; RECV_BATCH],
-            got: [(0, None); RECV_BATCH],
+            got: [(0, None, false); RECV_BATCH],
         }
     }
 
@@ -986,7 +1155,8 @@ impl RecvBatch {
             // SAFETY: for each of the `n` datagrams it returned, the kernel
             // wrote `msg_namelen` bytes of its name.
             let from = unsafe { sockaddr_to_std(name.as_ptr(), h.msg_hdr.msg_namelen) };
-            *got = ((h.msg_len as usize).min(RECV_BUF), from);
+            let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            *got = ((h.msg_len as usize).min(RECV_BUF), from, cut);
         }
         Ok(n)
     }
@@ -1284,10 +1454,11 @@ mod tests {
             core.handle_tdm_frame(0, &[0x55; 32], &mut tx);
             core.handle_tdm_frame(1, &rx, &mut tx);
             let want_index = core.channel_index(id(2, 5)).unwrap();
-            while let Some((i, to, pkt)) = core.poll_transmit() {
-                assert_eq!(i, want_index);
-                assert_eq!(to, remote);
-                sent.push(RtpPacket::parse(pkt).unwrap().payload.to_vec());
+            while let Some(t) = core.poll_transmit() {
+                assert_eq!(t.index, want_index);
+                assert_eq!(t.to, remote);
+                assert!(!t.to_latched, "nothing received: no latch");
+                sent.push(RtpPacket::parse(t.datagram).unwrap().payload.to_vec());
             }
         }
         // 80 ms of audio, 40 ms held by the DTMF delay line: 2 packets.
@@ -1319,7 +1490,8 @@ mod tests {
             let mut lens = Vec::new();
             loop {
                 let n = batch.recv(rx.as_raw_fd()).unwrap();
-                for (&(len, from), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
+                for (&(len, from, cut), buf) in batch.got.iter().zip(&batch.bufs).take(n) {
+                    assert!(!cut);
                     assert_eq!(from, Some(tx.local_addr().unwrap()));
                     assert!(buf[..len].iter().all(|&b| b as usize * 10 == len));
                     lens.push(len);
