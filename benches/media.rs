@@ -25,8 +25,9 @@
 //! `BARE_CONNECT=1` connects them too (a stricter baseline).
 //!
 //! Run: `cargo bench --bench media` (`MEDIA_BENCH_CHANNELS=N` to change N,
-//! default 1020; `MEDIA_BENCH_ROUNDS=R`, default 3;
-//! `MEDIA_BENCH_ONLY=engine` runs the engine alone, for a profiler).
+//! default 1020; `MEDIA_BENCH_ROUNDS=R`, default 3; `MEDIA_BENCH_MS`,
+//! simulated ms per round, default 5000;
+//! `MEDIA_BENCH_ONLY=engine` or `bare` runs one loop alone, for a profiler).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -41,7 +42,14 @@ use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
 use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
 
 const WARMUP_MS: u64 = 1000;
-const MEASURE_MS: u64 = 5000;
+
+/// Simulated ms measured per round (`MEDIA_BENCH_MS`, default 5000).
+fn measure_ms() -> u64 {
+    std::env::var("MEDIA_BENCH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000)
+}
 
 fn thread_cpu() -> Duration {
     let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
@@ -138,7 +146,7 @@ fn engine_run(spans: usize) -> (Measured, usize) {
     let mut measured = None;
     let (mut cpu0, mut out0, mut in0) = (Duration::ZERO, 0, 0);
     let mut user0 = Duration::ZERO;
-    for ms in 0..WARMUP_MS + MEASURE_MS {
+    for ms in 0..WARMUP_MS + measure_ms() {
         // Connect one twentieth of the channels per ms so the 20 ms
         // packets are spread evenly.
         if ms < 20 {
@@ -219,7 +227,7 @@ fn bare_run(n: usize) -> Measured {
     let (mut sent, mut received) = (0u64, 0u64);
     let (mut cpu0, mut sent0, mut recv0) = (Duration::ZERO, 0, 0);
     let mut user0 = Duration::ZERO;
-    for ms in 0..WARMUP_MS + MEASURE_MS {
+    for ms in 0..WARMUP_MS + measure_ms() {
         if ms == WARMUP_MS {
             cpu0 = thread_cpu();
             user0 = thread_user_sys().0;
@@ -257,7 +265,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1020);
     let spans = n.div_ceil(30).max(1);
-    let sim_s = MEASURE_MS as f64 / 1000.0;
+    let sim_s = measure_ms() as f64 / 1000.0;
     println!(
         "media engine bench: {spans} spans, {} channels, 20 ms PCMA, DTMF detection + jitter buffer on, {sim_s} simulated s",
         spans * 30
@@ -274,10 +282,15 @@ fn main() {
     let mut n = 0;
     let mut ratios = Vec::new();
     for round in 0..rounds {
-        let (e, channels) = engine_run(spans);
-        n = channels;
         // `MEDIA_BENCH_ONLY=engine|bare` runs one loop only (for a profiler).
         let only = std::env::var("MEDIA_BENCH_ONLY").unwrap_or_default();
+        if only == "bare" {
+            let b = bare_run(spans * 30);
+            println!("  round {round}: bare {:.2} µs/packet", per_pkt(&b));
+            continue;
+        }
+        let (e, channels) = engine_run(spans);
+        n = channels;
         if only == "engine" {
             println!("  round {round}: engine {:.2} µs/packet", per_pkt(&e));
             continue;

@@ -6,6 +6,12 @@
 //! only if its IP address is the SDP connection address), then refuses
 //! packets from any other source until [`Latch::reset`] (a new remote from the
 //! control plane). Within the latched source a new SSRC is reported once.
+//!
+//! On a socket bound from the configured port base the engine then
+//! connects the socket to the latched source (`engine::Peer`), so the
+//! kernel refuses the other sources itself (they get ICMP port
+//! unreachable, and are not counted here); `WrongSource` counts only what
+//! was queued before the connect, or every stranger on an ephemeral port.
 
 use std::net::SocketAddr;
 
