@@ -9,6 +9,8 @@
 //!   a number with no route (refused, cause 1), every 4th call abandoned
 //!   while ringing, DTMF in-band on every 3rd answered call (echoed back),
 //!   and answering the core's call-backs after 300 ms of ringing.
+//! - With `--busy NUMBER` ([`DemoOptions::busy`]) the core rejects calls to
+//!   that number with 486 (the exchange expects cause 17 for them).
 //! - The simulated core ([`super::core::SimCore`]) on loopback UDP (the
 //!   `sim-core` peer of demo.toml): rings, answers and echoes RTP for 999,
 //!   and places call-backs towards the exchange.
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::core::{AnswerPolicy, CallPlan, Expect, SimCore, SimCoreConfig};
+use super::core::{AnswerPolicy, CallPlan, Expect, Outcome, SimCore, SimCoreConfig};
 use super::exchange::{ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario};
 use super::exchange_run::run_pair_far_end;
 use crate::config::Config;
@@ -46,6 +48,14 @@ const EXCHANGE_DIGITS: &str = "123#";
 /// Digits the core sends as RFC 4733 (reach the exchange in-band).
 const CORE_DIGITS: &str = "456*";
 
+/// Variants of the demo's call mix.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// The core rejects calls to this number with 486 Busy Here (the
+    /// exchange then sees cause 17, RFC 3398 §7.2.4.1).
+    pub busy: Option<String>,
+}
+
 /// What a demo run found.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOutcome {
@@ -53,7 +63,7 @@ pub struct DemoOutcome {
     pub failures: Vec<String>,
 }
 
-fn scenario(seconds: u64) -> Scenario {
+fn scenario(seconds: u64, opts: &DemoOptions) -> Scenario {
     let calls = (seconds as u32).saturating_sub(4).max(4);
     Scenario {
         calls,
@@ -71,8 +81,10 @@ fn scenario(seconds: u64) -> Scenario {
         abandon_after: Duration::from_millis(150),
         dtmf_every: 3,
         dtmf_digits: EXCHANGE_DIGITS.into(),
-        // The core does not echo telephone-events: the digits are checked
-        // where they arrive (the core's RFC 4733 receiver).
+        // The digits are checked where they arrive (the core's RFC 4733
+        // receiver), not by their echo: on a call-back, which also carries
+        // the core's own digits, the core does not echo telephone-events
+        // (`sim::rtp_peer`).
         dtmf_expect_echo: false,
         incoming: Incoming::Answer {
             ring: Duration::from_millis(300),
@@ -80,7 +92,11 @@ fn scenario(seconds: u64) -> Scenario {
         expect_incoming: core_calls(seconds),
         // Unallocated number (no route), and the abandoned calls' own
         // clearing (normal, 16) before an answer.
-        expected_causes: vec![1, 16],
+        expected_causes: if opts.busy.is_some() {
+            vec![1, 16, 17]
+        } else {
+            vec![1, 16]
+        },
         // The line aligns and both ends establish the data link at start-up
         // (a peer re-establishment, MDL-ERROR F, is seen now and then while
         // the pair line primes): start once it has settled.
@@ -97,7 +113,12 @@ fn core_calls(seconds: u64) -> u32 {
     ((seconds / 5) as u32).max(1)
 }
 
-fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCoreConfig {
+fn core_config(
+    listen: SocketAddr,
+    gateway: SocketAddr,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> SimCoreConfig {
     let mut c = SimCoreConfig::new(listen);
     // 999 rings for 400 ms (long enough for the exchange to abandon some),
     // 101 answers after 200 ms.
@@ -112,6 +133,21 @@ fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCore
             ..AnswerPolicy::default()
         },
     )];
+    if let Some(busy) = &opts.busy {
+        c.answer_by_number.insert(
+            0,
+            (
+                busy.clone(),
+                AnswerPolicy {
+                    outcome: Outcome::Reject {
+                        status: 486,
+                        q850: None,
+                    },
+                    ..AnswerPolicy::default()
+                },
+            ),
+        );
+    }
     let mut plan = CallPlan::new(gateway, CALL_BACK);
     plan.calls = core_calls(seconds);
     plan.rate_per_s = 0.25;
@@ -157,16 +193,20 @@ fn progress(gw: &Gateway, core: &SimCore, t: u64) {
 
 /// Runs the demo for about `seconds` (plus the wind-down) on a fresh
 /// runtime; see the module doc.
-pub fn run(config: Config, seconds: u64) -> std::io::Result<DemoOutcome> {
+pub fn run(config: Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<DemoOutcome> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tdmgw-control")
         .enable_all()
         .build()?;
-    rt.block_on(run_async(config, seconds))
+    rt.block_on(run_async(config, seconds, opts))
 }
 
-async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome> {
+async fn run_async(
+    config: Config,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> std::io::Result<DemoOutcome> {
     let mut out = DemoOutcome::default();
     let supervisor = Supervisor::new();
     let lifecycle = Arc::new(Lifecycle::default());
@@ -191,14 +231,14 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
         .and_then(|g| g.peers.first())
         .map(|p| p.address)
         .ok_or_else(|| std::io::Error::other("demo.toml has no core peer"))?;
-    let core = SimCore::start(core_config(core_addr, gw_sip, seconds))
+    let core = SimCore::start(core_config(core_addr, gw_sip, seconds, opts))
         .await
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
 
     let Some((_, far)) = gw.take_pair_far_ends().into_iter().next() else {
         return Err(std::io::Error::other("the demo board has no pair span"));
     };
-    let mut ex_cfg = ExchangeConfig::network(scenario(seconds));
+    let mut ex_cfg = ExchangeConfig::network(scenario(seconds, opts));
     ex_cfg.run_for = Duration::from_secs(seconds + 20);
     let ctl = RunControl::default();
     let ex_ctl = ctl.clone();
