@@ -314,13 +314,23 @@ fn demo_full(seconds: u64, busy: Option<String>, fmt: Option<CliLogFormat>) -> E
 }
 
 fn demo(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
-    let config = match Config::demo() {
+    let mut config = match Config::demo() {
         Ok(c) => c,
         Err(errs) => {
             eprintln!("the built-in demo config is invalid (a bug):\n{errs}");
             return ExitCode::FAILURE;
         }
     };
+    match tdmgw::sim::demo::choose_ports(&mut config) {
+        Ok(moved) if !moved.is_empty() => {
+            println!("tdmgw demo: {}; free ports taken instead", moved.join(", "))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let log = logging::init(&config.site.log.level, log_format(fmt, &config));
     let opts = daemon::RunOptions {
         config_path: None,

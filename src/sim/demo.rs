@@ -21,7 +21,7 @@
 //! and at the end the gateway held no call, no busy B-channel and no SIP
 //! dialog.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -202,19 +202,74 @@ pub fn run(config: Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<
     rt.block_on(run_async(config, seconds, opts))
 }
 
+/// The ports of `examples/demo.toml` (metrics 9100, SIP 5070, core 5080,
+/// RTP 30000 up)
+/// where they are free, else free ones: another demo, a daemon or a test
+/// on the box does not stop the demo. Says what moved. (A port found free
+/// here may be taken before it is bound again: the demo then fails to
+/// start and says which.)
+pub fn choose_ports(config: &mut Config) -> std::io::Result<Vec<String>> {
+    let mut moved = Vec::new();
+    let mgmt = &mut config.site.management.listen;
+    if mgmt.port() != 0 && TcpListener::bind(*mgmt).is_err() {
+        moved.push(format!("metrics port {} in use", mgmt.port()));
+        mgmt.set_port(0);
+    }
+    for l in config.site.sip.listen.iter_mut() {
+        if l.address.port() != 0 && UdpSocket::bind(l.address).is_err() {
+            moved.push(format!("SIP port {} in use", l.address.port()));
+            l.address.set_port(0);
+        }
+    }
+    if let Some(peer) = config
+        .site
+        .peer_groups
+        .first_mut()
+        .and_then(|g| g.peers.first_mut())
+        && UdpSocket::bind(peer.address).is_err()
+    {
+        let free = UdpSocket::bind(SocketAddr::new(peer.address.ip(), 0))?.local_addr()?;
+        moved.push(format!(
+            "simulated core port {} in use: {}",
+            peer.address.port(),
+            free.port()
+        ));
+        peer.address = free;
+    }
+    let media = &mut config.site.media;
+    let ip = media.rtp_address;
+    let range_free =
+        |base: u16| (0..RTP_PORTS_PER_SPAN).all(|i| UdpSocket::bind((ip, base + i)).is_ok());
+    if !range_free(media.rtp_port_base) {
+        let first = media.rtp_port_base;
+        let base = (1..)
+            .map(|k| 20_000 + k * RTP_PORTS_PER_SPAN)
+            .take_while(|b| *b <= 60_000)
+            .find(|b| range_free(*b))
+            .ok_or_else(|| std::io::Error::other("no free range of 64 RTP ports"))?;
+        moved.push(format!("RTP ports {first}+ in use: {base}+"));
+        media.rtp_port_base = base;
+    }
+    Ok(moved)
+}
+
+/// RTP and RTCP ports of one span (`config::media_plan`: base + 64 (span
+/// - 1) + 2 ts); the demo board has one span.
+const RTP_PORTS_PER_SPAN: u16 = 64;
+
 async fn run_async(
-    config: Config,
+    mut config: Config,
     seconds: u64,
     opts: &DemoOptions,
 ) -> std::io::Result<DemoOutcome> {
     let mut out = DemoOutcome::default();
+    let moved = choose_ports(&mut config)?;
     let supervisor = Supervisor::new();
     let lifecycle = Arc::new(Lifecycle::default());
     let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
     board.metrics.register(Arc::new(collect_build_info));
     board.metrics.register(Arc::new(collect_process));
-    let mgmt = config.site.management.listen;
-    let listener = tokio::net::TcpListener::bind(mgmt).await?;
+    let listener = tokio::net::TcpListener::bind(config.site.management.listen).await?;
     let mgmt = listener.local_addr()?;
     let http = tokio::spawn(crate::ops::http::serve(listener, board.clone()));
 
@@ -246,8 +301,14 @@ async fn run_async(
         .name("sim-exchange".into())
         .spawn(move || run_pair_far_end(&ex_cfg, far, &ex_ctl))?;
 
+    if !moved.is_empty() {
+        println!("tdmgw demo: {}; free ports taken instead", moved.join(", "));
+    }
+    let rtp = config.site.media.rtp_port_base;
     println!(
-        "tdmgw demo: gateway up (E1 span 1 on the pair line, SIP {gw_sip}), simulated core at {core_addr}, metrics at http://{mgmt}/metrics"
+        "tdmgw demo: gateway up (E1 span 1 on the pair line, SIP {gw_sip}, RTP {}:{rtp}-{}), simulated core at {core_addr}, metrics at http://{mgmt}/metrics",
+        config.site.media.rtp_address,
+        rtp + RTP_PORTS_PER_SPAN - 1
     );
     let started = Instant::now();
     let mut next = started + Duration::from_secs(2);
