@@ -321,7 +321,7 @@ fn demo(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match tdmgw::sim::demo::choose_ports(&mut config) {
+    match tdmgw::sim::demo::choose_ports(&mut config, 1) {
         Ok(moved) if !moved.is_empty() => {
             println!("tdmgw demo: {}; free ports taken instead", moved.join(", "))
         }

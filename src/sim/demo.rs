@@ -205,10 +205,10 @@ pub fn run(config: Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<
 /// The ports of `examples/demo.toml` (metrics 9100, SIP 5070, core 5080,
 /// RTP 30000 up)
 /// where they are free, else free ones: another demo, a daemon or a test
-/// on the box does not stop the demo. Says what moved. (A port found free
-/// here may be taken before it is bound again: the demo then fails to
-/// start and says which.)
-pub fn choose_ports(config: &mut Config) -> std::io::Result<Vec<String>> {
+/// on the box does not stop the demo. Says what moved. `attempt` (from 1)
+/// varies where a free RTP range is looked for. (A port found free here
+/// may be taken before it is bound: the demo's start then tries again.)
+pub fn choose_ports(config: &mut Config, attempt: u32) -> std::io::Result<Vec<String>> {
     let mut moved = Vec::new();
     let mgmt = &mut config.site.management.listen;
     if mgmt.port() != 0 && TcpListener::bind(*mgmt).is_err() {
@@ -242,10 +242,17 @@ pub fn choose_ports(config: &mut Config) -> std::io::Result<Vec<String>> {
         |base: u16| (0..RTP_PORTS_PER_SPAN).all(|i| UdpSocket::bind((ip, base + i)).is_ok());
     if !range_free(media.rtp_port_base) {
         let first = media.rtp_port_base;
-        let base = (1..)
-            .map(|k| 20_000 + k * RTP_PORTS_PER_SPAN)
-            .take_while(|b| *b <= 60_000)
-            .find(|b| range_free(*b))
+        // Ranges of 64 ports in 20000-59999, searched from a point that
+        // differs per process and attempt, so that demos starting together
+        // do not all pick the same one.
+        let ranges: u16 = 625;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let from = (std::process::id() ^ nanos ^ attempt.wrapping_mul(40_503)) % u32::from(ranges);
+        let base = (0..ranges)
+            .map(|k| 20_000 + ((k + from as u16) % ranges) * RTP_PORTS_PER_SPAN)
+            .find(|b| *b != first && range_free(*b))
             .ok_or_else(|| std::io::Error::other("no free range of 64 RTP ports"))?;
         moved.push(format!("RTP ports {first}+ in use: {base}+"));
         media.rtp_port_base = base;
@@ -257,13 +264,48 @@ pub fn choose_ports(config: &mut Config) -> std::io::Result<Vec<String>> {
 /// - 1) + 2 ts); the demo board has one span.
 const RTP_PORTS_PER_SPAN: u16 = 64;
 
-async fn run_async(
-    mut config: Config,
+/// What [`start`] brought up.
+struct Started {
+    config: Config,
+    moved: Vec<String>,
+    gw: Gateway,
+    gw_sip: SocketAddr,
+    core: SimCore,
+    core_addr: SocketAddr,
+    mgmt: SocketAddr,
+    http: tokio::task::JoinHandle<()>,
+}
+
+/// Attempts at [`start`]: a port found free by [`choose_ports`] can be taken
+/// before it is bound (by another demo starting at the same moment).
+const START_ATTEMPTS: u32 = 5;
+
+/// The management listener, the gateway and the simulated core on the
+/// ports [`choose_ports`] picks; on a failure to bind, everything started
+/// is stopped and the ports are picked again.
+async fn start(config: &Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<Started> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt == START_ATTEMPTS;
+        let mut config = config.clone();
+        let moved = choose_ports(&mut config, attempt)?;
+        match start_once(config, moved, seconds, opts).await {
+            Ok(s) => return Ok(s),
+            Err(e) if !last => {
+                tracing::info!(error = %e, attempt, "demo start failed: ports picked again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn start_once(
+    config: Config,
+    moved: Vec<String>,
     seconds: u64,
     opts: &DemoOptions,
-) -> std::io::Result<DemoOutcome> {
-    let mut out = DemoOutcome::default();
-    let moved = choose_ports(&mut config)?;
+) -> std::io::Result<Started> {
     let supervisor = Supervisor::new();
     let lifecycle = Arc::new(Lifecycle::default());
     let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
@@ -271,24 +313,59 @@ async fn run_async(
     board.metrics.register(Arc::new(collect_process));
     let listener = tokio::net::TcpListener::bind(config.site.management.listen).await?;
     let mgmt = listener.local_addr()?;
-    let http = tokio::spawn(crate::ops::http::serve(listener, board.clone()));
-
-    let mut gw = Gateway::start(&config, &board, &supervisor, lifecycle.clone(), 0x0de0)
+    let gw = Gateway::start(&config, &board, &supervisor, lifecycle.clone(), 0x0de0)
         .await
         .map_err(std::io::Error::other)?;
     let Some(gw_sip) = gw.sip_addr() else {
+        gw.stop().await;
         return Err(std::io::Error::other("the gateway bound no SIP listener"));
     };
-    let core_addr = config
+    let Some(core_addr) = config
         .site
         .peer_groups
         .first()
         .and_then(|g| g.peers.first())
         .map(|p| p.address)
-        .ok_or_else(|| std::io::Error::other("demo.toml has no core peer"))?;
-    let core = SimCore::start(core_config(core_addr, gw_sip, seconds, opts))
-        .await
-        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    else {
+        gw.stop().await;
+        return Err(std::io::Error::other("demo.toml has no core peer"));
+    };
+    let core = match SimCore::start(core_config(core_addr, gw_sip, seconds, opts)).await {
+        Ok(c) => c,
+        Err(e) => {
+            gw.stop().await;
+            return Err(std::io::Error::other(format!("simulated core: {e}")));
+        }
+    };
+    let http = tokio::spawn(crate::ops::http::serve(listener, board));
+    Ok(Started {
+        config,
+        moved,
+        gw,
+        gw_sip,
+        core,
+        core_addr,
+        mgmt,
+        http,
+    })
+}
+
+async fn run_async(
+    config: Config,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> std::io::Result<DemoOutcome> {
+    let mut out = DemoOutcome::default();
+    let Started {
+        config,
+        moved,
+        mut gw,
+        gw_sip,
+        core,
+        core_addr,
+        mgmt,
+        http,
+    } = start(&config, seconds, opts).await?;
 
     let Some((_, far)) = gw.take_pair_far_ends().into_iter().next() else {
         return Err(std::io::Error::other("the demo board has no pair span"));
