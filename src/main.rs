@@ -62,6 +62,10 @@ enum Command {
         /// simulated core on loopback UDP, with a realistic call mix.
         #[arg(long)]
         lifecycle_only: bool,
+        /// The simulated core rejects calls to this number with 486 Busy
+        /// Here (the exchange expects cause 17 for them), e.g. `--busy 101`.
+        #[arg(long, value_name = "NUMBER")]
+        busy: Option<String>,
     },
     /// Show a running gateway: spans and alarms, D-channels, channels, calls,
     /// core peers, loops and readiness.
@@ -124,11 +128,12 @@ fn main() -> ExitCode {
         Command::Demo {
             seconds,
             lifecycle_only,
+            busy,
         } => {
             if lifecycle_only {
                 demo(seconds, cli.log_format)
             } else {
-                demo_full(seconds, cli.log_format)
+                demo_full(seconds, busy, cli.log_format)
             }
         }
         Command::Status { json, socket } => status(&socket, json),
@@ -278,7 +283,7 @@ fn run(path: &std::path::Path, fmt: Option<CliLogFormat>) -> ExitCode {
     }
 }
 
-fn demo_full(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
+fn demo_full(seconds: u64, busy: Option<String>, fmt: Option<CliLogFormat>) -> ExitCode {
     let config = match Config::demo() {
         Ok(c) => c,
         Err(errs) => {
@@ -288,7 +293,8 @@ fn demo_full(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
     };
     // The demo's own lines go to stdout; the log only says what went wrong.
     let _log = logging::init("warn", log_format_or_text(fmt));
-    match tdmgw::sim::demo::run(config, seconds) {
+    let opts = tdmgw::sim::demo::DemoOptions { busy };
+    match tdmgw::sim::demo::run(config, seconds, &opts) {
         Ok(o) if o.ok => {
             println!("demo PASSED: every check held");
             ExitCode::SUCCESS
@@ -308,13 +314,23 @@ fn demo_full(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
 }
 
 fn demo(seconds: u64, fmt: Option<CliLogFormat>) -> ExitCode {
-    let config = match Config::demo() {
+    let mut config = match Config::demo() {
         Ok(c) => c,
         Err(errs) => {
             eprintln!("the built-in demo config is invalid (a bug):\n{errs}");
             return ExitCode::FAILURE;
         }
     };
+    match tdmgw::sim::demo::choose_ports(&mut config, 1) {
+        Ok(moved) if !moved.is_empty() => {
+            println!("tdmgw demo: {}; free ports taken instead", moved.join(", "))
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let log = logging::init(&config.site.log.level, log_format(fmt, &config));
     let opts = daemon::RunOptions {
         config_path: None,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tdmgw::call::manager::RtpTimeoutAction;
-use tdmgw::call::site_config::manager_config;
+use tdmgw::call::site_config::{manager_config, number_complete};
 use tdmgw::config::{Config, ConfigError};
 
 const HEAD: &str = "board = \"builtin:sim\"
@@ -222,4 +222,95 @@ fn check_config_names_the_file_and_line() {
         text.contains(&format!("{}:13: key `call.rtp_timeout_cause`", p.display())),
         "{text}"
     );
+}
+
+/// `[[route]]` `min_digits` / `max_digits` override `[call]`'s for that
+/// route only; Q.931's "number complete" test uses them too.
+#[test]
+fn per_route_digit_limits_override_the_site_ones() {
+    let c = load(&format!(
+        "{HEAD}min_digits = 3
+max_digits = 3
+[[route]]
+called = \"0*\"
+peer_group = \"mcvp\"
+max_digits = 11
+[[route]]
+called = \"*\"
+peer_group = \"mcvp\"
+[call]
+min_digits = 2
+max_digits = 20
+"
+    ));
+    assert_eq!(c.site.routes[0].max_digits, Some(3));
+    let m = manager_config(&c.site, 1);
+    let limits: Vec<_> = m
+        .route_digits
+        .iter()
+        .map(|l| (l.min_digits, l.max_digits))
+        .collect();
+    assert_eq!(limits, [(3, 3), (2, 11), (2, 20)]);
+    let complete = number_complete(&c.site, 1);
+    // 999 at 3 digits despite the catch-all; 0... at 11; others wait.
+    assert!(complete.test("999", None));
+    assert!(!complete.test("0163296000", None));
+    assert!(complete.test("01632960000", None));
+    assert!(!complete.test("5", None));
+}
+
+#[test]
+fn bad_per_route_digit_limits_are_reported_with_file_line_and_key() {
+    let e = errs(&format!(
+        "{HEAD}max_digits = 2
+[[route]]
+called = \"0207XXXXXXX\"
+peer_group = \"mcvp\"
+min_digits = 12
+[[route]]
+called = \"0*\"
+peer_group = \"mcvp\"
+min_digits = 6
+max_digits = 5
+[[route]]
+called = \"1*\"
+peer_group = \"mcvp\"
+max_digits = 33
+[[route]]
+called = \"2*\"
+peer_group = \"mcvp\"
+min_digits = 0
+[[route]]
+called = \"01632*\"
+peer_group = \"mcvp\"
+max_digits = 4
+[[route]]
+called = \"3*\"
+peer_group = \"mcvp\"
+max_digits = 1
+[call]
+min_digits = 2
+"
+    ));
+    assert_err(
+        &e,
+        12,
+        "route[0].max_digits",
+        "matches 3-digit numbers only",
+    );
+    assert_err(
+        &e,
+        16,
+        "route[1].min_digits",
+        "matches 11-digit numbers only",
+    );
+    assert_err(&e, 20, "route[2].min_digits", "expected 1..=max_digits (5)");
+    assert_err(&e, 25, "route[3].max_digits", "expected 1-32 digits");
+    assert_err(&e, 29, "route[4].min_digits", "expected 1..=max_digits");
+    assert_err(&e, 33, "route[5].max_digits", "numbers of 5 digits or more");
+    assert_err(&e, 37, "route[6].max_digits", "below [call] min_digits (2)");
+    assert_eq!(e.len(), 7, "{e:?}");
+    // A route's key the site does not know is a parse error, on its line.
+    let e = errs(&format!("{HEAD}digits = 3\n"));
+    assert_err(&e, 12, "route[0].digits", "unknown field");
 }

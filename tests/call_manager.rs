@@ -28,12 +28,7 @@ const TS: u8 = 5;
 const CORE_RTP: &str = "192.0.2.7";
 
 fn route(called: &str, group: &str) -> Route {
-    Route {
-        called: called.into(),
-        calling: None,
-        span: None,
-        peer_group: group.into(),
-    }
+    Route::new(called, group)
 }
 
 fn config() -> CallManagerConfig {

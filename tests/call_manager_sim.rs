@@ -34,20 +34,7 @@ use common::Rng;
 
 fn config() -> CallManagerConfig {
     let mut c = CallManagerConfig::new(
-        vec![
-            Route {
-                called: "999".into(),
-                calling: None,
-                span: None,
-                peer_group: "mcvp".into(),
-            },
-            Route {
-                called: "101".into(),
-                calling: None,
-                span: None,
-                peer_group: "mcvp".into(),
-            },
-        ],
+        vec![Route::new("999", "mcvp"), Route::new("101", "mcvp")],
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
         40000,
         "gw",

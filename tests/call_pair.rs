@@ -13,13 +13,15 @@ use tdmgw::call::cdr::{CdrRecord, ClearedBy as CdrClearedBy, Direction};
 use tdmgw::call::manager::{
     Action, CallManager, CallManagerConfig, CoreRoute, IsdnCommand, SipAction,
 };
+use tdmgw::call::manager_config::DigitLimits;
+use tdmgw::call::routing::Router;
 use tdmgw::config::Route;
 use tdmgw::isdn::cause::Cause;
 use tdmgw::isdn::dchannel::DChannel;
 use tdmgw::isdn::q921::{self, LinkConfig};
 use tdmgw::isdn::q931::{self, CallId, Event, PlaceCall};
 use tdmgw::isdn::task::TaskError;
-use tdmgw::isdn::timers::TimerValues;
+use tdmgw::isdn::timers::{TimerId, TimerValues};
 use tdmgw::media::control::{self as media, CallSummary};
 use tdmgw::sip::NameAddr;
 use tdmgw::sip::endpoint::{Remote, Transport};
@@ -114,12 +116,7 @@ impl World {
     fn new(script: Script) -> World {
         let now = Instant::now();
         let mut cfg = CallManagerConfig::new(
-            vec![Route {
-                called: "999".into(),
-                calling: None,
-                span: None,
-                peer_group: "mcvp".into(),
-            }],
+            vec![Route::new("999", "mcvp")],
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             40000,
             "10.0.0.1",
@@ -362,6 +359,13 @@ impl World {
         self.now += Duration::from_millis(1);
     }
 
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.tick();
+        }
+    }
+
     fn run_until(&mut self, limit: Duration, what: &str, done: impl Fn(&World) -> bool) {
         let end = self.now + limit;
         while self.now < end {
@@ -566,12 +570,7 @@ fn busy_out_refuses_at_q931_while_the_core_is_down() {
     });
     w.mgr = {
         let mut cfg = CallManagerConfig::new(
-            vec![Route {
-                called: "999".into(),
-                calling: None,
-                span: None,
-                peer_group: "mcvp".into(),
-            }],
+            vec![Route::new("999", "mcvp")],
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             40000,
             "10.0.0.1",
@@ -626,5 +625,172 @@ fn busy_out_refuses_at_q931_while_the_core_is_down() {
     w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
     assert_eq!(w.cdrs[0].q850_cause, 16);
     assert_eq!(w.cdrs[0].core_peer.as_deref(), Some(CORE));
+    w.assert_clean();
+}
+
+/// A world whose gateway receives overlap calls (Q.931 §5.2.4) and knows
+/// its numbering plan: `routes` with their digit limits, the same for the
+/// manager and for Q.931's "number complete" test, as `ops::gateway` wires
+/// them.
+fn overlap_world(routes: Vec<Route>, limits: Vec<DigitLimits>) -> World {
+    let mut w = World::new(Script {
+        core_answers: true,
+        exchange_hangs_up_after: Some(Duration::from_secs(1)),
+        ..Script::default()
+    });
+    let mut cfg = CallManagerConfig::new(
+        routes.clone(),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        40000,
+        "10.0.0.1",
+    );
+    cfg.core_routes = vec![CoreRoute {
+        called: "*".into(),
+        spans: vec![1],
+    }];
+    cfg.route_digits = limits.clone();
+    w.mgr = CallManager::new(cfg, w.now, 1_700_000_000_000);
+    let mut q = q931::Config::e1(1, q931::Role::User);
+    let router = Router::with_limits(routes, limits);
+    q.number_complete = Some(q931::NumberComplete::new(move |called, calling| {
+        router.number_complete(called, calling, 1)
+    }));
+    w.gw_dc = DChannel::new(
+        LinkConfig::pri(1, q921::Role::User, &TimerValues::default(), 3, 7),
+        q,
+        w.now,
+    );
+    w
+}
+
+/// The exchange dials `digits` one at a time: SETUP with the first (no
+/// Sending Complete), then one INFORMATION per digit every 300 ms, none
+/// with Sending Complete. Returns the time of the last digit.
+fn dial_overlap(w: &mut World, digits: &str) -> Instant {
+    let now = w.now;
+    let (first, rest) = digits.split_at(1);
+    let mut place = PlaceCall::speech(first, Some("2079460123"));
+    place.sending_complete = false;
+    let id = w.exchange.q931_mut().place_call(now, place).unwrap();
+    w.exchange.pump(now);
+    let mut last = now;
+    for (i, d) in rest.chars().enumerate() {
+        w.run_for(Duration::from_millis(300));
+        let now = w.now;
+        let r = w
+            .exchange
+            .q931_mut()
+            .information(now, id, &d.to_string(), false);
+        assert_eq!(
+            r,
+            Ok(()),
+            "digit {} refused: the gateway stopped collecting",
+            i + 2
+        );
+        w.exchange.pump(now);
+        last = now;
+    }
+    last
+}
+
+/// When the INVITE reached the core, and its Request-URI.
+fn invite_at_core(w: &mut World, limit: Duration) -> (Instant, String) {
+    w.run_until(limit, "INVITE at the core", |w| {
+        w.core_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::IncomingCall { .. }))
+    });
+    let uri = w
+        .core_events
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::IncomingCall { request, .. } => Some(request.to_bytes()),
+            _ => None,
+        })
+        .map(|b| {
+            let line = b.split(|c| *c == b'\r').next().unwrap_or_default().to_vec();
+            String::from_utf8_lossy(&line).into_owned()
+        })
+        .unwrap_or_default();
+    (w.now, uri)
+}
+
+fn t302() -> Duration {
+    TimerValues::default().get(TimerId::T302)
+}
+
+#[test]
+fn overlap_999_is_routed_at_its_third_digit_without_waiting_for_t302() {
+    // 999 beside 101 and 0207XXXXXXX: no longer number can match a rule.
+    let mut w = overlap_world(
+        vec![
+            Route::new("999", "mcvp"),
+            Route::new("101", "mcvp"),
+            Route::new("0207XXXXXXX", "mcvp"),
+        ],
+        vec![DigitLimits::default(); 3],
+    );
+    w.link_up();
+    let last = dial_overlap(&mut w, "999");
+    // Well before T302 (15 s) could have run out: within a second.
+    let (at, uri) = invite_at_core(&mut w, Duration::from_secs(1));
+    assert!(at - last < t302(), "routed at {:?}", at - last);
+    assert_eq!(uri, "INVITE sip:999@mcvp;user=phone SIP/2.0");
+    // The exchange got CALL PROCEEDING, then the call as usual.
+    assert!(
+        w.exchange_events
+            .iter()
+            .any(|e| matches!(e, Event::Proceeding { .. }))
+    );
+    w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
+    assert_eq!(w.cdrs[0].q850_cause, 16);
+    w.assert_clean();
+}
+
+#[test]
+fn overlap_with_a_catch_all_waits_for_t302_unless_the_route_gives_its_length() {
+    let routes = vec![Route::new("999", "mcvp"), Route::new("*", "mcvp")];
+    // The catch-all could take 9990...: Q.931 collects until T302, as before.
+    let mut w = overlap_world(routes.clone(), vec![DigitLimits::default(); 2]);
+    w.link_up();
+    let last = dial_overlap(&mut w, "999");
+    let (at, uri) = invite_at_core(&mut w, t302() + Duration::from_secs(2));
+    assert!(at - last >= t302(), "routed at {:?}", at - last);
+    assert_eq!(uri, "INVITE sip:999@mcvp;user=phone SIP/2.0");
+    w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
+    w.assert_clean();
+
+    // `max_digits = 3` on the 999 route: complete at its third digit.
+    let mut w = overlap_world(
+        routes,
+        vec![
+            DigitLimits {
+                min_digits: 3,
+                max_digits: 3,
+            },
+            DigitLimits::default(),
+        ],
+    );
+    w.link_up();
+    let last = dial_overlap(&mut w, "999");
+    let (at, _) = invite_at_core(&mut w, Duration::from_secs(1));
+    assert!(at - last < t302(), "routed at {:?}", at - last);
+    w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
+    w.assert_clean();
+}
+
+#[test]
+fn overlap_fixed_length_route_is_routed_at_its_last_digit() {
+    // An 11-digit pattern, nothing longer: complete at the 11th digit.
+    let mut w = overlap_world(
+        vec![Route::new("0207XXXXXXX", "mcvp"), Route::new("999", "mcvp")],
+        vec![DigitLimits::default(); 2],
+    );
+    w.link_up();
+    let last = dial_overlap(&mut w, "02079460123");
+    let (at, uri) = invite_at_core(&mut w, Duration::from_secs(1));
+    assert!(at - last < t302());
+    assert_eq!(uri, "INVITE sip:02079460123@mcvp;user=phone SIP/2.0");
+    w.run_until(Duration::from_secs(10), "CDR", |w| !w.cdrs.is_empty());
     w.assert_clean();
 }

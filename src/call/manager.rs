@@ -223,7 +223,7 @@ pub struct CallManager {
 impl CallManager {
     /// `now` and `unix_ms` are the same moment (CDR times are wall time).
     pub fn new(cfg: CallManagerConfig, now: Instant, unix_ms: u64) -> CallManager {
-        let router = Router::new(cfg.routes.clone());
+        let router = Router::with_limits(cfg.routes.clone(), cfg.route_digits.clone());
         let next_audit = now + cfg.audit_interval;
         CallManager {
             cfg,
@@ -794,12 +794,7 @@ impl CallManager {
             return self.refuse_setup(now, key, self.cfg.no_route_cause, "no route");
         };
         let (index, group) = (m.index, m.route.peer_group.clone());
-        let limits = self
-            .cfg
-            .route_digits
-            .get(index)
-            .copied()
-            .unwrap_or_default();
+        let limits = self.router.limits(index);
         if called_digits.len() < limits.min_digits {
             self.counters.refused_incomplete += 1;
             return self.refuse_setup(now, key, Cause::INVALID_NUMBER_FORMAT, "too few digits");

@@ -7,18 +7,41 @@
 //! P-Asserted-Identity URIs), the peer groups (each group's name is its
 //! Request-URI host unless the group has one peer, whose address is used)
 //! and the `[call]` section (`config::call`): refusal causes, busy-out,
-//! digit limits (every route), the audit, RTP timeouts, SIP INFO DTMF,
+//! digit limits (each route's own `min_digits` / `max_digits` over the
+//! site's), the audit, RTP timeouts, SIP INFO DTMF,
 //! number formats and the cause-table overrides, every span's and each
 //! `[[call.trunk]]`'s (a trunk's table is the site's plus its own).
 
 use super::cause_map::CauseMap;
 use super::manager::{CallManagerConfig, CoreRoute, DigitLimits, RtpTimeoutAction};
 use super::numbers::NumberFormat;
+use super::routing::Router;
 use crate::config::SiteConfig;
 use crate::config::call::{
     RtpTimeoutAction as CfgRtpAction, q850_to_sip_overrides, sip_to_q850_overrides,
 };
 use crate::isdn::cause::Cause;
+use crate::isdn::q931::NumberComplete;
+
+/// Overlap receiving on `span`: Q.931's test of a complete called number
+/// ([`Router::number_complete`] over the site's routes and digit limits,
+/// the same the manager routes by).
+pub fn number_complete(site: &SiteConfig, span: u8) -> NumberComplete {
+    let router = Router::with_limits(site.routes.clone(), route_digits(site));
+    NumberComplete::new(move |called, calling| router.number_complete(called, calling, span))
+}
+
+/// Each route's digit limits: its own, else `[call]`'s.
+fn route_digits(site: &SiteConfig) -> Vec<DigitLimits> {
+    let c = &site.call;
+    site.routes
+        .iter()
+        .map(|r| DigitLimits {
+            min_digits: r.min_digits.unwrap_or(c.min_digits),
+            max_digits: r.max_digits.unwrap_or(c.max_digits),
+        })
+        .collect()
+}
 
 /// The manager's parameters for `site`; `seed` seeds the SDP session ids.
 pub fn manager_config(site: &SiteConfig, seed: u64) -> CallManagerConfig {
@@ -51,13 +74,7 @@ pub fn manager_config(site: &SiteConfig, seed: u64) -> CallManagerConfig {
     cfg.drain_status = c.drain_status;
     cfg.busy_out = c.busy_out;
     cfg.no_answer_timeout = c.no_answer_timeout.get();
-    cfg.route_digits = vec![
-        DigitLimits {
-            min_digits: c.min_digits,
-            max_digits: c.max_digits,
-        };
-        site.routes.len()
-    ];
+    cfg.route_digits = route_digits(site);
     cfg.audit_interval = c.audit_interval.get();
     cfg.long_call_check = c.status_enquiry_after.get();
     cfg.rtp_timeout = c.rtp_timeout.get();

@@ -65,11 +65,14 @@ pub struct CallSection {
     #[serde(default = "default_no_answer_timeout")]
     pub no_answer_timeout: ConfigDuration,
     /// Collect the digits of a SETUP without Sending Complete (SETUP
-    /// ACKNOWLEDGE, INFORMATION, `T302` of `[span.timers]`) before routing.
+    /// ACKNOWLEDGE, INFORMATION, `T302` of `[span.timers]`) before routing,
+    /// until the number is complete for the routes
+    /// (`call::routing::Router::number_complete`).
     #[serde(default = "default_true")]
     pub overlap_receiving: bool,
-    /// Every route: fewer called digits are refused with cause 28, more
-    /// are cut to `max_digits`.
+    /// Routes without their own (`[[route]]` `min_digits`/`max_digits`):
+    /// fewer called digits are refused with cause 28, more are cut to
+    /// `max_digits` (and overlap receiving stops there).
     #[serde(default = "default_min_digits")]
     pub min_digits: usize,
     #[serde(default = "default_max_digits")]

@@ -23,7 +23,7 @@ pub use duration::{ConfigDuration, format_duration, parse_duration};
 pub use media_plan::{DahdiSpanPlan, MediaPlan, MediaPlanError, media_plan};
 pub use site::{
     ChannelHunt, LogFormat, Peer, PeerGroup, Role, Route, SIP_TIMERS, SiteConfig, SpanSignalling,
-    Transport, pattern_matches,
+    Transport, pattern_fixed_len, pattern_matches,
 };
 pub use source::Source;
 

@@ -363,6 +363,10 @@ fn default_weight() -> u16 {
 
 /// A called-number pattern: digits, `X` for any one digit and an optional
 /// trailing `*` for any further digits. `"999"`, `"101"`, `"0207XXXXXXX"`, `"*"`.
+///
+/// `min_digits` / `max_digits` override `[call]`'s for this route: fewer
+/// digits are refused with cause 28, and with overlap receiving the number
+/// is complete (routed without waiting for T302) once it has `max_digits`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -370,6 +374,31 @@ pub struct Route {
     pub calling: Option<String>,
     pub span: Option<u8>,
     pub peer_group: String,
+    #[serde(default)]
+    pub min_digits: Option<usize>,
+    #[serde(default)]
+    pub max_digits: Option<usize>,
+}
+
+impl Route {
+    /// A route to `peer_group` for called numbers matching `called`, with
+    /// no other condition and the site's digit limits.
+    pub fn new(called: &str, peer_group: &str) -> Route {
+        Route {
+            called: called.into(),
+            calling: None,
+            span: None,
+            peer_group: peer_group.into(),
+            min_digits: None,
+            max_digits: None,
+        }
+    }
+}
+
+/// The length of every number a pattern matches, when it has one (no
+/// trailing `*`); else `None`.
+pub fn pattern_fixed_len(pattern: &str) -> Option<usize> {
+    (!pattern.ends_with('*')).then_some(pattern.len())
 }
 
 /// Whether `number` matches a route pattern (see [`Route`]).
@@ -653,6 +682,62 @@ impl SiteConfig {
             {
                 errs.push(src.error(&format!("{p}.span"), format!("no span {s}")));
             }
+            self.validate_route_digits(src, &p, r, errs);
+        }
+    }
+
+    /// A route's `min_digits` / `max_digits`: in range, consistent with
+    /// each other (the site's value standing in for the one not given) and
+    /// with the numbers the route's pattern can match.
+    fn validate_route_digits(&self, src: &Source, p: &str, r: &Route, errs: &mut Vec<ConfigError>) {
+        if r.min_digits.is_none() && r.max_digits.is_none() {
+            // The site's limits, checked with `[call]`.
+            return;
+        }
+        let mut err = |key: &str, msg: String| errs.push(src.error(&format!("{p}.{key}"), msg));
+        if let Some(max) = r.max_digits
+            && !(1..=32).contains(&max)
+        {
+            return err("max_digits", "expected 1-32 digits".into());
+        }
+        if r.min_digits == Some(0) {
+            return err("min_digits", "expected 1..=max_digits".into());
+        }
+        let min = r.min_digits.unwrap_or(self.call.min_digits);
+        let max = r.max_digits.unwrap_or(self.call.max_digits);
+        if min > max {
+            return match r.min_digits {
+                Some(_) => err("min_digits", format!("expected 1..=max_digits ({max})")),
+                None => err(
+                    "max_digits",
+                    format!("below [call] min_digits ({min}): no number could be routed"),
+                ),
+            };
+        }
+        let body = r.called.strip_suffix('*').unwrap_or(&r.called).len();
+        match pattern_fixed_len(&r.called) {
+            Some(len) if r.min_digits.is_some_and(|m| m > len) => err(
+                "min_digits",
+                format!(
+                    "the pattern `{}` matches {len}-digit numbers only",
+                    r.called
+                ),
+            ),
+            Some(len) if r.max_digits.is_some_and(|m| m < len) => err(
+                "max_digits",
+                format!(
+                    "the pattern `{}` matches {len}-digit numbers only",
+                    r.called
+                ),
+            ),
+            None if r.max_digits.is_some_and(|m| m < body) => err(
+                "max_digits",
+                format!(
+                    "the pattern `{}` matches numbers of {body} digits or more",
+                    r.called
+                ),
+            ),
+            _ => {}
         }
     }
 

@@ -345,6 +345,7 @@ impl Gateway {
                 .map_or(30, |b| b.channels);
             let (link, mut q931) = sig.dchannel_params(channels);
             q931.overlap_receiving = site.call.overlap_receiving;
+            q931.number_complete = Some(crate::call::site_config::number_complete(site, id8));
             let we_are_network = q931.role == crate::isdn::q931::Role::Network;
             let obs = || {
                 DchannelOps::register_traced(supervisor, id8, board.trace.clone(), we_are_network)

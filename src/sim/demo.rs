@@ -9,6 +9,8 @@
 //!   a number with no route (refused, cause 1), every 4th call abandoned
 //!   while ringing, DTMF in-band on every 3rd answered call (echoed back),
 //!   and answering the core's call-backs after 300 ms of ringing.
+//! - With `--busy NUMBER` ([`DemoOptions::busy`]) the core rejects calls to
+//!   that number with 486 (the exchange expects cause 17 for them).
 //! - The simulated core ([`super::core::SimCore`]) on loopback UDP (the
 //!   `sim-core` peer of demo.toml): rings, answers and echoes RTP for 999,
 //!   and places call-backs towards the exchange.
@@ -19,14 +21,14 @@
 //! and at the end the gateway held no call, no busy B-channel and no SIP
 //! dialog.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use super::core::{AnswerPolicy, CallPlan, Expect, SimCore, SimCoreConfig};
+use super::core::{AnswerPolicy, CallPlan, Expect, Outcome, SimCore, SimCoreConfig};
 use super::exchange::{ExchangeConfig, ExchangeReport, Incoming, RunControl, Scenario};
 use super::exchange_run::run_pair_far_end;
 use crate::config::Config;
@@ -46,6 +48,14 @@ const EXCHANGE_DIGITS: &str = "123#";
 /// Digits the core sends as RFC 4733 (reach the exchange in-band).
 const CORE_DIGITS: &str = "456*";
 
+/// Variants of the demo's call mix.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// The core rejects calls to this number with 486 Busy Here (the
+    /// exchange then sees cause 17, RFC 3398 §7.2.4.1).
+    pub busy: Option<String>,
+}
+
 /// What a demo run found.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOutcome {
@@ -53,7 +63,7 @@ pub struct DemoOutcome {
     pub failures: Vec<String>,
 }
 
-fn scenario(seconds: u64) -> Scenario {
+fn scenario(seconds: u64, opts: &DemoOptions) -> Scenario {
     let calls = (seconds as u32).saturating_sub(4).max(4);
     Scenario {
         calls,
@@ -71,8 +81,10 @@ fn scenario(seconds: u64) -> Scenario {
         abandon_after: Duration::from_millis(150),
         dtmf_every: 3,
         dtmf_digits: EXCHANGE_DIGITS.into(),
-        // The core does not echo telephone-events: the digits are checked
-        // where they arrive (the core's RFC 4733 receiver).
+        // The digits are checked where they arrive (the core's RFC 4733
+        // receiver), not by their echo: on a call-back, which also carries
+        // the core's own digits, the core does not echo telephone-events
+        // (`sim::rtp_peer`).
         dtmf_expect_echo: false,
         incoming: Incoming::Answer {
             ring: Duration::from_millis(300),
@@ -80,7 +92,11 @@ fn scenario(seconds: u64) -> Scenario {
         expect_incoming: core_calls(seconds),
         // Unallocated number (no route), and the abandoned calls' own
         // clearing (normal, 16) before an answer.
-        expected_causes: vec![1, 16],
+        expected_causes: if opts.busy.is_some() {
+            vec![1, 16, 17]
+        } else {
+            vec![1, 16]
+        },
         // The line aligns and both ends establish the data link at start-up
         // (a peer re-establishment, MDL-ERROR F, is seen now and then while
         // the pair line primes): start once it has settled.
@@ -97,7 +113,12 @@ fn core_calls(seconds: u64) -> u32 {
     ((seconds / 5) as u32).max(1)
 }
 
-fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCoreConfig {
+fn core_config(
+    listen: SocketAddr,
+    gateway: SocketAddr,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> SimCoreConfig {
     let mut c = SimCoreConfig::new(listen);
     // 999 rings for 400 ms (long enough for the exchange to abandon some),
     // 101 answers after 200 ms.
@@ -112,6 +133,21 @@ fn core_config(listen: SocketAddr, gateway: SocketAddr, seconds: u64) -> SimCore
             ..AnswerPolicy::default()
         },
     )];
+    if let Some(busy) = &opts.busy {
+        c.answer_by_number.insert(
+            0,
+            (
+                busy.clone(),
+                AnswerPolicy {
+                    outcome: Outcome::Reject {
+                        status: 486,
+                        q850: None,
+                    },
+                    ..AnswerPolicy::default()
+                },
+            ),
+        );
+    }
     let mut plan = CallPlan::new(gateway, CALL_BACK);
     plan.calls = core_calls(seconds);
     plan.rate_per_s = 0.25;
@@ -157,48 +193,184 @@ fn progress(gw: &Gateway, core: &SimCore, t: u64) {
 
 /// Runs the demo for about `seconds` (plus the wind-down) on a fresh
 /// runtime; see the module doc.
-pub fn run(config: Config, seconds: u64) -> std::io::Result<DemoOutcome> {
+pub fn run(config: Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<DemoOutcome> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tdmgw-control")
         .enable_all()
         .build()?;
-    rt.block_on(run_async(config, seconds))
+    rt.block_on(run_async(config, seconds, opts))
 }
 
-async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome> {
-    let mut out = DemoOutcome::default();
+/// The ports of `examples/demo.toml` (metrics 9100, SIP 5070, core 5080,
+/// RTP 30000 up)
+/// where they are free, else free ones: another demo, a daemon or a test
+/// on the box does not stop the demo. Says what moved. `attempt` (from 1)
+/// varies where a free RTP range is looked for. (A port found free here
+/// may be taken before it is bound: the demo's start then tries again.)
+pub fn choose_ports(config: &mut Config, attempt: u32) -> std::io::Result<Vec<String>> {
+    let mut moved = Vec::new();
+    let mgmt = &mut config.site.management.listen;
+    if mgmt.port() != 0 && TcpListener::bind(*mgmt).is_err() {
+        moved.push(format!("metrics port {} in use", mgmt.port()));
+        mgmt.set_port(0);
+    }
+    for l in config.site.sip.listen.iter_mut() {
+        if l.address.port() != 0 && UdpSocket::bind(l.address).is_err() {
+            moved.push(format!("SIP port {} in use", l.address.port()));
+            l.address.set_port(0);
+        }
+    }
+    if let Some(peer) = config
+        .site
+        .peer_groups
+        .first_mut()
+        .and_then(|g| g.peers.first_mut())
+        && UdpSocket::bind(peer.address).is_err()
+    {
+        let free = UdpSocket::bind(SocketAddr::new(peer.address.ip(), 0))?.local_addr()?;
+        moved.push(format!(
+            "simulated core port {} in use: {}",
+            peer.address.port(),
+            free.port()
+        ));
+        peer.address = free;
+    }
+    let media = &mut config.site.media;
+    let ip = media.rtp_address;
+    let range_free =
+        |base: u16| (0..RTP_PORTS_PER_SPAN).all(|i| UdpSocket::bind((ip, base + i)).is_ok());
+    if !range_free(media.rtp_port_base) {
+        let first = media.rtp_port_base;
+        // Ranges of 64 ports in 20000-59999, searched from a point that
+        // differs per process and attempt, so that demos starting together
+        // do not all pick the same one.
+        let ranges: u16 = 625;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let from = (std::process::id() ^ nanos ^ attempt.wrapping_mul(40_503)) % u32::from(ranges);
+        let base = (0..ranges)
+            .map(|k| 20_000 + ((k + from as u16) % ranges) * RTP_PORTS_PER_SPAN)
+            .find(|b| *b != first && range_free(*b))
+            .ok_or_else(|| std::io::Error::other("no free range of 64 RTP ports"))?;
+        moved.push(format!("RTP ports {first}+ in use: {base}+"));
+        media.rtp_port_base = base;
+    }
+    Ok(moved)
+}
+
+/// RTP and RTCP ports of one span (`config::media_plan`: base + 64 (span
+/// - 1) + 2 ts); the demo board has one span.
+const RTP_PORTS_PER_SPAN: u16 = 64;
+
+/// What [`start`] brought up.
+struct Started {
+    config: Config,
+    moved: Vec<String>,
+    gw: Gateway,
+    gw_sip: SocketAddr,
+    core: SimCore,
+    core_addr: SocketAddr,
+    mgmt: SocketAddr,
+    http: tokio::task::JoinHandle<()>,
+}
+
+/// Attempts at [`start`]: a port found free by [`choose_ports`] can be taken
+/// before it is bound (by another demo starting at the same moment).
+const START_ATTEMPTS: u32 = 5;
+
+/// The management listener, the gateway and the simulated core on the
+/// ports [`choose_ports`] picks; on a failure to bind, everything started
+/// is stopped and the ports are picked again.
+async fn start(config: &Config, seconds: u64, opts: &DemoOptions) -> std::io::Result<Started> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt == START_ATTEMPTS;
+        let mut config = config.clone();
+        let moved = choose_ports(&mut config, attempt)?;
+        match start_once(config, moved, seconds, opts).await {
+            Ok(s) => return Ok(s),
+            Err(e) if !last => {
+                tracing::info!(error = %e, attempt, "demo start failed: ports picked again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn start_once(
+    config: Config,
+    moved: Vec<String>,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> std::io::Result<Started> {
     let supervisor = Supervisor::new();
     let lifecycle = Arc::new(Lifecycle::default());
     let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
     board.metrics.register(Arc::new(collect_build_info));
     board.metrics.register(Arc::new(collect_process));
-    let mgmt = config.site.management.listen;
-    let listener = tokio::net::TcpListener::bind(mgmt).await?;
+    let listener = tokio::net::TcpListener::bind(config.site.management.listen).await?;
     let mgmt = listener.local_addr()?;
-    let http = tokio::spawn(crate::ops::http::serve(listener, board.clone()));
-
-    let mut gw = Gateway::start(&config, &board, &supervisor, lifecycle.clone(), 0x0de0)
+    let gw = Gateway::start(&config, &board, &supervisor, lifecycle.clone(), 0x0de0)
         .await
         .map_err(std::io::Error::other)?;
     let Some(gw_sip) = gw.sip_addr() else {
+        gw.stop().await;
         return Err(std::io::Error::other("the gateway bound no SIP listener"));
     };
-    let core_addr = config
+    let Some(core_addr) = config
         .site
         .peer_groups
         .first()
         .and_then(|g| g.peers.first())
         .map(|p| p.address)
-        .ok_or_else(|| std::io::Error::other("demo.toml has no core peer"))?;
-    let core = SimCore::start(core_config(core_addr, gw_sip, seconds))
-        .await
-        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    else {
+        gw.stop().await;
+        return Err(std::io::Error::other("demo.toml has no core peer"));
+    };
+    let core = match SimCore::start(core_config(core_addr, gw_sip, seconds, opts)).await {
+        Ok(c) => c,
+        Err(e) => {
+            gw.stop().await;
+            return Err(std::io::Error::other(format!("simulated core: {e}")));
+        }
+    };
+    let http = tokio::spawn(crate::ops::http::serve(listener, board));
+    Ok(Started {
+        config,
+        moved,
+        gw,
+        gw_sip,
+        core,
+        core_addr,
+        mgmt,
+        http,
+    })
+}
+
+async fn run_async(
+    config: Config,
+    seconds: u64,
+    opts: &DemoOptions,
+) -> std::io::Result<DemoOutcome> {
+    let mut out = DemoOutcome::default();
+    let Started {
+        config,
+        moved,
+        mut gw,
+        gw_sip,
+        core,
+        core_addr,
+        mgmt,
+        http,
+    } = start(&config, seconds, opts).await?;
 
     let Some((_, far)) = gw.take_pair_far_ends().into_iter().next() else {
         return Err(std::io::Error::other("the demo board has no pair span"));
     };
-    let mut ex_cfg = ExchangeConfig::network(scenario(seconds));
+    let mut ex_cfg = ExchangeConfig::network(scenario(seconds, opts));
     ex_cfg.run_for = Duration::from_secs(seconds + 20);
     let ctl = RunControl::default();
     let ex_ctl = ctl.clone();
@@ -206,8 +378,14 @@ async fn run_async(config: Config, seconds: u64) -> std::io::Result<DemoOutcome>
         .name("sim-exchange".into())
         .spawn(move || run_pair_far_end(&ex_cfg, far, &ex_ctl))?;
 
+    if !moved.is_empty() {
+        println!("tdmgw demo: {}; free ports taken instead", moved.join(", "));
+    }
+    let rtp = config.site.media.rtp_port_base;
     println!(
-        "tdmgw demo: gateway up (E1 span 1 on the pair line, SIP {gw_sip}), simulated core at {core_addr}, metrics at http://{mgmt}/metrics"
+        "tdmgw demo: gateway up (E1 span 1 on the pair line, SIP {gw_sip}, RTP {}:{rtp}-{}), simulated core at {core_addr}, metrics at http://{mgmt}/metrics",
+        config.site.media.rtp_address,
+        rtp + RTP_PORTS_PER_SPAN - 1
     );
     let started = Instant::now();
     let mut next = started + Duration::from_secs(2);

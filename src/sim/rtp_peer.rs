@@ -308,8 +308,18 @@ impl Sender {
         }
     }
 
-    /// Echo mode: `pkt` re-stamped as ours.
+    /// Echo mode: `pkt` re-stamped as ours. The far end's telephone-events
+    /// are echoed too (its DTMF comes back), except when we send digits of
+    /// our own: our source carries one event stream whose events follow one
+    /// another (RFC 4733 §2.5.1), and the far end's events spliced in with
+    /// new timestamps would cut ours short and reach it as digits we never
+    /// sent (a demo call-back heard "1256*" for our "456*": its own "12"
+    /// echoed over our "4").
     fn echo(&mut self, pkt: &RtpPacket<'_>, buf: &mut [u8]) -> Option<usize> {
+        if !self.cfg.dtmf.is_empty() && Some(pkt.repr.payload_type.0) == self.cfg.event_payload_type
+        {
+            return None;
+        }
         let origin = *self.echo_ts_origin.get_or_insert(pkt.repr.timestamp);
         let repr = RtpRepr {
             marker: pkt.repr.marker,
@@ -691,5 +701,81 @@ mod tests {
         assert_eq!(s.packets_lost, 3);
         assert_eq!(s.sequence_gaps, 2);
         assert_eq!(s.packets_expected, 20);
+    }
+
+    /// A telephone-event packet of `digit` (RFC 4733 §2.3), start of event.
+    fn event_packet(digit: u8, ts: u32, buf: &mut [u8]) -> usize {
+        let code = match digit {
+            b'*' => 10,
+            b'#' => 11,
+            d => d - b'0',
+        };
+        let payload = [code, 10, 0, 160];
+        let repr = RtpRepr {
+            marker: true,
+            payload_type: PayloadType(101),
+            sequence_number: 7,
+            timestamp: ts,
+            ssrc: 0xABCD,
+        };
+        repr.emit(&payload, buf).unwrap()
+    }
+
+    #[test]
+    fn echo_sends_back_the_far_ends_events_only_when_it_sends_none_of_its_own() {
+        let mut inbuf = [0u8; 64];
+        let n = event_packet(b'1', 8000, &mut inbuf);
+        let event = RtpPacket::parse(&inbuf[..n]).unwrap();
+        let audio_repr = RtpRepr {
+            marker: false,
+            payload_type: PayloadType(8),
+            sequence_number: 8,
+            timestamp: 8160,
+            ssrc: 0xABCD,
+        };
+        let mut abuf = [0u8; 200];
+        let an = audio_repr.emit(&[0xD5; 160], &mut abuf).unwrap();
+        let audio = RtpPacket::parse(&abuf[..an]).unwrap();
+        let mut out = [0u8; 1500];
+
+        // No digits of our own: the far end's DTMF comes back.
+        let mut plain = Sender::new(cfg(MediaMode::Echo));
+        let m = plain.echo(&event, &mut out).expect("event echoed");
+        let back = RtpPacket::parse(&out[..m]).unwrap();
+        assert_eq!(back.repr.payload_type.0, 101);
+        assert_eq!(back.repr.ssrc, 0x1234_5678);
+
+        // Our own digits going out: the far end's events are not spliced
+        // into our event stream; its audio still comes back.
+        let mut c = cfg(MediaMode::Echo);
+        c.dtmf = "456*".into();
+        let mut own = Sender::new(c.clone());
+        assert_eq!(own.echo(&event, &mut out), None);
+        assert!(own.echo(&audio, &mut out).is_some());
+
+        // What the far end hears from us is our digits, in order, even with
+        // its own digits arriving all along.
+        let mut rx = Receiver::default();
+        let now = Instant::now();
+        let far = [b'1', b'2', b'3', b'#'];
+        for i in 0..200u64 {
+            let mut sent = Vec::new();
+            if let Some(k) = own.tick(&mut out, now) {
+                sent.push(out[..k].to_vec());
+            }
+            let k = event_packet(
+                far[(i / 20) as usize % 4],
+                8000 + (i / 20) as u32 * 1600,
+                &mut inbuf,
+            );
+            if let Some(k) = own.echo(&RtpPacket::parse(&inbuf[..k]).unwrap(), &mut out) {
+                sent.push(out[..k].to_vec());
+            }
+            for p in sent {
+                rx.on_packet(&RtpPacket::parse(&p).unwrap(), &c, i * 160);
+            }
+        }
+        rx.drain_events();
+        assert_eq!(rx.stats.dtmf_received, "456*");
     }
 }

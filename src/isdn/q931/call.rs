@@ -14,9 +14,14 @@
 //! Timers run per call from one table ([`TimerValues`]), indexed by
 //! [`TimerId`]: T303 (U1/N6), T310 (U3/N9), T301 (U4/N7), T313 (U8), T305
 //! (U11/N12), T308 (U19/N19), T309 (U10/N10 while the link is down), T322
-//! (after STATUS ENQUIRY); T316 runs per span for our RESTART.
+//! (after STATUS ENQUIRY); T316 runs per span for our RESTART; T302 (U25/N2)
+//! while an incoming call's digits are collected (overlap receiving), which
+//! ends at Sending Complete, at T302's expiry, or as soon as
+//! [`Config::number_complete`] says the called number is complete.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
@@ -51,6 +56,36 @@ pub struct Config {
     /// Answer a SETUP without Sending Complete with SETUP ACKNOWLEDGE and
     /// collect digits (INFORMATION, T302) before CALL PROCEEDING.
     pub overlap_receiving: bool,
+    /// Overlap receiving: the call layer's test of whether the called
+    /// number collected so far is complete (the routes'); `None`: only
+    /// Sending Complete or T302 end the digits.
+    pub number_complete: Option<NumberComplete>,
+}
+
+/// Q.931 §5.1.3 / §5.2.4: "the called party number is complete", as the
+/// call layer determines it from its numbering plan (its routes); called
+/// with the called digits so far and the calling number's digits.
+#[derive(Clone)]
+pub struct NumberComplete(Arc<NumberTest>);
+
+/// `(called digits, calling digits) -> complete`.
+type NumberTest = dyn Fn(&str, Option<&str>) -> bool + Send + Sync;
+
+impl NumberComplete {
+    pub fn new(f: impl Fn(&str, Option<&str>) -> bool + Send + Sync + 'static) -> NumberComplete {
+        NumberComplete(Arc::new(f))
+    }
+
+    /// Whether `called` (with `calling`) is complete.
+    pub fn test(&self, called: &str, calling: Option<&str>) -> bool {
+        (self.0)(called, calling)
+    }
+}
+
+impl fmt::Debug for NumberComplete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NumberComplete(..)")
+    }
 }
 
 impl Config {
@@ -68,6 +103,7 @@ impl Config {
             restart_on_establish: false,
             t316_retries: 2,
             overlap_receiving: true,
+            number_complete: None,
         }
     }
 }
@@ -1233,7 +1269,7 @@ impl Q931 {
             bearer: m.bearer().cloned(),
             channel: ts,
         };
-        if self.cfg.overlap_receiving && !m.sending_complete() {
+        if self.cfg.overlap_receiving && !m.sending_complete() && !self.number_complete(&event) {
             // §5.2.4 / §5.1.3: overlap: SETUP ACKNOWLEDGE, collect digits under T302.
             let ack = self.msg(k, Mt::SETUP_ACKNOWLEDGE).with(
                 IeId::CHANNEL_IDENTIFICATION,
@@ -1287,12 +1323,46 @@ impl Q931 {
                 None => *called = Some(n.clone()),
             }
         }
-        if m.sending_complete() {
+        let complete = self
+            .calls
+            .get(&k)
+            .and_then(|c| c.incoming.as_ref())
+            .is_some_and(|e| self.number_complete(e));
+        if m.sending_complete() || complete {
+            // §5.1.3 / §5.2.4: Sending Complete, or the number is known to
+            // be complete: stop T302 and go on without waiting for it.
             self.stop(k, TimerId::T302);
             self.digits_complete(now, k);
         } else {
             self.start(now, k, TimerId::T302);
         }
+    }
+
+    /// Whether an incoming call's called number is complete by the call
+    /// layer's test ([`Config::number_complete`]), without Sending Complete.
+    fn number_complete(&self, incoming: &Event) -> bool {
+        let Event::IncomingCall {
+            called: Some(called),
+            calling,
+            ..
+        } = incoming
+        else {
+            return false;
+        };
+        let Some(test) = &self.cfg.number_complete else {
+            return false;
+        };
+        let calling = calling.as_ref().map(|n| n.digits_str());
+        let complete =
+            !called.digits.is_empty() && test.test(&called.digits_str(), calling.as_deref());
+        if complete {
+            debug!(
+                span = self.cfg.span,
+                digits = called.digits.len(),
+                "q931 called number complete without Sending Complete"
+            );
+        }
+        complete
     }
 
     /// The digits of an overlap call are complete: CALL PROCEEDING and the
@@ -1668,5 +1738,55 @@ mod tests {
             assert_eq!(user.call_state(a), None);
             assert_eq!(net.call_state(b), None);
         }
+    }
+
+    /// Overlap receiving with the call layer's "number complete" test
+    /// (§5.2.4): a SETUP whose number is already complete is answered with
+    /// CALL PROCEEDING at once; an incomplete one gets SETUP ACKNOWLEDGE
+    /// and the INFORMATION that completes it stops T302.
+    #[test]
+    fn overlap_receiving_stops_once_the_number_is_complete() {
+        let now = Instant::now();
+        let mut net = linked(Role::Network, now);
+        let mut cfg = Config::e1(1, Role::User);
+        cfg.number_complete = Some(NumberComplete::new(|called, _| called == "999"));
+        let mut user = Q931::new(cfg);
+        user.handle_dl(now, DlIndication::Established);
+        let _ = sent(&mut user);
+        let _ = sent(&mut net);
+        while user.poll_event().is_some() {}
+
+        // Complete in the SETUP: no SETUP ACKNOWLEDGE, no T302.
+        let mut place = PlaceCall::speech("999", None);
+        place.sending_complete = false;
+        net.place_call(now, place).unwrap();
+        deliver(sent(&mut net), &mut user, now);
+        assert_eq!(types(&sent(&mut user)), [Mt::CALL_PROCEEDING]);
+        assert!(matches!(
+            user.poll_event(),
+            Some(Event::IncomingCall { called: Some(n), .. }) if n.digits_str() == "999"
+        ));
+
+        // "9", then "9", then "9": complete at the third digit.
+        let mut place = PlaceCall::speech("9", None);
+        place.sending_complete = false;
+        let id = net.place_call(now, place).unwrap();
+        deliver(sent(&mut net), &mut user, now);
+        let ack = sent(&mut user);
+        assert_eq!(types(&ack), [Mt::SETUP_ACKNOWLEDGE]);
+        deliver(ack, &mut net, now);
+        for _ in 0..2 {
+            net.information(now, id, "9", false).unwrap();
+            deliver(sent(&mut net), &mut user, now);
+        }
+        assert_eq!(types(&sent(&mut user)), [Mt::CALL_PROCEEDING]);
+        assert!(matches!(
+            user.poll_event(),
+            Some(Event::IncomingCall { called: Some(n), .. }) if n.digits_str() == "999"
+        ));
+        // T302 stopped: nothing more happens at its expiry.
+        user.handle_timeout(now + std::time::Duration::from_secs(60));
+        assert!(types(&sent(&mut user)).iter().all(|t| *t != Mt::DISCONNECT));
+        assert_eq!(user.poll_event(), None);
     }
 }

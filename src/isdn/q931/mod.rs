@@ -80,7 +80,7 @@ pub mod rules;
 pub mod state;
 
 pub use api::{CallId, ClearedBy, CommandError, Event, PlaceCall, Role};
-pub use call::{Config, Counters, Q931};
+pub use call::{Config, Counters, NumberComplete, Q931};
 pub use channels::{ChannelState, ChannelTable, Hunt};
 pub use codepoints::{IeId, MessageType};
 pub use header::{CallReference, Header, HeaderError, PROTOCOL_DISCRIMINATOR};
