@@ -17,6 +17,11 @@
 //!   peers when the only core peer stops answering OPTIONS, and back to
 //!   200 when it answers again.
 //!
+//! - A gateway that cannot start (its serial span's tty does not exist)
+//!   leaves the daemon up but not ready: `/readyz` 503 naming the error,
+//!   `/livez` 200 (every loop that runs makes progress), the state in
+//!   `/metrics` and `tdmgw status`; SIGTERM still stops it cleanly.
+//!
 //! Every process is killed when its guard is dropped, so a failing test
 //! leaves nothing running. Waits are hang guards only (nothing is timed).
 //! The two tests take turns (one rig at a time) so that a loaded 2-core
@@ -29,6 +34,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 mod e2e_common;
@@ -538,4 +544,135 @@ fn readyz_follows_span_alarm_and_core_peers() {
         "peer back",
         &[&exchange, &core],
     );
+}
+
+#[test]
+fn readyz_fails_naming_the_error_when_the_gateway_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.sock");
+    let tty = dir.path().join("no-such-tty");
+    let board = format!(
+        r#"name = "missing-card"
+description = "one E1 on a serial tty that is not there"
+[media]
+realtime_priority = 0
+lock_memory = false
+[[span]]
+id = 1
+driver = "serial"
+device = "{tty}"
+baud = 2048000
+"#,
+        tty = tty.display()
+    );
+    let site = format!(
+        r#"board = "board.toml"
+[management]
+listen = "127.0.0.1:0"
+admin_socket = "{admin}"
+[lifecycle]
+drain_timeout = "1s"
+[media]
+rtp_address = "127.0.0.1"
+rtp_port_base = {rtp}
+[sip]
+listen = [{{ transport = "udp", address = "127.0.0.1:0" }}]
+[[peer_group]]
+name = "core"
+[[peer_group.peer]]
+address = "127.0.0.1:9"
+[[route]]
+called = "999"
+peer_group = "core"
+[[span]]
+id = 1
+role = "user"
+"#,
+        admin = admin.display(),
+        rtp = free_rtp_base(),
+    );
+    std::fs::write(dir.path().join("board.toml"), board).unwrap();
+    let site_path = dir.path().join("tdmgw.toml");
+    std::fs::write(&site_path, site).unwrap();
+    let mut gateway = Proc::spawn(
+        "gateway",
+        dir.path(),
+        &["run".into(), "--config".into(), site_path.display().to_string()],
+        &[],
+    );
+    let status_json = || {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--socket"])
+            .arg(&admin)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
+            .flatten()
+    };
+    // The admin socket answers once the start-up is over either way.
+    let status = wait_for(HANG, || {
+        status_json().filter(|s| s["gateway"]["state"] != "starting")
+    })
+    .unwrap_or_else(|| panic!("no status from the daemon\n{}", gateway.tail()));
+    assert_eq!(status["gateway"]["state"], "failed", "{status}");
+    let error = status["gateway"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("span 1") && error.contains("no-such-tty"),
+        "{status}"
+    );
+    let management: SocketAddr = status["daemon"]["management"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no management address in {status}"));
+    let get = |path: &str| {
+        http_get(management, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
+    };
+
+    // Not ready, saying why; alive, since its loops run.
+    let (code, body) = get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(&format!("FAIL gateway: failed to start: {error}")),
+        "{body}"
+    );
+    assert!(body.contains("ok   accepting calls"), "{body}");
+    let (code, body) = get("/livez");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, metrics) = get("/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&metrics, "tdmgw_gateway_state{state=\"failed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "tdmgw_gateway_state{state=\"running\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_promtool_clean(&metrics);
+    let out = Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(&admin)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("gateway: FAILED to start: {error}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  FAIL gateway: failed to start: {error}")),
+        "{text}"
+    );
+
+    // The daemon stayed up for the NOC, and stops cleanly when asked.
+    assert!(gateway.try_status().is_none(), "{}", gateway.tail());
+    gateway.signal(Signal::SIGTERM);
+    let st = gateway.wait(HANG).unwrap_or_else(|e| panic!("{e}"));
+    assert!(st.success(), "exit {st}\n{}", gateway.tail());
 }

@@ -12,6 +12,7 @@
 //!
 //! | layer | snapshot | collector |
 //! |---|---|---|
+//! | gateway | `ops::gateway::GatewayState` (its `watch`) | [`collect_gateway`] |
 //! | line (per span) | [`SpanSnapshot`] (from `RawSpan`, `Copy`) | [`collect_spans`] |
 //! | D-channel | `isdn::task::DChannelStatus` (its `watch`) | [`collect_dchannels`] |
 //! | SIP transports | `sip::transport::Counters` (atomics) | [`collect_sip_transport`] |
@@ -33,6 +34,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::gateway::GatewayState;
 use super::metrics::{AtomicHistogram, Exposition, Kind};
 use crate::call::cdr::Direction;
 use crate::isdn::q921::{self, MdlError};
@@ -68,6 +70,23 @@ fn rows<T>(
     out.family(name, help, kind);
     for (l, t) in rows {
         out.sample(name, &[(label, l)], value(t));
+    }
+}
+
+// ---------------------------------------------------------------- gateway
+
+/// The gateway's state as a state set: `tdmgw_gateway_state{state}` is 1
+/// for the state it is in (`GatewayState::LABELS`), 0 for the others.
+pub fn collect_gateway(out: &mut Exposition, g: &GatewayState) {
+    let name = "tdmgw_gateway_state";
+    out.family(
+        name,
+        "The gateway (media thread, D-channel, SIP and call tasks): 1 for the state it is in (running; failed to start; stopped: a part ended; starting; not_configured: operations only).",
+        Kind::Gauge,
+    );
+    for label in GatewayState::LABELS {
+        let v = f64::from(u8::from(g.label() == label));
+        out.sample(name, &[("state", label)], v);
     }
 }
 
@@ -1587,6 +1606,7 @@ mod tests {
 
     fn render_all() -> String {
         let mut e = Exposition::new();
+        collect_gateway(&mut e, &GatewayState::Failed("span 1: no such device".into()));
         collect_spans(&mut e, &spans());
         collect_dchannels(&mut e, &dchannels());
         let transport = TransportCountersAll::default();
@@ -1648,6 +1668,8 @@ mod tests {
     fn samples_carry_the_snapshot_values() {
         let text = render_all();
         for line in [
+            "tdmgw_gateway_state{state=\"failed\"} 1\n",
+            "tdmgw_gateway_state{state=\"running\"} 0\n",
             "tdmgw_span_alarm{span=\"2\",alarm=\"LOS\"} 1\n",
             "tdmgw_span_alarm{span=\"1\",alarm=\"LOS\"} 0\n",
             "tdmgw_span_crc4_errors_total{span=\"1\"} 40\n",

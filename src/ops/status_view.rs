@@ -8,13 +8,14 @@
 //!   [`calls_json`] (`calls`: calls in progress, numbers redacted when the
 //!   site asks), [`peers_json`] (`peers`: state and round trip),
 //!   [`sip_json`] (`sip`: bound listeners, calls, dialogs and transactions
-//!   in progress). Each takes
+//!   in progress), [`gateway_json`] (`gateway`: its state and error). Each takes
 //!   the same snapshots as the collectors in [`super::layer_metrics`].
-//! - Readiness checks (for `OpsBoard::add_checks`): [`span_checks`] fails a
+//! - Readiness checks (for `OpsBoard::add_checks`): [`gateway_check`]
+//!   fails while the gateway is not running as configured, [`span_checks`] fails a
 //!   span in red or blue alarm, [`dchannel_checks`] a span whose D-channel
 //!   is not established, [`peer_checks`] a peer group whose every peer is
 //!   down. Each check names the span or group and says why.
-//! - Text for the terminal: [`render_spans`], [`render_calls`],
+//! - Text for the terminal: [`render_gateway`], [`render_spans`], [`render_calls`],
 //!   [`render_peers`] read the JSON back (the CLI only has the document), so
 //!   `--json` and the text always agree.
 //!
@@ -28,6 +29,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::board::Check;
+use super::gateway::GatewayState;
 use super::layer_metrics::{
     PeerRow, SipSnapshot, SpanSnapshot, channel_state_label, q921_state_name,
 };
@@ -243,7 +245,29 @@ pub fn peers_json(peers: &[PeerRow]) -> Value {
     )
 }
 
+/// The `gateway` section: its state, and the error or the part that
+/// ended when it failed or stopped.
+pub fn gateway_json(g: &GatewayState) -> Value {
+    let mut v = json!({ "state": g.label() });
+    if let GatewayState::Failed(e) | GatewayState::Stopped(e) = g {
+        v["error"] = json!(e);
+    }
+    v
+}
+
 // ---------------------------------------------------------------- readiness
+
+/// `gateway`: failing unless the gateway runs as configured (or the site
+/// asks for none): while it starts, when it could not be started, when a
+/// part of it has ended. The detail says why (`failed to start: span 1:
+/// ...`).
+pub fn gateway_check(out: &mut Vec<Check>, g: &GatewayState) {
+    out.push(Check {
+        name: "gateway".into(),
+        ok: g.is_ready(),
+        detail: g.detail(),
+    });
+}
 
 /// `span N alarms`: failing while the span is in red (LOS, LOF, LOMF) or blue
 /// (AIS) alarm: no usable signal from the exchange. RAI alone (yellow: the
@@ -329,6 +353,26 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 
 fn n(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or(0)
+}
+
+/// The gateway's line (`gateway` section), when it is not running.
+pub fn render_gateway(v: &Value, out: &mut String) {
+    let g = &v["gateway"];
+    let text = match s(g, "state") {
+        "running" | "?" => return,
+        "not_configured" => "operations only (no routes and no core peers configured)".into(),
+        "starting" => "STARTING".into(),
+        "failed" => format!(
+            "FAILED to start: {} (no calls; fix it and restart tdmgw)",
+            s(g, "error")
+        ),
+        "stopped" => format!(
+            "STOPPED: {} (no calls; restart tdmgw)",
+            s(g, "error")
+        ),
+        other => other.to_uppercase(),
+    };
+    let _ = writeln!(out, "gateway: {text}");
 }
 
 /// The spans with their channel grids (`spans` and `channels` sections).
