@@ -243,6 +243,9 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
             es: u32::from(s.interval.es),
             ses: u32::from(s.interval.ses),
             uas: u32::from(s.interval.uas),
+            far_es: u32::from(s.far_interval.es),
+            far_ses: u32::from(s.far_interval.ses),
+            far_uas: u32::from(s.far_interval.uas),
             ..PerfCounts::default()
         },
         total: PerfCounts {
@@ -255,9 +258,13 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
             ses: s.ses,
             uas: s.uas,
             slips: s.slips,
+            far_es: s.far_es,
+            far_ses: s.far_ses,
+            far_uas: s.far_uas,
             ..PerfCounts::default()
         },
         unavailable: s.unavailable,
+        far_unavailable: s.far_unavailable,
     }
 }
 
@@ -875,6 +882,44 @@ role = \"user\"
             rebound.is_some(),
             "the media thread still holds the span's SAToP socket {local}"
         );
+    }
+
+    /// The media thread's published status reaches the snapshot the
+    /// metrics and `tdmgw status` read, far-end seconds included.
+    #[test]
+    fn span_snapshot_carries_near_and_far_end_seconds() {
+        use crate::media::span_status::{IntervalSeconds, SpanStatus};
+        let t = SpanTelemetry::new(3);
+        t.publish(&SpanStatus {
+            es: 5,
+            ses: 2,
+            uas: 11,
+            interval: IntervalSeconds {
+                elapsed: 420,
+                es: 1,
+                ses: 0,
+                uas: 0,
+            },
+            far_es: 7,
+            far_ses: 3,
+            far_uas: 12,
+            far_interval: IntervalSeconds {
+                elapsed: 420,
+                es: 4,
+                ses: 2,
+                uas: 10,
+            },
+            far_unavailable: true,
+            ..SpanStatus::default()
+        });
+        let s = span_snapshot(3, &t);
+        assert_eq!(s.span, 3);
+        let near = |p: &PerfCounts| (p.es, p.ses, p.uas);
+        let far = |p: &PerfCounts| (p.far_es, p.far_ses, p.far_uas);
+        assert_eq!((near(&s.total), near(&s.current)), ((5, 2, 11), (1, 0, 0)));
+        assert_eq!((far(&s.total), far(&s.current)), ((7, 3, 12), (4, 2, 10)));
+        assert_eq!(s.current.seconds, 420);
+        assert!(s.far_unavailable && !s.unavailable);
     }
 
     /// A part that ends by itself is named by `ended_parts` (what the

@@ -108,6 +108,9 @@ pub struct SpanSnapshot {
     pub total: PerfCounts,
     /// G.826 Annex A unavailable state.
     pub unavailable: bool,
+    /// The far end in unavailable time, as its E bits and RAI tell (its
+    /// own Annex A run; `far_*` of `current` and `total` are its seconds).
+    pub far_unavailable: bool,
 }
 
 impl SpanSnapshot {
@@ -120,6 +123,7 @@ impl SpanSnapshot {
             current: *span.perf().current(),
             total: *span.perf().total(),
             unavailable: span.perf().unavailable(),
+            far_unavailable: span.perf().far_unavailable(),
         }
     }
 }
@@ -230,7 +234,61 @@ pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
         &r,
         |s| f64::from(s.current.seconds),
     );
+    collect_span_far_end(out, &r);
     collect_span_counters(out, &r);
+}
+
+/// The far end's G.826 view of our transmit direction, from the E bits
+/// (FEBE) and RAI it sends: its own families rather than an `end` label on
+/// the near-end ones, so that a sum over a family stays meaningful and the
+/// near-end series keep their labels. 0 on DAHDI spans.
+fn collect_span_far_end(out: &mut Exposition, r: &[(String, &SpanSnapshot)]) {
+    rows(
+        out,
+        "tdmgw_span_far_end_unavailable",
+        "The far end in G.826 unavailable time as its E bits and RAI tell (1) or available (0).",
+        Kind::Gauge,
+        "span",
+        r,
+        |s| f64::from(u8::from(s.far_unavailable)),
+    );
+    let seconds: [FieldOf<PerfCounts, u32>; 3] = [
+        (
+            "errored_seconds",
+            "Far-end G.826 errored seconds (FEBE or RAI received; SES included), far-end available time only",
+            |p| p.far_es,
+        ),
+        (
+            "severely_errored_seconds",
+            "Far-end G.826 severely errored seconds (RAI or many FEBE received), far-end available time only",
+            |p| p.far_ses,
+        ),
+        (
+            "unavailable_seconds",
+            "Far-end G.826 unavailable seconds",
+            |p| p.far_uas,
+        ),
+    ];
+    for (base, help, f) in seconds {
+        rows(
+            out,
+            &format!("tdmgw_span_far_end_{base}_total"),
+            &format!("{help}, since start."),
+            Kind::Counter,
+            "span",
+            r,
+            |s| f64::from(f(&s.total)),
+        );
+        rows(
+            out,
+            &format!("tdmgw_span_far_end_interval_{base}"),
+            &format!("{help}, in the current 15-minute interval (may lag by up to 10 s)."),
+            Kind::Gauge,
+            "span",
+            r,
+            |s| f64::from(f(&s.current)),
+        );
+    }
 }
 
 fn collect_span_counters(out: &mut Exposition, r: &[(String, &SpanSnapshot)]) {
@@ -1675,6 +1733,15 @@ mod tests {
             "tdmgw_span_crc4_errors_total{span=\"1\"} 40\n",
             "tdmgw_span_interval_errored_seconds{span=\"1\"} 1\n",
             "tdmgw_span_unavailable_seconds_total{span=\"1\"} 12\n",
+            "tdmgw_span_far_end_errored_seconds_total{span=\"1\"} 6\n",
+            "tdmgw_span_far_end_severely_errored_seconds_total{span=\"1\"} 2\n",
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"1\"} 15\n",
+            "tdmgw_span_far_end_interval_errored_seconds{span=\"1\"} 3\n",
+            "tdmgw_span_far_end_interval_severely_errored_seconds{span=\"1\"} 1\n",
+            "tdmgw_span_far_end_interval_unavailable_seconds{span=\"1\"} 0\n",
+            "tdmgw_span_far_end_unavailable{span=\"1\"} 0\n",
+            "tdmgw_span_far_end_unavailable{span=\"2\"} 1\n",
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"2\"} 10\n",
             "tdmgw_span_hdlc_errors_total{span=\"1\",reason=\"fcs\"} 2\n",
             "tdmgw_dchannel_up{span=\"2\"} 0\n",
             "tdmgw_dchannel_q921_state{span=\"1\",state=\"multiple_frame_established\"} 1\n",
