@@ -13,7 +13,11 @@
 //!   RTP.
 //! - `/readyz` goes to 503 naming the span's alarm when the span's far end
 //!   goes away (the SAToP flow stops: the line is in alarm, as on a cut
-//!   pseudowire) and back to 200 when it returns; to 503 naming the core
+//!   pseudowire) and back to 200 when it returns. Through a SAToP relay
+//!   that corrupts, then drops, the gateway's packets, the exchange reports
+//!   the errors back (E bits, then RAI): far-end errored seconds, then
+//!   far-end unavailable time in `tdmgw status` and `/metrics`, over when
+//!   it hears us again. `/readyz` goes to 503 naming the core
 //!   peers when the only core peer stops answering OPTIONS, and back to
 //!   200 when it answers again.
 //!
@@ -160,6 +164,16 @@ switchtype = "euro-isdn"
     /// The simulated exchange on the span: network side, answers and
     /// echoes incoming calls, places none; runs until dropped.
     fn exchange(&self, name: &str) -> Proc {
+        self.exchange_at(name, self.satop_exchange, self.satop_gateway)
+    }
+
+    /// [`Rig::exchange`] through `relay`: the gateway's packets as the
+    /// relay passes them.
+    fn exchange_via(&self, name: &str, relay: &Relay) -> Proc {
+        self.exchange_at(name, relay.exchange, relay.towards_exchange)
+    }
+
+    fn exchange_at(&self, name: &str, local: SocketAddr, remote: SocketAddr) -> Proc {
         Proc::spawn(
             name,
             self.path(),
@@ -167,9 +181,9 @@ switchtype = "euro-isdn"
                 "sim".into(),
                 "exchange".into(),
                 "--satop-local".into(),
-                self.satop_exchange.to_string(),
+                local.to_string(),
                 "--satop-remote".into(),
-                self.satop_gateway.to_string(),
+                remote.to_string(),
                 "--calls".into(),
                 "0".into(),
                 "--answer".into(),
@@ -252,6 +266,107 @@ switchtype = "euro-isdn"
                 tails.join("\n")
             )
         })
+    }
+}
+
+/// What a [`Relay`] does to the gateway's packets towards the exchange.
+const PASS: u8 = 0;
+/// One bit of line data flipped in every 8th packet: CRC-4 errors at the
+/// exchange, which it reports back in its E bits (FEBE).
+const CORRUPT: u8 = 1;
+/// None pass: the exchange is in LOS and sends RAI back.
+const DROP: u8 = 2;
+
+/// A SAToP relay in the middle of the span: the gateway's remote address
+/// (its `remote`, once the exchange there is gone) on one side; on the
+/// other a socket the exchange takes for the gateway. The exchange's
+/// packets pass untouched; the gateway's as `mode` says. Stops when dropped.
+struct Relay {
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The relay's socket towards the exchange (the exchange's remote).
+    towards_exchange: SocketAddr,
+    /// Where the exchange listens.
+    exchange: SocketAddr,
+}
+
+impl Relay {
+    fn start(rig: &Rig) -> Relay {
+        use std::net::UdpSocket;
+        use std::sync::atomic::Ordering;
+        // The exchange that had the address may still be going away.
+        let gw_side = wait_for(HANG, || UdpSocket::bind(rig.satop_exchange).ok())
+            .expect("the gateway's remote address is free");
+        let ex_side = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let exchange = addr(free_udp_port());
+        let towards_exchange = ex_side.local_addr().unwrap();
+        let gateway = rig.satop_gateway;
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // One thread per direction, each blocked in recv (woken every
+        // 50 ms to look at `stop`): no added latency on a busy box.
+        let forward =
+            move |from_sock: UdpSocket,
+                  to_sock: UdpSocket,
+                  expect: SocketAddr,
+                  to: SocketAddr,
+                  m: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+                  st: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+                from_sock
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    let mut count = 0u64;
+                    while !st.load(Ordering::Relaxed) {
+                        let Ok((n, from)) = from_sock.recv_from(&mut buf) else {
+                            continue;
+                        };
+                        if from != expect || n < 5 {
+                            continue;
+                        }
+                        count += 1;
+                        match m.as_ref().map_or(PASS, |m| m.load(Ordering::Relaxed)) {
+                            DROP => continue,
+                            CORRUPT if count % 8 == 0 => buf[n - 1] ^= 0x10,
+                            _ => {}
+                        }
+                        let _ = to_sock.send_to(&buf[..n], to);
+                    }
+                })
+            };
+        let threads = vec![
+            forward(
+                gw_side.try_clone().unwrap(),
+                ex_side.try_clone().unwrap(),
+                gateway,
+                exchange,
+                Some(mode.clone()),
+                stop.clone(),
+            ),
+            forward(ex_side, gw_side, exchange, gateway, None, stop.clone()),
+        ];
+        Relay {
+            mode,
+            stop,
+            threads,
+            towards_exchange,
+            exchange,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -532,6 +647,98 @@ fn readyz_follows_span_alarm_and_core_peers() {
         &[&exchange, &core],
     );
 
+    // The far end reports errors in what we send it, over a line that is
+    // clean towards us: far-end G.826 seconds in the status and the
+    // metrics. Through a relay that corrupts our packets, the exchange
+    // sees CRC-4 errors and sends E bits back (far-end errored seconds);
+    // when it drops them all, the exchange is in LOS and sends RAI (far-end
+    // severely errored seconds, ten of them far-end unavailable time).
+    let far = |key: &str| {
+        let s = rig.status();
+        s["spans"][0]["counters"][key].as_u64().unwrap_or(0)
+    };
+    // An exchange's start-up may cost a far-end ES (E bits before its
+    // CRC-4 multiframe alignment): the corruption must add more.
+    let before = far("far_es");
+    drop(exchange);
+    let relay = Relay::start(&rig);
+    relay.set(CORRUPT);
+    let exchange = rig.exchange_via("exchange-relayed", &relay);
+    wait_for(HANG, || (far("far_es") >= before + 3).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "no far-end errored second from the exchange's E bits: {}\n{}",
+            rig.status()["spans"],
+            exchange.tail()
+        )
+    });
+    let (_, metrics) = rig.get("/metrics");
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_span_far_end_errored_seconds_total{span=\"1\"}"
+        ) > Some(0.0),
+        "{metrics}"
+    );
+    relay.set(DROP);
+    let s = wait_for(HANG, || {
+        let s = rig.status();
+        (s["spans"][0]["far_unavailable"] == true).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the exchange's RAI never made far-end unavailable time: {}\n{}\n{}",
+            rig.status()["spans"],
+            rig.gateway.tail(),
+            exchange.tail()
+        )
+    });
+    let span = &s["spans"][0];
+    assert!(span["counters"]["far_uas"].as_u64() >= Some(10), "{span}");
+    assert!(
+        span["counters"]["far_es"].as_u64() >= Some(before + 3),
+        "{span}"
+    );
+    assert_eq!(
+        span["unavailable"], false,
+        "our receive side is clean: {span}"
+    );
+    let (_, metrics) = rig.get("/metrics");
+    assert_eq!(
+        sample(&metrics, "tdmgw_span_far_end_unavailable{span=\"1\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"1\"}"
+        ) >= Some(10.0),
+        "{metrics}"
+    );
+    assert_promtool_clean(&metrics);
+    let text = rig.status_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("far end (its E bits, RAI)") && l.contains("UNAVAILABLE")),
+        "{text}"
+    );
+    // The exchange hears us again: ten far-end seconds without RAI end
+    // the far end's unavailable time.
+    relay.set(PASS);
+    wait_for(HANG, || {
+        (rig.status()["spans"][0]["far_unavailable"] == false).then_some(())
+    })
+    .unwrap_or_else(|| panic!("far end unavailable for ever\n{}", rig.gateway.tail()));
+    drop(exchange);
+    drop(relay);
+    let exchange = rig.exchange("exchange-direct");
+    rig.wait_readyz(
+        200,
+        "ok   span 1 alarms",
+        "direct again",
+        &[&exchange, &core],
+    );
+
     // The only core peer stops answering OPTIONS.
     drop(core);
     let body = rig.wait_readyz(503, "FAIL core peers core", "peer down", &[&exchange]);
@@ -597,7 +804,11 @@ role = "user"
     let mut gateway = Proc::spawn(
         "gateway",
         dir.path(),
-        &["run".into(), "--config".into(), site_path.display().to_string()],
+        &[
+            "run".into(),
+            "--config".into(),
+            site_path.display().to_string(),
+        ],
         &[],
     );
     let status_json = || {
@@ -627,8 +838,7 @@ role = "user"
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no management address in {status}"));
     let get = |path: &str| {
-        http_get(management, path)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
+        http_get(management, path).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
     };
 
     // Not ready, saying why; alive, since its loops run.

@@ -336,7 +336,10 @@ mod tests {
         let t = a.perf().total();
         let c = a.perf().current();
         assert!(s.far_ses >= 3 && s.far_es >= s.far_ses, "{s:?}");
-        assert_eq!((s.far_es, s.far_ses, s.far_uas), (t.far_es, t.far_ses, t.far_uas));
+        assert_eq!(
+            (s.far_es, s.far_ses, s.far_uas),
+            (t.far_es, t.far_ses, t.far_uas)
+        );
         assert_eq!(
             (s.far_interval.es, s.far_interval.ses, s.far_interval.uas),
             (c.far_es as u16, c.far_ses as u16, c.far_uas as u16)
@@ -345,7 +348,11 @@ mod tests {
         assert!(!s.far_unavailable);
         // Our receive side was clean since alignment (the start-up
         // second, before it, is a near-end SES).
-        assert_eq!((s.es, s.ses, s.uas), (clean.es, clean.ses, clean.uas), "{s:?}");
+        assert_eq!(
+            (s.es, s.ses, s.uas),
+            (clean.es, clean.ses, clean.uas),
+            "{s:?}"
+        );
         // Ten seconds of RAI: far-end unavailable time.
         run(&mut a, &mut b, 11, true);
         let s = SpanStatus::of(&a);

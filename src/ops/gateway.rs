@@ -861,7 +861,12 @@ role = \"user\"
     async fn a_sip_address_in_use_fails_the_start_and_stops_the_media_thread() {
         let dir = tempfile::tempdir().unwrap();
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let free = || UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let free = || {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
         let (local, remote) = (free(), free());
         let span = format!("driver = \"satop\"\nlocal = \"{local}\"\nremote = \"{remote}\"");
         let c = config(dir.path(), Some(&span), taken.local_addr().unwrap());

@@ -1664,7 +1664,10 @@ mod tests {
 
     fn render_all() -> String {
         let mut e = Exposition::new();
-        collect_gateway(&mut e, &GatewayState::Failed("span 1: no such device".into()));
+        collect_gateway(
+            &mut e,
+            &GatewayState::Failed("span 1: no such device".into()),
+        );
         collect_spans(&mut e, &spans());
         collect_dchannels(&mut e, &dchannels());
         let transport = TransportCountersAll::default();

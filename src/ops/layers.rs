@@ -29,9 +29,8 @@ use super::board::OpsBoard;
 use super::gateway::GatewayState;
 use super::layer_metrics::{
     CallMetrics, MediaLoopMetrics, SipMessageMetrics, SipSnapshot, SpanSnapshot, collect_dchannels,
-    collect_gateway,
-    collect_media, collect_media_loops, collect_peers, collect_sip_stats, collect_sip_tables,
-    collect_sip_transport, collect_spans,
+    collect_gateway, collect_media, collect_media_loops, collect_peers, collect_sip_stats,
+    collect_sip_tables, collect_sip_transport, collect_spans,
 };
 use super::metrics::Exposition;
 use super::status_view::{
@@ -200,7 +199,8 @@ mod tests {
         register_gateway(&board, rx);
         assert_eq!(failing(&board), vec!["gateway"]);
 
-        let error = "media thread: span 1: cannot open /dev/ttyE1: ENOENT: No such file or directory";
+        let error =
+            "media thread: span 1: cannot open /dev/ttyE1: ENOENT: No such file or directory";
         tx.send_replace(GatewayState::Failed(error.into()));
         let check = board.readiness().into_iter().find(|c| c.name == "gateway");
         let check = check.expect("a gateway check");
@@ -221,8 +221,14 @@ mod tests {
             "{text}"
         );
         let m = board.metrics.render();
-        assert!(m.contains("tdmgw_gateway_state{state=\"failed\"} 1\n"), "{m}");
-        assert!(m.contains("tdmgw_gateway_state{state=\"running\"} 0\n"), "{m}");
+        assert!(
+            m.contains("tdmgw_gateway_state{state=\"failed\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("tdmgw_gateway_state{state=\"running\"} 0\n"),
+            "{m}"
+        );
 
         tx.send_replace(GatewayState::Running);
         assert!(failing(&board).is_empty());
@@ -238,7 +244,10 @@ mod tests {
 
         tx.send_replace(GatewayState::Stopped("the media thread ended".into()));
         let c = board.readiness().into_iter().find(|c| c.name == "gateway");
-        assert_eq!(c.map(|c| (c.ok, c.detail)), Some((false, "stopped: the media thread ended".into())));
+        assert_eq!(
+            c.map(|c| (c.ok, c.detail)),
+            Some((false, "stopped: the media thread ended".into()))
+        );
 
         // Operations only, by the site's choice: ready.
         tx.send_replace(GatewayState::NotConfigured);

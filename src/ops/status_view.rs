@@ -369,10 +369,7 @@ pub fn render_gateway(v: &Value, out: &mut String) {
             "FAILED to start: {} (no calls; fix it and restart tdmgw)",
             s(g, "error")
         ),
-        "stopped" => format!(
-            "STOPPED: {} (no calls; restart tdmgw)",
-            s(g, "error")
-        ),
+        "stopped" => format!("STOPPED: {} (no calls; restart tdmgw)", s(g, "error")),
         other => other.to_uppercase(),
     };
     let _ = writeln!(out, "gateway: {text}");
