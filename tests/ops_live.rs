@@ -329,7 +329,7 @@ impl Relay {
                         count += 1;
                         match m.as_ref().map_or(PASS, |m| m.load(Ordering::Relaxed)) {
                             DROP => continue,
-                            CORRUPT if count % 8 == 0 => buf[n - 1] ^= 0x10,
+                            CORRUPT if count.is_multiple_of(8) => buf[n - 1] ^= 0x10,
                             _ => {}
                         }
                         let _ = to_sock.send_to(&buf[..n], to);

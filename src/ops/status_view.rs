@@ -584,7 +584,6 @@ pub(crate) mod tests_support {
                 far_es: 6,
                 far_ses: 2,
                 far_uas: 15,
-                ..PerfCounts::default()
             },
             unavailable: false,
             far_unavailable: false,
