@@ -23,6 +23,11 @@
 //!    readiness checks and the status sections (`ops::layers`), and a
 //!    watcher of the line event ring that raises the alarm NOC events.
 //!
+//! A step that fails returns its [`GatewayError`] and leaves nothing
+//! running: once the media thread is spawned, a later failure (a SIP
+//! address in use) stops it, and the D-channel tasks end with their
+//! handles. The daemon shows the result as a [`GatewayState`].
+//!
 //! [`Gateway::start`] opens DAHDI spans through the kernel
 //! (`/dev/dahdi/channel`); [`Gateway::start_with`] takes another
 //! [`DahdiBackend`] (the simulated card of the tests).
