@@ -12,7 +12,8 @@
 //! Both ends of a pair line sit in the one port (span 1 the near end,
 //! span 2 the far end), with bit errors towards span 1; D-channel frames
 //! go both ways through the rings and RTP audio crosses the line from
-//! span 1's TS1 to span 2's TS1. A `tdmgw trace` of both spans runs
+//! span 1's TS1 to span 2's TS1 (span 1's CRC-4 errors come back to span
+//! 2 as E bits: far-end errored seconds). A `tdmgw trace` of both spans runs
 //! throughout: the media thread copies every RTP/RTCP datagram into the
 //! trace tap's ring, which the control plane drains.
 
@@ -182,4 +183,8 @@ fn line_port_with_dchannel_rings_allocates_nothing() {
     assert!(rtp_out >= 8000, "{rtp_out}");
     assert!(s1.counters.deframer.crc4_errors + s1.counters.deframer.fas_errors > 0);
     assert!(s2.counters.hdlc_rx.frames >= u64::from(got2));
+    // Span 1's CRC-4 errors go back to span 2 as E bits: span 2's far-end
+    // errored seconds, published through the status words like the rest.
+    assert!(s2.counters.deframer.febe > 0, "{s2:?}");
+    assert!(s2.far_es > 0 && s2.far_interval.es > 0, "{s2:?}");
 }

@@ -13,9 +13,18 @@
 //!   RTP.
 //! - `/readyz` goes to 503 naming the span's alarm when the span's far end
 //!   goes away (the SAToP flow stops: the line is in alarm, as on a cut
-//!   pseudowire) and back to 200 when it returns; to 503 naming the core
+//!   pseudowire) and back to 200 when it returns. Through a SAToP relay
+//!   that corrupts, then drops, the gateway's packets, the exchange reports
+//!   the errors back (E bits, then RAI): far-end errored seconds, then
+//!   far-end unavailable time in `tdmgw status` and `/metrics`. `/readyz`
+//!   goes to 503 naming the core
 //!   peers when the only core peer stops answering OPTIONS, and back to
 //!   200 when it answers again.
+//!
+//! - A gateway that cannot start (its serial span's tty does not exist)
+//!   leaves the daemon up but not ready: `/readyz` 503 naming the error,
+//!   `/livez` 200 (every loop that runs makes progress), the state in
+//!   `/metrics` and `tdmgw status`; SIGTERM still stops it cleanly.
 //!
 //! Every process is killed when its guard is dropped, so a failing test
 //! leaves nothing running. Waits are hang guards only (nothing is timed).
@@ -29,6 +38,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 mod e2e_common;
@@ -154,6 +164,16 @@ switchtype = "euro-isdn"
     /// The simulated exchange on the span: network side, answers and
     /// echoes incoming calls, places none; runs until dropped.
     fn exchange(&self, name: &str) -> Proc {
+        self.exchange_at(name, self.satop_exchange, self.satop_gateway)
+    }
+
+    /// [`Rig::exchange`] through `relay`: the gateway's packets as the
+    /// relay passes them.
+    fn exchange_via(&self, name: &str, relay: &Relay) -> Proc {
+        self.exchange_at(name, relay.exchange, relay.towards_exchange)
+    }
+
+    fn exchange_at(&self, name: &str, local: SocketAddr, remote: SocketAddr) -> Proc {
         Proc::spawn(
             name,
             self.path(),
@@ -161,9 +181,9 @@ switchtype = "euro-isdn"
                 "sim".into(),
                 "exchange".into(),
                 "--satop-local".into(),
-                self.satop_exchange.to_string(),
+                local.to_string(),
                 "--satop-remote".into(),
-                self.satop_gateway.to_string(),
+                remote.to_string(),
                 "--calls".into(),
                 "0".into(),
                 "--answer".into(),
@@ -246,6 +266,108 @@ switchtype = "euro-isdn"
                 tails.join("\n")
             )
         })
+    }
+}
+
+/// What a [`Relay`] does to the gateway's packets towards the exchange:
+/// pass them.
+const PASS: u8 = 0;
+/// One bit of line data flipped in every 8th packet: CRC-4 errors at the
+/// exchange, which it reports back in its E bits (FEBE).
+const CORRUPT: u8 = 1;
+/// None pass: the exchange is in LOS and sends RAI back.
+const DROP: u8 = 2;
+
+/// A SAToP relay in the middle of the span: the gateway's remote address
+/// (its `remote`, once the exchange there is gone) on one side; on the
+/// other a socket the exchange takes for the gateway. The exchange's
+/// packets pass untouched; the gateway's as `mode` says. Stops when dropped.
+struct Relay {
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The relay's socket towards the exchange (the exchange's remote).
+    towards_exchange: SocketAddr,
+    /// Where the exchange listens.
+    exchange: SocketAddr,
+}
+
+impl Relay {
+    fn start(rig: &Rig) -> Relay {
+        use std::net::UdpSocket;
+        use std::sync::atomic::Ordering;
+        // The exchange that had the address may still be going away.
+        let gw_side = wait_for(HANG, || UdpSocket::bind(rig.satop_exchange).ok())
+            .expect("the gateway's remote address is free");
+        let ex_side = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let exchange = addr(free_udp_port());
+        let towards_exchange = ex_side.local_addr().unwrap();
+        let gateway = rig.satop_gateway;
+        let mode = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(PASS));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // One thread per direction, each blocked in recv (woken every
+        // 50 ms to look at `stop`): no added latency on a busy box.
+        let forward =
+            move |from_sock: UdpSocket,
+                  to_sock: UdpSocket,
+                  expect: SocketAddr,
+                  to: SocketAddr,
+                  m: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+                  st: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+                from_sock
+                    .set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 2048];
+                    let mut count = 0u64;
+                    while !st.load(Ordering::Relaxed) {
+                        let Ok((n, from)) = from_sock.recv_from(&mut buf) else {
+                            continue;
+                        };
+                        if from != expect || n < 5 {
+                            continue;
+                        }
+                        count += 1;
+                        match m.as_ref().map_or(PASS, |m| m.load(Ordering::Relaxed)) {
+                            DROP => continue,
+                            CORRUPT if count.is_multiple_of(8) => buf[n - 1] ^= 0x10,
+                            _ => {}
+                        }
+                        let _ = to_sock.send_to(&buf[..n], to);
+                    }
+                })
+            };
+        let threads = vec![
+            forward(
+                gw_side.try_clone().unwrap(),
+                ex_side.try_clone().unwrap(),
+                gateway,
+                exchange,
+                Some(mode.clone()),
+                stop.clone(),
+            ),
+            forward(ex_side, gw_side, exchange, gateway, None, stop.clone()),
+        ];
+        Relay {
+            mode,
+            stop,
+            threads,
+            towards_exchange,
+            exchange,
+        }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -526,6 +648,91 @@ fn readyz_follows_span_alarm_and_core_peers() {
         &[&exchange, &core],
     );
 
+    // The far end reports errors in what we send it, over a line that is
+    // clean towards us: far-end G.826 seconds in the status and the
+    // metrics. Through a relay that corrupts our packets, the exchange
+    // sees CRC-4 errors and sends E bits back (far-end errored seconds);
+    // when it drops them all, the exchange is in LOS and sends RAI (far-end
+    // severely errored seconds, ten of them far-end unavailable time).
+    let far = |key: &str| {
+        let s = rig.status();
+        s["spans"][0]["counters"][key].as_u64().unwrap_or(0)
+    };
+    // An exchange's start-up may cost a far-end ES (E bits before its
+    // CRC-4 multiframe alignment): the corruption must add more.
+    let before = far("far_es");
+    drop(exchange);
+    let relay = Relay::start(&rig);
+    relay.set(CORRUPT);
+    let exchange = rig.exchange_via("exchange-relayed", &relay);
+    wait_for(HANG, || (far("far_es") >= before + 3).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "no far-end errored second from the exchange's E bits: {}\n{}",
+            rig.status()["spans"],
+            exchange.tail()
+        )
+    });
+    let (_, metrics) = rig.get("/metrics");
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_span_far_end_errored_seconds_total{span=\"1\"}"
+        ) > Some(0.0),
+        "{metrics}"
+    );
+    relay.set(DROP);
+    let s = wait_for(HANG, || {
+        let s = rig.status();
+        (s["spans"][0]["far_unavailable"] == true).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the exchange's RAI never made far-end unavailable time: {}\n{}\n{}",
+            rig.status()["spans"],
+            rig.gateway.tail(),
+            exchange.tail()
+        )
+    });
+    let span = &s["spans"][0];
+    assert!(span["counters"]["far_uas"].as_u64() >= Some(10), "{span}");
+    assert!(
+        span["counters"]["far_es"].as_u64() >= Some(before + 3),
+        "{span}"
+    );
+    assert_eq!(
+        span["unavailable"], false,
+        "our receive side is clean: {span}"
+    );
+    let (_, metrics) = rig.get("/metrics");
+    assert_eq!(
+        sample(&metrics, "tdmgw_span_far_end_unavailable{span=\"1\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"1\"}"
+        ) >= Some(10.0),
+        "{metrics}"
+    );
+    assert_promtool_clean(&metrics);
+    let text = rig.status_text();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("far end (its E bits, RAI)") && l.contains("UNAVAILABLE")),
+        "{text}"
+    );
+    drop(exchange);
+    drop(relay);
+    let exchange = rig.exchange("exchange-direct");
+    rig.wait_readyz(
+        200,
+        "ok   span 1 alarms",
+        "direct again",
+        &[&exchange, &core],
+    );
+
     // The only core peer stops answering OPTIONS.
     drop(core);
     let body = rig.wait_readyz(503, "FAIL core peers core", "peer down", &[&exchange]);
@@ -538,4 +745,138 @@ fn readyz_follows_span_alarm_and_core_peers() {
         "peer back",
         &[&exchange, &core],
     );
+}
+
+#[test]
+fn readyz_fails_naming_the_error_when_the_gateway_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.sock");
+    let tty = dir.path().join("no-such-tty");
+    let board = format!(
+        r#"name = "missing-card"
+description = "one E1 on a serial tty that is not there"
+[media]
+realtime_priority = 0
+lock_memory = false
+[[span]]
+id = 1
+driver = "serial"
+device = "{tty}"
+baud = 2048000
+"#,
+        tty = tty.display()
+    );
+    let site = format!(
+        r#"board = "board.toml"
+[management]
+listen = "127.0.0.1:0"
+admin_socket = "{admin}"
+[lifecycle]
+drain_timeout = "1s"
+[media]
+rtp_address = "127.0.0.1"
+rtp_port_base = {rtp}
+[sip]
+listen = [{{ transport = "udp", address = "127.0.0.1:0" }}]
+[[peer_group]]
+name = "core"
+[[peer_group.peer]]
+address = "127.0.0.1:9"
+[[route]]
+called = "999"
+peer_group = "core"
+[[span]]
+id = 1
+role = "user"
+"#,
+        admin = admin.display(),
+        rtp = free_rtp_base(),
+    );
+    std::fs::write(dir.path().join("board.toml"), board).unwrap();
+    let site_path = dir.path().join("tdmgw.toml");
+    std::fs::write(&site_path, site).unwrap();
+    let mut gateway = Proc::spawn(
+        "gateway",
+        dir.path(),
+        &[
+            "run".into(),
+            "--config".into(),
+            site_path.display().to_string(),
+        ],
+        &[],
+    );
+    let status_json = || {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--socket"])
+            .arg(&admin)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
+            .flatten()
+    };
+    // The admin socket answers once the start-up is over either way.
+    let status = wait_for(HANG, || {
+        status_json().filter(|s| s["gateway"]["state"] != "starting")
+    })
+    .unwrap_or_else(|| panic!("no status from the daemon\n{}", gateway.tail()));
+    assert_eq!(status["gateway"]["state"], "failed", "{status}");
+    let error = status["gateway"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("span 1") && error.contains("no-such-tty"),
+        "{status}"
+    );
+    let management: SocketAddr = status["daemon"]["management"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no management address in {status}"));
+    let get = |path: &str| {
+        http_get(management, path).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
+    };
+
+    // Not ready, saying why; alive, since its loops run.
+    let (code, body) = get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains(&format!("FAIL gateway: failed to start: {error}")),
+        "{body}"
+    );
+    assert!(body.contains("ok   accepting calls"), "{body}");
+    let (code, body) = get("/livez");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let (code, metrics) = get("/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&metrics, "tdmgw_gateway_state{state=\"failed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "tdmgw_gateway_state{state=\"running\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_promtool_clean(&metrics);
+    let out = Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(&admin)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("gateway: FAILED to start: {error}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  FAIL gateway: failed to start: {error}")),
+        "{text}"
+    );
+
+    // The daemon stayed up for the NOC, and stops cleanly when asked.
+    assert!(gateway.try_status().is_none(), "{}", gateway.tail());
+    gateway.signal(Signal::SIGTERM);
+    let st = gateway.wait(HANG).unwrap_or_else(|e| panic!("{e}"));
+    assert!(st.success(), "exit {st}\n{}", gateway.tail());
 }

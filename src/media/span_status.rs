@@ -50,6 +50,18 @@ pub struct SpanStatus {
     pub interval: IntervalSeconds,
     /// In G.826 unavailable time (Annex A).
     pub unavailable: bool,
+    /// Far-end G.826 since start, from the E bits (FEBE) and RAI the far end
+    /// sends (`line::e1_perf`): errored, severely errored and unavailable
+    /// seconds of our transmit direction as the far end receives it. Raw
+    /// spans only; DAHDI spans leave them 0.
+    pub far_es: u32,
+    pub far_ses: u32,
+    pub far_uas: u32,
+    /// The far end's seconds in the current 15-minute interval (`elapsed`
+    /// is the near end's).
+    pub far_interval: IntervalSeconds,
+    /// The far end in unavailable time (its own Annex A run).
+    pub far_unavailable: bool,
 }
 
 /// The seconds of the current 15-minute interval (G.826).
@@ -79,7 +91,7 @@ impl IntervalSeconds {
     }
 }
 
-const WORDS: usize = 38;
+const WORDS: usize = 43;
 
 impl SpanStatus {
     /// The span's view (everything but the driver and ring fields).
@@ -103,6 +115,16 @@ impl SpanStatus {
                 uas: sat(c.uas),
             },
             unavailable: span.perf().unavailable(),
+            far_es: t.far_es,
+            far_ses: t.far_ses,
+            far_uas: t.far_uas,
+            far_interval: IntervalSeconds {
+                elapsed: sat(c.seconds),
+                es: sat(c.far_es),
+                ses: sat(c.far_ses),
+                uas: sat(c.far_uas),
+            },
+            far_unavailable: span.perf().far_unavailable(),
             ..SpanStatus::default()
         }
     }
@@ -150,6 +172,11 @@ impl SpanStatus {
             self.driver_gaps,
             self.interval.pack(),
             u64::from(self.unavailable),
+            u64::from(self.far_es),
+            u64::from(self.far_ses),
+            u64::from(self.far_uas),
+            self.far_interval.pack(),
+            u64::from(self.far_unavailable),
         ]
     }
 
@@ -202,6 +229,11 @@ impl SpanStatus {
             driver_gaps: w[35],
             interval: IntervalSeconds::unpack(w[36]),
             unavailable: w[37] != 0,
+            far_es: w[38] as u32,
+            far_ses: w[39] as u32,
+            far_uas: w[40] as u32,
+            far_interval: IntervalSeconds::unpack(w[41]),
+            far_unavailable: w[42] != 0,
         }
     }
 }
@@ -266,6 +298,68 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// Two raw spans back to back for `seconds` of line time, `b` sending
+    /// RAI while `rai`.
+    fn run(a: &mut RawSpan, b: &mut RawSpan, seconds: u32, rai: bool) {
+        use crate::line::e1::FRAME_OCTETS;
+        b.set_force_rai(rai);
+        let (mut fa, mut fb) = ([0u8; FRAME_OCTETS], [0u8; FRAME_OCTETS]);
+        for _ in 0..seconds * 8000 {
+            a.emit_frame(&mut fa);
+            b.emit_frame(&mut fb);
+            a.handle_rx(&fb, |_| {});
+            b.handle_rx(&fa, |_| {});
+        }
+    }
+
+    /// The far end's G.826 seconds reach the status: RAI from the far end
+    /// while our receive side is clean is a far-end SES (and ES) per
+    /// second, settled once a clean far-end second follows.
+    #[test]
+    fn status_of_a_span_carries_the_far_end_seconds() {
+        use crate::line::span::SpanConfig;
+        let cfg = |id| SpanConfig {
+            span_id: id,
+            ..SpanConfig::default()
+        };
+        let (mut a, mut b) = (RawSpan::new(cfg(1)), RawSpan::new(cfg(2)));
+        run(&mut a, &mut b, 2, false);
+        let clean = SpanStatus::of(&a);
+        assert_eq!(
+            (clean.far_es, clean.far_ses, clean.far_uas),
+            (0, 0, 0),
+            "{clean:?}"
+        );
+        run(&mut a, &mut b, 3, true);
+        run(&mut a, &mut b, 2, false);
+        let s = SpanStatus::of(&a);
+        let t = a.perf().total();
+        let c = a.perf().current();
+        assert!(s.far_ses >= 3 && s.far_es >= s.far_ses, "{s:?}");
+        assert_eq!(
+            (s.far_es, s.far_ses, s.far_uas),
+            (t.far_es, t.far_ses, t.far_uas)
+        );
+        assert_eq!(
+            (s.far_interval.es, s.far_interval.ses, s.far_interval.uas),
+            (c.far_es as u16, c.far_ses as u16, c.far_uas as u16)
+        );
+        assert_eq!(s.far_interval.elapsed, s.interval.elapsed);
+        assert!(!s.far_unavailable);
+        // Our receive side was clean since alignment (the start-up
+        // second, before it, is a near-end SES).
+        assert_eq!(
+            (s.es, s.ses, s.uas),
+            (clean.es, clean.ses, clean.uas),
+            "{s:?}"
+        );
+        // Ten seconds of RAI: far-end unavailable time.
+        run(&mut a, &mut b, 11, true);
+        let s = SpanStatus::of(&a);
+        assert!(s.far_unavailable && s.far_uas >= 10, "{s:?}");
+        assert!(!s.unavailable);
+    }
+
     #[test]
     fn round_trip_and_no_torn_reads_under_a_racing_writer() {
         let t = Arc::new(SpanTelemetry::new(3));
@@ -283,6 +377,16 @@ mod tests {
                 uas: 1,
             },
             unavailable: true,
+            far_es: 12,
+            far_ses: 4,
+            far_uas: 30,
+            far_interval: IntervalSeconds {
+                elapsed: 900,
+                es: 6,
+                ses: 5,
+                uas: 10,
+            },
+            far_unavailable: true,
             ..SpanStatus::default()
         };
         s.counters.deframer.crc4_interworking = 5;

@@ -302,6 +302,7 @@ pub fn render_status(v: &Value) -> String {
         lc["live_calls"]
     ));
     // The layers' sections (absent until the layer is registered).
+    super::status_view::render_gateway(v, &mut out);
     super::status_view::render_spans(v, &mut out);
     super::status_view::render_calls(v, &mut out);
     super::status_view::render_peers(v, &mut out);

@@ -18,6 +18,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
 use super::board::OpsBoard;
 use super::events::NocEvent;
+use super::gateway::{Gateway, GatewayState};
 use super::hwdog::HardwareWatchdog;
 use super::logging::LogHandle;
 use super::metrics::{Kind, collect_build_info, collect_process};
@@ -115,7 +116,9 @@ async fn control_loop(
     register_base_metrics(&board);
     let http = bind_management(&config, &board).await?;
     let admin = bind_admin(&config, &board, http.1)?;
-    let gateway = start_gateway(&config, &board, &supervisor, &lifecycle).await;
+    let (gateway_state, gateway_rx) = tokio::sync::watch::channel(GatewayState::Starting);
+    super::layers::register_gateway(&board, gateway_rx);
+    let gateway = start_gateway(&config, &board, &supervisor, &lifecycle, &gateway_state).await;
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -130,10 +133,7 @@ async fn control_loop(
         tracing::info!("{line}");
     }
     notifier.ready();
-    notifier.status(&format!(
-        "running: {} span(s) configured",
-        config.board.spans.len()
-    ));
+    notifier.status(&running_status(&config, &gateway_state.borrow()));
     tracing::info!(version = crate::VERSION, "tdmgw ready");
 
     let mut report = RunReport::default();
@@ -151,6 +151,9 @@ async fn control_loop(
             }
             _ = tick.tick() => {
                 control.beat();
+                if let Some(gw) = &gateway {
+                    watch_gateway(gw, &gateway_state, &notifier);
+                }
                 if let Some((name, at)) = &stall_at
                     && !stalled && Instant::now() >= *at
                 {
@@ -206,29 +209,76 @@ async fn control_loop(
 
 /// Starts the gateway (`ops::gateway`) when the site config carries calls
 /// (it has routes or core peer groups); an operations-only config runs the
-/// lifecycle and telemetry alone. A gateway that cannot be built (a DAHDI
-/// span `dahdi_cfg` did not configure, a device tdmgw may not open; a SIP
-/// address in use) is logged as an error and the daemon stays up for
-/// operations.
+/// lifecycle and telemetry alone (state `NotConfigured`, ready).
+///
+/// A gateway that cannot be built (a DAHDI span `dahdi_cfg` did not
+/// configure, a device that is missing or tdmgw may not open; a SIP address
+/// in use) is logged as an error and the daemon stays up, not ready: state
+/// `Failed` fails `/readyz` with the error, shows in `tdmgw status`, in
+/// `tdmgw_gateway_state` and in systemd's `STATUS=`. Staying up, rather
+/// than exiting, keeps the reason in front of the NOC: an exit would have
+/// systemd restart tdmgw into the same failure until its start limit, with
+/// no `/metrics` or `/readyz` to scrape meanwhile. A restart after the fix
+/// starts the gateway.
 async fn start_gateway(
     config: &Config,
     board: &Arc<OpsBoard>,
     supervisor: &Supervisor,
     lifecycle: &Arc<Lifecycle>,
-) -> Option<super::gateway::Gateway> {
+    state: &tokio::sync::watch::Sender<GatewayState>,
+) -> Option<Gateway> {
     if config.site.routes.is_empty() && config.site.peer_groups.is_empty() {
         tracing::info!("no routes and no core peers configured: operations only, no gateway");
+        state.send_replace(GatewayState::NotConfigured);
         return None;
     }
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    match super::gateway::Gateway::start(config, board, supervisor, lifecycle.clone(), seed).await {
-        Ok(gw) => Some(gw),
+    match Gateway::start(config, board, supervisor, lifecycle.clone(), seed).await {
+        Ok(gw) => {
+            state.send_replace(GatewayState::Running);
+            Some(gw)
+        }
         Err(e) => {
-            tracing::error!(error = %e, "the gateway could not be started: running operations only, no calls");
+            tracing::error!(error = %e, "the gateway could not be started: running operations only, no calls; /readyz fails until tdmgw is restarted with this fixed");
+            state.send_replace(GatewayState::Failed(e.to_string()));
             None
         }
+    }
+}
+
+/// A running gateway one of whose parts has ended by itself is no longer
+/// the gateway configured: state `Stopped` (not ready), logged once.
+fn watch_gateway(
+    gw: &Gateway,
+    state: &tokio::sync::watch::Sender<GatewayState>,
+    notifier: &Notifier,
+) {
+    if *state.borrow() != GatewayState::Running {
+        return;
+    }
+    let ended = gw.ended_parts();
+    if ended.is_empty() {
+        return;
+    }
+    let what = format!("{} ended", ended.join(", "));
+    tracing::error!(parts = %what, "a part of the gateway has ended: calls are not carried as configured; restart tdmgw");
+    notifier.status(&format!("not ready: gateway stopped: {what}"));
+    state.send_replace(GatewayState::Stopped(what));
+}
+
+/// systemd's `STATUS=` once started.
+fn running_status(config: &Config, g: &GatewayState) -> String {
+    let spans = config.board.spans.len();
+    match g {
+        GatewayState::Failed(e) => {
+            format!("running operations only, not ready: gateway failed to start: {e}")
+        }
+        GatewayState::NotConfigured => {
+            format!("running operations only: {spans} span(s) configured, no routes or core peers")
+        }
+        _ => format!("running: {spans} span(s) configured"),
     }
 }
 

@@ -23,6 +23,11 @@
 //!    readiness checks and the status sections (`ops::layers`), and a
 //!    watcher of the line event ring that raises the alarm NOC events.
 //!
+//! A step that fails returns its [`GatewayError`] and leaves nothing
+//! running: once the media thread is spawned, a later failure (a SIP
+//! address in use) stops it, and the D-channel tasks end with their
+//! handles. The daemon shows the result as a [`GatewayState`].
+//!
 //! [`Gateway::start`] opens DAHDI spans through the kernel
 //! (`/dev/dahdi/channel`); [`Gateway::start_with`] takes another
 //! [`DahdiBackend`] (the simulated card of the tests).
@@ -103,6 +108,60 @@ impl fmt::Display for GatewayError {
 }
 
 impl std::error::Error for GatewayError {}
+
+/// What the daemon's gateway is doing, as `/readyz` (check `gateway`),
+/// `tdmgw status` (section `gateway`) and `/metrics`
+/// (`tdmgw_gateway_state`) show it. The daemon publishes it on a `watch`
+/// ([`super::layers::register_gateway`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayState {
+    /// The site config has no routes and no core peers: the daemon runs
+    /// operations only, by design. Ready.
+    NotConfigured,
+    /// [`Gateway::start`] has not returned yet. Not ready.
+    Starting,
+    /// Every part runs. Ready (the span, D-channel and peer checks say the rest).
+    Running,
+    /// [`Gateway::start`] failed with this error: no calls. Not ready.
+    Failed(String),
+    /// A part of the running gateway ended by itself
+    /// ([`Gateway::ended_parts`]): calls are not carried as configured. Not ready.
+    Stopped(String),
+}
+
+impl GatewayState {
+    /// The label of `tdmgw_gateway_state` and the status section's `state`.
+    pub const LABELS: [&'static str; 5] =
+        ["not_configured", "starting", "running", "failed", "stopped"];
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayState::NotConfigured => Self::LABELS[0],
+            GatewayState::Starting => Self::LABELS[1],
+            GatewayState::Running => Self::LABELS[2],
+            GatewayState::Failed(_) => Self::LABELS[3],
+            GatewayState::Stopped(_) => Self::LABELS[4],
+        }
+    }
+
+    /// Calls can be carried as the config asks (or none are asked for).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, GatewayState::NotConfigured | GatewayState::Running)
+    }
+
+    /// What an operator reads after `gateway: `.
+    pub fn detail(&self) -> String {
+        match self {
+            GatewayState::NotConfigured => {
+                "not configured (no routes and no core peers: operations only)".into()
+            }
+            GatewayState::Starting => "starting".into(),
+            GatewayState::Running => String::new(),
+            GatewayState::Failed(e) => format!("failed to start: {e}"),
+            GatewayState::Stopped(what) => format!("stopped: {what}"),
+        }
+    }
+}
 
 /// What was left when the gateway stopped.
 #[derive(Debug, Clone, Default)]
@@ -189,6 +248,9 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
             es: u32::from(s.interval.es),
             ses: u32::from(s.interval.ses),
             uas: u32::from(s.interval.uas),
+            far_es: u32::from(s.far_interval.es),
+            far_ses: u32::from(s.far_interval.ses),
+            far_uas: u32::from(s.far_interval.uas),
             ..PerfCounts::default()
         },
         total: PerfCounts {
@@ -201,9 +263,13 @@ fn span_snapshot(span: u16, t: &SpanTelemetry) -> SpanSnapshot {
             ses: s.ses,
             uas: s.uas,
             slips: s.slips,
+            far_es: s.far_es,
+            far_ses: s.far_ses,
+            far_uas: s.far_uas,
             ..PerfCounts::default()
         },
         unavailable: s.unavailable,
+        far_unavailable: s.far_unavailable,
     }
 }
 
@@ -323,6 +389,10 @@ impl Gateway {
             lm.observe_turn(lp);
         })
         .map_err(GatewayError::Io)?;
+        // A failure from here on must not leave the media thread running
+        // the spans (framing the line towards the exchange, holding the
+        // sockets and the tty) for a gateway that is not there.
+        let mut media_guard = StopOnDrop(Some(media_stop.clone()));
 
         // 2. One D-channel task per span.
         let (span_tx, span_rx) = mpsc::unbounded_channel();
@@ -473,6 +543,7 @@ impl Gateway {
                 }
             }
         });
+        media_guard.0 = None;
         info!(
             spans = span_ids.len(),
             dchannels = dchannels.len(),
@@ -495,6 +566,32 @@ impl Gateway {
             pair_far_ends: plan.pair_far_ends,
             span_status: lines.status,
         })
+    }
+
+    /// The parts that have ended by themselves (none while it runs as
+    /// started): `the media thread`, `the D-channel task of span N`, `the
+    /// SIP task`, `the call task`.
+    pub fn ended_parts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self
+            .media_join
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished)
+        {
+            out.push("the media thread".to_string());
+        }
+        for (d, j) in self.dchannels.iter().zip(&self.dchannel_joins) {
+            if j.is_finished() {
+                out.push(format!("the D-channel task of span {}", d.span()));
+            }
+        }
+        if self.sip_join.is_finished() {
+            out.push("the SIP task".to_string());
+        }
+        if self.call_join.is_finished() {
+            out.push("the call task".to_string());
+        }
+        out
     }
 
     /// The far ends of the `pair` spans (once).
@@ -581,6 +678,20 @@ impl Gateway {
     }
 }
 
+/// Raises the stop flag it holds when dropped (a start-up that failed
+/// after the media thread was spawned): the thread ends at its next turn
+/// and drops the line port. Disarmed (`None`) once the gateway is built.
+struct StopOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            stop.store(true, Ordering::Relaxed);
+            warn!("gateway start-up failed: media thread stopped");
+        }
+    }
+}
+
 /// Our B-channels' RTP ports and their spans (the SIP trace's Call-ID →
 /// span rule, `ops::sip`).
 fn rtp_port_spans(lp: &MediaLoop) -> HashMap<u16, u8> {
@@ -664,5 +775,182 @@ fn line_notice(span: u16, n: LineNotice) {
             );
         }
         LineNotice::Driver(d) => info!(span, event = ?d, "line driver state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// A board of one span (`span` is its driver's TOML; `None`: the
+    /// built-in simulated board) and a site with SIP on `sip`, written to
+    /// `dir`, loaded; the RTP range is probed free.
+    fn config(dir: &Path, span: Option<&str>, sip: SocketAddr) -> Config {
+        // Each candidate once per test binary (its tests run in parallel).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seed = std::process::id().wrapping_mul(2_654_435_761);
+        let base = (0..50)
+            .map(|_| NEXT.fetch_add(1, Ordering::Relaxed))
+            .map(|n| 20_000 + (seed.wrapping_add(n) % 150) as u16 * 64)
+            .find(|b| (0..64).all(|i| UdpSocket::bind(("127.0.0.1", b + i)).is_ok()))
+            .expect("a free RTP range");
+        let board = match span {
+            Some(span) => {
+                std::fs::write(
+                    dir.join("board.toml"),
+                    format!(
+                        "name = \"t\"\ndescription = \"t\"\n[media]\nrealtime_priority = 0\nlock_memory = false\n[[span]]\nid = 1\n{span}\n"
+                    ),
+                )
+                .unwrap();
+                "board.toml"
+            }
+            None => "builtin:sim",
+        };
+        let site = format!(
+            "board = \"{board}\"
+[media]
+rtp_address = \"127.0.0.1\"
+rtp_port_base = {base}
+[sip]
+listen = [{{ transport = \"udp\", address = \"{sip}\" }}]
+[[peer_group]]
+name = \"core\"
+[[peer_group.peer]]
+address = \"127.0.0.1:9\"
+[[route]]
+called = \"*\"
+peer_group = \"core\"
+[[span]]
+id = 1
+role = \"user\"
+"
+        );
+        std::fs::write(dir.join("site.toml"), site).unwrap();
+        Config::load(&dir.join("site.toml")).expect("config")
+    }
+
+    async fn start(config: &Config) -> Result<Gateway, GatewayError> {
+        let supervisor = Supervisor::new();
+        let lifecycle = Arc::new(Lifecycle::default());
+        let board = Arc::new(OpsBoard::new(supervisor.clone(), lifecycle.clone()));
+        Gateway::start(config, &board, &supervisor, lifecycle, 7).await
+    }
+
+    /// A serial span whose tty does not exist: the error names the span
+    /// and the device (what `/readyz` and `tdmgw status` show).
+    #[tokio::test]
+    async fn a_missing_serial_device_fails_the_start_naming_span_and_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let tty = dir.path().join("no-such-tty");
+        let span = format!(
+            "driver = \"serial\"\ndevice = \"{}\"\nbaud = 2048000",
+            tty.display()
+        );
+        let c = config(dir.path(), Some(&span), "127.0.0.1:0".parse().unwrap());
+        let Err(e) = start(&c).await else {
+            panic!("the gateway started on a missing tty");
+        };
+        let text = e.to_string();
+        assert!(matches!(e, GatewayError::Media(_)), "{e:?}");
+        assert!(
+            text.contains("span 1") && text.contains("no-such-tty"),
+            "{text}"
+        );
+    }
+
+    /// The SIP address is taken: the start fails after the media thread
+    /// was spawned, and that thread lets go of the span (its SAToP socket
+    /// can be bound again) instead of running on for no gateway.
+    #[tokio::test]
+    async fn a_sip_address_in_use_fails_the_start_and_stops_the_media_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let free = || {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        };
+        let (local, remote) = (free(), free());
+        let span = format!("driver = \"satop\"\nlocal = \"{local}\"\nremote = \"{remote}\"");
+        let c = config(dir.path(), Some(&span), taken.local_addr().unwrap());
+        let Err(e) = start(&c).await else {
+            panic!("the gateway started on a SIP address in use");
+        };
+        assert!(matches!(e, GatewayError::Sip(_)), "{e:?}");
+        // Hang guard only: the thread stops at its next turn.
+        let mut rebound = None;
+        for _ in 0..200 {
+            if let Ok(s) = UdpSocket::bind(local) {
+                rebound = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            rebound.is_some(),
+            "the media thread still holds the span's SAToP socket {local}"
+        );
+    }
+
+    /// The media thread's published status reaches the snapshot the
+    /// metrics and `tdmgw status` read, far-end seconds included.
+    #[test]
+    fn span_snapshot_carries_near_and_far_end_seconds() {
+        use crate::media::span_status::{IntervalSeconds, SpanStatus};
+        let t = SpanTelemetry::new(3);
+        t.publish(&SpanStatus {
+            es: 5,
+            ses: 2,
+            uas: 11,
+            interval: IntervalSeconds {
+                elapsed: 420,
+                es: 1,
+                ses: 0,
+                uas: 0,
+            },
+            far_es: 7,
+            far_ses: 3,
+            far_uas: 12,
+            far_interval: IntervalSeconds {
+                elapsed: 420,
+                es: 4,
+                ses: 2,
+                uas: 10,
+            },
+            far_unavailable: true,
+            ..SpanStatus::default()
+        });
+        let s = span_snapshot(3, &t);
+        assert_eq!(s.span, 3);
+        let near = |p: &PerfCounts| (p.es, p.ses, p.uas);
+        let far = |p: &PerfCounts| (p.far_es, p.far_ses, p.far_uas);
+        assert_eq!((near(&s.total), near(&s.current)), ((5, 2, 11), (1, 0, 0)));
+        assert_eq!((far(&s.total), far(&s.current)), ((7, 3, 12), (4, 2, 10)));
+        assert_eq!(s.current.seconds, 420);
+        assert!(s.far_unavailable && !s.unavailable);
+    }
+
+    /// A part that ends by itself is named by `ended_parts` (what the
+    /// daemon turns into state `Stopped`); none while all run.
+    #[tokio::test]
+    async fn a_part_that_ends_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path(), None, "127.0.0.1:0".parse().unwrap());
+        let gw = start(&c).await.expect("the gateway on the simulated board");
+        assert_eq!(gw.ended_parts(), Vec::<String>::new());
+        gw.dchannels[0].shutdown().await;
+        let mut ended = Vec::new();
+        for _ in 0..200 {
+            ended = gw.ended_parts();
+            if !ended.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ended, vec!["the D-channel task of span 1".to_string()]);
+        gw.stop().await;
     }
 }

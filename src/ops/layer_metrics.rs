@@ -12,6 +12,7 @@
 //!
 //! | layer | snapshot | collector |
 //! |---|---|---|
+//! | gateway | `ops::gateway::GatewayState` (its `watch`) | [`collect_gateway`] |
 //! | line (per span) | [`SpanSnapshot`] (from `RawSpan`, `Copy`) | [`collect_spans`] |
 //! | D-channel | `isdn::task::DChannelStatus` (its `watch`) | [`collect_dchannels`] |
 //! | SIP transports | `sip::transport::Counters` (atomics) | [`collect_sip_transport`] |
@@ -33,6 +34,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::gateway::GatewayState;
 use super::metrics::{AtomicHistogram, Exposition, Kind};
 use crate::call::cdr::Direction;
 use crate::isdn::q921::{self, MdlError};
@@ -71,6 +73,23 @@ fn rows<T>(
     }
 }
 
+// ---------------------------------------------------------------- gateway
+
+/// The gateway's state as a state set: `tdmgw_gateway_state{state}` is 1
+/// for the state it is in (`GatewayState::LABELS`), 0 for the others.
+pub fn collect_gateway(out: &mut Exposition, g: &GatewayState) {
+    let name = "tdmgw_gateway_state";
+    out.family(
+        name,
+        "The gateway (media thread, D-channel, SIP and call tasks): 1 for the state it is in (running; failed to start; stopped: a part ended; starting; not_configured: operations only).",
+        Kind::Gauge,
+    );
+    for label in GatewayState::LABELS {
+        let v = f64::from(u8::from(g.label() == label));
+        out.sample(name, &[("state", label)], v);
+    }
+}
+
 // ---------------------------------------------------------------- spans
 
 /// What telemetry reads of one span's line layer: `Copy`, built without
@@ -89,6 +108,9 @@ pub struct SpanSnapshot {
     pub total: PerfCounts,
     /// G.826 Annex A unavailable state.
     pub unavailable: bool,
+    /// The far end in unavailable time, as its E bits and RAI tell (its
+    /// own Annex A run; `far_*` of `current` and `total` are its seconds).
+    pub far_unavailable: bool,
 }
 
 impl SpanSnapshot {
@@ -101,6 +123,7 @@ impl SpanSnapshot {
             current: *span.perf().current(),
             total: *span.perf().total(),
             unavailable: span.perf().unavailable(),
+            far_unavailable: span.perf().far_unavailable(),
         }
     }
 }
@@ -211,7 +234,61 @@ pub fn collect_spans(out: &mut Exposition, spans: &[SpanSnapshot]) {
         &r,
         |s| f64::from(s.current.seconds),
     );
+    collect_span_far_end(out, &r);
     collect_span_counters(out, &r);
+}
+
+/// The far end's G.826 view of our transmit direction, from the E bits
+/// (FEBE) and RAI it sends: its own families rather than an `end` label on
+/// the near-end ones, so that a sum over a family stays meaningful and the
+/// near-end series keep their labels. 0 on DAHDI spans.
+fn collect_span_far_end(out: &mut Exposition, r: &[(String, &SpanSnapshot)]) {
+    rows(
+        out,
+        "tdmgw_span_far_end_unavailable",
+        "The far end in G.826 unavailable time as its E bits and RAI tell (1) or available (0).",
+        Kind::Gauge,
+        "span",
+        r,
+        |s| f64::from(u8::from(s.far_unavailable)),
+    );
+    let seconds: [FieldOf<PerfCounts, u32>; 3] = [
+        (
+            "errored_seconds",
+            "Far-end G.826 errored seconds (FEBE or RAI received; SES included), far-end available time only",
+            |p| p.far_es,
+        ),
+        (
+            "severely_errored_seconds",
+            "Far-end G.826 severely errored seconds (RAI or many FEBE received), far-end available time only",
+            |p| p.far_ses,
+        ),
+        (
+            "unavailable_seconds",
+            "Far-end G.826 unavailable seconds",
+            |p| p.far_uas,
+        ),
+    ];
+    for (base, help, f) in seconds {
+        rows(
+            out,
+            &format!("tdmgw_span_far_end_{base}_total"),
+            &format!("{help}, since start."),
+            Kind::Counter,
+            "span",
+            r,
+            |s| f64::from(f(&s.total)),
+        );
+        rows(
+            out,
+            &format!("tdmgw_span_far_end_interval_{base}"),
+            &format!("{help}, in the current 15-minute interval (may lag by up to 10 s)."),
+            Kind::Gauge,
+            "span",
+            r,
+            |s| f64::from(f(&s.current)),
+        );
+    }
 }
 
 fn collect_span_counters(out: &mut Exposition, r: &[(String, &SpanSnapshot)]) {
@@ -1587,6 +1664,10 @@ mod tests {
 
     fn render_all() -> String {
         let mut e = Exposition::new();
+        collect_gateway(
+            &mut e,
+            &GatewayState::Failed("span 1: no such device".into()),
+        );
         collect_spans(&mut e, &spans());
         collect_dchannels(&mut e, &dchannels());
         let transport = TransportCountersAll::default();
@@ -1648,11 +1729,22 @@ mod tests {
     fn samples_carry_the_snapshot_values() {
         let text = render_all();
         for line in [
+            "tdmgw_gateway_state{state=\"failed\"} 1\n",
+            "tdmgw_gateway_state{state=\"running\"} 0\n",
             "tdmgw_span_alarm{span=\"2\",alarm=\"LOS\"} 1\n",
             "tdmgw_span_alarm{span=\"1\",alarm=\"LOS\"} 0\n",
             "tdmgw_span_crc4_errors_total{span=\"1\"} 40\n",
             "tdmgw_span_interval_errored_seconds{span=\"1\"} 1\n",
             "tdmgw_span_unavailable_seconds_total{span=\"1\"} 12\n",
+            "tdmgw_span_far_end_errored_seconds_total{span=\"1\"} 6\n",
+            "tdmgw_span_far_end_severely_errored_seconds_total{span=\"1\"} 2\n",
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"1\"} 15\n",
+            "tdmgw_span_far_end_interval_errored_seconds{span=\"1\"} 3\n",
+            "tdmgw_span_far_end_interval_severely_errored_seconds{span=\"1\"} 1\n",
+            "tdmgw_span_far_end_interval_unavailable_seconds{span=\"1\"} 0\n",
+            "tdmgw_span_far_end_unavailable{span=\"1\"} 0\n",
+            "tdmgw_span_far_end_unavailable{span=\"2\"} 1\n",
+            "tdmgw_span_far_end_unavailable_seconds_total{span=\"2\"} 10\n",
             "tdmgw_span_hdlc_errors_total{span=\"1\",reason=\"fcs\"} 2\n",
             "tdmgw_dchannel_up{span=\"2\"} 0\n",
             "tdmgw_dchannel_q921_state{span=\"1\",state=\"multiple_frame_established\"} 1\n",

@@ -3,6 +3,8 @@
 //!
 //! The daemon calls, once each at start-up, after the layer is built:
 //!
+//! - [`register_gateway`] (before the gateway is started) with the `watch`
+//!   of its [`GatewayState`];
 //! - [`register_spans`] with a function returning every span's
 //!   [`SpanSnapshot`] (however the media threads publish them) and every
 //!   D-channel task's status `watch` (`DChannelHandle::status()`);
@@ -24,15 +26,16 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::board::OpsBoard;
+use super::gateway::GatewayState;
 use super::layer_metrics::{
     CallMetrics, MediaLoopMetrics, SipMessageMetrics, SipSnapshot, SpanSnapshot, collect_dchannels,
-    collect_media, collect_media_loops, collect_peers, collect_sip_stats, collect_sip_tables,
-    collect_sip_transport, collect_spans,
+    collect_gateway, collect_media, collect_media_loops, collect_peers, collect_sip_stats,
+    collect_sip_tables, collect_sip_transport, collect_spans,
 };
 use super::metrics::Exposition;
 use super::status_view::{
-    CallView, calls_json, channels_json, dchannel_checks, peer_checks, peers_json, sip_json,
-    span_checks, spans_json,
+    CallView, calls_json, channels_json, dchannel_checks, gateway_check, gateway_json, peer_checks,
+    peers_json, sip_json, span_checks, spans_json,
 };
 use crate::isdn::task::DChannelStatus;
 use crate::media::engine::StatsTable;
@@ -40,6 +43,26 @@ use crate::sip::transport::Counters;
 
 fn snapshot(rx: &[watch::Receiver<DChannelStatus>]) -> Vec<DChannelStatus> {
     rx.iter().map(|r| r.borrow().clone()).collect()
+}
+
+/// The gateway as a whole: metric `tdmgw_gateway_state`; check `gateway`
+/// (failing unless it runs as configured); status section `gateway`. The
+/// daemon registers it before it starts the gateway and sends each change
+/// of state.
+pub fn register_gateway(board: &OpsBoard, state: watch::Receiver<GatewayState>) {
+    {
+        let state = state.clone();
+        board
+            .metrics
+            .register(Arc::new(move |out: &mut Exposition| {
+                collect_gateway(out, &state.borrow().clone());
+            }));
+    }
+    {
+        let state = state.clone();
+        board.add_checks(move |out| gateway_check(out, &state.borrow().clone()));
+    }
+    board.add_status("gateway", move || gateway_json(&state.borrow()));
 }
 
 /// Spans and D-channels: metrics `tdmgw_span_*`, `tdmgw_dchannel_*`,
@@ -164,6 +187,71 @@ mod tests {
             .filter(|c| !c.ok)
             .map(|c| c.name)
             .collect()
+    }
+
+    /// The gateway's state: ready only when running (or not configured);
+    /// a failed start names its error in /readyz, the status (JSON and
+    /// text) and the state set.
+    #[test]
+    fn gateway_state_feeds_readiness_status_and_metrics() {
+        let board = OpsBoard::new(Supervisor::new(), Arc::new(Lifecycle::default()));
+        let (tx, rx) = watch::channel(GatewayState::Starting);
+        register_gateway(&board, rx);
+        assert_eq!(failing(&board), vec!["gateway"]);
+
+        let error =
+            "media thread: span 1: cannot open /dev/ttyE1: ENOENT: No such file or directory";
+        tx.send_replace(GatewayState::Failed(error.into()));
+        let check = board.readiness().into_iter().find(|c| c.name == "gateway");
+        let check = check.expect("a gateway check");
+        assert!(!check.ok);
+        assert_eq!(check.detail, format!("failed to start: {error}"));
+        let r = crate::ops::http::respond(&board, &hyper::Method::GET, "/readyz");
+        assert_eq!(r.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
+        let status = crate::ops::admin::status(&board, &serde_json::json!({"version": "t"}));
+        assert_eq!(status["gateway"]["state"], "failed");
+        assert_eq!(status["gateway"]["error"], error);
+        let text = crate::ops::admin::render_status(&status);
+        assert!(
+            text.contains(&format!("gateway: FAILED to start: {error}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  FAIL gateway: failed to start: {error}")),
+            "{text}"
+        );
+        let m = board.metrics.render();
+        assert!(
+            m.contains("tdmgw_gateway_state{state=\"failed\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("tdmgw_gateway_state{state=\"running\"} 0\n"),
+            "{m}"
+        );
+
+        tx.send_replace(GatewayState::Running);
+        assert!(failing(&board).is_empty());
+        let status = crate::ops::admin::status(&board, &serde_json::json!({"version": "t"}));
+        assert!(status["gateway"]["error"].is_null());
+        assert!(!crate::ops::admin::render_status(&status).contains("gateway: "));
+        assert!(
+            board
+                .metrics
+                .render()
+                .contains("tdmgw_gateway_state{state=\"running\"} 1\n")
+        );
+
+        tx.send_replace(GatewayState::Stopped("the media thread ended".into()));
+        let c = board.readiness().into_iter().find(|c| c.name == "gateway");
+        assert_eq!(
+            c.map(|c| (c.ok, c.detail)),
+            Some((false, "stopped: the media thread ended".into()))
+        );
+
+        // Operations only, by the site's choice: ready.
+        tx.send_replace(GatewayState::NotConfigured);
+        assert!(failing(&board).is_empty());
     }
 
     /// Registered layers show in /readyz, `tdmgw status` and /metrics, and

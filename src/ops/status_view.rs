@@ -8,13 +8,14 @@
 //!   [`calls_json`] (`calls`: calls in progress, numbers redacted when the
 //!   site asks), [`peers_json`] (`peers`: state and round trip),
 //!   [`sip_json`] (`sip`: bound listeners, calls, dialogs and transactions
-//!   in progress). Each takes
+//!   in progress), [`gateway_json`] (`gateway`: its state and error). Each takes
 //!   the same snapshots as the collectors in [`super::layer_metrics`].
-//! - Readiness checks (for `OpsBoard::add_checks`): [`span_checks`] fails a
+//! - Readiness checks (for `OpsBoard::add_checks`): [`gateway_check`]
+//!   fails while the gateway is not running as configured, [`span_checks`] fails a
 //!   span in red or blue alarm, [`dchannel_checks`] a span whose D-channel
 //!   is not established, [`peer_checks`] a peer group whose every peer is
 //!   down. Each check names the span or group and says why.
-//! - Text for the terminal: [`render_spans`], [`render_calls`],
+//! - Text for the terminal: [`render_gateway`], [`render_spans`], [`render_calls`],
 //!   [`render_peers`] read the JSON back (the CLI only has the document), so
 //!   `--json` and the text always agree.
 //!
@@ -28,6 +29,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::board::Check;
+use super::gateway::GatewayState;
 use super::layer_metrics::{
     PeerRow, SipSnapshot, SpanSnapshot, channel_state_label, q921_state_name,
 };
@@ -112,6 +114,7 @@ pub fn spans_json(spans: &[SpanSnapshot], dchannels: &[DChannelStatus]) -> Value
                 v["state"] = json!(alarm_state(s.alarms));
                 v["alarms"] = json!(alarm_names(s.alarms));
                 v["unavailable"] = json!(s.unavailable);
+                v["far_unavailable"] = json!(s.far_unavailable);
                 let t = &s.total;
                 v["counters"] = json!({
                     "fas_errors": t.fas_errors,
@@ -120,6 +123,7 @@ pub fn spans_json(spans: &[SpanSnapshot], dchannels: &[DChannelStatus]) -> Value
                     "slips": t.slips,
                     "alignment_losses": t.alignment_losses,
                     "es": t.es, "ses": t.ses, "uas": t.uas,
+                    "far_es": t.far_es, "far_ses": t.far_ses, "far_uas": t.far_uas,
                     "hdlc_fcs_errors": s.counters.hdlc_rx.fcs_errors,
                 });
                 let c = &s.current;
@@ -128,6 +132,7 @@ pub fn spans_json(spans: &[SpanSnapshot], dchannels: &[DChannelStatus]) -> Value
                     "fas_errors": c.fas_errors,
                     "crc4_errors": c.crc4_errors,
                     "es": c.es, "ses": c.ses, "uas": c.uas,
+                    "far_es": c.far_es, "far_ses": c.far_ses, "far_uas": c.far_uas,
                 });
             }
             if let Some(d) = dc {
@@ -243,7 +248,29 @@ pub fn peers_json(peers: &[PeerRow]) -> Value {
     )
 }
 
+/// The `gateway` section: its state, and the error or the part that
+/// ended when it failed or stopped.
+pub fn gateway_json(g: &GatewayState) -> Value {
+    let mut v = json!({ "state": g.label() });
+    if let GatewayState::Failed(e) | GatewayState::Stopped(e) = g {
+        v["error"] = json!(e);
+    }
+    v
+}
+
 // ---------------------------------------------------------------- readiness
+
+/// `gateway`: failing unless the gateway runs as configured (or the site
+/// asks for none): while it starts, when it could not be started, when a
+/// part of it has ended. The detail says why (`failed to start: span 1:
+/// ...`).
+pub fn gateway_check(out: &mut Vec<Check>, g: &GatewayState) {
+    out.push(Check {
+        name: "gateway".into(),
+        ok: g.is_ready(),
+        detail: g.detail(),
+    });
+}
 
 /// `span N alarms`: failing while the span is in red (LOS, LOF, LOMF) or blue
 /// (AIS) alarm: no usable signal from the exchange. RAI alone (yellow: the
@@ -331,6 +358,23 @@ fn n(v: &Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or(0)
 }
 
+/// The gateway's line (`gateway` section), when it is not running.
+pub fn render_gateway(v: &Value, out: &mut String) {
+    let g = &v["gateway"];
+    let text = match s(g, "state") {
+        "running" | "?" => return,
+        "not_configured" => "operations only (no routes and no core peers configured)".into(),
+        "starting" => "STARTING".into(),
+        "failed" => format!(
+            "FAILED to start: {} (no calls; fix it and restart tdmgw)",
+            s(g, "error")
+        ),
+        "stopped" => format!("STOPPED: {} (no calls; restart tdmgw)", s(g, "error")),
+        other => other.to_uppercase(),
+    };
+    let _ = writeln!(out, "gateway: {text}");
+}
+
 /// The spans with their channel grids (`spans` and `channels` sections).
 pub fn render_spans(v: &Value, out: &mut String) {
     let Some(spans) = v["spans"].as_array() else {
@@ -387,6 +431,13 @@ pub fn render_spans(v: &Value, out: &mut String) {
         let c = &sp["counters"];
         let i = &sp["interval"];
         if !c.is_null() {
+            let flag = |key: &str, text: &'static str| {
+                if sp[key].as_bool() == Some(true) {
+                    text
+                } else {
+                    ""
+                }
+            };
             let _ = writeln!(
                 out,
                 "        errors FAS {}  CRC-4 {}  E-bit {}  slips {}  |  this 15 min ({}): ES {}  SES {}  UAS {}{}",
@@ -398,11 +449,15 @@ pub fn render_spans(v: &Value, out: &mut String) {
                 n(i, "es"),
                 n(i, "ses"),
                 n(i, "uas"),
-                if sp["unavailable"].as_bool() == Some(true) {
-                    "  UNAVAILABLE"
-                } else {
-                    ""
-                }
+                flag("unavailable", "  UNAVAILABLE"),
+            );
+            let _ = writeln!(
+                out,
+                "        far end (its E bits, RAI)                  |  this 15 min: ES {}  SES {}  UAS {}{}",
+                n(i, "far_es"),
+                n(i, "far_ses"),
+                n(i, "far_uas"),
+                flag("far_unavailable", "  UNAVAILABLE"),
             );
         }
     }
@@ -511,6 +566,8 @@ pub(crate) mod tests_support {
                 crc4_errors: 12,
                 febe: 3,
                 es: 1,
+                far_es: 3,
+                far_ses: 1,
                 ..PerfCounts::default()
             },
             total: PerfCounts {
@@ -524,14 +581,23 @@ pub(crate) mod tests_support {
                 es: 4,
                 ses: 1,
                 uas: 12,
-                ..PerfCounts::default()
+                far_es: 6,
+                far_ses: 2,
+                far_uas: 15,
             },
             unavailable: false,
+            far_unavailable: false,
         };
         let red = SpanSnapshot {
             span: 2,
             alarms: Alarms::NONE.with(Alarm::Los, true).with(Alarm::Lof, true),
             unavailable: true,
+            // Its far end sent RAI for ten seconds before the LOS.
+            far_unavailable: true,
+            total: PerfCounts {
+                far_uas: 10,
+                ..PerfCounts::default()
+            },
             ..SpanSnapshot::default()
         };
         vec![ok, red]
@@ -709,11 +775,11 @@ mod tests {
             "spans": [
               {"span":1,"state":"ok","alarms":[],"unavailable":false,
                "counters":{"fas_errors":7,"crc4_errors":40,"ebit_errors":9,"slips":1,"alignment_losses":1,"es":4,"ses":1,"uas":12},
-               "interval":{"seconds":420,"es":1,"ses":0,"uas":0},
+               "interval":{"seconds":420,"es":1,"ses":0,"uas":0,"far_es":3,"far_ses":1,"far_uas":0},
                "dchannel":{"up":true,"q921_state":"multiple-frame established","calls":3}},
-              {"span":2,"state":"red","alarms":["LOS","LOF"],"unavailable":true,
+              {"span":2,"state":"red","alarms":["LOS","LOF"],"unavailable":true,"far_unavailable":true,
                "counters":{"fas_errors":0,"crc4_errors":0,"ebit_errors":0,"slips":0,"es":0,"ses":0,"uas":30},
-               "interval":{"seconds":30,"es":0,"ses":0,"uas":30},
+               "interval":{"seconds":30,"es":0,"ses":0,"uas":30,"far_es":0,"far_ses":0,"far_uas":10},
                "dchannel":{"up":false,"q921_state":"awaiting establishment","calls":0}}
             ],
             "channels": [
@@ -738,9 +804,11 @@ mod tests {
 span 1  OK                    D-channel up (multiple-frame established)    calls 3
         ts  1-15 |..B..B.........|  17-31 |...R..........r|
         errors FAS 7  CRC-4 40  E-bit 9  slips 1  |  this 15 min (7m00s): ES 1  SES 0  UAS 0
+        far end (its E bits, RAI)                  |  this 15 min: ES 3  SES 1  UAS 0
 span 2  RED    LOS|LOF        D-channel DOWN (awaiting establishment)      calls 0
         ts  1-15 |...............|  17-31 |...............|
         errors FAS 0  CRC-4 0  E-bit 0  slips 0  |  this 15 min (30s): ES 0  SES 0  UAS 30  UNAVAILABLE
+        far end (its E bits, RAI)                  |  this 15 min: ES 0  SES 0  UAS 10  UNAVAILABLE
         (. idle  r reserved  B busy  R restarting  X out of service)
 
 calls in progress: 1
@@ -759,6 +827,14 @@ peer core 192.0.2.11:5060 udp  DOWN  rtt -         (down 1m15s, 17 ping failures
         assert_eq!(v[0]["dchannel"]["q921_state"], "multiple-frame established");
         assert_eq!(v[0]["counters"]["crc4_errors"], 40);
         assert_eq!(v[0]["interval"]["es"], 1);
+        assert_eq!(v[0]["interval"]["far_es"], 3);
+        assert_eq!(v[0]["interval"]["far_ses"], 1);
+        assert_eq!(v[0]["counters"]["far_es"], 6);
+        assert_eq!(v[0]["counters"]["far_ses"], 2);
+        assert_eq!(v[0]["counters"]["far_uas"], 15);
+        assert_eq!(v[0]["far_unavailable"], false);
+        assert_eq!(v[1]["far_unavailable"], true);
+        assert_eq!(v[1]["counters"]["far_uas"], 10);
         assert_eq!(v[1]["state"], "red");
         assert_eq!(v[1]["alarms"], json!(["LOS", "LOF"]));
         assert_eq!(v[1]["dchannel"]["up"], false);
