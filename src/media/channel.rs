@@ -281,8 +281,10 @@ pub struct ChannelStats {
     pub connected: AtomicBool,
 }
 
-/// Ticks between two copies of the counters into [`ChannelStats`] (100 ms).
-pub const STATS_EVERY_TICKS: u64 = 100 / TICK_MS as u64;
+/// Ticks between two copies of the counters into [`ChannelStats`] (500 ms:
+/// status and scrapes read them far less often, and each copy is a few
+/// cache misses per channel; commands and call ends publish at once).
+pub const STATS_EVERY_TICKS: u64 = 500 / TICK_MS as u64;
 
 impl ChannelStats {
     fn store(&self, c: &ChannelCounters, jitter_samples: u32, connected: bool) {
@@ -634,9 +636,11 @@ impl Channel {
         self.jb.prefetch();
         self.detector.prefetch_data();
         self.plc.prefetch_data();
-        if let Some(d) = self.delay.get((self.now & self.delay_mask) as usize) {
-            prefetch(d);
-        }
+        super::prefetch_ring(
+            &self.delay,
+            (self.now & self.delay_mask) as usize,
+            TICK_SAMPLES,
+        );
         if let Some(s) = self.session.as_ref() {
             // The next tick builds a packet: its audio left the cache the
             // delay line's length ago.

@@ -306,9 +306,7 @@ impl DtmfDetector {
     /// Fetches the part of the sample ring the next call writes.
     #[inline]
     pub fn prefetch_data(&self) {
-        if let Some(p) = self.buf.get(self.buf_pos) {
-            super::prefetch(p);
-        }
+        super::prefetch_ring(&self.buf, self.buf_pos, super::channel::TICK_SAMPLES);
     }
 
     /// Next event, oldest first.

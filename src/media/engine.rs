@@ -45,7 +45,8 @@
 //! | PLC synthesis buffers (out of line) | `n × 1,800 B` (in the logged budget) |
 //! | span frame blocks | `s × 2 × TICK_SAMPLES × 32 B` (rx and tx, one tick) |
 //! | channel stats (telemetry atomics) | `n × size_of::<ChannelStats>()` |
-//! | transmit queues (RTP, RTCP) | `n × 8 B` |
+//! | transmit and relatch queues (RTP, RTCP, commanded channels) | `n × 12 B` |
+//! | socket peers (connected or not) | `n × size_of::<Peer>()` (32 B) |
 //! | command ring | `command_ring × size_of::<Command>()` |
 //! | event ring | `event_ring × size_of::<Event>()` |
 //! | receive buffers | `RECV_BATCH × 2048 B` (one `recvmmsg`) |
@@ -772,6 +773,8 @@ impl MediaLoop {
         }
         let cap = 2 * n + 1;
         core.budget.add("receive buffers", RECV_BATCH, RECV_BUF);
+        core.budget
+            .add("socket peers", n, std::mem::size_of::<Peer>());
         core.budget
             .add("poll events", cap, std::mem::size_of::<mio::event::Event>());
         tracing::info!(

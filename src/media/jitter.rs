@@ -394,13 +394,9 @@ impl JitterBuffer {
     /// a step earlier.
     #[inline]
     pub fn prefetch(&self) {
-        // A pull's 16 samples (32 bytes) may straddle two lines.
-        for k in [0, 15] {
-            let slot = ((self.playout + k) & self.mask) as usize;
-            if let Some(p) = self.samples.get(slot) {
-                super::prefetch(p);
-            }
-        }
+        // A tick's pull: TICK_SAMPLES samples from the playout point.
+        let start = (self.playout & self.mask) as usize;
+        super::prefetch_ring(&self.samples, start, super::channel::TICK_SAMPLES);
     }
 
     /// Asks the CPU to fetch what the next [`Self::insert`] of `samples`

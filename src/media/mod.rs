@@ -117,6 +117,23 @@ pub(crate) fn prefetch<T>(p: &T) {
     prefetch_ptr(p as *const T as *const u8);
 }
 
+/// [`prefetch`] of every cache line that items `start..start + len` of
+/// `ring` touch, wrapping at its end (a tick's run of a sample ring).
+#[inline(always)]
+pub(crate) fn prefetch_ring<T>(ring: &[T], start: usize, len: usize) {
+    let n = ring.len();
+    if n == 0 || len == 0 {
+        return;
+    }
+    let per_line = (64 / core::mem::size_of::<T>().max(1)).max(1);
+    let mut k = 0;
+    while k < len {
+        prefetch(&ring[(start + k) % n]);
+        k += per_line;
+    }
+    prefetch(&ring[(start + len - 1) % n]);
+}
+
 /// [`prefetch`] of every cache line of the first `bytes` bytes of `*p`
 /// (at most the whole of it).
 #[inline(always)]

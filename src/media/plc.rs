@@ -245,13 +245,11 @@ impl Plc {
     /// and the delayed samples it reads back.
     #[inline]
     pub fn prefetch_data(&self) {
+        let n = crate::media::channel::TICK_SAMPLES;
         let pos = self.pos;
         let out = (pos + HISTORY_LEN - OUTPUT_DELAY_SAMPLES) % HISTORY_LEN;
-        for i in [pos, (pos + 15) % HISTORY_LEN, out, (out + 15) % HISTORY_LEN] {
-            if let Some(h) = self.history.get(i) {
-                crate::media::prefetch(h);
-            }
-        }
+        crate::media::prefetch_ring(&self.history, pos, n);
+        crate::media::prefetch_ring(&self.history, out, n);
     }
 
     /// Writes `v` into the history and returns the sample written
