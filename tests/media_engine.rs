@@ -203,3 +203,35 @@ fn latched_socket_is_connected_until_the_latch_is_reset() {
     assert_eq!(lp.counters.datagrams_in, in_before + 1);
     assert_eq!(lp.counters.send_errors, 0);
 }
+
+/// The far end closes its port while the channel still sends: on the
+/// connected socket the kernel's ICMP port unreachable comes back as
+/// `ECONNREFUSED`, counted as such and not as a send or receive error;
+/// the loop goes on.
+#[test]
+fn a_closed_far_port_is_counted_as_unreachable_not_as_an_error() {
+    let (mut lp, mut ctl) = one_channel_engine();
+    let ch = ctl.stats.ids[0];
+    let engine = lp.rtp_addr(0).unwrap().0;
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let params = ConnectParams::new(a.local_addr().unwrap(), Codec::Pcma);
+    ctl.commands
+        .try_push(Command::Connect { ch, params })
+        .unwrap();
+    let mut port = SimE1::manual(1, 8, Tone);
+    let mut turn = |lp: &mut MediaLoop, ms: u32| {
+        for _ in 0..ms {
+            lp.turn(&mut port, Some(Duration::ZERO)).unwrap();
+        }
+    };
+    turn(&mut lp, 1);
+    a.send_to(&rtp(1, 0xAAAA, 160), engine).unwrap();
+    turn(&mut lp, 100);
+    assert_eq!(lp.counters.connects, 1, "{:?}", lp.counters);
+    drop(a);
+    turn(&mut lp, 200);
+    let c = lp.counters;
+    assert!(c.port_unreachable > 0, "{c:?}");
+    assert_eq!((c.send_errors, c.recv_errors), (0, 0), "{c:?}");
+    assert!(c.datagrams_out > 5, "{c:?}");
+}

@@ -693,6 +693,11 @@ pub struct LoopCounters {
     /// un-connected again by a command that reset the latch.
     pub connects: u64,
     pub unconnects: u64,
+    /// Sends and reads on a connected RTP socket that failed with
+    /// `ECONNREFUSED`: the far end's port is closed (ICMP port
+    /// unreachable), usual for a moment when it ends a call first. Not
+    /// counted as send or receive errors.
+    pub port_unreachable: u64,
 }
 
 const TDM_TOKEN: Token = Token(0);
@@ -1011,6 +1016,9 @@ fn send_pending(
         };
         match sent {
             Ok(_) => counters.datagrams_out += 1,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                counters.port_unreachable += 1
+            }
             Err(_) => counters.send_errors += 1,
         }
     }
@@ -1086,8 +1094,12 @@ fn drain_rtp(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                counters.recv_errors += 1;
+            Err(e) => {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    counters.port_unreachable += 1;
+                } else {
+                    counters.recv_errors += 1;
+                }
                 errors += 1;
                 if errors >= 8 {
                     return;
@@ -1225,8 +1237,12 @@ fn drain_rtcp(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                counters.recv_errors += 1;
+            Err(e) => {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    counters.port_unreachable += 1;
+                } else {
+                    counters.recv_errors += 1;
+                }
                 errors += 1;
                 if errors >= 8 {
                     return;

@@ -1281,6 +1281,7 @@ pub struct MediaLoopMetrics {
     rtcp_datagrams_in: AtomicU64,
     recv_errors: AtomicU64,
     send_errors: AtomicU64,
+    port_unreachable: AtomicU64,
     tdm_frames: AtomicU64,
     command_ring_overflows: AtomicU64,
     event_ring_overflows: AtomicU64,
@@ -1301,6 +1302,7 @@ impl MediaLoopMetrics {
             rtcp_datagrams_in: AtomicU64::new(0),
             recv_errors: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            port_unreachable: AtomicU64::new(0),
             tdm_frames: AtomicU64::new(0),
             command_ring_overflows: AtomicU64::new(0),
             event_ring_overflows: AtomicU64::new(0),
@@ -1325,6 +1327,7 @@ impl MediaLoopMetrics {
         s(&self.rtcp_datagrams_in, c.rtcp_datagrams_in);
         s(&self.recv_errors, c.recv_errors);
         s(&self.send_errors, c.send_errors);
+        s(&self.port_unreachable, c.port_unreachable);
         s(&self.tdm_frames, c.tdm_frames);
     }
 
@@ -1366,7 +1369,7 @@ pub fn collect_media_loops(out: &mut Exposition, loops: &[&MediaLoopMetrics]) {
         loops.iter().map(|l| (l.thread.clone(), l)).collect();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     type Field = fn(&MediaLoopMetrics) -> &AtomicU64;
-    let counters: [(&str, &str, Field); 8] = [
+    let counters: [(&str, &str, Field); 9] = [
         (
             "tdmgw_media_loop_overruns_total",
             "Media loop turns longer than the overrun threshold.",
@@ -1399,6 +1402,11 @@ pub fn collect_media_loops(out: &mut Exposition, loops: &[&MediaLoopMetrics]) {
             "tdmgw_media_send_errors_total",
             "RTP sends the kernel refused (dropped).",
             |l| &l.send_errors,
+        ),
+        (
+            "tdmgw_media_port_unreachable_total",
+            "RTP sends and reads on a socket connected to its latched source that found the far end's port closed (ICMP port unreachable; usual for a moment when the far end ends a call first).",
+            |l| &l.port_unreachable,
         ),
         (
             "tdmgw_media_tdm_frames_total",
