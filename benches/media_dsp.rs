@@ -4,6 +4,7 @@
 
 use std::hint::black_box;
 use std::time::Instant;
+use tdmgw::media::dtmf::DtmfDetector;
 use tdmgw::media::plc::Plc;
 use tdmgw::media::rfc4733::{EventReceiver, EventSender, EventSenderConfig};
 use tdmgw::media::rtcp::compound::{Compound, CompoundWriter};
@@ -101,7 +102,42 @@ fn rtcp() {
     );
 }
 
+/// The DTMF detector on speech-like audio (two drifting tones under a
+/// syllabic envelope: windows inside talkspurts are analysed), per 1 ms of
+/// samples.
+fn dtmf() {
+    const MS: usize = 2_000_000;
+    let audio: Vec<i16> = (0..8000 * 4)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            let env = (t * std::f64::consts::TAU * 3.0).sin().max(0.0);
+            let f1 = 300.0 + 200.0 * (t * 0.7).sin();
+            let f2 = 1100.0 + 500.0 * (t * 1.3).cos();
+            (env * (3000.0 * (t * f1 * std::f64::consts::TAU).sin()
+                + 1500.0 * (t * f2 * std::f64::consts::TAU).sin())) as i16
+        })
+        .collect();
+    let mut d = DtmfDetector::new();
+    let t = Instant::now();
+    for k in 0..MS {
+        let off = (k * 8) % audio.len();
+        let mut fed = 0;
+        while fed < 8 {
+            fed += d.handle_samples(black_box(&audio[off + fed..off + 8]));
+            while d.poll_event().is_some() {}
+        }
+    }
+    let s = t.elapsed().as_secs_f64();
+    report(
+        "dtmf: detector per ms, speech-like",
+        MS as f64 / s,
+        "ms",
+        1000.0,
+    );
+}
+
 fn main() {
+    dtmf();
     plc(false);
     plc(true);
     events();

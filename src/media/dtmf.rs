@@ -39,8 +39,9 @@
 /// Samples per internal block.
 pub const BLOCK_LEN: usize = 102;
 const WIN_LEN: usize = 2 * BLOCK_LEN;
-/// Half a window: the split of [`DtmfDetector::powers8`].
-const HALF: usize = WIN_LEN / 2;
+/// A quarter of the window ([`DtmfDetector::powers8`]).
+const QUARTER: usize = WIN_LEN / 4;
+const _: () = assert!(WIN_LEN.is_multiple_of(4));
 /// Envelope sub-block (2 ms).
 const SUB_LEN: usize = 16;
 /// Minimum tone duration in samples (36 ms; Q.24: 40 ms accepted).
@@ -141,9 +142,9 @@ fn dbm0_to_pow(dbm0: f32) -> f32 {
 /// The detector's constants (see [`DtmfDetector::t`]).
 struct Tables {
     coef: [f32; N_COEF],
-    /// Per Q.23 frequency, `M^HALF` of its Goertzel recurrence as
-    /// `[m11, m12, m21, m22]` (see [`DtmfDetector::powers8`]).
-    half_step: [[f32; 4]; N_FREQ],
+    /// Per Q.23 frequency, `M^(QUARTER j)` for j = 3, 2, 1 of its Goertzel
+    /// recurrence as `[m11, m12, m21, m22]` (see [`DtmfDetector::powers8`]).
+    quarter_steps: [[[f32; 4]; N_FREQ]; 3],
     /// The Hann window.
     window: [f32; WIN_LEN],
     win_sum: f32,
@@ -178,19 +179,21 @@ impl Tables {
             s += *w;
             s2 += *w * *w;
         }
-        let half_step = core::array::from_fn(|i| {
-            // The lanes' own (f32) coefficient, so both halves agree.
-            let c = coef[i * 4] as f64;
-            // M^HALF by repeated multiplication, in f64.
-            let mut m = [1.0f64, 0.0, 0.0, 1.0];
-            for _ in 0..HALF {
-                m = [c * m[0] - m[2], c * m[1] - m[3], m[0], m[1]];
-            }
-            m.map(|v| v as f32)
+        let quarter_steps = core::array::from_fn(|j| {
+            core::array::from_fn(|i| {
+                // The lanes' own (f32) coefficient, so the quarters agree.
+                let c = coef[i * 4] as f64;
+                // M^((3 - j) QUARTER) by repeated multiplication, in f64.
+                let mut m = [1.0f64, 0.0, 0.0, 1.0];
+                for _ in 0..(3 - j) * QUARTER {
+                    m = [c * m[0] - m[2], c * m[1] - m[3], m[0], m[1]];
+                }
+                m.map(|v| v as f32)
+            })
         });
         Tables {
             coef,
-            half_step,
+            quarter_steps,
             window,
             win_sum: s,
             win_sq_sum: s2,
@@ -437,32 +440,42 @@ impl DtmfDetector {
 
     /// [`Self::power`] at the eight Q.23 frequencies in one pass: eight
     /// independent Goertzel recurrences side by side (SIMD lanes), and the
-    /// window cut in two halves run at the same time from a zero state, so
-    /// four vector chains are in flight instead of two. The recurrence is
+    /// window cut in four quarters run at the same time from a zero state,
+    /// so eight vector chains are in flight instead of two (the recurrence's
+    /// latency, not the arithmetic, bounds one chain). The recurrence is
     /// linear, `v_n = M v_(n-1) + (x_n, 0)` with `M = [[c, -1], [1, 0]]`, so
-    /// the state after the whole window is `M^H v_first + v_second`
-    /// ([`Tables::half_step`] holds `M^H`). Equal to the sequential Goertzel up
-    /// to float rounding.
+    /// the state after the whole window is
+    /// `M^3Q v_1 + M^2Q v_2 + M^Q v_3 + v_4` ([`Tables::quarter_steps`]).
+    /// Equal to the sequential Goertzel up to float rounding.
     fn powers8(&self, frame: &[f32; WIN_LEN]) -> [f32; N_FREQ] {
         let c: [f32; N_FREQ] = core::array::from_fn(|i| self.t.coef[i * 4]);
-        let (a1, b1) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
-        let (a2, b2) = (&mut [0.0f32; N_FREQ], &mut [0.0f32; N_FREQ]);
-        let (first, second) = frame.split_at(HALF);
-        for (&xa, &xb) in first.iter().zip(second) {
-            for k in 0..N_FREQ {
-                let sa = xa + c[k] * a1[k] - a2[k];
-                a2[k] = a1[k];
-                a1[k] = sa;
-                let sb = xb + c[k] * b1[k] - b2[k];
-                b2[k] = b1[k];
-                b1[k] = sb;
+        // Per quarter: (s[n-1], s[n-2]) of each lane.
+        let mut v1 = [[0.0f32; N_FREQ]; 4];
+        let mut v2 = [[0.0f32; N_FREQ]; 4];
+        for n in 0..QUARTER {
+            let x = [
+                frame[n],
+                frame[QUARTER + n],
+                frame[2 * QUARTER + n],
+                frame[3 * QUARTER + n],
+            ];
+            for q in 0..4 {
+                for k in 0..N_FREQ {
+                    let s = x[q] + c[k] * v1[q][k] - v2[q][k];
+                    v2[q][k] = v1[q][k];
+                    v1[q][k] = s;
+                }
             }
         }
-        let m = &self.t.half_step;
+        let m = &self.t.quarter_steps;
         let norm = self.t.win_sum * self.t.win_sum;
         core::array::from_fn(|k| {
-            let s1 = m[k][0] * a1[k] + m[k][1] * a2[k] + b1[k];
-            let s2 = m[k][2] * a1[k] + m[k][3] * a2[k] + b2[k];
+            let (mut s1, mut s2) = (v1[3][k], v2[3][k]);
+            for (q, mq) in m.iter().enumerate() {
+                let mk = &mq[k];
+                s1 += mk[0] * v1[q][k] + mk[1] * v2[q][k];
+                s2 += mk[2] * v1[q][k] + mk[3] * v2[q][k];
+            }
             let m2 = s1 * s1 + s2 * s2 - c[k] * s1 * s2;
             2.0 * m2 / norm
         })
@@ -638,6 +651,26 @@ mod tests {
             for (k, &pk) in p.iter().enumerate() {
                 let q = det.power(&frame, k * 4);
                 assert!((pk - q).abs() <= 1e-3 * q.max(1.0), "lane {k}: {pk} vs {q}");
+            }
+        }
+        // Full-scale windowed tones at and around each lane's frequency:
+        // the quarters' steps M^Q.. M^3Q must not lose the large values.
+        for &f in ROW_HZ.iter().chain(&COL_HZ) {
+            for dev in [-0.035f32, -0.015, 0.0, 0.015, 0.035] {
+                let w = 2.0 * core::f32::consts::PI * f * (1.0 + dev) / 8000.0;
+                let frame: [f32; WIN_LEN] =
+                    core::array::from_fn(|n| 32_000.0 * (w * n as f32).sin() * det.t.window[n]);
+                let p = det.powers8(&frame);
+                let q: [f32; N_FREQ] = core::array::from_fn(|k| det.power(&frame, k * 4));
+                // Rounding scales with the largest lane (the tone's): far
+                // lanes' leakage is held to a millionth of it.
+                let top = q.iter().fold(0.0f32, |a, &b| a.max(b));
+                for (k, (&pk, &qk)) in p.iter().zip(&q).enumerate() {
+                    assert!(
+                        (pk - qk).abs() <= 1e-3 * qk + 1e-6 * top,
+                        "{f} Hz {dev:+}: lane {k}: {pk} vs {qk} (top {top})"
+                    );
+                }
             }
         }
     }
