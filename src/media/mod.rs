@@ -118,20 +118,24 @@ pub(crate) fn prefetch<T>(p: &T) {
 }
 
 /// [`prefetch`] of every cache line that items `start..start + len` of
-/// `ring` touch, wrapping at its end (a tick's run of a sample ring).
+/// `ring` touch, wrapping at its end (a tick's run of a sample ring;
+/// `start` is an index into it, `len` at most its length).
 #[inline(always)]
 pub(crate) fn prefetch_ring<T>(ring: &[T], start: usize, len: usize) {
     let n = ring.len();
-    if n == 0 || len == 0 {
+    if start >= n || len == 0 {
         return;
     }
+    // No `%`: a division per line costs more than the prefetch saves.
+    let len = len.min(n);
+    let at = |i: usize| if i >= n { i - n } else { i };
     let per_line = (64 / core::mem::size_of::<T>().max(1)).max(1);
     let mut k = 0;
     while k < len {
-        prefetch(&ring[(start + k) % n]);
+        prefetch(&ring[at(start + k)]);
         k += per_line;
     }
-    prefetch(&ring[(start + len - 1) % n]);
+    prefetch(&ring[at(start + len - 1)]);
 }
 
 /// [`prefetch`] of every cache line of the first `bytes` bytes of `*p`
