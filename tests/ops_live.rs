@@ -31,8 +31,8 @@
 //! The two tests take turns (one rig at a time) so that a loaded 2-core
 //! box keeps both E1 ends in real time.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -42,7 +42,9 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 mod e2e_common;
-use e2e_common::{BIN, Proc, free_rtp_base, free_udp_port, wait_for};
+use e2e_common::{
+    Proc, free_rtp_base, free_udp_port, http_get_any, status_of, status_text_of, wait_for,
+};
 
 /// Hang guard for anything the daemon should reach by itself.
 const HANG: Duration = Duration::from_secs(90);
@@ -218,15 +220,7 @@ switchtype = "euro-isdn"
     }
 
     fn try_status(&self) -> Option<Value> {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--socket"])
-            .arg(&self.admin)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        status_of(&self.admin).ok()
     }
 
     fn status(&self) -> Value {
@@ -235,17 +229,11 @@ switchtype = "euro-isdn"
     }
 
     fn status_text(&self) -> String {
-        let out = Command::new(BIN)
-            .args(["status", "--socket"])
-            .arg(&self.admin)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
+        status_text_of(&self.admin).unwrap_or_else(|e| panic!("tdmgw status: {e}"))
     }
 
     fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.management, path)
+        http_get_any(self.management, path)
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.gateway.tail()))
     }
 
@@ -369,30 +357,6 @@ impl Drop for Relay {
             let _ = t.join();
         }
     }
-}
-
-/// A plain HTTP/1.1 GET (the test's own client: status code and body).
-fn http_get(at: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&at, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    // A chunked body (hyper's default for a streamed one) is read as is:
-    // the checks below look for text inside it.
-    Ok((code, body))
 }
 
 /// `promtool check metrics` on a scrape; `None` when promtool is missing.
@@ -805,20 +769,11 @@ role = "user"
         ],
         &[],
     );
-    let status_json = || {
-        let out = Command::new(BIN)
-            .args(["status", "--json", "--socket"])
-            .arg(&admin)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
-            .flatten()
-    };
     // The admin socket answers once the start-up is over either way.
     let status = wait_for(HANG, || {
-        status_json().filter(|s| s["gateway"]["state"] != "starting")
+        status_of(&admin)
+            .ok()
+            .filter(|s| s["gateway"]["state"] != "starting")
     })
     .unwrap_or_else(|| panic!("no status from the daemon\n{}", gateway.tail()));
     assert_eq!(status["gateway"]["state"], "failed", "{status}");
@@ -832,7 +787,8 @@ role = "user"
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no management address in {status}"));
     let get = |path: &str| {
-        http_get(management, path).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
+        http_get_any(management, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", gateway.tail()))
     };
 
     // Not ready, saying why; alive, since its loops run.
@@ -858,13 +814,7 @@ role = "user"
         "{metrics}"
     );
     assert_promtool_clean(&metrics);
-    let out = Command::new(BIN)
-        .args(["status", "--socket"])
-        .arg(&admin)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = status_text_of(&admin).unwrap_or_else(|e| panic!("tdmgw status: {e}"));
     assert!(
         text.contains(&format!("gateway: FAILED to start: {error}")),
         "{text}"

@@ -501,8 +501,31 @@ pub fn status_of(socket: &Path) -> Result<Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
-/// A plain HTTP/1.1 GET; the body.
+/// `tdmgw status --socket PATH` (the text view).
+pub fn status_text_of(socket: &Path) -> Result<String, String> {
+    let out = Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(socket)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A plain HTTP/1.1 GET; the body of a 200 answer (another status is an
+/// error naming it).
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    match http_get_any(addr, path)? {
+        (200, body) => Ok(body),
+        (code, body) => Err(format!("HTTP {code}: {body}")),
+    }
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body (de-chunked),
+/// whatever the status.
+pub fn http_get_any(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -512,19 +535,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let resp = String::from_utf8_lossy(&raw);
     let (head, body) = resp.split_once("\r\n\r\n").ok_or("no HTTP header")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.to_string());
-    }
-    if head
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {head}"))?;
+    let chunked = head
         .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_string())
+        .contains("transfer-encoding: chunked");
+    Ok((
+        code,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
 }
 
 fn dechunk(mut body: &str) -> String {
