@@ -39,7 +39,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::time::{ClockId, clock_gettime};
 use tdmgw::line::g711;
 use tdmgw::media::control::{Codec, Command, ConnectParams};
-use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
+use tdmgw::media::engine::{EngineParams, MediaLoop, SpanParams};
 use tdmgw::media::tdm::{E1Frame, FrameSource, SimE1};
 
 const WARMUP_MS: u64 = 1000;
@@ -131,19 +131,16 @@ fn engine_run(spans: usize) -> (Measured, usize) {
     // Deterministic ports as in production (a port base; the engine
     // connects a socket to its latched source only when its port was
     // bound explicitly): the first base whose whole plan binds.
-    let (mut lp, mut ctl) = (20_000u16..)
+    let params = EngineParams::new(
+        (1..=spans as u16).map(SpanParams::pri).collect(),
+        "127.0.0.1".parse().unwrap(),
+        0,
+        1,
+    );
+    let bases = (20_000u16..)
         .step_by(3_000)
-        .take_while(|&base| base as usize + 64 * spans < 65_000)
-        .find_map(|base| {
-            let params = EngineParams::new(
-                (1..=spans as u16).map(SpanParams::pri).collect(),
-                "127.0.0.1".parse().unwrap(),
-                base,
-                1,
-            );
-            let (core, ctl) = MediaCore::new(&params).ok()?;
-            Some((MediaLoop::new(core).ok()?, ctl))
-        })
+        .take_while(|&base| base as usize + 64 * spans < 65_000);
+    let (mut lp, mut ctl) = MediaLoop::bind_first_free(&params, bases)
         .expect("a free port range for the engine's sockets");
     let n = lp.core().channel_count();
     let addrs: Vec<SocketAddr> = (0..n).map(|i| lp.rtp_addr(i).unwrap().0).collect();

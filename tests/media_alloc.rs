@@ -21,7 +21,7 @@ use std::time::Duration;
 use tdmgw::line::g711;
 use tdmgw::media::control::{ChannelId, Codec, Command, ConnectParams, DigitString, Event};
 use tdmgw::media::dtmf::{DtmfDetector, DtmfEvent};
-use tdmgw::media::engine::{EngineParams, MediaCore, MediaLoop, SpanParams};
+use tdmgw::media::engine::{EngineParams, MediaLoop, SpanParams};
 use tdmgw::media::rfc4733::TelephoneEvent;
 use tdmgw::media::rtcp::compound::{Compound, CompoundWriter, RtcpPacket};
 use tdmgw::media::rtcp::rr::ReportBlock;
@@ -265,15 +265,11 @@ fn media_path_allocates_nothing() {
     // Ports from a base, as in production: the engine connects a socket
     // to its latched source and un-connects it when a command resets the
     // latch, so those calls run under the counting allocator too.
-    let (mut lp, mut ctl) = (21_000u16..60_000)
-        .step_by(1_000 + 128 * (std::process::id() as usize % 7))
-        .find_map(|base| {
-            let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
-            let params = EngineParams::new(spans, "127.0.0.1".parse().unwrap(), base, 0x5EED);
-            let (core, ctl) = MediaCore::new(&params).ok()?;
-            Some((MediaLoop::new(core).ok()?, ctl))
-        })
-        .expect("a free range of 128 ports");
+    let spans = vec![SpanParams::pri(1), SpanParams::pri(2)];
+    let params = EngineParams::new(spans, "127.0.0.1".parse().unwrap(), 0, 0x5EED);
+    let bases = (21_000u16..60_000).step_by(1_000 + 128 * (std::process::id() as usize % 7));
+    let (mut lp, mut ctl) =
+        MediaLoop::bind_first_free(&params, bases).expect("a free range of 128 ports");
     assert_eq!(lp.core().channel_count(), CHANNELS);
     let engine_addr: Vec<SocketAddr> = (0..CHANNELS).map(|i| lp.rtp_addr(i).unwrap().0).collect();
     let ids: Vec<ChannelId> = ctl.stats.ids.to_vec();

@@ -805,6 +805,24 @@ impl MediaLoop {
         })
     }
 
+    /// Builds and binds an engine from `params` at the first port base of
+    /// `bases` whose whole plan binds: ports from a base as in production
+    /// (so sockets get connected, see [`Peer`]), on a machine where other
+    /// processes hold some ports (tests, benches). `None` when none binds.
+    pub fn bind_first_free(
+        params: &EngineParams,
+        bases: impl IntoIterator<Item = u16>,
+    ) -> Option<(MediaLoop, ControlHandle)> {
+        bases.into_iter().find_map(|base| {
+            let p = EngineParams {
+                rtp_port_base: base,
+                ..params.clone()
+            };
+            let (core, ctl) = MediaCore::new(&p).ok()?;
+            Some((MediaLoop::new(core).ok()?, ctl))
+        })
+    }
+
     /// Gives the loop its trace tap (start-up only; see `trace_tap`).
     pub fn set_trace_tap(&mut self, mut tap: TraceTap) {
         let table = (0..self.core.channels.len())
